@@ -1,0 +1,115 @@
+# memmap3 - build, test, install. Every variable can be overridden
+# (LuaRocks' names are accepted: LUA_INCDIR, LUA_LIBDIR, LIBFLAG, CFLAGS...).
+
+LUA         ?= lua5.4
+BUSTED      ?= busted
+LUACHECK    ?= luacheck
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
+LIBDIR      ?= $(PREFIX)/lib
+INCDIR      ?= $(PREFIX)/include
+LUA_VERSION ?= 5.4
+LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
+LUA_LIBDIR  ?= $(LIBDIR)/lua/$(LUA_VERSION)
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CC          ?= cc
+OPT         ?= -O2 -g
+WARN        ?= -std=c11 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wstrict-prototypes
+CFLAGS      ?= $(OPT)
+MM3_CFLAGS   = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_GNU_SOURCE
+LIBFLAG     ?= -shared
+LDLIBS      ?= -lpthread
+B           ?= build
+
+CORE_SRC  := $(sort $(wildcard src/mm3_*.c))
+LUA_SRC   := $(sort $(wildcard src/lmm3*.c))
+CORE_OBJ  := $(CORE_SRC:src/%.c=$(B)/obj/%.o)
+LUA_OBJ   := $(LUA_SRC:src/%.c=$(B)/obj/%.o)
+HDRS      := $(wildcard src/*.h)
+CTEST_SRC := $(sort $(wildcard spec/c/test_*.c))
+CTESTS    := $(CTEST_SRC:spec/c/%.c=$(B)/tests/%)
+
+.PHONY: all deps deps-test demo test test-c test-lua lint sanitize bench install uninstall clean torture
+
+all: $(B)/libmemmap3.a $(B)/libmemmap3.so $(B)/memmap3/core.so
+
+deps:
+	@tools/deps.sh build
+
+$(B)/obj/%.o: src/%.c $(HDRS) | $(B)/obj
+	$(CC) $(MM3_CFLAGS) -I$(LUA_INCDIR) -c $< -o $@
+
+$(B)/obj $(B)/tests $(B)/memmap3:
+	@mkdir -p $@
+
+$(B)/libmemmap3.a: $(CORE_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/libmemmap3.so: $(CORE_OBJ)
+	$(CC) $(LIBFLAG) -o $@ $^ $(LDLIBS)
+
+$(B)/memmap3/core.so: $(CORE_OBJ) $(LUA_OBJ) | $(B)/memmap3
+	$(CC) $(LIBFLAG) -o $@ $^ $(LDLIBS)
+
+# C unit tests link the static core only: they prove it needs no Lua.
+$(B)/tests/%: spec/c/%.c spec/c/mm3_test.h $(B)/libmemmap3.a | $(B)/tests
+	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE -Isrc -o $@ $< $(B)/libmemmap3.a $(LDLIBS)
+
+demo:
+	@tools/deps.sh demo
+	@$(MAKE) --no-print-directory all
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(B)/?.so;;" $(LUA) examples/demo.lua
+
+test:
+	@tools/deps.sh test
+	@$(MAKE) --no-print-directory all $(CTESTS)
+	@LUA="$(LUA)" BUSTED="$(BUSTED)" B="$(B)" tools/run-tests.sh $(CTESTS)
+
+lint:
+	@tools/deps.sh test
+	$(MAKE) --no-print-directory B=$(B)/lint CFLAGS="$(OPT) -Werror" all
+	$(LUACHECK) lua spec bench examples
+
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer. The
+# lua5.4 binary is not instrumented, so the runtime is preloaded for it.
+SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+sanitize:
+	@tools/deps.sh test
+	@$(MAKE) --no-print-directory B=$(B)/san CFLAGS="$(SAN_FLAGS)" LDLIBS="-lpthread -fsanitize=address,undefined" all
+	@$(MAKE) --no-print-directory B=$(B)/san CFLAGS="$(SAN_FLAGS)" LDLIBS="-lpthread -fsanitize=address,undefined" \
+	  $(CTEST_SRC:spec/c/%.c=$(B)/san/tests/%)
+	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  MM3_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  LUA="$(LUA)" BUSTED="$(BUSTED)" B="$(B)/san" tools/run-tests.sh $(CTEST_SRC:spec/c/%.c=$(B)/san/tests/%)
+
+bench:
+	@tools/deps.sh bench
+	@$(MAKE) --no-print-directory all
+	@for f in bench/*_bench.lua; do echo "== $$f"; \
+	  LUA_PATH="lua/?.lua;lua/?/init.lua;bench/?.lua;;" LUA_CPATH="$(B)/?.so;;" $(LUA) $$f || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUA_LIBDIR)/memmap3 \
+	  $(DESTDIR)$(LUA_SHAREDIR)/memmap3 $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 $(B)/libmemmap3.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(B)/libmemmap3.so $(DESTDIR)$(LIBDIR)/
+	install -m 644 src/memmap3.h src/memmap3_lua.h $(DESTDIR)$(INCDIR)/
+	install -m 755 $(B)/memmap3/core.so $(DESTDIR)$(LUA_LIBDIR)/memmap3/
+	install -m 644 lua/memmap3/*.lua $(DESTDIR)$(LUA_SHAREDIR)/memmap3/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|0.1.0|' \
+	  tools/memmap3.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/memmap3.pc
+	@if [ -f bin/memmap3 ]; then install -d $(DESTDIR)$(BINDIR) && \
+	  sed -e 's|^-- @PATHS@$$|package.path = "$(LUA_SHAREDIR)/?.lua;$(LUA_SHAREDIR)/?/init.lua;" .. package.path; package.cpath = "$(LUA_LIBDIR)/?.so;" .. package.cpath|' \
+	  bin/memmap3 > $(DESTDIR)$(BINDIR)/memmap3 && chmod 755 $(DESTDIR)$(BINDIR)/memmap3; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libmemmap3.a $(DESTDIR)$(LIBDIR)/libmemmap3.so
+	rm -f $(DESTDIR)$(INCDIR)/memmap3.h $(DESTDIR)$(INCDIR)/memmap3_lua.h
+	rm -rf $(DESTDIR)$(LUA_LIBDIR)/memmap3 $(DESTDIR)$(LUA_SHAREDIR)/memmap3
+	rm -f $(DESTDIR)$(PKGCONFIGDIR)/memmap3.pc $(DESTDIR)$(BINDIR)/memmap3
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,364 @@
+/*
+ * lmm3_map.c - memmap3.Map: raw mappings from Lua (mm.map, mm.anon).
+ *
+ * Offsets are 0-based byte offsets, like a file's. Misuse raises; failures of
+ * the system return fail, "what: message", code.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "lmm3_internal.h"
+
+typedef struct lmm3_map {
+  mm3_map *m;  /* NULL once closed */
+  int owned;   /* 0: borrowed from a C host, never unmapped here */
+} lmm3_map;
+
+static lmm3_map *tomap(lua_State *L, int idx) {
+  lmm3_map *u = luaL_checkudata(L, idx, LMM3_MAP);
+  if (!u->m) luaL_error(L, "attempt to use a closed " LMM3_MAP);
+  return u;
+}
+
+static const char *const mode_names[] = {"r", "rw", "copy", "copy_r", "rx", NULL};
+
+static lmm3_map *newmap(lua_State *L) {
+  lmm3_map *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->m = NULL; /* safe closed state until the mapping exists */
+  u->owned = 1;
+  luaL_setmetatable(L, LMM3_MAP);
+  return u;
+}
+
+void mm3lua_push_map(lua_State *L, mm3_map *m, int owned) {
+  lmm3_map *u = newmap(L);
+  u->m = m;
+  u->owned = owned;
+}
+
+mm3_map *mm3lua_check_map(lua_State *L, int idx) { return tomap(L, idx)->m; }
+
+/* Raise for a range outside the map. */
+static void check_range(lua_State *L, mm3_map *m, uint64_t off, uint64_t len) {
+  if (mm3_map_check_range(m, off, len))
+    luaL_error(L, LMM3_MAP ": range [%I, %I + %I) is outside the map (%I bytes)",
+               (lua_Integer)off, (lua_Integer)off, (lua_Integer)len,
+               (lua_Integer)mm3_map_len(m));
+}
+
+static const char *const prot_names[] = {"", "r", "", "rw", "", "rx"};
+
+static void check_writable(lua_State *L, mm3_map *m) {
+  if (mm3_map_prot(m) != MM3_PROT_RW)
+    luaL_error(L, LMM3_MAP " is read-only (mode %s, protection %s)", mode_names[mm3_map_mode(m)],
+               prot_names[mm3_map_prot(m)]);
+}
+
+/* ---- constructors ---- */
+
+static const char *const map_opts[] = {"mode", "offset", "len", "populate", "no_reserve",
+                                       "create", NULL};
+
+static int l_map(lua_State *L) {
+  mm3_map_opts o = {0};
+  char what[64];
+  const char *path = NULL;
+  int fd = -1, rc, has_len;
+  lmm3_check_opts(L, 2, "mm.map", map_opts);
+  lua_settop(L, 2);
+  const char *mode = lmm3_opt_string(L, 2, "mode", "r");
+  int i;
+  for (i = 0; mode_names[i]; i++)
+    if (strcmp(mode, mode_names[i]) == 0) break;
+  if (!mode_names[i])
+    return luaL_error(L, "mm.map: bad mode '%s' (expected r, rw, copy, copy_r or rx)", mode);
+  o.mode = (mm3_mode)i;
+  lua_Integer off = lmm3_opt_int(L, 2, "offset", 0, NULL);
+  lua_Integer len = lmm3_opt_int(L, 2, "len", 0, &has_len);
+  if (off < 0) return luaL_error(L, "mm.map: offset must not be negative (got %I)", off);
+  if (len < 0) return luaL_error(L, "mm.map: len must not be negative (got %I)", len);
+  o.offset = (uint64_t)off;
+  o.len = (uint64_t)len;
+  o.has_len = has_len;
+  o.populate = lmm3_opt_bool(L, 2, "populate", 0);
+  o.no_reserve = lmm3_opt_bool(L, 2, "no_reserve", 0);
+  o.create = lmm3_opt_bool(L, 2, "create", 0);
+  lmm3_map *u = newmap(L);
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    path = lua_tostring(L, 1);
+    rc = mm3_map_path(path, &o, &u->m);
+  } else {
+    if (o.create) return luaL_error(L, "mm.map: option 'create' needs a path");
+    luaL_Stream *s = luaL_testudata(L, 1, LUA_FILEHANDLE);
+    if (s) {
+      if (!s->closef) return luaL_error(L, "mm.map: attempt to use a closed file");
+      fd = fileno(s->f);
+      fflush(s->f); /* buffered writes must reach the file before it is mapped */
+      snprintf(what, sizeof what, "file (fd %d)", fd);
+    } else if (lua_isinteger(L, 1)) {
+      lua_Integer v = lua_tointeger(L, 1);
+      if (v < 0 || v > 0x7fffffff) return luaL_error(L, "mm.map: bad file descriptor %I", v);
+      fd = (int)v;
+      snprintf(what, sizeof what, "fd %d", fd);
+    } else {
+      return luaL_typeerror(L, 1, "path, file handle or descriptor");
+    }
+    rc = mm3_map_fd(fd, &o, &u->m);
+  }
+  if (rc == MM3_EINVAL || rc == MM3_ERANGE)
+    return luaL_error(L, "mm.map: %s: %s (offset %I)", path ? path : what, mm3_strerror(rc), off);
+  if (rc) return lmm3_fail(L, path ? path : what, rc);
+  return 1;
+}
+
+static const char *const anon_opts[] = {"populate", "stack", "huge", "no_reserve", "shared", NULL};
+
+static int l_anon(lua_State *L) {
+  mm3_anon_opts o = {0};
+  uint64_t len = lmm3_check_size(L, 1, "mm.anon: length");
+  lmm3_check_opts(L, 2, "mm.anon", anon_opts);
+  lua_settop(L, 2);
+  o.populate = lmm3_opt_bool(L, 2, "populate", 0);
+  o.stack = lmm3_opt_bool(L, 2, "stack", 0);
+  o.no_reserve = lmm3_opt_bool(L, 2, "no_reserve", 0);
+  o.shared = lmm3_opt_bool(L, 2, "shared", 0);
+  if (!lua_isnil(L, 2)) {
+    lua_getfield(L, 2, "huge");
+    if (lua_isboolean(L, -1)) {
+      o.huge = lua_toboolean(L, -1);
+    } else if (!lua_isnil(L, -1)) {
+      int isint;
+      lua_Integer bits = lua_tointegerx(L, -1, &isint);
+      if (!isint || bits < 1 || bits > 63)
+        return luaL_error(L, "mm.anon: option 'huge' must be true or page-size bits (21 = 2 MiB)");
+      o.huge = (int)bits;
+    }
+    lua_pop(L, 1);
+  }
+  lmm3_map *u = newmap(L);
+  int rc = mm3_map_anon(len, &o, &u->m);
+  if (rc) return lmm3_fail(L, "anonymous map", rc);
+  return 1;
+}
+
+static int l_advice_supported(lua_State *L) {
+  mm3_advice a;
+  const char *name = luaL_checkstring(L, 1);
+  if (mm3_advice_from_name(name, &a)) return luaL_error(L, "unknown advice '%s'", name);
+  lua_pushboolean(L, mm3_advice_supported(a));
+  return 1;
+}
+
+/* ---- methods ---- */
+
+static int m_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)mm3_map_len(tomap(L, 1)->m));
+  return 1;
+}
+
+static int m_read(lua_State *L) {
+  mm3_map *m = tomap(L, 1)->m;
+  uint64_t off = lua_isnoneornil(L, 2) ? 0 : lmm3_check_size(L, 2, "offset");
+  uint64_t n;
+  if (lua_isnoneornil(L, 3)) {
+    check_range(L, m, off, 0);
+    n = mm3_map_len(m) - off;
+  } else {
+    n = lmm3_check_size(L, 3, "length");
+  }
+  check_range(L, m, off, n);
+  lua_pushlstring(L, (const char *)mm3_map_ptr(m) + off, (size_t)n);
+  return 1;
+}
+
+static int m_write(lua_State *L) {
+  mm3_map *m = tomap(L, 1)->m;
+  uint64_t off = lmm3_check_size(L, 2, "offset");
+  size_t n;
+  const char *s = luaL_checklstring(L, 3, &n);
+  check_writable(L, m);
+  check_range(L, m, off, n);
+  memcpy(mm3_map_ptr(m) + off, s, n);
+  lua_pushinteger(L, (lua_Integer)(off + n));
+  return 1;
+}
+
+static int m_unpack(lua_State *L) {
+  mm3_map *m = tomap(L, 1)->m;
+  const char *fmt = luaL_checkstring(L, 2);
+  uint64_t off = lua_isnoneornil(L, 3) ? 0 : lmm3_check_size(L, 3, "offset");
+  check_range(L, m, off, 0);
+  return lmm3_unpack(L, fmt, mm3_map_ptr(m), mm3_map_len(m), (size_t)off);
+}
+
+static int m_pack(lua_State *L) {
+  mm3_map *m = tomap(L, 1)->m;
+  uint64_t off = lmm3_check_size(L, 2, "offset");
+  const char *fmt = luaL_checkstring(L, 3);
+  size_t n;
+  check_writable(L, m);
+  check_range(L, m, off, 0);
+  lmm3_pack(L, fmt, 4, (size_t)off);
+  const char *s = lua_tolstring(L, -1, &n);
+  check_range(L, m, off, n);
+  memcpy(mm3_map_ptr(m) + off, s, n);
+  lua_pushinteger(L, (lua_Integer)(off + n));
+  return 1;
+}
+
+/* Optional (off, len) at args 2, 3 (or 3, 4): both absent means the whole map. */
+static void opt_range(lua_State *L, int arg, mm3_map *m, uint64_t *off, uint64_t *len) {
+  *off = 0;
+  *len = 0;
+  if (lua_isnoneornil(L, arg) && lua_isnoneornil(L, arg + 1)) return;
+  *off = lmm3_check_size(L, arg, "offset");
+  *len = lua_isnoneornil(L, arg + 1) ? 0 : lmm3_check_size(L, arg + 1, "length");
+  if (lua_isnoneornil(L, arg + 1)) {
+    check_range(L, m, *off, 0);
+    *len = mm3_map_len(m) - *off;
+  }
+  check_range(L, m, *off, *len);
+  if (*len == 0) *off = 0, *len = 0; /* nothing to do: an empty range is the whole of nothing */
+}
+
+static int result(lua_State *L, int rc, const char *what) {
+  if (rc) return lmm3_fail(L, what, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_flush(lua_State *L) {
+  mm3_map *m = tomap(L, 1)->m;
+  uint64_t off, len;
+  opt_range(L, 2, m, &off, &len);
+  if (!lua_isnoneornil(L, 2) && len == 0) return result(L, 0, NULL);
+  return result(L, mm3_map_flush(m, off, len), "flush");
+}
+
+static int m_flush_async(lua_State *L) {
+  mm3_map *m = tomap(L, 1)->m;
+  uint64_t off, len;
+  opt_range(L, 2, m, &off, &len);
+  if (!lua_isnoneornil(L, 2) && len == 0) return result(L, 0, NULL);
+  return result(L, mm3_map_flush_async(m, off, len), "flush_async");
+}
+
+static int m_advise(lua_State *L) {
+  mm3_map *m = tomap(L, 1)->m;
+  const char *name = luaL_checkstring(L, 2);
+  mm3_advice a;
+  uint64_t off, len;
+  if (mm3_advice_from_name(name, &a)) return luaL_error(L, "unknown advice '%s'", name);
+  opt_range(L, 3, m, &off, &len);
+  if (!lua_isnoneornil(L, 3) && len == 0) return result(L, 0, NULL);
+  return result(L, mm3_map_advise(m, a, off, len), name);
+}
+
+static int m_lock(lua_State *L) { return result(L, mm3_map_lock(tomap(L, 1)->m), "lock"); }
+static int m_unlock(lua_State *L) { return result(L, mm3_map_unlock(tomap(L, 1)->m), "unlock"); }
+
+static int m_protect(lua_State *L) {
+  static const char *const names[] = {"r", "rw", "rx", NULL};
+  static const mm3_prot prots[] = {MM3_PROT_R, MM3_PROT_RW, MM3_PROT_RX};
+  mm3_map *m = tomap(L, 1)->m;
+  int i = luaL_checkoption(L, 2, NULL, names);
+  return result(L, mm3_map_protect(m, prots[i]), "protect");
+}
+
+static const char *const remap_opts[] = {"may_move", NULL};
+
+static int m_remap(lua_State *L) {
+  mm3_map *m = tomap(L, 1)->m;
+  uint64_t len = lmm3_check_size(L, 2, "remap: length");
+  lmm3_check_opts(L, 3, "remap", remap_opts);
+  int flags = lmm3_opt_bool(L, 3, "may_move", 0) ? MM3_REMAP_MAY_MOVE : 0;
+  return result(L, mm3_map_remap(m, len, flags), "remap");
+}
+
+static int m_mode(lua_State *L) {
+  lua_pushstring(L, mode_names[mm3_map_mode(tomap(L, 1)->m)]);
+  return 1;
+}
+
+static int m_ptr(lua_State *L) {
+  lua_pushlightuserdata(L, mm3_map_ptr(tomap(L, 1)->m));
+  return 1;
+}
+
+static int m_close(lua_State *L) {
+  lmm3_map *u = luaL_checkudata(L, 1, LMM3_MAP);
+  if (u->m && u->owned) mm3_map_close(u->m);
+  u->m = NULL;
+  return 0;
+}
+
+static int m_tostring(lua_State *L) {
+  lmm3_map *u = luaL_checkudata(L, 1, LMM3_MAP);
+  if (!u->m) {
+    lua_pushliteral(L, LMM3_MAP " (closed)");
+  } else {
+    mm3_map *m = u->m;
+    lua_pushfstring(L, LMM3_MAP " (%s, protection %s, %I bytes): %p",
+                    mm3_map_is_anon(m) ? "anon" : mode_names[mm3_map_mode(m)],
+                    prot_names[mm3_map_prot(m)], (lua_Integer)mm3_map_len(m),
+                    (void *)mm3_map_ptr(m));
+  }
+  return 1;
+}
+
+/* m[i]: the byte at 0-based offset i; string keys are methods. */
+static int m_index(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    mm3_map *m = tomap(L, 1)->m;
+    int isint;
+    lua_Integer i = lua_tointegerx(L, 2, &isint);
+    if (!isint || i < 0 || (uint64_t)i >= mm3_map_len(m))
+      return luaL_error(L, LMM3_MAP ": byte index %s is outside the map (%I bytes, 0-based)",
+                        luaL_tolstring(L, 2, NULL), (lua_Integer)mm3_map_len(m));
+    lua_pushinteger(L, mm3_map_ptr(m)[i]);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static int m_newindex(lua_State *L) {
+  mm3_map *m = tomap(L, 1)->m;
+  int isint;
+  lua_Integer i = lua_tointegerx(L, 2, &isint);
+  if (lua_type(L, 2) != LUA_TNUMBER || !isint)
+    return luaL_error(L, LMM3_MAP ": only bytes can be assigned (m[offset] = 0..255)");
+  lua_Integer v = luaL_checkinteger(L, 3);
+  if (v < 0 || v > 255) return luaL_error(L, LMM3_MAP ": byte value %I out of range 0..255", v);
+  check_writable(L, m);
+  if (i < 0 || (uint64_t)i >= mm3_map_len(m))
+    return luaL_error(L, LMM3_MAP ": byte index %I is outside the map (%I bytes, 0-based)", i,
+                      (lua_Integer)mm3_map_len(m));
+  mm3_map_ptr(m)[i] = (uint8_t)v;
+  return 0;
+}
+
+void lmm3_open_map(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"read", m_read},       {"write", m_write},     {"unpack", m_unpack},
+      {"pack", m_pack},       {"flush", m_flush},     {"flush_async", m_flush_async},
+      {"advise", m_advise},   {"lock", m_lock},       {"unlock", m_unlock},
+      {"protect", m_protect}, {"remap", m_remap},     {"close", m_close},
+      {"mode", m_mode},       {"ptr", m_ptr},         {"len", m_len},
+      {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__len", m_len},         {"__gc", m_close},
+                                  {"__close", m_close},     {"__tostring", m_tostring},
+                                  {"__newindex", m_newindex}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"map", l_map},
+                                   {"anon", l_anon},
+                                   {"advice_supported", l_advice_supported},
+                                   {NULL, NULL}};
+  luaL_newmetatable(L, LMM3_MAP);
+  luaL_setfuncs(L, meta, 0);
+  luaL_newlib(L, methods);
+  lua_pushcclosure(L, m_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+}

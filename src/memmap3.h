@@ -1,0 +1,237 @@
+/*
+ * memmap3.h - the memmap3 C core: raw memory mappings, and (later sections)
+ * files that hold typed, persistent data.
+ *
+ * This header is the reference manual of the C API. It never includes lua.h:
+ * a C program links libmemmap3 without Lua.
+ *
+ * Conventions (as LMDB's):
+ *  - Every fallible call returns int: 0 on success, a positive errno value
+ *    passed through from the system, or a negative MM3_E* code.
+ *    mm3_strerror() names both.
+ *  - Results come back through trailing out-parameters, which are written
+ *    only on success.
+ *  - Destructors return void and accept NULL.
+ *  - Offsets and lengths are byte counts; every range is checked as
+ *    offset + len with overflow detection.
+ */
+#ifndef MEMMAP3_H
+#define MEMMAP3_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MM3_API __attribute__((visibility("default")))
+#else
+#define MM3_API
+#endif
+
+/* ------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------ */
+#define MM3_VERSION_MAJOR 0
+#define MM3_VERSION_MINOR 1
+#define MM3_VERSION_PATCH 0
+#define MM3_VERSION_STRING "0.1.0"
+
+/** Runtime version of the library; any out-parameter may be NULL.
+ *  @return the version string, e.g. "0.1.0" (static storage). */
+MM3_API const char *mm3_version(int *major, int *minor, int *patch);
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------ */
+#define MM3_ERR_BASE     (-30900)
+#define MM3_ERANGE       (-30900) /**< offset/length outside the object */
+#define MM3_EREADONLY    (-30899) /**< write to a read-only map or file */
+#define MM3_EINVAL       (-30898) /**< bad argument (mode, advice, flags) */
+#define MM3_ETOOBIG      (-30897) /**< length overflows the address space */
+#define MM3_ENOTSUP      (-30896) /**< not supported on this map or system */
+#define MM3_EBADFILE     (-30895) /**< not a memmap3 file (bad magic) */
+#define MM3_EVERSION     (-30894) /**< file format newer than this library */
+#define MM3_ECORRUPT     (-30893) /**< damaged file: a stored value is out of range */
+#define MM3_ESCHEMA      (-30892) /**< the file's layout differs from the schema */
+#define MM3_EFULL        (-30891) /**< fixed-capacity container is full */
+#define MM3_ERESERVE     (-30890) /**< file outgrew its reserved address range */
+#define MM3_ETRUNCATED   (-30889) /**< file is shorter than its header says */
+#define MM3_ERR_LAST     (-30889)
+
+/** Describe an error code returned by any mm3_* call.
+ *  @param err 0, a positive errno or a negative MM3_E* code.
+ *  @return a static string; never NULL. */
+MM3_API const char *mm3_strerror(int err);
+
+/* ------------------------------------------------------------------------
+ * Raw mappings (memmap2's Mmap, MmapMut, MmapOptions)
+ * ------------------------------------------------------------------------ */
+
+/** An opaque mapping handle. */
+typedef struct mm3_map mm3_map;
+
+/** Mapping modes. */
+typedef enum mm3_mode {
+  MM3_MODE_R = 0,   /**< shared, read-only */
+  MM3_MODE_RW,      /**< shared, read-write: writes reach the file */
+  MM3_MODE_COPY,    /**< private copy-on-write: writes never reach the file */
+  MM3_MODE_COPY_R,  /**< private, read-only; mm3_map_protect can make it writable */
+  MM3_MODE_RX       /**< shared, read + execute */
+} mm3_mode;
+
+/** Protections for mm3_map_protect. */
+typedef enum mm3_prot {
+  MM3_PROT_R = 1,   /**< read only */
+  MM3_PROT_RW = 3,  /**< read and write */
+  MM3_PROT_RX = 5   /**< read and execute */
+} mm3_prot;
+
+/** Options of a file mapping. Zero-initialise, then set what you need. */
+typedef struct mm3_map_opts {
+  mm3_mode mode;     /**< default MM3_MODE_R */
+  uint64_t offset;   /**< file offset, any alignment (aligned down internally) */
+  uint64_t len;      /**< bytes to map; used only when has_len is set */
+  int has_len;       /**< 0: map from offset to the end of the file */
+  int populate;      /**< MAP_POPULATE: prefault the pages */
+  int no_reserve;    /**< MAP_NORESERVE: no swap reservation */
+  int create;        /**< mm3_map_path only: create the file if missing and,
+                          with has_len, extend it (posix_fallocate, so the
+                          blocks exist) to offset + len if it is shorter */
+} mm3_map_opts;
+
+/** Options of an anonymous mapping. Zero-initialise. */
+typedef struct mm3_anon_opts {
+  int populate;      /**< MAP_POPULATE */
+  int stack;         /**< MAP_STACK */
+  int huge;          /**< 0: normal pages; 1: default huge pages; >1: log2 of
+                          the huge page size (21 = 2 MiB, 30 = 1 GiB) */
+  int no_reserve;    /**< MAP_NORESERVE */
+  int shared;        /**< MAP_SHARED: shared with children after fork() */
+} mm3_anon_opts;
+
+/** Map a file descriptor.
+ *  The descriptor is not kept: it may be closed after the call. Its access
+ *  mode must allow the mapping mode (O_RDWR for MM3_MODE_RW).
+ *  @param fd   an open file descriptor
+ *  @param opts options, or NULL for a read-only map of the whole file
+ *  @param out  receives the new map; release it with mm3_map_close
+ *  @return 0; MM3_ERANGE if offset is past the end of the file and no length
+ *          was given; MM3_ETOOBIG if offset + len overflows; MM3_EINVAL for a
+ *          bad mode; an errno from fstat or mmap (EACCES, ENODEV, ENOMEM...). */
+MM3_API int mm3_map_fd(int fd, const mm3_map_opts *opts, mm3_map **out);
+
+/** Map a file by path. Opens the file O_RDONLY, or O_RDWR for MM3_MODE_RW,
+ *  and closes it again before returning. Errors as mm3_map_fd, plus those
+ *  of open(2) (ENOENT, EACCES...). */
+MM3_API int mm3_map_path(const char *path, const mm3_map_opts *opts, mm3_map **out);
+
+/** Map anonymous, zero-filled memory, readable and writable.
+ *  @param len  bytes; 0 gives a valid empty map
+ *  @param opts options, or NULL for a private map of normal pages
+ *  @return 0; MM3_ETOOBIG if len cannot be mapped on this system; an errno
+ *          from mmap (ENOMEM, EINVAL for unavailable huge pages). */
+MM3_API int mm3_map_anon(uint64_t len, const mm3_anon_opts *opts, mm3_map **out);
+
+/** Unmap and free. Accepts NULL. Pointers from mm3_map_ptr die here. */
+MM3_API void mm3_map_close(mm3_map *m);
+
+/** The first mapped byte (the byte at opts->offset of the file).
+ *  @return a pointer valid until mm3_map_close or a mm3_map_remap that
+ *          moves the map; for an empty map, a non-NULL pointer to no bytes.
+ *          The address does not change with mm3_map_protect. */
+MM3_API uint8_t *mm3_map_ptr(const mm3_map *m);
+
+/** The mapped length in bytes, as requested (not rounded to pages). */
+MM3_API size_t mm3_map_len(const mm3_map *m);
+
+/** The mode the map was created with. */
+MM3_API mm3_mode mm3_map_mode(const mm3_map *m);
+
+/** The current protection (changes with mm3_map_protect). */
+MM3_API mm3_prot mm3_map_prot(const mm3_map *m);
+
+/** Nonzero for an anonymous map. */
+MM3_API int mm3_map_is_anon(const mm3_map *m);
+
+/** Copy n bytes at off out of the map into dst.
+ *  @return 0 or MM3_ERANGE (nothing copied). */
+MM3_API int mm3_map_read(const mm3_map *m, uint64_t off, void *dst, size_t n);
+
+/** Copy n bytes from src into the map at off.
+ *  @return 0, MM3_ERANGE or MM3_EREADONLY (nothing written). */
+MM3_API int mm3_map_write(mm3_map *m, uint64_t off, const void *src, size_t n);
+
+/** Check that [off, off + len) lies inside the map (overflow-safe).
+ *  @return 0 or MM3_ERANGE. */
+MM3_API int mm3_map_check_range(const mm3_map *m, uint64_t off, uint64_t len);
+
+/** Write dirty pages of [off, off + len) back to the file and wait (msync
+ *  MS_SYNC). len == 0 with off == 0 flushes the whole map. A failed flush
+ *  means the data may not be on disk: retrying does not help (the kernel
+ *  marks the pages clean after reporting the error once).
+ *  @return 0, MM3_ERANGE, or an errno from msync (EIO...). */
+MM3_API int mm3_map_flush(mm3_map *m, uint64_t off, uint64_t len);
+
+/** Schedule a write-back of the range without waiting (msync MS_ASYNC;
+ *  on Linux the kernel writes back dirty pages on its own schedule).
+ *  Same arguments and errors as mm3_map_flush. */
+MM3_API int mm3_map_flush_async(mm3_map *m, uint64_t off, uint64_t len);
+
+/** Advice names, as memmap2 names them. */
+typedef enum mm3_advice {
+  MM3_ADV_NORMAL = 0, MM3_ADV_RANDOM, MM3_ADV_SEQUENTIAL, MM3_ADV_WILLNEED,
+  MM3_ADV_DONTNEED, MM3_ADV_FREE, MM3_ADV_REMOVE, MM3_ADV_DONTFORK,
+  MM3_ADV_DOFORK, MM3_ADV_MERGEABLE, MM3_ADV_UNMERGEABLE, MM3_ADV_HUGEPAGE,
+  MM3_ADV_NOHUGEPAGE, MM3_ADV_DONTDUMP, MM3_ADV_DODUMP, MM3_ADV_POPULATE_READ,
+  MM3_ADV_POPULATE_WRITE, MM3_ADV_COLD, MM3_ADV_PAGEOUT, MM3_ADV_WIPEONFORK,
+  MM3_ADV_KEEPONFORK,
+  MM3_ADV_COUNT
+} mm3_advice;
+
+/** Look up an advice by its name ("normal", "dontneed", "populate_read"...).
+ *  @return 0 and *out, or MM3_EINVAL for an unknown name. */
+MM3_API int mm3_advice_from_name(const char *name, mm3_advice *out);
+
+/** The name of an advice, or NULL for an invalid value. */
+MM3_API const char *mm3_advice_name(mm3_advice a);
+
+/** Probe whether the running kernel accepts an advice (madvise on a scratch
+ *  page). @return 1 if supported, 0 if not (or an invalid value). */
+MM3_API int mm3_advice_supported(mm3_advice a);
+
+/** madvise() on [off, off + len); len == 0 with off == 0 means the whole
+ *  map. Offsets are aligned down to a page internally; the range is
+ *  checked against the map first (memmap2 does not check it).
+ *  Destructive advice (dontneed, free, remove) changes what the range reads:
+ *  on private maps it reads zeros (or the file) afterwards.
+ *  @return 0, MM3_ERANGE, MM3_EINVAL, or an errno from madvise. */
+MM3_API int mm3_map_advise(mm3_map *m, mm3_advice a, uint64_t off, uint64_t len);
+
+/** mlock / munlock the whole map. Locking twice or unlocking an unlocked map
+ *  succeeds. @return 0 or an errno (ENOMEM over RLIMIT_MEMLOCK, EPERM). */
+MM3_API int mm3_map_lock(mm3_map *m);
+MM3_API int mm3_map_unlock(mm3_map *m);
+
+/** Change the protection of the whole map; the address stays the same.
+ *  Making a shared map of a file opened read-only writable fails with EACCES.
+ *  @return 0, MM3_EINVAL, or an errno from mprotect. */
+MM3_API int mm3_map_protect(mm3_map *m, mm3_prot prot);
+
+/** Flags of mm3_map_remap. */
+#define MM3_REMAP_MAY_MOVE 1
+
+/** Change the length of the map (mremap). For a file map, the file must
+ *  already be long enough for the pages to be touched. Without
+ *  MM3_REMAP_MAY_MOVE the map grows or shrinks in place or fails (ENOMEM).
+ *  On failure the old mapping and its length are untouched.
+ *  @return 0, MM3_ETOOBIG, MM3_EINVAL, or an errno from mremap. After a move,
+ *          pointers from mm3_map_ptr are invalid. */
+MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MEMMAP3_H */

@@ -1,0 +1,294 @@
+/*
+ * mm3_map.c - raw memory mappings: memmap2's Mmap/MmapMut/MmapOptions in C.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mm3_internal.h"
+
+size_t mm3__page_size(void) {
+  static size_t page;
+  if (page == 0) page = (size_t)sysconf(_SC_PAGESIZE);
+  return page;
+}
+
+static int prot_bits(mm3_prot p) {
+  switch (p) {
+    case MM3_PROT_R: return PROT_READ;
+    case MM3_PROT_RW: return PROT_READ | PROT_WRITE;
+    case MM3_PROT_RX: return PROT_READ | PROT_EXEC;
+  }
+  return -1;
+}
+
+/* Create the kernel mapping; fd == -1 for anonymous memory. */
+static int map_common(int fd, uint64_t offset, uint64_t len, mm3_mode mode,
+                      int extra_flags, mm3_map **out) {
+  size_t page = mm3__page_size();
+  uint64_t aligned = offset & ~(uint64_t)(page - 1);
+  uint64_t delta = offset - aligned;
+  /* mmap lengths are size_t, and the kernel refuses anything over PTRDIFF_MAX. */
+  if (len > (uint64_t)PTRDIFF_MAX - delta - page || offset > (uint64_t)INT64_MAX)
+    return MM3_ETOOBIG;
+  size_t map_len = (size_t)(len + delta);
+  if (map_len == 0) map_len = 1; /* as memmap2: a real mapping, so every call works */
+  int prot, flags;
+  mm3_prot p;
+  switch (mode) {
+    case MM3_MODE_R: p = MM3_PROT_R; flags = MAP_SHARED; break;
+    case MM3_MODE_RW: p = MM3_PROT_RW; flags = MAP_SHARED; break;
+    case MM3_MODE_COPY: p = MM3_PROT_RW; flags = MAP_PRIVATE; break;
+    case MM3_MODE_COPY_R: p = MM3_PROT_R; flags = MAP_PRIVATE; break;
+    case MM3_MODE_RX: p = MM3_PROT_RX; flags = MAP_SHARED; break;
+    default: return MM3_EINVAL;
+  }
+  prot = prot_bits(p);
+  if (fd < 0) {
+    flags = (extra_flags & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE;
+    flags |= MAP_ANONYMOUS;
+    extra_flags &= ~MAP_SHARED;
+  }
+  mm3_map *m = calloc(1, sizeof *m);
+  if (!m) return ENOMEM;
+  void *base = mmap(NULL, map_len, prot, flags | extra_flags, fd, (off_t)aligned);
+  if (base == MAP_FAILED) {
+    int e = errno;
+    free(m);
+    return e;
+  }
+  m->base = base;
+  m->map_len = map_len;
+  m->delta = (size_t)delta;
+  m->len = (size_t)len;
+  m->mode = mode;
+  m->prot = p;
+  m->flags = flags | extra_flags;
+  m->anon = fd < 0;
+  m->fd = -1;
+  *out = m;
+  return 0;
+}
+
+int mm3_map_fd(int fd, const mm3_map_opts *opts, mm3_map **out) {
+  mm3_map_opts def = {0};
+  if (!opts) opts = &def;
+  if (fd < 0) return EBADF;
+  if ((unsigned)opts->mode > MM3_MODE_RX) return MM3_EINVAL;
+  uint64_t len = opts->len;
+  if (!opts->has_len) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return errno;
+    uint64_t size = (uint64_t)st.st_size;
+    if (opts->offset > size) return MM3_ERANGE;
+    len = size - opts->offset;
+  } else if (opts->offset > UINT64_MAX - len) {
+    return MM3_ETOOBIG;
+  }
+  int extra = (opts->populate ? MAP_POPULATE : 0) | (opts->no_reserve ? MAP_NORESERVE : 0);
+  return map_common(fd, opts->offset, len, opts->mode, extra, out);
+}
+
+int mm3_map_path(const char *path, const mm3_map_opts *opts, mm3_map **out) {
+  mm3_map_opts def = {0};
+  if (!opts) opts = &def;
+  if (!path) return MM3_EINVAL;
+  if ((unsigned)opts->mode > MM3_MODE_RX) return MM3_EINVAL;
+  int oflags = (opts->mode == MM3_MODE_RW ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+  if (opts->create) oflags = O_RDWR | O_CREAT | O_CLOEXEC;
+  int fd = open(path, oflags, 0666);
+  if (fd < 0) return errno;
+  if (opts->create && opts->has_len) {
+    struct stat st;
+    uint64_t want = opts->offset + opts->len;
+    if (opts->offset > UINT64_MAX - opts->len || want > (uint64_t)INT64_MAX) {
+      close(fd);
+      return MM3_ETOOBIG;
+    }
+    if (fstat(fd, &st) != 0) {
+      int e = errno;
+      close(fd);
+      return e;
+    }
+    if ((uint64_t)st.st_size < want) {
+      int e = posix_fallocate(fd, st.st_size, (off_t)(want - (uint64_t)st.st_size));
+      if (e) {
+        close(fd);
+        return e;
+      }
+    }
+  }
+  int rc = mm3_map_fd(fd, opts, out);
+  close(fd); /* the mapping keeps its own reference to the file */
+  return rc;
+}
+
+int mm3_map_anon(uint64_t len, const mm3_anon_opts *opts, mm3_map **out) {
+  mm3_anon_opts def = {0};
+  if (!opts) opts = &def;
+  int extra = 0;
+  if (opts->populate) extra |= MAP_POPULATE;
+  if (opts->stack) extra |= MAP_STACK;
+  if (opts->no_reserve) extra |= MAP_NORESERVE;
+  if (opts->shared) extra |= MAP_SHARED;
+  if (opts->huge) {
+    if (opts->huge < 0 || opts->huge > 63) return MM3_EINVAL;
+    extra |= MAP_HUGETLB;
+    if (opts->huge > 1) extra |= opts->huge << MAP_HUGE_SHIFT;
+  }
+  return map_common(-1, 0, len, MM3_MODE_RW, extra, out);
+}
+
+void mm3_map_close(mm3_map *m) {
+  if (!m) return;
+  if (m->base) munmap(m->base, m->map_len);
+  free(m);
+}
+
+uint8_t *mm3_map_ptr(const mm3_map *m) { return m->base + m->delta; }
+size_t mm3_map_len(const mm3_map *m) { return m->len; }
+mm3_mode mm3_map_mode(const mm3_map *m) { return m->mode; }
+mm3_prot mm3_map_prot(const mm3_map *m) { return m->prot; }
+int mm3_map_is_anon(const mm3_map *m) { return m->anon; }
+
+int mm3_map_check_range(const mm3_map *m, uint64_t off, uint64_t len) {
+  return mm3__range_bad(off, len, m->len) ? MM3_ERANGE : 0;
+}
+
+int mm3_map_read(const mm3_map *m, uint64_t off, void *dst, size_t n) {
+  if (mm3__range_bad(off, n, m->len)) return MM3_ERANGE;
+  if (n) memcpy(dst, m->base + m->delta + off, n);
+  return 0;
+}
+
+int mm3_map_write(mm3_map *m, uint64_t off, const void *src, size_t n) {
+  if (mm3__range_bad(off, n, m->len)) return MM3_ERANGE;
+  if (m->prot != MM3_PROT_RW) return MM3_EREADONLY;
+  if (n) memcpy(m->base + m->delta + off, src, n);
+  return 0;
+}
+
+/* The page-aligned kernel range behind [off, off + len); (0, 0) is all. */
+static int page_range(const mm3_map *m, uint64_t off, uint64_t len, uint8_t **a, size_t *n) {
+  if (off == 0 && len == 0) {
+    *a = m->base;
+    *n = m->map_len;
+    return 0;
+  }
+  if (mm3__range_bad(off, len, m->len)) return MM3_ERANGE;
+  uintptr_t start = (uintptr_t)(m->base + m->delta + off);
+  uintptr_t pstart = start & ~(uintptr_t)(mm3__page_size() - 1);
+  *a = (uint8_t *)pstart;
+  *n = (size_t)len + (start - pstart);
+  return 0;
+}
+
+static int do_msync(mm3_map *m, uint64_t off, uint64_t len, int how) {
+  uint8_t *a;
+  size_t n;
+  int rc = page_range(m, off, len, &a, &n);
+  if (rc) return rc;
+  if (n == 0) return 0;
+  return msync(a, n, how) == 0 ? 0 : errno;
+}
+
+int mm3_map_flush(mm3_map *m, uint64_t off, uint64_t len) {
+  return do_msync(m, off, len, MS_SYNC);
+}
+
+int mm3_map_flush_async(mm3_map *m, uint64_t off, uint64_t len) {
+  return do_msync(m, off, len, MS_ASYNC);
+}
+
+/* ---- advice ---- */
+
+static const struct { const char *name; int value; } advices[MM3_ADV_COUNT] = {
+  {"normal", MADV_NORMAL},           {"random", MADV_RANDOM},
+  {"sequential", MADV_SEQUENTIAL},   {"willneed", MADV_WILLNEED},
+  {"dontneed", MADV_DONTNEED},       {"free", MADV_FREE},
+  {"remove", MADV_REMOVE},           {"dontfork", MADV_DONTFORK},
+  {"dofork", MADV_DOFORK},           {"mergeable", MADV_MERGEABLE},
+  {"unmergeable", MADV_UNMERGEABLE}, {"hugepage", MADV_HUGEPAGE},
+  {"nohugepage", MADV_NOHUGEPAGE},   {"dontdump", MADV_DONTDUMP},
+  {"dodump", MADV_DODUMP},           {"populate_read", 22 /* MADV_POPULATE_READ */},
+  {"populate_write", 23 /* MADV_POPULATE_WRITE */},
+  {"cold", 20 /* MADV_COLD */},      {"pageout", 21 /* MADV_PAGEOUT */},
+  {"wipeonfork", 18 /* MADV_WIPEONFORK */}, {"keeponfork", 19 /* MADV_KEEPONFORK */},
+};
+
+int mm3_advice_from_name(const char *name, mm3_advice *out) {
+  if (!name) return MM3_EINVAL;
+  for (int i = 0; i < MM3_ADV_COUNT; i++)
+    if (strcmp(advices[i].name, name) == 0) {
+      *out = (mm3_advice)i;
+      return 0;
+    }
+  return MM3_EINVAL;
+}
+
+const char *mm3_advice_name(mm3_advice a) {
+  return (unsigned)a < MM3_ADV_COUNT ? advices[a].name : NULL;
+}
+
+int mm3_advice_supported(mm3_advice a) {
+  if ((unsigned)a >= MM3_ADV_COUNT) return 0;
+  size_t page = mm3__page_size();
+  /* Some advice applies only to private memory (free), some only to shared
+     (remove): supported if either kind of scratch page accepts it. */
+  static const int kinds[2] = {MAP_PRIVATE, MAP_SHARED};
+  for (int k = 0; k < 2; k++) {
+    void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, kinds[k] | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return 0;
+    int rc = madvise(p, page, advices[a].value);
+    int e = errno;
+    munmap(p, page);
+    if (rc == 0 || e != EINVAL) return rc == 0 || e == EPERM || e == EAGAIN;
+  }
+  return 0;
+}
+
+int mm3_map_advise(mm3_map *m, mm3_advice a, uint64_t off, uint64_t len) {
+  if ((unsigned)a >= MM3_ADV_COUNT) return MM3_EINVAL;
+  uint8_t *p;
+  size_t n;
+  int rc = page_range(m, off, len, &p, &n);
+  if (rc) return rc;
+  if (n == 0) return 0;
+  return madvise(p, n, advices[a].value) == 0 ? 0 : errno;
+}
+
+int mm3_map_lock(mm3_map *m) {
+  return mlock(m->base, m->map_len) == 0 ? 0 : errno;
+}
+
+int mm3_map_unlock(mm3_map *m) {
+  return munlock(m->base, m->map_len) == 0 ? 0 : errno;
+}
+
+int mm3_map_protect(mm3_map *m, mm3_prot prot) {
+  int bits = prot_bits(prot);
+  if (bits < 0) return MM3_EINVAL;
+  if (mprotect(m->base, m->map_len, bits) != 0) return errno;
+  m->prot = prot;
+  return 0;
+}
+
+int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags) {
+  if (flags & ~MM3_REMAP_MAY_MOVE) return MM3_EINVAL;
+  if (new_len > (uint64_t)PTRDIFF_MAX - m->delta - mm3__page_size()) return MM3_ETOOBIG;
+  size_t map_len = (size_t)new_len + m->delta;
+  if (map_len == 0) map_len = 1;
+  void *p = mremap(m->base, m->map_len, map_len, (flags & MM3_REMAP_MAY_MOVE) ? MREMAP_MAYMOVE : 0);
+  if (p == MAP_FAILED) return errno;
+  m->base = p;
+  m->map_len = map_len;
+  m->len = (size_t)new_len;
+  return 0;
+}

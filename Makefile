@@ -61,7 +61,7 @@ $(B)/tests/%: spec/c/%.c spec/c/mm3_test.h $(B)/libmemmap3.a | $(B)/tests
 demo:
 	@tools/deps.sh demo
 	@$(MAKE) --no-print-directory all
-	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(B)/?.so;;" $(LUA) examples/demo.lua
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;examples/?.lua;;" LUA_CPATH="$(B)/?.so;;" $(LUA) examples/demo.lua
 
 test:
 	@tools/deps.sh test
@@ -71,7 +71,7 @@ test:
 lint:
 	@tools/deps.sh test
 	$(MAKE) --no-print-directory B=$(B)/lint CFLAGS="$(OPT) -Werror" all
-	$(LUACHECK) lua spec bench examples
+	$(LUACHECK) lua spec bench examples bin/memmap3
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer. The
 # lua5.4 binary is not instrumented, so the runtime is preloaded for it.

@@ -90,5 +90,8 @@ int luaopen_memmap3_core(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)mm3__page_size());
   lua_setfield(L, -2, "page_size");
   lmm3_open_map(L);
+  lmm3_open_file(L);
+  lmm3_open_view(L);
+  lmm3_open_atomic(L);
   return 1;
 }

@@ -37,5 +37,61 @@ MM3_INTERNAL int lmm3_unpack(lua_State *L, const char *fmt, const uint8_t *data,
 MM3_INTERNAL void lmm3_pack(lua_State *L, const char *fmt, int arg, size_t pos);
 
 MM3_INTERNAL void lmm3_open_map(lua_State *L);
+MM3_INTERNAL void lmm3_open_file(lua_State *L);
+MM3_INTERNAL void lmm3_open_view(lua_State *L);
+MM3_INTERNAL void lmm3_open_atomic(lua_State *L);
+
+/* ---- files and views ---- */
+
+#define LMM3_FILE_MT "memmap3.File"
+#define LMM3_ATOMIC_MT "memmap3.Atomic"
+
+/* The File userdata; every view keeps it alive through user value 1. */
+typedef struct lmm3_file {
+  mm3_file *f;    /* NULL once closed */
+  int owned;      /* 0: borrowed from a C host: close only detaches */
+  int readonly;
+} lmm3_file;
+
+#define LMM3_VIEW_MAGIC 0x6d6d3376u /* "mm3v" */
+
+/* A struct or array view: a typed window on bytes of an open file. Its
+   metatable (one per type) says which type; user value 1 is the File
+   userdata, user value 2 a weak cache of child views. */
+typedef struct lmm3_view {
+  uint32_t magic;
+  uint32_t root;  /* 1 for a file's root view: its __close closes the file */
+  uint8_t *p;
+  lmm3_file *fb;
+} lmm3_view;
+
+/* Type codes, shared with lua/memmap3/schema.lua (keep in step). */
+enum {
+  LMM3_U8 = 1, LMM3_U16, LMM3_U32, LMM3_U64, LMM3_I8, LMM3_I16, LMM3_I32, LMM3_I64,
+  LMM3_F32, LMM3_F64, LMM3_BOOL, LMM3_CHAR, LMM3_U128, LMM3_I128, LMM3_STRING, LMM3_BYTES,
+  LMM3_STRUCT = 32, LMM3_ARRAY, LMM3_ENUM, LMM3_ATOMIC
+};
+
+/* Descriptor of a field or element. Simple scalars are one integer:
+   offset << 32 | size << 8 | code. Others are tables:
+   {code, offset, size, meta (struct/array), names/values (enum), base code}. */
+#define LMM3_D_CODE 1
+#define LMM3_D_OFFSET 2
+#define LMM3_D_SIZE 3
+#define LMM3_D_META 4
+#define LMM3_D_NAMES 5
+#define LMM3_D_VALUES 6
+#define LMM3_D_BASE 7
+
+/* Push a view of the type whose metatable is at index meta, at p. */
+MM3_INTERNAL void lmm3_push_view(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int meta);
+MM3_INTERNAL lmm3_view *lmm3_check_view(lua_State *L, int idx);
+/* Close the File userdata at idx (idempotent; borrowed files are detached). */
+MM3_INTERNAL void lmm3_file_close(lua_State *L, int idx);
+/* Read / write one scalar of a type code; set returns NULL or why it refused
+   the value at idx (then nothing was written). */
+MM3_INTERNAL void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size);
+MM3_INTERNAL const char *lmm3_set_scalar(lua_State *L, uint8_t *p, int code, uint32_t size, int idx);
+MM3_INTERNAL void lmm3_push_atomic(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int code);
 
 #endif

@@ -105,8 +105,13 @@ static int l_map(lua_State *L) {
     }
     rc = mm3_map_fd(fd, &o, &u->m);
   }
+  /* Bad input raises (an offset past the end, offset + len beyond what can be
+     mapped); only failures of the system return fail. */
   if (rc == MM3_EINVAL || rc == MM3_ERANGE)
     return luaL_error(L, "mm.map: %s: %s (offset %I)", path ? path : what, mm3_strerror(rc), off);
+  if (rc == MM3_ETOOBIG)
+    return luaL_error(L, "mm.map: %s: %s (offset %I, len %I)", path ? path : what,
+                      mm3_strerror(rc), off, len);
   if (rc) return lmm3_fail(L, path ? path : what, rc);
   return 1;
 }
@@ -137,6 +142,8 @@ static int l_anon(lua_State *L) {
   }
   lmm3_map *u = newmap(L);
   int rc = mm3_map_anon(len, &o, &u->m);
+  if (rc == MM3_ETOOBIG)
+    return luaL_error(L, "mm.anon: length %I %s", (lua_Integer)len, mm3_strerror(rc));
   if (rc) return lmm3_fail(L, "anonymous map", rc);
   return 1;
 }
@@ -272,7 +279,10 @@ static int m_remap(lua_State *L) {
   uint64_t len = lmm3_check_size(L, 2, "remap: length");
   lmm3_check_opts(L, 3, "remap", remap_opts);
   int flags = lmm3_opt_bool(L, 3, "may_move", 0) ? MM3_REMAP_MAY_MOVE : 0;
-  return result(L, mm3_map_remap(m, len, flags), "remap");
+  int rc = mm3_map_remap(m, len, flags);
+  if (rc == MM3_ETOOBIG)
+    return luaL_error(L, "remap: length %I %s", (lua_Integer)len, mm3_strerror(rc));
+  return result(L, rc, "remap");
 }
 
 static int m_mode(lua_State *L) {

@@ -59,7 +59,8 @@ MM3_API const char *mm3_version(int *major, int *minor, int *patch);
 #define MM3_EFULL        (-30891) /**< fixed-capacity container is full */
 #define MM3_ERESERVE     (-30890) /**< file outgrew its reserved address range */
 #define MM3_ETRUNCATED   (-30889) /**< file is shorter than its header says */
-#define MM3_ERR_LAST     (-30889)
+#define MM3_EBYTEORDER   (-30888) /**< file was written with the other byte order */
+#define MM3_ERR_LAST     (-30888)
 
 /** Describe an error code returned by any mm3_* call.
  *  @param err 0, a positive errno or a negative MM3_E* code.
@@ -230,6 +231,138 @@ MM3_API int mm3_map_protect(mm3_map *m, mm3_prot prot);
  *  @return 0, MM3_ETOOBIG, MM3_EINVAL, or an errno from mremap. After a move,
  *          pointers from mm3_map_ptr are invalid. */
 MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
+
+/* ------------------------------------------------------------------------
+ * Files: a self-describing header, the schema text, and the root object
+ * ------------------------------------------------------------------------
+ *
+ * Layout of a memmap3 file (format version 1, all fields in the byte order
+ * of the machine that created it, which the header records):
+ *
+ *   0    magic "MEMMAP3\0"
+ *   8    u32 format version          12   u32 byte-order mark 0x01020304
+ *   16   u64 published file size (grows; read it atomically)
+ *   24   u64 layout fingerprint: FNV-1a 64 of the schema text
+ *   32   u64 schema text offset (256) 40   u64 schema text length
+ *   48   u64 root offset              56   u64 root size
+ *   64   u64 per-file random seed (for hash containers)
+ *   72   u64 header check: FNV-1a 64 of bytes 0-15, 24-71 and the schema
+ *   80   reserved (zero) up to 256
+ *   256  schema text, then the root object at a 64-byte aligned offset
+ *
+ * The file is mapped into an address range reserved once at open, so that
+ * growth maps new extents after the old ones and existing data never moves.
+ */
+
+/** An open memmap3 file. */
+typedef struct mm3_file mm3_file;
+
+#define MM3_FORMAT_VERSION 1
+#define MM3_HEADER_SIZE 256
+/** Default address space reserved per open file (growth beyond it fails
+ *  with MM3_ERESERVE; set mm3_file_opts.reserve to change it). */
+#define MM3_DEFAULT_RESERVE ((uint64_t)64 << 30)
+/** Largest schema text a file may hold. */
+#define MM3_MAX_SCHEMA ((uint64_t)1 << 20)
+
+/** Options of mm3_file_open. Zero-initialise, then set what you need. */
+typedef struct mm3_file_opts {
+  int create;           /**< create the file if it does not exist */
+  int exclusive;        /**< with create: fail with EEXIST if it exists */
+  int readonly;         /**< map read-only (O_RDONLY, PROT_READ) */
+  unsigned perm;        /**< permission bits for a new file (0: 0666 & ~umask) */
+  uint64_t reserve;     /**< address space to reserve (0: MM3_DEFAULT_RESERVE) */
+  const char *schema;   /**< the schema text (NUL-terminated); NULL to accept
+                             the file's own (only when opening, not creating) */
+  uint64_t root_size;   /**< bytes of the root object (when creating) */
+} mm3_file_opts;
+
+/** Open (or create) a memmap3 file.
+ *  A new file is written under a temporary name and linked into place, so no
+ *  process ever sees a half-written header; racing creators agree on one.
+ *  @param path the file's path
+ *  @param opts options (required)
+ *  @param out  receives the file; release with mm3_file_close
+ *  @return 0; errno from open/link/fallocate/mmap (ENOENT, EEXIST with
+ *          exclusive, ENOSPC...); MM3_EBADFILE (no magic: not a memmap3 file,
+ *          or empty); MM3_EVERSION (newer format); MM3_EBYTEORDER;
+ *          MM3_ETRUNCATED (shorter than its header says); MM3_ECORRUPT (a
+ *          header field out of range or the header check fails);
+ *          MM3_ESCHEMA (opts->schema differs from the file's schema: read
+ *          the file's with mm3_file_read_schema to explain how). */
+MM3_API int mm3_file_open(const char *path, const mm3_file_opts *opts, mm3_file **out);
+
+/** Read only the schema text of a file, without mapping it.
+ *  @param buf  receives a malloc'ed NUL-terminated copy (free() it)
+ *  @return 0 or the errors of mm3_file_open. */
+MM3_API int mm3_file_read_schema(const char *path, char **buf, size_t *len);
+
+/** Unmap and close. Accepts NULL. Every pointer into the file dies here. */
+MM3_API void mm3_file_close(mm3_file *f);
+
+/** The root object. Valid until mm3_file_close; growth never moves it. */
+MM3_API uint8_t *mm3_file_root(const mm3_file *f);
+/** Size of the root object in bytes. */
+MM3_API uint64_t mm3_file_root_size(const mm3_file *f);
+/** The first byte of the file (the header). Valid until mm3_file_close. */
+MM3_API uint8_t *mm3_file_base(const mm3_file *f);
+/** Bytes currently mapped (the file size this process has seen). */
+MM3_API uint64_t mm3_file_size(const mm3_file *f);
+/** The schema text stored in the file (NUL-terminated, lives as long as f). */
+MM3_API const char *mm3_file_schema(const mm3_file *f, size_t *len);
+/** The layout fingerprint stored in the header. */
+MM3_API uint64_t mm3_file_fingerprint(const mm3_file *f);
+/** Nonzero if the file was opened read-only. */
+MM3_API int mm3_file_readonly(const mm3_file *f);
+/** The path the file was opened with (lives as long as f). */
+MM3_API const char *mm3_file_path(const mm3_file *f);
+
+/** Make everything written so far durable: msync(MS_SYNC) and fdatasync.
+ *  A failure means some data may not be on disk; retrying cannot fix that.
+ *  @return 0 or an errno (EIO, ENOSPC...). */
+MM3_API int mm3_file_flush(mm3_file *f);
+
+/** Grow the file to at least new_size bytes (rounded up to a page): the
+ *  blocks are allocated first (posix_fallocate), so a full disk fails here
+ *  with ENOSPC rather than with SIGBUS later; then the new extent is mapped
+ *  after the old one and the size is published in the header for other
+ *  processes. Existing data does not move.
+ *  @return 0, ENOSPC, MM3_ERESERVE, MM3_EREADONLY, or an errno. */
+MM3_API int mm3_file_grow(mm3_file *f, uint64_t new_size);
+
+/** Map whatever another process has grown the file by (reads the published
+ *  size). Cheap when nothing changed: one atomic load.
+ *  @return 0 or an errno from mmap. */
+MM3_API int mm3_file_refresh(mm3_file *f);
+
+/* ------------------------------------------------------------------------
+ * Atomics on mapped memory (lock-free, work across processes)
+ * ------------------------------------------------------------------------
+ * p must be aligned to width (1, 2, 4 or 8 bytes); values are bit patterns
+ * in the low width bytes of a uint64_t. All operations are sequentially
+ * consistent. memmap3's atomic fields are laid out aligned. */
+
+/** Read-modify-write operations of mm3_atomic_fetch. */
+typedef enum mm3_atomic_op {
+  MM3_ATOMIC_ADD, MM3_ATOMIC_SUB, MM3_ATOMIC_AND, MM3_ATOMIC_OR, MM3_ATOMIC_XOR,
+  MM3_ATOMIC_MAX, MM3_ATOMIC_MIN, MM3_ATOMIC_SWAP
+} mm3_atomic_op;
+
+/** Atomic load of width bytes at p. */
+MM3_API uint64_t mm3_atomic_load(const void *p, int width);
+/** Atomic store of the low width bytes of v at p. */
+MM3_API void mm3_atomic_store(void *p, int width, uint64_t v);
+/** Apply op with operand v atomically; returns the previous value. MAX and
+ *  MIN compare as signed when is_signed, unsigned otherwise; ADD and SUB
+ *  wrap around. */
+MM3_API uint64_t mm3_atomic_fetch(void *p, int width, mm3_atomic_op op, uint64_t v, int is_signed);
+/** Compare-and-swap: if *p equals *expected, store desired and return 1;
+ *  otherwise write the current value to *expected and return 0. */
+MM3_API int mm3_atomic_cas(void *p, int width, uint64_t *expected, uint64_t desired);
+
+/** FNV-1a 64 of a byte string (the layout fingerprint function). */
+MM3_API uint64_t mm3_fnv1a64(const void *data, size_t len, uint64_t h);
+#define MM3_FNV_OFFSET 0xcbf29ce484222325ULL
 
 #ifdef __cplusplus
 }

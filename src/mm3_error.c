@@ -18,6 +18,7 @@ static const char *const mm3_errnames[] = {
   "container is full",                             /* MM3_EFULL */
   "file outgrew its reserved address range",       /* MM3_ERESERVE */
   "file is truncated",                             /* MM3_ETRUNCATED */
+  "file was written with another byte order",      /* MM3_EBYTEORDER */
 };
 
 const char *mm3_strerror(int err) {

@@ -6,6 +6,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,9 +16,14 @@
 #include "mm3_internal.h"
 
 size_t mm3__page_size(void) {
-  static size_t page;
-  if (page == 0) page = (size_t)sysconf(_SC_PAGESIZE);
-  return page;
+  /* Threads may fill the cache at once: atomic, so that is no data race. */
+  static _Atomic size_t page;
+  size_t p = atomic_load_explicit(&page, memory_order_relaxed);
+  if (p == 0) {
+    p = (size_t)sysconf(_SC_PAGESIZE);
+    atomic_store_explicit(&page, p, memory_order_relaxed);
+  }
+  return p;
 }
 
 static int prot_bits(mm3_prot p) {
@@ -27,6 +33,14 @@ static int prot_bits(mm3_prot p) {
     case MM3_PROT_RX: return PROT_READ | PROT_EXEC;
   }
   return -1;
+}
+
+/* 1 if [offset, offset + len) of a file cannot be mapped: the end must be an
+   off_t, and the mapping (offset aligned down to a page) at most PTRDIFF_MAX. */
+static int file_range_too_big(uint64_t offset, uint64_t len) {
+  uint64_t delta = offset & (uint64_t)(mm3__page_size() - 1);
+  return offset > UINT64_MAX - len || offset + len > (uint64_t)INT64_MAX ||
+         len > (uint64_t)PTRDIFF_MAX - delta - mm3__page_size();
 }
 
 /* Create the kernel mapping; fd == -1 for anonymous memory. */
@@ -89,7 +103,7 @@ int mm3_map_fd(int fd, const mm3_map_opts *opts, mm3_map **out) {
     uint64_t size = (uint64_t)st.st_size;
     if (opts->offset > size) return MM3_ERANGE;
     len = size - opts->offset;
-  } else if (opts->offset > UINT64_MAX - len) {
+  } else if (file_range_too_big(opts->offset, len)) {
     return MM3_ETOOBIG;
   }
   int extra = (opts->populate ? MAP_POPULATE : 0) | (opts->no_reserve ? MAP_NORESERVE : 0);
@@ -101,17 +115,15 @@ int mm3_map_path(const char *path, const mm3_map_opts *opts, mm3_map **out) {
   if (!opts) opts = &def;
   if (!path) return MM3_EINVAL;
   if ((unsigned)opts->mode > MM3_MODE_RX) return MM3_EINVAL;
+  /* Refuse what cannot map before open: create must not leave a file behind. */
+  if (opts->has_len && file_range_too_big(opts->offset, opts->len)) return MM3_ETOOBIG;
   int oflags = (opts->mode == MM3_MODE_RW ? O_RDWR : O_RDONLY) | O_CLOEXEC;
   if (opts->create) oflags = O_RDWR | O_CREAT | O_CLOEXEC;
   int fd = open(path, oflags, 0666);
   if (fd < 0) return errno;
   if (opts->create && opts->has_len) {
     struct stat st;
-    uint64_t want = opts->offset + opts->len;
-    if (opts->offset > UINT64_MAX - opts->len || want > (uint64_t)INT64_MAX) {
-      close(fd);
-      return MM3_ETOOBIG;
-    }
+    uint64_t want = opts->offset + opts->len; /* checked above */
     if (fstat(fd, &st) != 0) {
       int e = errno;
       close(fd);
@@ -141,7 +153,8 @@ int mm3_map_anon(uint64_t len, const mm3_anon_opts *opts, mm3_map **out) {
   if (opts->huge) {
     if (opts->huge < 0 || opts->huge > 63) return MM3_EINVAL;
     extra |= MAP_HUGETLB;
-    if (opts->huge > 1) extra |= opts->huge << MAP_HUGE_SHIFT;
+    /* Unsigned: 32..63 << 26 does not fit an int (as the kernel's MAP_HUGE_1GB). */
+    if (opts->huge > 1) extra |= (int)((unsigned)opts->huge << MAP_HUGE_SHIFT);
   }
   return map_common(-1, 0, len, MM3_MODE_RW, extra, out);
 }

@@ -1,6 +1,15 @@
 --- memmap3: files as live, typed, persistent data.
+--
+-- `mm.map` and `mm.anon` give raw mappings (memmap2's API); `mm.struct`,
+-- `mm.enum` and `mm.array` declare schemas; `mm.create` and `mm.open` give a
+-- view of a file's root whose fields read and write straight through the
+-- mapping.
 -- @module memmap3
 local core = require "memmap3.core"
+local schema = require "memmap3.schema"
+
+local type, pairs, error, format, setmetatable, tonumber, math_type =
+  type, pairs, error, string.format, setmetatable, tonumber, math.type
 
 local M = {}
 
@@ -11,6 +20,201 @@ M.advice_supported = core.advice_supported
 M.strerror = core.strerror
 M.version = core.version
 M.page_size = core.page_size
-M._core = core
 
+-- Schemas (SPEC §2).
+M.struct = schema.struct
+M.enum = schema.enum
+M.array = schema.array
+M.type = schema.totype
+M.canonical = schema.canonical
+
+-- Error codes returned as the third result of failed opens.
+M.ESCHEMA = -30892
+M.EBADFILE = -30895
+M.EVERSION = -30894
+M.ECORRUPT = -30893
+M.ETRUNCATED = -30889
+
+-- ---------------------------------------------------------------------------
+-- Compiling types into the C module's descriptors and metatables
+-- ---------------------------------------------------------------------------
+
+local CODE = schema.CODE
+local type_of_meta = setmetatable({}, { __mode = "k" }) -- metatable -> type
+local meta_of_type = setmetatable({}, { __mode = "k" }) -- type -> metatable
+
+local compile
+
+-- A field's or element's descriptor: one integer for simple scalars
+-- (offset << 32 | size << 8 | code), a table otherwise (see lmm3_internal.h).
+local function descriptor(t, offset, atomic)
+  if atomic then
+    return { CODE.atomic, offset, t.size, false, false, false, t.code }
+  end
+  local k = t.kind
+  if (k == "prim" or k == "string" or k == "bytes") and t.size < (1 << 24) then
+    return (offset << 32) | (t.size << 8) | t.code
+  elseif k == "prim" or k == "string" or k == "bytes" then
+    return { t.code, offset, t.size }
+  elseif k == "enum" then
+    return { CODE.enum, offset, t.size, false, t.names, t.values }
+  end
+  return { t.code, offset, t.size, compile(t) }
+end
+
+function compile(t)
+  local mt = meta_of_type[t]
+  if mt then return mt end
+  if t.kind == "struct" then
+    local fields, order = {}, {}
+    for i, f in ipairs(t.fields) do
+      fields[f.name] = descriptor(f.type, f.offset, f.atomic)
+      order[i] = f.name
+    end
+    mt = core.new_struct(t.name, fields, order, t.size)
+  elseif t.kind == "array" then
+    mt = core.new_array(t.canon, t.n, t.elem.size, descriptor(t.elem, 0, false))
+  else
+    error(format("a file's root must be a struct or an array for now, not %s", t.canon), 3)
+  end
+  meta_of_type[t] = mt
+  type_of_meta[mt] = t
+  return mt
+end
+
+-- ---------------------------------------------------------------------------
+-- Files (SPEC §3)
+-- ---------------------------------------------------------------------------
+
+local OPEN_OPTS = { create = true, readonly = true, mode = true, reserve = true }
+
+local function check_opts(opts, what)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(format("%s: options must be a table", what), 3) end
+  for k in pairs(opts) do
+    if not OPEN_OPTS[k] then error(format("%s: unknown option '%s'", what, tostring(k)), 3) end
+  end
+  return opts
+end
+
+local function perm_bits(mode, what)
+  if mode == nil then return nil end
+  if math_type(mode) == "integer" then return mode end
+  if type(mode) == "string" and mode:match "^0?[0-7][0-7][0-7]$" then return tonumber(mode, 8) end
+  error(format("%s: option 'mode' must be permission bits (420 or \"644\"), got %s", what, tostring(mode)), 3)
+end
+
+local function open_file(path, t, opts, create, exclusive, what)
+  if type(path) ~= "string" then error(format("%s: path must be a string", what), 3) end
+  opts = check_opts(opts, what)
+  if opts.readonly and (create or opts.create) then
+    error(format("%s: options 'readonly' and 'create' exclude each other", what), 3)
+  end
+  local text, size
+  if t ~= nil then
+    local ok, tt = pcall(schema.totype, t, what)
+    if not ok then error(tt, 3) end
+    t = tt
+    text = schema.canonical(t)
+    size = t.size
+    compile(t) -- refuse an unsupported root before touching the disk
+  end
+  local reserve = opts.reserve
+  if reserve ~= nil and (math_type(reserve) ~= "integer" or reserve < 0) then
+    error(format("%s: option 'reserve' must be a byte count", what), 3)
+  end
+  local f, msg, code = core.file_open(path, text, size, create or opts.create or false, exclusive,
+    opts.readonly or false, perm_bits(opts.mode, what), reserve)
+  if not f then
+    if code == M.ESCHEMA then
+      local stored = core.file_read_schema(path)
+      local ft = stored and schema.parse_schema(stored)
+      local d = ft and schema.diff(ft, t)
+      if d then msg = format("%s: %s", path, d) end
+    end
+    return nil, msg, code
+  end
+  if not t then
+    local perr
+    t, perr = schema.parse_schema(core.file_schema(f))
+    if not t then
+      core.file_close(f)
+      return nil, format("%s: %s", path, perr), M.ECORRUPT
+    end
+    if t.kind ~= "struct" and t.kind ~= "array" then
+      core.file_close(f)
+      return nil, format("%s: root type %s is not supported by this version", path, t.canon), M.EVERSION
+    end
+  end
+  local info = core.file_info(f)
+  if info.root_size ~= t.size then
+    core.file_close(f)
+    return nil, format("%s: root is %d bytes in the file, %d in the schema", path, info.root_size, t.size),
+      M.ECORRUPT
+  end
+  return core.file_root(f, compile(t))
+end
+
+--- Create a new file holding a zeroed root of type t; fails if it exists.
+-- @return the root view, or fail, message, code
+function M.create(path, t, opts)
+  if t == nil then error("mm.create: needs a type", 2) end
+  return open_file(path, t, opts, true, true, "mm.create")
+end
+
+--- Open a file. With a type, its layout must match the file's; without,
+-- the schema stored in the file is used. Options: create, readonly, mode
+-- (permission bits for a new file), reserve (address space, bytes).
+-- @return the root view, or fail, message, code
+function M.open(path, t, opts)
+  if opts == nil and type(t) == "table" and not schema.is_type(t) then t, opts = nil, t end
+  return open_file(path, t, opts, false, false, "mm.open")
+end
+
+-- The File behind a view, or an error naming what was passed.
+local function file_of(v, what)
+  local mt, f = core.view_info(v)
+  if not mt then error(format("%s: expected a memmap3 view, got %s", what, type(v)), 3) end
+  return f, mt
+end
+
+--- Make everything written to v's file so far durable (msync + fdatasync).
+-- @return true, or fail, message, code
+function M.flush(v)
+  return core.file_flush((file_of(v, "mm.flush")))
+end
+
+--- Close v's file. Every view of it raises afterwards. Idempotent.
+function M.close(v)
+  core.file_close((file_of(v, "mm.close")))
+end
+
+--- The path v's file was opened with.
+function M.path(v)
+  return core.file_path((file_of(v, "mm.path")))
+end
+
+--- The type of a view (a memmap3 type object).
+function M.schema(v)
+  local _, mt = file_of(v, "mm.schema")
+  return type_of_meta[mt]
+end
+
+--- Header facts of v's file: size, root_size, root_offset, fingerprint,
+-- format_version, readonly, and the schema text.
+function M.info(v)
+  local f = file_of(v, "mm.info")
+  local info = core.file_info(f)
+  info.schema = core.file_schema(f)
+  info.path = core.file_path(f)
+  return info
+end
+
+--- A plain Lua copy of a view (deep); other values are returned as they are.
+function M.totable(v)
+  if core.view_info(v) then return core.totable(v) end
+  return v
+end
+
+M._core = core
 return M

@@ -1,0 +1,151 @@
+--- The `memmap3` command: look inside memmap3 files without their code.
+-- @module memmap3.cli
+local mm = require "memmap3"
+
+local format, concat, rep = string.format, table.concat, string.rep
+local type, ipairs, tostring, math_type = type, ipairs, tostring, math.type
+
+local M = {}
+
+local USAGE = [[
+usage: memmap3 <command> [args]
+  info FILE            header, schema and sizes
+  dump FILE [--json]   contents (Lua-like text, or JSON)
+  help                 this text]]
+
+-- ---------------------------------------------------------------------------
+-- Rendering values in declaration order, guided by the type
+-- ---------------------------------------------------------------------------
+
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\\128-\255]', function(c)
+    local b = c:byte()
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\"
+    elseif c == "\n" then return "\\n" elseif c == "\t" then return "\\t"
+    elseif b < 32 or b == 127 then return format("\\u%04x", b) end
+    return c -- UTF-8 bytes pass through (strings are valid UTF-8)
+  end) .. '"'
+end
+
+local function scalar_json(v, t)
+  if type(v) == "string" then
+    if t and t.kind == "bytes" then
+      return '"' .. v:gsub(".", function(c) return format("%02x", c:byte()) end) .. '"'
+    end
+    if t and t.kind == "prim" and (t.name == "u128" or t.name == "i128") then return v end
+    return json_string(v)
+  elseif type(v) == "number" then
+    if math_type(v) == "integer" then
+      if t and t.name == "u64" and v < 0 then return format("%u", v) end -- u64 above 2^63
+      return tostring(v)
+    end
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    return format("%.17g", v)
+  end
+  return tostring(v)
+end
+
+local function scalar_lua(v, t)
+  if type(v) == "string" then
+    if t and t.kind == "prim" and (t.name == "u128" or t.name == "i128") then return v end
+    return format("%q", v)
+  end
+  if math_type(v) == "integer" and t and t.name == "u64" and v < 0 then return format("%u", v) end
+  return tostring(v)
+end
+
+local function render(v, t, json, indent, out)
+  local pad = rep("  ", indent + 1)
+  if t.kind == "struct" then
+    out[#out + 1] = json and "{\n" or (t.name .. " {\n")
+    for i, f in ipairs(t.fields) do
+      out[#out + 1] = pad .. (json and json_string(f.name) .. ": " or f.name .. " = ")
+      render(v[f.name], f.type, json, indent + 1, out)
+      out[#out + 1] = (i < #t.fields or not json) and ",\n" or "\n"
+    end
+    out[#out + 1] = rep("  ", indent) .. "}"
+  elseif t.kind == "array" then
+    out[#out + 1] = json and "[" or "{"
+    local simple = t.elem.kind ~= "struct" and t.elem.kind ~= "array"
+    for i = 1, t.n do
+      if not simple then out[#out + 1] = "\n" .. pad end
+      render(v[i], t.elem, json, indent + 1, out)
+      if i < t.n then out[#out + 1] = simple and ", " or "," end
+    end
+    if not simple then out[#out + 1] = "\n" .. rep("  ", indent) end
+    out[#out + 1] = json and "]" or "}"
+  else
+    out[#out + 1] = (json and scalar_json or scalar_lua)(v, t)
+  end
+end
+
+--- Render a plain value (from mm.totable) of type t as text or JSON.
+function M.render(v, t, json)
+  local out = {}
+  render(v, t, json, 0, out)
+  return concat(out)
+end
+
+-- ---------------------------------------------------------------------------
+-- Commands
+-- ---------------------------------------------------------------------------
+
+local function open(path)
+  local v, err = mm.open(path, { readonly = true })
+  if not v then return nil, err end
+  return v
+end
+
+local commands = {}
+
+function commands.info(out, path)
+  if not path then return nil, "info needs a FILE" end
+  local v, err = open(path)
+  if not v then return nil, err end
+  local i = mm.info(v)
+  out(format("file:           %s", path))
+  out(format("format version: %d", i.format_version))
+  out(format("file size:      %d bytes", i.size))
+  out(format("root:           %s, %d bytes at offset %d", mm.schema(v).canon, i.root_size, i.root_offset))
+  out(format("fingerprint:    %s", i.fingerprint))
+  out("schema:")
+  for line in i.schema:gmatch "[^\n]+" do out("  " .. line) end
+  mm.close(v)
+  return true
+end
+
+function commands.dump(out, path, flag)
+  if not path then return nil, "dump needs a FILE" end
+  if flag ~= nil and flag ~= "--json" then return nil, "unknown option " .. flag end
+  local v, err = open(path)
+  if not v then return nil, err end
+  out(M.render(mm.totable(v), mm.schema(v), flag == "--json"))
+  mm.close(v)
+  return true
+end
+
+function commands.help(out)
+  out(USAGE)
+  return true
+end
+
+--- Run the command line in args; out(line) prints, err(line) reports.
+-- @return the exit status
+function M.main(args, out, err)
+  out = out or print
+  err = err or function(s) io.stderr:write(s, "\n") end
+  local cmd = args[1]
+  local fn = commands[cmd or ""]
+  if not fn then
+    err(cmd and ("memmap3: unknown command '" .. cmd .. "'\n" .. USAGE) or USAGE)
+    return 2
+  end
+  local ok, msg = fn(out, args[2], args[3])
+  if not ok then
+    err("memmap3: " .. tostring(msg))
+    return 1
+  end
+  return 0
+end
+
+return M

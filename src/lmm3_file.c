@@ -1,0 +1,147 @@
+/*
+ * lmm3_file.c - memmap3.File: an open memmap3 file, from Lua. Scripts see
+ * its root view; lua/memmap3/init.lua turns these primitives into mm.create,
+ * mm.open, mm.flush, mm.close and friends.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmm3_internal.h"
+
+static lmm3_file *tofile(lua_State *L, int idx) {
+  lmm3_file *fb = luaL_checkudata(L, idx, LMM3_FILE_MT);
+  if (!fb->f) luaL_error(L, "attempt to use a closed memmap3 file");
+  return fb;
+}
+
+void lmm3_file_close(lua_State *L, int idx) {
+  lmm3_file *fb = luaL_checkudata(L, idx, LMM3_FILE_MT);
+  if (fb->f && fb->owned) mm3_file_close(fb->f);
+  fb->f = NULL;
+}
+
+static int f_gc(lua_State *L) {
+  lmm3_file_close(L, 1);
+  return 0;
+}
+
+/* core.file_open(path, schema|nil, root_size, create, exclusive, readonly,
+                  perm, reserve) -> File | fail, msg, code */
+static int l_file_open(lua_State *L) {
+  mm3_file_opts o = {0};
+  const char *path = luaL_checkstring(L, 1);
+  o.schema = luaL_optstring(L, 2, NULL);
+  o.root_size = (uint64_t)luaL_optinteger(L, 3, 0);
+  o.create = lua_toboolean(L, 4);
+  o.exclusive = lua_toboolean(L, 5);
+  o.readonly = lua_toboolean(L, 6);
+  o.perm = (unsigned)luaL_optinteger(L, 7, 0);
+  o.reserve = (uint64_t)luaL_optinteger(L, 8, 0);
+  lmm3_file *fb = lua_newuserdatauv(L, sizeof *fb, 0);
+  fb->f = NULL; /* closed until open succeeds */
+  fb->owned = 1;
+  fb->readonly = o.readonly;
+  luaL_setmetatable(L, LMM3_FILE_MT);
+  int rc = mm3_file_open(path, &o, &fb->f);
+  if (rc) return lmm3_fail(L, path, rc);
+  return 1;
+}
+
+/* core.file_read_schema(path) -> text | fail, msg, code */
+static int l_file_read_schema(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char *buf;
+  size_t len;
+  int rc = mm3_file_read_schema(path, &buf, &len);
+  if (rc) return lmm3_fail(L, path, rc);
+  lua_pushlstring(L, buf, len);
+  free(buf);
+  return 1;
+}
+
+/* core.file_root(file, meta) -> root view */
+static int l_file_root(lua_State *L) {
+  lmm3_file *fb = tofile(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lmm3_push_view(L, 1, fb, mm3_file_root(fb->f), 2);
+  ((lmm3_view *)lua_touserdata(L, -1))->root = 1;
+  return 1;
+}
+
+static int l_file_schema(lua_State *L) {
+  size_t len;
+  const char *s = mm3_file_schema(tofile(L, 1)->f, &len);
+  lua_pushlstring(L, s, len);
+  return 1;
+}
+
+static int l_file_path(lua_State *L) {
+  lua_pushstring(L, mm3_file_path(tofile(L, 1)->f));
+  return 1;
+}
+
+static int l_file_flush(lua_State *L) {
+  lmm3_file *fb = tofile(L, 1);
+  int rc = mm3_file_flush(fb->f);
+  if (rc) return lmm3_fail(L, mm3_file_path(fb->f), rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_file_close(lua_State *L) {
+  lmm3_file_close(L, 1);
+  return 0;
+}
+
+static int l_file_isopen(lua_State *L) {
+  lmm3_file *fb = luaL_checkudata(L, 1, LMM3_FILE_MT);
+  lua_pushboolean(L, fb->f != NULL);
+  return 1;
+}
+
+static int l_file_info(lua_State *L) {
+  lmm3_file *fb = tofile(L, 1);
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, (lua_Integer)mm3_file_size(fb->f));
+  lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)mm3_file_root_size(fb->f));
+  lua_setfield(L, -2, "root_size");
+  lua_pushinteger(L, (lua_Integer)(mm3_file_root(fb->f) - mm3_file_base(fb->f)));
+  lua_setfield(L, -2, "root_offset");
+  char hex[17];
+  static const char digits[] = "0123456789abcdef";
+  uint64_t fp = mm3_file_fingerprint(fb->f);
+  for (int i = 15; i >= 0; i--, fp >>= 4) hex[i] = digits[fp & 15];
+  lua_pushlstring(L, hex, 16);
+  lua_setfield(L, -2, "fingerprint");
+  lua_pushinteger(L, MM3_FORMAT_VERSION);
+  lua_setfield(L, -2, "format_version");
+  lua_pushboolean(L, fb->readonly);
+  lua_setfield(L, -2, "readonly");
+  return 1;
+}
+
+static int f_tostring(lua_State *L) {
+  lmm3_file *fb = luaL_checkudata(L, 1, LMM3_FILE_MT);
+  if (!fb->f) lua_pushliteral(L, LMM3_FILE_MT " (closed)");
+  else lua_pushfstring(L, LMM3_FILE_MT " (%s)", mm3_file_path(fb->f));
+  return 1;
+}
+
+void lmm3_open_file(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"file_open", l_file_open},   {"file_read_schema", l_file_read_schema},
+      {"file_root", l_file_root},   {"file_schema", l_file_schema},
+      {"file_path", l_file_path},   {"file_flush", l_file_flush},
+      {"file_close", l_file_close}, {"file_isopen", l_file_isopen},
+      {"file_info", l_file_info},   {NULL, NULL}};
+  luaL_newmetatable(L, LMM3_FILE_MT);
+  lua_pushcfunction(L, f_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, f_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, f_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+}

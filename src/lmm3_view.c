@@ -1,0 +1,874 @@
+/*
+ * lmm3_view.c - struct and array views: fields and elements that read and
+ * write straight through the mapping.
+ *
+ * One metatable per type, made by core.new_struct / core.new_array from the
+ * layout that lua/memmap3/schema.lua computed. __index looks the key up in
+ * the type's field table (an upvalue): a plain scalar's descriptor is one
+ * integer, so a field read is one table lookup and one load. Child views
+ * (nested structs, arrays, atomics) are cached per parent, so repeated access
+ * allocates nothing.
+ */
+#include <string.h>
+
+#include "lmm3_internal.h"
+
+__extension__ typedef unsigned __int128 u128;
+
+static int closed_error(lua_State *L) {
+  return luaL_error(L, "attempt to use a closed memmap3 file");
+}
+
+/* The view at idx; raises for anything else, or a closed file. */
+static lmm3_view *toview(lua_State *L, int idx) {
+  lmm3_view *v = lua_touserdata(L, idx);
+  if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *v ||
+      v->magic != LMM3_VIEW_MAGIC)
+    luaL_typeerror(L, idx, "memmap3 view");
+  if (!v->fb->f) closed_error(L);
+  return v;
+}
+
+lmm3_view *lmm3_check_view(lua_State *L, int idx) { return toview(L, idx); }
+
+static void check_writable(lua_State *L, lmm3_view *v) {
+  if (v->fb->readonly) luaL_error(L, "memmap3 file is open read-only");
+}
+
+void lmm3_push_view(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int meta) {
+  fileidx = lua_absindex(L, fileidx);
+  meta = lua_absindex(L, meta);
+  lmm3_view *v = lua_newuserdatauv(L, sizeof *v, 2);
+  v->magic = LMM3_VIEW_MAGIC;
+  v->root = 0;
+  v->p = p;
+  v->fb = fb;
+  lua_pushvalue(L, meta);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, fileidx);
+  lua_setiuservalue(L, -2, 1);
+}
+
+/* ---- scalars ---- */
+
+static void push_u128(lua_State *L, uint64_t lo, uint64_t hi, int is_signed) {
+  int neg = is_signed && (int64_t)hi < 0;
+  if (!neg && hi == 0 && lo <= (uint64_t)LUA_MAXINTEGER) {
+    lua_pushinteger(L, (lua_Integer)lo);
+    return;
+  }
+  if (neg && hi == ~(uint64_t)0 && (int64_t)lo < 0) {
+    lua_pushinteger(L, (lua_Integer)lo);
+    return;
+  }
+  /* Too wide for a Lua integer: its exact decimal digits as a string. */
+  u128 v = ((u128)hi << 64) | lo;
+  if (neg) v = ~v + 1;
+  char buf[48], *e = buf + sizeof buf, *s = e;
+  do {
+    *--s = (char)('0' + (int)(v % 10));
+    v /= 10;
+  } while (v);
+  if (neg) *--s = '-';
+  lua_pushlstring(L, s, (size_t)(e - s));
+}
+
+static int utf8_encode(char *buf, uint32_t cp) {
+  if (cp < 0x80) { buf[0] = (char)cp; return 1; }
+  if (cp < 0x800) { buf[0] = (char)(0xC0 | (cp >> 6)); buf[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+  if (cp < 0x10000) {
+    buf[0] = (char)(0xE0 | (cp >> 12)); buf[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    buf[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  buf[0] = (char)(0xF0 | (cp >> 18)); buf[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  buf[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); buf[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* Decode one code point; returns its length, or 0 if s is not valid UTF-8
+   (overlong forms, surrogates and values past U+10FFFF are invalid). */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
+  unsigned c = s[0];
+  size_t len;
+  uint32_t v, min;
+  if (c < 0x80) { *cp = c; return 1; }
+  if (c < 0xC2) return 0;
+  if (c < 0xE0) { len = 2; v = c & 0x1F; min = 0x80; }
+  else if (c < 0xF0) { len = 3; v = c & 0x0F; min = 0x800; }
+  else if (c < 0xF5) { len = 4; v = c & 0x07; min = 0x10000; }
+  else return 0;
+  if (n < len) return 0;
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    v = (v << 6) | (s[i] & 0x3F);
+  }
+  if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+  *cp = v;
+  return len;
+}
+
+static int utf8_valid(const char *s, size_t n) {
+  uint32_t cp;
+  for (size_t i = 0; i < n;) {
+    if ((unsigned char)s[i] < 0x80) { i++; continue; }
+    size_t k = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+    if (!k) return 0;
+    i += k;
+  }
+  return 1;
+}
+
+void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
+  switch (code) {
+    case LMM3_U8: lua_pushinteger(L, *p); break;
+    case LMM3_I8: lua_pushinteger(L, (int8_t)*p); break;
+    case LMM3_U16: { uint16_t x; memcpy(&x, p, 2); lua_pushinteger(L, x); break; }
+    case LMM3_I16: { int16_t x; memcpy(&x, p, 2); lua_pushinteger(L, x); break; }
+    case LMM3_U32: { uint32_t x; memcpy(&x, p, 4); lua_pushinteger(L, x); break; }
+    case LMM3_I32: { int32_t x; memcpy(&x, p, 4); lua_pushinteger(L, x); break; }
+    case LMM3_U64:
+    case LMM3_I64: { int64_t x; memcpy(&x, p, 8); lua_pushinteger(L, (lua_Integer)x); break; }
+    case LMM3_F32: { float x; memcpy(&x, p, 4); lua_pushnumber(L, (lua_Number)x); break; }
+    case LMM3_F64: { double x; memcpy(&x, p, 8); lua_pushnumber(L, (lua_Number)x); break; }
+    case LMM3_BOOL: lua_pushboolean(L, *p != 0); break;
+    case LMM3_CHAR: {
+      uint32_t cp;
+      char buf[4];
+      memcpy(&cp, p, 4);
+      if (cp == 0) { lua_pushliteral(L, ""); break; } /* an unset char reads as "" */
+      if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) cp = 0xFFFD; /* damaged: U+FFFD */
+      lua_pushlstring(L, buf, (size_t)utf8_encode(buf, cp));
+      break;
+    }
+    case LMM3_U128:
+    case LMM3_I128: {
+      uint64_t lo, hi;
+      memcpy(&lo, p, 8);
+      memcpy(&hi, p + 8, 8);
+      push_u128(L, lo, hi, code == LMM3_I128);
+      break;
+    }
+    case LMM3_STRING: {
+      const uint8_t *z = memchr(p, 0, size);
+      lua_pushlstring(L, (const char *)p, z ? (size_t)(z - p) : size);
+      break;
+    }
+    case LMM3_BYTES: lua_pushlstring(L, (const char *)p, size); break;
+    default: luaL_error(L, "memmap3: bad type code %d", code);
+  }
+}
+
+/* Parse a decimal or 0x-hex string into a 128-bit value. */
+static const char *parse_u128(const char *s, u128 *out, int *neg) {
+  u128 v = 0, lim = ~(u128)0;
+  int base = 10, any = 0;
+  *neg = 0;
+  if (*s == '-') *neg = 1, s++;
+  if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) base = 16, s += 2;
+  for (; *s; s++) {
+    int d;
+    if (*s >= '0' && *s <= '9') d = *s - '0';
+    else if (base == 16 && *s >= 'a' && *s <= 'f') d = *s - 'a' + 10;
+    else if (base == 16 && *s >= 'A' && *s <= 'F') d = *s - 'A' + 10;
+    else if (*s == '_') continue;
+    else return "is not a decimal or 0x-hex integer";
+    if (v > (lim - (unsigned)d) / (unsigned)base) return "does not fit in 128 bits";
+    v = v * (unsigned)base + (unsigned)d;
+    any = 1;
+  }
+  if (!any) return "is not a decimal or 0x-hex integer";
+  *out = v;
+  return NULL;
+}
+
+/* Store the Lua value at idx as a scalar. Returns NULL, or the reason it was
+   refused (nothing is written then). */
+const char *lmm3_set_scalar(lua_State *L, uint8_t *p, int code, uint32_t size, int idx) {
+  int t = lua_type(L, idx);
+  switch (code) {
+    case LMM3_U8: case LMM3_I8: case LMM3_U16: case LMM3_I16:
+    case LMM3_U32: case LMM3_I32: case LMM3_U64: case LMM3_I64: {
+      int isint;
+      if (t != LUA_TNUMBER) return lua_pushfstring(L, "expected an integer, got %s", luaL_typename(L, idx));
+      lua_Integer v = lua_tointegerx(L, idx, &isint);
+      if (!isint) return lua_pushfstring(L, "expected an integer, got %f", lua_tonumber(L, idx));
+      switch (code) {
+        case LMM3_U8: if (v < 0 || v > 0xFF) goto range; *p = (uint8_t)v; break;
+        case LMM3_I8: if (v < -128 || v > 127) goto range; *p = (uint8_t)v; break;
+        case LMM3_U16: { if (v < 0 || v > 0xFFFF) goto range; uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
+        case LMM3_I16: { if (v < -32768 || v > 32767) goto range; int16_t x = (int16_t)v; memcpy(p, &x, 2); break; }
+        case LMM3_U32: { if (v < 0 || v > 0xFFFFFFFFLL) goto range; uint32_t x = (uint32_t)v; memcpy(p, &x, 4); break; }
+        case LMM3_I32: { if (v < INT32_MIN || v > INT32_MAX) goto range; int32_t x = (int32_t)v; memcpy(p, &x, 4); break; }
+        default: { int64_t x = (int64_t)v; memcpy(p, &x, 8); break; } /* u64 wraps, as "J" does */
+      }
+      return NULL;
+    range:
+      return lua_pushfstring(L, "%I is out of range", v);
+    }
+    case LMM3_F32: {
+      if (t != LUA_TNUMBER) return lua_pushfstring(L, "expected a number, got %s", luaL_typename(L, idx));
+      float x = (float)lua_tonumber(L, idx);
+      memcpy(p, &x, 4);
+      return NULL;
+    }
+    case LMM3_F64: {
+      if (t != LUA_TNUMBER) return lua_pushfstring(L, "expected a number, got %s", luaL_typename(L, idx));
+      double x = (double)lua_tonumber(L, idx);
+      memcpy(p, &x, 8);
+      return NULL;
+    }
+    case LMM3_BOOL:
+      if (t != LUA_TBOOLEAN) return lua_pushfstring(L, "expected a boolean, got %s", luaL_typename(L, idx));
+      *p = (uint8_t)lua_toboolean(L, idx);
+      return NULL;
+    case LMM3_CHAR: {
+      size_t n;
+      uint32_t cp;
+      if (t != LUA_TSTRING) return lua_pushfstring(L, "expected a one-character string, got %s", luaL_typename(L, idx));
+      const char *s = lua_tolstring(L, idx, &n);
+      if (n == 0) { memset(p, 0, 4); return NULL; } /* "" clears it */
+      if (utf8_decode((const unsigned char *)s, n, &cp) != n)
+        return "expected exactly one UTF-8 character";
+      memcpy(p, &cp, 4);
+      return NULL;
+    }
+    case LMM3_U128:
+    case LMM3_I128: {
+      u128 v;
+      int neg;
+      if (t == LUA_TNUMBER) {
+        int isint;
+        lua_Integer i = lua_tointegerx(L, idx, &isint);
+        if (!isint) return lua_pushfstring(L, "expected an integer, got %f", lua_tonumber(L, idx));
+        neg = i < 0;
+        v = neg ? (u128)(-(i + 1)) + 1 : (u128)i;
+      } else if (t == LUA_TSTRING) {
+        const char *why = parse_u128(lua_tostring(L, idx), &v, &neg);
+        if (why) return lua_pushfstring(L, "'%s' %s", lua_tostring(L, idx), why);
+      } else {
+        return lua_pushfstring(L, "expected an integer or a decimal string, got %s", luaL_typename(L, idx));
+      }
+      if (code == LMM3_U128 && neg && v) return "negative value for an unsigned 128-bit field";
+      if (code == LMM3_I128 && v > (neg ? (u128)1 << 127 : ((u128)1 << 127) - 1))
+        return "out of range for i128";
+      if (neg) v = ~v + 1;
+      uint64_t lo = (uint64_t)v, hi = (uint64_t)(v >> 64);
+      memcpy(p, &lo, 8);
+      memcpy(p + 8, &hi, 8);
+      return NULL;
+    }
+    case LMM3_STRING:
+    case LMM3_BYTES: {
+      size_t n;
+      if (t != LUA_TSTRING) return lua_pushfstring(L, "expected a string, got %s", luaL_typename(L, idx));
+      const char *s = lua_tolstring(L, idx, &n);
+      if (n > size) return lua_pushfstring(L, "string of %I bytes is longer than its capacity (%d bytes)",
+                                           (lua_Integer)n, (int)size);
+      if (code == LMM3_STRING) {
+        if (memchr(s, 0, n)) return "string contains a NUL byte";
+        if (!utf8_valid(s, n)) return "string is not valid UTF-8";
+      }
+      memcpy(p, s, n);
+      memset(p + n, 0, size - n);
+      return NULL;
+    }
+  }
+  return "unsupported type";
+}
+
+/* ---- descriptors ---- */
+
+static lua_Integer desc_int(lua_State *L, int descidx, int field) {
+  lua_rawgeti(L, descidx, field);
+  lua_Integer v = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *type_name(lua_State *L, int upv) {
+  return lua_tostring(L, lua_upvalueindex(upv));
+}
+
+/* The cache of child views of the view at idx (created on first use). */
+static void push_cache(lua_State *L, int idx) {
+  if (lua_getiuservalue(L, idx, 2) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx, 2);
+}
+
+/* Push the value described by the complex descriptor at descidx, at base.
+   key (stack index) identifies the child in the view's cache. */
+static void push_complex(lua_State *L, int viewidx, lmm3_view *v, int descidx, uint8_t *base, int key) {
+  int code = (int)desc_int(L, descidx, LMM3_D_CODE);
+  uint8_t *p = base + desc_int(L, descidx, LMM3_D_OFFSET);
+  switch (code) {
+    case LMM3_STRUCT:
+    case LMM3_ARRAY:
+    case LMM3_ATOMIC: {
+      push_cache(L, viewidx);
+      lua_pushvalue(L, key);
+      if (lua_rawget(L, -2) != LUA_TNIL) {
+        lua_remove(L, -2);
+        return;
+      }
+      lua_pop(L, 1);
+      lua_getiuservalue(L, viewidx, 1); /* the File */
+      if (code == LMM3_ATOMIC) {
+        lmm3_push_atomic(L, -1, v->fb, p, (int)desc_int(L, descidx, LMM3_D_BASE));
+      } else {
+        lua_rawgeti(L, descidx, LMM3_D_META);
+        lmm3_push_view(L, -2, v->fb, p, -1);
+        lua_remove(L, -2);
+      }
+      lua_remove(L, -2); /* the File */
+      lua_pushvalue(L, key);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, -4);
+      lua_remove(L, -2); /* the cache */
+      return;
+    }
+    case LMM3_ENUM: {
+      int size = (int)desc_int(L, descidx, LMM3_D_SIZE);
+      lua_Integer x;
+      if (size == 1) x = *p;
+      else if (size == 2) { uint16_t y; memcpy(&y, p, 2); x = y; }
+      else if (size == 4) { uint32_t y; memcpy(&y, p, 4); x = y; }
+      else { int64_t y; memcpy(&y, p, 8); x = y; }
+      lua_rawgeti(L, descidx, LMM3_D_NAMES);
+      if (lua_rawgeti(L, -1, x + 1) == LUA_TNIL) {
+        lua_pop(L, 2);
+        lua_pushinteger(L, x); /* a value no name stands for (written by other code) */
+      } else {
+        lua_remove(L, -2);
+      }
+      return;
+    }
+    default:
+      lmm3_push_scalar(L, p, code, (uint32_t)desc_int(L, descidx, LMM3_D_SIZE));
+  }
+}
+
+static void push_deep(lua_State *L, uint8_t *p, int meta);
+
+/* Plain Lua copy of the value at p described by desc (int or table) at descidx. */
+static void push_desc_copy(lua_State *L, int descidx, uint8_t *base) {
+  if (lua_type(L, descidx) == LUA_TNUMBER) {
+    lua_Integer d = lua_tointeger(L, descidx);
+    lmm3_push_scalar(L, base + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF));
+    return;
+  }
+  int code = (int)desc_int(L, descidx, LMM3_D_CODE);
+  uint8_t *p = base + desc_int(L, descidx, LMM3_D_OFFSET);
+  if (code == LMM3_STRUCT || code == LMM3_ARRAY) {
+    lua_rawgeti(L, descidx, LMM3_D_META);
+    push_deep(L, p, lua_gettop(L));
+    lua_remove(L, -2);
+  } else if (code == LMM3_ATOMIC) {
+    int base_code = (int)desc_int(L, descidx, LMM3_D_BASE);
+    int size = (int)desc_int(L, descidx, LMM3_D_SIZE);
+    uint64_t x = mm3_atomic_load(p, size);
+    uint8_t tmp[8];
+    memcpy(tmp, &x, 8);
+    lmm3_push_scalar(L, tmp, base_code, (uint32_t)size);
+  } else {
+    /* enums: reuse push_complex's decoding without a view */
+    int size = (int)desc_int(L, descidx, LMM3_D_SIZE);
+    lua_Integer x;
+    if (size == 1) x = *p;
+    else if (size == 2) { uint16_t y; memcpy(&y, p, 2); x = y; }
+    else if (size == 4) { uint32_t y; memcpy(&y, p, 4); x = y; }
+    else { int64_t y; memcpy(&y, p, 8); x = y; }
+    lua_rawgeti(L, descidx, LMM3_D_NAMES);
+    if (lua_rawgeti(L, -1, x + 1) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, x);
+    }
+    lua_remove(L, -2);
+  }
+}
+
+/* Plain Lua table from the struct or array with metatable at meta. */
+static void push_deep(lua_State *L, uint8_t *p, int meta) {
+  luaL_checkstack(L, 8, "memmap3: value nested too deeply");
+  lua_getfield(L, meta, "__mm3kind");
+  int is_array = lua_tointeger(L, -1) == LMM3_ARRAY;
+  lua_pop(L, 1);
+  if (is_array) {
+    lua_getfield(L, meta, "__mm3n");
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_getfield(L, meta, "__mm3esize");
+    lua_Integer esize = lua_tointeger(L, -1);
+    lua_getfield(L, meta, "__mm3elem");
+    int d = lua_gettop(L);
+    lua_createtable(L, (int)(n > 1 << 24 ? 1 << 24 : n), 0);
+    if (lua_type(L, d) == LUA_TNUMBER) {
+      lua_Integer dd = lua_tointeger(L, d);
+      int code = (int)(dd & 0xFF);
+      uint32_t size = (uint32_t)((dd >> 8) & 0xFFFFFF);
+      for (lua_Integer i = 0; i < n; i++) {
+        lmm3_push_scalar(L, p + i * esize, code, size);
+        lua_rawseti(L, -2, i + 1);
+      }
+    } else {
+      for (lua_Integer i = 0; i < n; i++) {
+        push_desc_copy(L, d, p + i * esize);
+        lua_rawseti(L, -2, i + 1);
+      }
+    }
+    lua_replace(L, d - 2);
+    lua_settop(L, d - 2);
+    return;
+  }
+  lua_getfield(L, meta, "__mm3order");
+  lua_getfield(L, meta, "__mm3fields");
+  int order = lua_gettop(L) - 1, fields = order + 1;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, order);
+  lua_createtable(L, 0, (int)n);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, order, i);   /* name */
+    lua_pushvalue(L, -1);
+    lua_rawget(L, fields);      /* desc */
+    push_desc_copy(L, lua_gettop(L), p);
+    lua_remove(L, -2);
+    lua_rawset(L, -3);
+  }
+  lua_replace(L, order);
+  lua_settop(L, order);
+}
+
+/* ---- setting from Lua values ---- */
+
+static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where);
+
+/* Fill the struct or array (metatable at meta) at p from the table at tidx.
+   p points into a scratch copy, so an error leaves the file untouched. */
+static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const char *where) {
+  luaL_checkstack(L, 8, "memmap3: value nested too deeply");
+  lua_getfield(L, meta, "__mm3kind");
+  int is_array = lua_tointeger(L, -1) == LMM3_ARRAY;
+  lua_pop(L, 1);
+  lua_getfield(L, meta, "__name");
+  const char *tname = lua_tostring(L, -1);
+  int top = lua_gettop(L);
+  if (is_array) {
+    lua_getfield(L, meta, "__mm3n");
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_getfield(L, meta, "__mm3esize");
+    lua_Integer esize = lua_tointeger(L, -1);
+    lua_getfield(L, meta, "__mm3elem");
+    int d = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, tidx)) {
+      int isint;
+      lua_Integer i = lua_tointegerx(L, -2, &isint);
+      if (lua_type(L, -2) != LUA_TNUMBER || !isint || i < 1 || i > n)
+        luaL_error(L, "%s: %s index %s is out of range (1..%I)", where, tname,
+                   luaL_tolstring(L, -2, NULL), n);
+      set_from(L, lua_gettop(L), d, p + (i - 1) * esize, where);
+      lua_pop(L, 1);
+    }
+  } else {
+    lua_getfield(L, meta, "__mm3fields");
+    int fields = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, tidx)) {
+      lua_pushvalue(L, -2);
+      if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, fields) == LUA_TNIL)
+        luaL_error(L, "%s: %s has no field '%s'", where, tname, luaL_tolstring(L, -3, NULL));
+      set_from(L, lua_gettop(L) - 1, lua_gettop(L), p, where);
+      lua_pop(L, 2);
+    }
+  }
+  lua_settop(L, top - 1);
+}
+
+/* Copy-in through a scratch buffer: all or nothing. */
+static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const char *where) {
+  lua_getfield(L, meta, "__mm3size");
+  size_t size = (size_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (lua_type(L, vidx) == LUA_TUSERDATA) {
+    /* another view of the same type: copy its bytes */
+    lmm3_view *src = lua_touserdata(L, vidx);
+    if (lua_getmetatable(L, vidx)) {
+      int same = lua_rawequal(L, -1, meta);
+      lua_pop(L, 1);
+      if (same && lua_rawlen(L, vidx) == sizeof *src && src->magic == LMM3_VIEW_MAGIC) {
+        if (!src->fb->f) closed_error(L);
+        memmove(dst, src->p, size);
+        return;
+      }
+    }
+  }
+  if (lua_type(L, vidx) != LUA_TTABLE) {
+    lua_getfield(L, meta, "__name");
+    luaL_error(L, "%s: expected a table for %s, got %s", where, lua_tostring(L, -1), luaL_typename(L, vidx));
+  }
+  uint8_t *scratch = lua_newuserdatauv(L, size ? size : 1, 0);
+  memset(scratch, 0, size);
+  fill_from_table(L, vidx, meta, scratch, where);
+  memcpy(dst, scratch, size);
+  lua_pop(L, 1);
+}
+
+static void set_enum(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where) {
+  int size = (int)desc_int(L, descidx, LMM3_D_SIZE);
+  lua_Integer x = 0;
+  if (lua_type(L, vidx) == LUA_TSTRING) {
+    lua_rawgeti(L, descidx, LMM3_D_VALUES);
+    lua_pushvalue(L, vidx);
+    if (lua_rawget(L, -2) == LUA_TNIL)
+      luaL_error(L, "%s: '%s' is not a name of this enum", where, lua_tostring(L, vidx));
+    x = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+  } else {
+    int isint = 0;
+    if (lua_type(L, vidx) == LUA_TNUMBER) x = lua_tointegerx(L, vidx, &isint);
+    if (!isint) luaL_error(L, "%s: expected an enum name, got %s", where, luaL_typename(L, vidx));
+    lua_rawgeti(L, descidx, LMM3_D_NAMES);
+    if (x < 0 || lua_rawgeti(L, -1, x + 1) == LUA_TNIL)
+      luaL_error(L, "%s: %I is not a value of this enum", where, x);
+    lua_pop(L, 2);
+  }
+  if (size == 1) *p = (uint8_t)x;
+  else if (size == 2) { uint16_t y = (uint16_t)x; memcpy(p, &y, 2); }
+  else if (size == 4) { uint32_t y = (uint32_t)x; memcpy(p, &y, 4); }
+  else { int64_t y = x; memcpy(p, &y, 8); }
+}
+
+static void set_atomic(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where) {
+  int base_code = (int)desc_int(L, descidx, LMM3_D_BASE);
+  int size = (int)desc_int(L, descidx, LMM3_D_SIZE);
+  uint8_t tmp[8] = {0};
+  const char *why = lmm3_set_scalar(L, tmp, base_code, (uint32_t)size, vidx);
+  if (why) luaL_error(L, "%s: %s", where, why);
+  uint64_t x;
+  memcpy(&x, tmp, 8);
+  mm3_atomic_store(p, size, x);
+}
+
+static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where) {
+  if (lua_type(L, descidx) == LUA_TNUMBER) {
+    lua_Integer d = lua_tointeger(L, descidx);
+    const char *why = lmm3_set_scalar(L, base + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), vidx);
+    if (why) luaL_error(L, "%s: %s", where, why);
+    return;
+  }
+  int code = (int)desc_int(L, descidx, LMM3_D_CODE);
+  uint8_t *p = base + desc_int(L, descidx, LMM3_D_OFFSET);
+  switch (code) {
+    case LMM3_STRUCT:
+    case LMM3_ARRAY:
+      lua_rawgeti(L, descidx, LMM3_D_META);
+      set_aggregate(L, vidx, lua_gettop(L), p, where);
+      lua_pop(L, 1);
+      break;
+    case LMM3_ENUM: set_enum(L, vidx, descidx, p, where); break;
+    case LMM3_ATOMIC: set_atomic(L, vidx, descidx, p, where); break;
+    default: {
+      const char *why = lmm3_set_scalar(L, p, code, (uint32_t)desc_int(L, descidx, LMM3_D_SIZE), vidx);
+      if (why) luaL_error(L, "%s: %s", where, why);
+    }
+  }
+}
+
+/* ---- struct views ---- */
+
+/* upvalues: 1 fields (name -> desc), 2 type name */
+static int s_index(lua_State *L) {
+  lmm3_view *v = toview(L, 1);
+  lua_pushvalue(L, 2);
+  switch (lua_rawget(L, lua_upvalueindex(1))) {
+    case LUA_TNUMBER: {
+      lua_Integer d = lua_tointeger(L, -1);
+      lmm3_push_scalar(L, v->p + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF));
+      return 1;
+    }
+    case LUA_TTABLE:
+      push_complex(L, 1, v, lua_gettop(L), v->p, 2);
+      return 1;
+    default:
+      if (lua_type(L, 2) != LUA_TSTRING) return 0 * (lua_pushnil(L), 0) + 1;
+      return luaL_error(L, "%s has no field '%s'", type_name(L, 2), lua_tostring(L, 2));
+  }
+}
+
+static int s_newindex(lua_State *L) {
+  lmm3_view *v = toview(L, 1);
+  check_writable(L, v);
+  lua_pushvalue(L, 2);
+  int t = lua_rawget(L, lua_upvalueindex(1));
+  if (t == LUA_TNUMBER) {
+    lua_Integer d = lua_tointeger(L, -1);
+    const char *why = lmm3_set_scalar(L, v->p + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), 3);
+    if (why) return luaL_error(L, "%s field '%s': %s", type_name(L, 2), lua_tostring(L, 2), why);
+    return 0;
+  }
+  if (t != LUA_TTABLE)
+    return luaL_error(L, "%s has no field '%s'", type_name(L, 2), luaL_tolstring(L, 2, NULL));
+  const char *where = lua_pushfstring(L, "%s field '%s'", type_name(L, 2), lua_tostring(L, 2));
+  set_from(L, 3, lua_gettop(L) - 1, v->p, where);
+  return 0;
+}
+
+/* __pairs iterator: fields in declaration order. upvalue 1: order list,
+   upvalue 2: position of each name. */
+static int s_next(lua_State *L) {
+  lua_Integer pos = 0;
+  if (!lua_isnil(L, 2)) {
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(2));
+    pos = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  if (lua_rawgeti(L, lua_upvalueindex(1), pos + 1) == LUA_TNIL) return 1;
+  lua_pushvalue(L, -1);
+  lua_gettable(L, 1); /* through __index */
+  return 2;
+}
+
+static int s_pairs(lua_State *L) {
+  toview(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushcclosure(L, s_next, 2);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  return 4;
+}
+
+static int s_len(lua_State *L) {
+  toview(L, 1);
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, lua_upvalueindex(1)));
+  return 1;
+}
+
+static int v_tostring(lua_State *L) {
+  lmm3_view *v = lua_touserdata(L, 1);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__name");
+  if (!v->fb->f) lua_pushfstring(L, "%s (closed file)", lua_tostring(L, -1));
+  else lua_pushfstring(L, "%s: %p", lua_tostring(L, -1), (void *)v->p);
+  return 1;
+}
+
+/* __close: closing a file's root view closes the file; other views keep
+   nothing open of their own. */
+static int v_close(lua_State *L) {
+  lmm3_view *v = lua_touserdata(L, 1);
+  if (v->root) {
+    lua_getiuservalue(L, 1, 1);
+    lmm3_file_close(L, -1);
+  }
+  return 0;
+}
+
+static int v_eq(lua_State *L) {
+  lmm3_view *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
+  lua_pushboolean(L, a->p == b->p);
+  return 1;
+}
+
+/* core.new_struct(name, fields, order, size) -> metatable */
+static int l_new_struct(lua_State *L) {
+  luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_Integer size = luaL_checkinteger(L, 4);
+  lua_createtable(L, 0, 16);
+  int mt = lua_gettop(L);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, mt, "__name");
+  lua_pushinteger(L, LMM3_STRUCT);
+  lua_setfield(L, mt, "__mm3kind");
+  lua_pushvalue(L, 2);
+  lua_setfield(L, mt, "__mm3fields");
+  lua_pushvalue(L, 3);
+  lua_setfield(L, mt, "__mm3order");
+  lua_pushinteger(L, size);
+  lua_setfield(L, mt, "__mm3size");
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, s_index, 2);
+  lua_setfield(L, mt, "__index");
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, s_newindex, 2);
+  lua_setfield(L, mt, "__newindex");
+  /* positions of the names, for pairs */
+  lua_pushvalue(L, 3);
+  lua_createtable(L, 0, (int)lua_rawlen(L, 3));
+  for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, 3); i++) {
+    lua_rawgeti(L, 3, i);
+    lua_pushinteger(L, i);
+    lua_rawset(L, -3);
+  }
+  lua_pushcclosure(L, s_pairs, 2);
+  lua_setfield(L, mt, "__pairs");
+  lua_pushvalue(L, 3);
+  lua_pushcclosure(L, s_len, 1);
+  lua_setfield(L, mt, "__len");
+  lua_pushcfunction(L, v_tostring);
+  lua_setfield(L, mt, "__tostring");
+  lua_pushcfunction(L, v_eq);
+  lua_setfield(L, mt, "__eq");
+  lua_pushcfunction(L, v_close);
+  lua_setfield(L, mt, "__close");
+  lua_pushliteral(L, "memmap3.Struct");
+  lua_setfield(L, mt, "__metatable");
+  return 1;
+}
+
+/* ---- array views ---- */
+
+/* upvalues: 1 n, 2 element size, 3 element desc, 4 type name */
+static int a_index(lua_State *L) {
+  lmm3_view *v = toview(L, 1);
+  int isint;
+  lua_Integer i = lua_tointegerx(L, 2, &isint);
+  if (lua_type(L, 2) != LUA_TNUMBER || !isint) {
+    if (lua_type(L, 2) == LUA_TSTRING)
+      return luaL_error(L, "%s has no field '%s' (arrays are indexed by integers)", type_name(L, 4),
+                        lua_tostring(L, 2));
+    return 0;
+  }
+  lua_Integer n = lua_tointeger(L, lua_upvalueindex(1));
+  if (i < 1 || i > n) return 0; /* nil past the end, as a table (and ipairs) */
+  uint8_t *p = v->p + (i - 1) * lua_tointeger(L, lua_upvalueindex(2));
+  if (lua_type(L, lua_upvalueindex(3)) == LUA_TNUMBER) {
+    lua_Integer d = lua_tointeger(L, lua_upvalueindex(3));
+    lmm3_push_scalar(L, p, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF));
+    return 1;
+  }
+  push_complex(L, 1, v, lua_upvalueindex(3), p, 2);
+  return 1;
+}
+
+static int a_newindex(lua_State *L) {
+  lmm3_view *v = toview(L, 1);
+  check_writable(L, v);
+  int isint;
+  lua_Integer i = lua_tointegerx(L, 2, &isint);
+  lua_Integer n = lua_tointeger(L, lua_upvalueindex(1));
+  if (lua_type(L, 2) != LUA_TNUMBER || !isint || i < 1 || i > n)
+    return luaL_error(L, "%s: index %s is out of range (1..%I)", type_name(L, 4),
+                      luaL_tolstring(L, 2, NULL), n);
+  uint8_t *p = v->p + (i - 1) * lua_tointeger(L, lua_upvalueindex(2));
+  if (lua_type(L, lua_upvalueindex(3)) == LUA_TNUMBER) {
+    lua_Integer d = lua_tointeger(L, lua_upvalueindex(3));
+    const char *why = lmm3_set_scalar(L, p, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), 3);
+    if (why) return luaL_error(L, "%s element %I: %s", type_name(L, 4), i, why);
+    return 0;
+  }
+  const char *where = lua_pushfstring(L, "%s element %I", type_name(L, 4), i);
+  set_from(L, 3, lua_upvalueindex(3), p, where);
+  return 0;
+}
+
+static int a_len(lua_State *L) {
+  toview(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static int a_next(lua_State *L) {
+  lua_Integer i = lua_isnil(L, 2) ? 1 : lua_tointeger(L, 2) + 1;
+  lua_pushinteger(L, i);
+  if (lua_geti(L, 1, i) == LUA_TNIL) return 1;
+  return 2;
+}
+
+static int a_pairs(lua_State *L) {
+  toview(L, 1);
+  lua_pushcfunction(L, a_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  return 4;
+}
+
+/* core.new_array(name, n, elem_size, elem_desc) -> metatable */
+static int l_new_array(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  lua_Integer esize = luaL_checkinteger(L, 3);
+  luaL_checkany(L, 4);
+  lua_createtable(L, 0, 16);
+  int mt = lua_gettop(L);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, mt, "__name");
+  lua_pushinteger(L, LMM3_ARRAY);
+  lua_setfield(L, mt, "__mm3kind");
+  lua_pushinteger(L, n);
+  lua_setfield(L, mt, "__mm3n");
+  lua_pushinteger(L, esize);
+  lua_setfield(L, mt, "__mm3esize");
+  lua_pushvalue(L, 4);
+  lua_setfield(L, mt, "__mm3elem");
+  lua_pushinteger(L, n * esize);
+  lua_setfield(L, mt, "__mm3size");
+  for (int k = 0; k < 2; k++) {
+    lua_pushinteger(L, n);
+    lua_pushinteger(L, esize);
+    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, k ? a_newindex : a_index, 4);
+    lua_setfield(L, mt, k ? "__newindex" : "__index");
+  }
+  lua_pushinteger(L, n);
+  lua_pushcclosure(L, a_len, 1);
+  lua_setfield(L, mt, "__len");
+  lua_pushcfunction(L, a_pairs);
+  lua_setfield(L, mt, "__pairs");
+  lua_pushcfunction(L, v_tostring);
+  lua_setfield(L, mt, "__tostring");
+  lua_pushcfunction(L, v_eq);
+  lua_setfield(L, mt, "__eq");
+  lua_pushcfunction(L, v_close);
+  lua_setfield(L, mt, "__close");
+  lua_pushliteral(L, "memmap3.Array");
+  lua_setfield(L, mt, "__metatable");
+  return 1;
+}
+
+/* ---- module functions ---- */
+
+/* core.totable(view) -> plain table */
+static int l_totable(lua_State *L) {
+  lmm3_view *v = toview(L, 1);
+  lua_getmetatable(L, 1);
+  push_deep(L, v->p, lua_gettop(L));
+  return 1;
+}
+
+/* core.view_info(v) -> metatable, File userdata (nil, nil if not a view) */
+static int l_view_info(lua_State *L) {
+  lmm3_view *v = lua_touserdata(L, 1);
+  if (lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof *v || v->magic != LMM3_VIEW_MAGIC)
+    return 0;
+  lua_getmetatable(L, 1);
+  lua_getiuservalue(L, 1, 1);
+  return 2;
+}
+
+/* core.view_ptr(v) -> light userdata of the view's first byte */
+static int l_view_ptr(lua_State *L) {
+  lmm3_view *v = toview(L, 1);
+  lua_pushlightuserdata(L, v->p);
+  return 1;
+}
+
+void lmm3_open_view(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"new_struct", l_new_struct}, {"new_array", l_new_array},
+                                   {"totable", l_totable},       {"view_info", l_view_info},
+                                   {"view_ptr", l_view_ptr},     {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
+}

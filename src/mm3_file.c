@@ -1,0 +1,324 @@
+/*
+ * mm3_file.c - memmap3 files: header, schema text, root object, growth.
+ *
+ * The file is mapped into an address range reserved once (PROT_NONE,
+ * MAP_NORESERVE), extent after extent with MAP_FIXED, so growth never moves
+ * data and C pointers into the file stay valid until close.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mm3_internal.h"
+
+static const char magic[8] = {'M', 'E', 'M', 'M', 'A', 'P', '3', 0};
+#define BYTE_ORDER_MARK 0x01020304u
+
+typedef struct mm3_header {
+  char magic[8];
+  uint32_t version;
+  uint32_t byte_order;
+  uint64_t size;
+  uint64_t fingerprint;
+  uint64_t schema_off;
+  uint64_t schema_len;
+  uint64_t root_off;
+  uint64_t root_size;
+  uint64_t seed;
+  uint64_t check;
+  uint8_t reserved[MM3_HEADER_SIZE - 80];
+} mm3_header;
+
+_Static_assert(sizeof(mm3_header) == MM3_HEADER_SIZE, "header is 256 bytes");
+
+struct mm3_file {
+  int fd;
+  int readonly;
+  uint8_t *base;       /* start of the reservation; the header */
+  uint64_t reserve;    /* bytes reserved */
+  uint64_t mapped;     /* bytes of the file mapped from base */
+  char *schema;        /* NUL-terminated copy of the schema text */
+  size_t schema_len;
+  uint64_t root_off, root_size, fingerprint;
+  char *path;
+};
+
+uint64_t mm3_fnv1a64(const void *data, size_t len, uint64_t h) {
+  const uint8_t *p = data;
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+static uint64_t header_check(const mm3_header *h, const char *schema) {
+  uint64_t c = mm3_fnv1a64(h, 16, MM3_FNV_OFFSET);
+  c = mm3_fnv1a64((const uint8_t *)h + 24, 48, c);
+  return mm3_fnv1a64(schema, (size_t)h->schema_len, c);
+}
+
+static uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+/* ---- validation of a header read from disk ---- */
+
+static int check_header(const mm3_header *h, uint64_t file_size) {
+  if (memcmp(h->magic, magic, 8) != 0) return MM3_EBADFILE;
+  if (h->byte_order != BYTE_ORDER_MARK)
+    return h->byte_order == 0x04030201u ? MM3_EBYTEORDER : MM3_ECORRUPT;
+  if (h->version > MM3_FORMAT_VERSION) return MM3_EVERSION;
+  if (h->version == 0) return MM3_ECORRUPT;
+  if (h->schema_off != MM3_HEADER_SIZE || h->schema_len == 0 || h->schema_len > MM3_MAX_SCHEMA)
+    return MM3_ECORRUPT;
+  if (h->root_off < h->schema_off + h->schema_len || h->root_off % 64 != 0 ||
+      h->root_off > ((uint64_t)1 << 50) || h->root_size > ((uint64_t)1 << 50))
+    return MM3_ECORRUPT;
+  if (h->size < h->root_off + h->root_size || h->size % mm3__page_size() != 0)
+    return MM3_ECORRUPT;
+  if (h->size > file_size) return MM3_ETRUNCATED;
+  return 0;
+}
+
+/* Read and check the header and schema of an open descriptor. */
+static int read_meta(int fd, mm3_header *h, char **schema) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return errno;
+  if (!S_ISREG(st.st_mode)) return MM3_EBADFILE;
+  uint64_t fsize = (uint64_t)st.st_size;
+  if (fsize < sizeof magic) return MM3_EBADFILE;
+  ssize_t n = pread(fd, h, sizeof *h, 0);
+  if (n < 0) return errno;
+  if ((size_t)n < sizeof magic || memcmp(h->magic, magic, 8) != 0) return MM3_EBADFILE;
+  if ((size_t)n < sizeof *h) return MM3_ETRUNCATED;
+  int rc = check_header(h, fsize);
+  if (rc) return rc;
+  char *s = malloc((size_t)h->schema_len + 1);
+  if (!s) return ENOMEM;
+  n = pread(fd, s, (size_t)h->schema_len, (off_t)h->schema_off);
+  if (n < 0 || (uint64_t)n != h->schema_len) {
+    free(s);
+    return n < 0 ? errno : MM3_ETRUNCATED;
+  }
+  s[h->schema_len] = 0;
+  if (header_check(h, s) != h->check || mm3_fnv1a64(s, (size_t)h->schema_len, MM3_FNV_OFFSET) != h->fingerprint ||
+      strlen(s) != h->schema_len) {
+    free(s);
+    return MM3_ECORRUPT;
+  }
+  *schema = s;
+  return 0;
+}
+
+/* ---- creation ---- */
+
+static int write_all(int fd, const void *buf, size_t n, off_t off) {
+  const uint8_t *p = buf;
+  while (n) {
+    ssize_t w = pwrite(fd, p, n, off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    p += w, n -= (size_t)w, off += w;
+  }
+  return 0;
+}
+
+/* Write a complete new file under a temporary name and link it into place.
+   Returns 0 and an open descriptor, EEXIST if path appeared meanwhile. */
+static int create_file(const char *path, const mm3_file_opts *o, int *fdout) {
+  size_t slen = strlen(o->schema);
+  if (slen == 0 || slen > MM3_MAX_SCHEMA) return MM3_EINVAL;
+  if (o->root_size > ((uint64_t)1 << 50)) return MM3_ETOOBIG;
+  mm3_header h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.magic, magic, 8);
+  h.version = MM3_FORMAT_VERSION;
+  h.byte_order = BYTE_ORDER_MARK;
+  h.schema_off = MM3_HEADER_SIZE;
+  h.schema_len = slen;
+  h.root_off = round_up(MM3_HEADER_SIZE + slen + 1, 64);
+  h.root_size = o->root_size;
+  h.size = round_up(h.root_off + h.root_size, mm3__page_size());
+  h.fingerprint = mm3_fnv1a64(o->schema, slen, MM3_FNV_OFFSET);
+  if (getrandom(&h.seed, sizeof h.seed, 0) != (ssize_t)sizeof h.seed)
+    h.seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+  h.check = header_check(&h, o->schema);
+
+  size_t plen = strlen(path);
+  char *tmp = malloc(plen + 32);
+  if (!tmp) return ENOMEM;
+  snprintf(tmp, plen + 32, "%s.tmp%ld.%08x", path, (long)getpid(), (unsigned)(h.seed & 0xffffffffu));
+  int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->perm ? o->perm : 0666);
+  if (fd < 0) {
+    free(tmp);
+    return errno;
+  }
+  int rc = posix_fallocate(fd, 0, (off_t)h.size);
+  if (!rc) rc = write_all(fd, &h, sizeof h, 0);
+  if (!rc) rc = write_all(fd, o->schema, slen, MM3_HEADER_SIZE);
+  if (!rc && link(tmp, path) != 0) rc = errno;
+  unlink(tmp);
+  free(tmp);
+  if (rc) {
+    close(fd);
+    return rc;
+  }
+  *fdout = fd;
+  return 0;
+}
+
+/* ---- mapping ---- */
+
+static int map_extent(mm3_file *f, uint64_t from, uint64_t to) {
+  int prot = f->readonly ? PROT_READ : PROT_READ | PROT_WRITE;
+  void *p = mmap(f->base + from, (size_t)(to - from), prot, MAP_SHARED | MAP_FIXED, f->fd, (off_t)from);
+  if (p == MAP_FAILED) return errno;
+  f->mapped = to;
+  return 0;
+}
+
+static volatile uint64_t *size_word(const mm3_file *f) {
+  return &((volatile mm3_header *)f->base)->size;
+}
+
+int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
+  if (!path || !o) return MM3_EINVAL;
+  int fd = -1, rc;
+  int created = 0;
+  if (o->create && !o->readonly) {
+    if (!o->schema || !o->root_size) return MM3_EINVAL;
+    if (o->exclusive || access(path, F_OK) != 0) {
+      rc = create_file(path, o, &fd);
+      if (rc == 0) created = 1;
+      else if (rc != EEXIST || o->exclusive) return rc;
+    }
+  }
+  if (fd < 0) {
+    fd = open(path, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) return errno;
+  }
+  (void)created;
+  mm3_header h;
+  char *schema = NULL;
+  rc = read_meta(fd, &h, &schema);
+  if (rc) {
+    close(fd);
+    return rc;
+  }
+  if (o->schema && strcmp(o->schema, schema) != 0) {
+    free(schema);
+    close(fd);
+    return MM3_ESCHEMA;
+  }
+  mm3_file *f = calloc(1, sizeof *f);
+  char *pcopy = strdup(path);
+  if (!f || !pcopy) {
+    free(f);
+    free(pcopy);
+    free(schema);
+    close(fd);
+    return ENOMEM;
+  }
+  f->fd = fd;
+  f->readonly = o->readonly;
+  f->schema = schema;
+  f->schema_len = (size_t)h.schema_len;
+  f->root_off = h.root_off;
+  f->root_size = h.root_size;
+  f->fingerprint = h.fingerprint;
+  f->path = pcopy;
+  f->reserve = o->reserve ? round_up(o->reserve, mm3__page_size()) : MM3_DEFAULT_RESERVE;
+  if (f->reserve < h.size) f->reserve = round_up(h.size * 2, mm3__page_size());
+  void *base = mmap(NULL, (size_t)f->reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) {
+    rc = errno;
+    mm3_file_close(f);
+    return rc;
+  }
+  f->base = base;
+  rc = map_extent(f, 0, h.size);
+  if (rc) {
+    mm3_file_close(f);
+    return rc;
+  }
+  *out = f;
+  return 0;
+}
+
+int mm3_file_read_schema(const char *path, char **buf, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  mm3_header h;
+  char *s = NULL;
+  int rc = read_meta(fd, &h, &s);
+  close(fd);
+  if (rc) return rc;
+  *buf = s;
+  if (len) *len = (size_t)h.schema_len;
+  return 0;
+}
+
+void mm3_file_close(mm3_file *f) {
+  if (!f) return;
+  if (f->base) munmap(f->base, (size_t)f->reserve);
+  if (f->fd >= 0) close(f->fd);
+  free(f->schema);
+  free(f->path);
+  free(f);
+}
+
+uint8_t *mm3_file_root(const mm3_file *f) { return f->base + f->root_off; }
+uint64_t mm3_file_root_size(const mm3_file *f) { return f->root_size; }
+uint8_t *mm3_file_base(const mm3_file *f) { return f->base; }
+uint64_t mm3_file_size(const mm3_file *f) { return f->mapped; }
+uint64_t mm3_file_fingerprint(const mm3_file *f) { return f->fingerprint; }
+int mm3_file_readonly(const mm3_file *f) { return f->readonly; }
+const char *mm3_file_path(const mm3_file *f) { return f->path; }
+
+const char *mm3_file_schema(const mm3_file *f, size_t *len) {
+  if (len) *len = f->schema_len;
+  return f->schema;
+}
+
+int mm3_file_flush(mm3_file *f) {
+  if (f->readonly) return 0;
+  if (msync(f->base, (size_t)f->mapped, MS_SYNC) != 0) return errno;
+  return fdatasync(f->fd) == 0 ? 0 : errno;
+}
+
+int mm3_file_refresh(mm3_file *f) {
+  uint64_t size = __atomic_load_n(size_word(f), __ATOMIC_ACQUIRE);
+  if (size <= f->mapped) return 0;
+  if (size > f->reserve) return MM3_ERESERVE;
+  return map_extent(f, f->mapped, size);
+}
+
+int mm3_file_grow(mm3_file *f, uint64_t new_size) {
+  if (f->readonly) return MM3_EREADONLY;
+  int rc = mm3_file_refresh(f);
+  if (rc) return rc;
+  new_size = round_up(new_size, mm3__page_size());
+  if (new_size <= f->mapped) return 0;
+  if (new_size > f->reserve) return MM3_ERESERVE;
+  /* Blocks first: a full disk fails here, never as SIGBUS on a later write. */
+  rc = posix_fallocate(f->fd, 0, (off_t)new_size);
+  if (rc) return rc;
+  rc = map_extent(f, f->mapped, new_size);
+  if (rc) return rc;
+  uint64_t cur = __atomic_load_n(size_word(f), __ATOMIC_ACQUIRE);
+  while (cur < new_size &&
+         !__atomic_compare_exchange_n(size_word(f), &cur, new_size, 0, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE)) {
+  }
+  return 0;
+}

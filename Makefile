@@ -85,11 +85,15 @@ sanitize:
 	  MM3_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  LUA="$(LUA)" BUSTED="$(BUSTED)" B="$(B)/san" tools/run-tests.sh $(CTEST_SRC:spec/c/%.c=$(B)/san/tests/%)
 
+$(B)/bench/floor.so: bench/floor.c
+	@mkdir -p $(B)/bench
+	$(CC) $(WARN) -O2 -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $<
+
 bench:
 	@tools/deps.sh bench
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(B)/bench/floor.so
 	@for f in bench/*_bench.lua; do echo "== $$f"; \
-	  LUA_PATH="lua/?.lua;lua/?/init.lua;bench/?.lua;;" LUA_CPATH="$(B)/?.so;;" $(LUA) $$f || exit 1; done
+	  LUA_PATH="lua/?.lua;lua/?/init.lua;bench/?.lua;;" LUA_CPATH="$(B)/?.so;$(B)/bench/?.so;;" $(LUA) $$f || exit 1; done
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUA_LIBDIR)/memmap3 \

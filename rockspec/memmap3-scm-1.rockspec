@@ -29,6 +29,9 @@ dependencies = {
 
 build = {
   type = "builtin",
+  install = {
+    bin = { memmap3 = "bin/memmap3" },
+  },
   modules = {
     -- Must list every src/*.c (spec/rockspec_spec.lua checks that it does).
     ["memmap3.core"] = {
@@ -51,6 +54,7 @@ build = {
     -- Every lua/memmap3/*.lua.
     memmap3 = "lua/memmap3/init.lua",
     ["memmap3.schema"] = "lua/memmap3/schema.lua",
+    ["memmap3.cli"] = "lua/memmap3/cli.lua",
   },
 }
 

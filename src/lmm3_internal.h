@@ -58,11 +58,30 @@ typedef struct lmm3_file {
 /* A struct or array view: a typed window on bytes of an open file. Its
    metatable (one per type) says which type; user value 1 is the File
    userdata, user value 2 a weak cache of child views. */
+/* Per-type lookup info in C, so that a field access is a pointer probe
+   instead of Lua table lookups (see lmm3_view.c). Lives in a userdata that
+   the type's metatable keeps alive. */
+typedef struct lmm3_slot {
+  const char *key;   /* the interned field-name string (NULL: empty slot) */
+  int64_t desc;      /* simple scalar descriptor, or -1 */
+  int uv;            /* user value caching this field's child view, or 0 */
+} lmm3_slot;
+
+typedef struct lmm3_tinfo {
+  int kind;          /* LMM3_STRUCT or LMM3_ARRAY */
+  int nuv;           /* user values a view of this type has */
+  int64_t n, esize;  /* arrays: length, element size */
+  int64_t edesc;     /* arrays: simple element descriptor, or -1 */
+  uint32_t mask;     /* structs: slots - 1 */
+  lmm3_slot slots[]; /* structs: open addressing on the key pointer */
+} lmm3_tinfo;
+
 typedef struct lmm3_view {
   uint32_t magic;
   uint32_t root;  /* 1 for a file's root view: its __close closes the file */
   uint8_t *p;
   lmm3_file *fb;
+  const lmm3_tinfo *ti;
 } lmm3_view;
 
 /* Type codes, shared with lua/memmap3/schema.lua (keep in step). */

@@ -4,14 +4,24 @@
  * Offsets are 0-based byte offsets, like a file's. Misuse raises; failures of
  * the system return fail, "what: message", code.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lmm3_internal.h"
 
+/* A file map made by mm.map keeps a descriptor of its file (as Python's mmap
+   does), so that remap can check the file's size: touching a mapped page past
+   the end of a file raises SIGBUS, and no Lua code may crash the process
+   (SPEC §5). Maps pushed by a C host have none: their host answers for them. */
 typedef struct lmm3_map {
-  mm3_map *m;  /* NULL once closed */
-  int owned;   /* 0: borrowed from a C host, never unmapped here */
+  mm3_map *m;       /* NULL once closed */
+  int owned;        /* 0: borrowed from a C host, never unmapped here */
+  int fd;           /* file maps made by mm.map: the file, O_CLOEXEC; else -1 */
+  uint64_t offset;  /* file offset of byte 0 of the map (when fd >= 0) */
 } lmm3_map;
 
 static lmm3_map *tomap(lua_State *L, int idx) {
@@ -26,6 +36,8 @@ static lmm3_map *newmap(lua_State *L) {
   lmm3_map *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->m = NULL; /* safe closed state until the mapping exists */
   u->owned = 1;
+  u->fd = -1;
+  u->offset = 0;
   luaL_setmetatable(L, LMM3_MAP);
   return u;
 }
@@ -37,6 +49,25 @@ void mm3lua_push_map(lua_State *L, mm3_map *m, int owned) {
 }
 
 mm3_map *mm3lua_check_map(lua_State *L, int idx) { return tomap(L, idx)->m; }
+
+/* Unmap (if owned) and forget the file; idempotent. */
+static void release(lmm3_map *u) {
+  if (u->m && u->owned) mm3_map_close(u->m);
+  u->m = NULL;
+  if (u->fd >= 0) close(u->fd);
+  u->fd = -1;
+}
+
+/* 0 if the file behind fd covers [0, end) or has no size (a device);
+   FILE_SHORT and its size in *size if it is shorter; an errno if fstat fails. */
+#define FILE_SHORT (-1)
+static int file_short(int fd, uint64_t end, uint64_t *size) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return errno;
+  if (!S_ISREG(st.st_mode)) return 0;
+  *size = (uint64_t)st.st_size;
+  return *size < end ? FILE_SHORT : 0;
+}
 
 /* Raise for a range outside the map. */
 static void check_range(lua_State *L, mm3_map *m, uint64_t off, uint64_t len) {
@@ -113,6 +144,25 @@ static int l_map(lua_State *L) {
     return luaL_error(L, "mm.map: %s: %s (offset %I, len %I)", path ? path : what,
                       mm3_strerror(rc), off, len);
   if (rc) return lmm3_fail(L, path ? path : what, rc);
+  /* Keep the file, and refuse a length past its end (create has extended it
+     already): such pages would raise SIGBUS when touched. */
+  u->offset = o.offset;
+  u->fd = path ? open(path, O_RDONLY | O_CLOEXEC) : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (u->fd < 0) {
+    int e = errno;
+    release(u);
+    return lmm3_fail(L, path ? path : what, e);
+  }
+  uint64_t size = 0, end = o.offset + mm3_map_len(u->m);
+  rc = file_short(u->fd, end, &size);
+  if (rc) {
+    release(u);
+    if (rc != FILE_SHORT) return lmm3_fail(L, path ? path : what, rc);
+    return luaL_error(L,
+                      "mm.map: %s: offset + len (%I) is past the end of the file (%I bytes); "
+                      "create = true extends it",
+                      path ? path : what, (lua_Integer)end, (lua_Integer)size);
+  }
   return 1;
 }
 
@@ -143,7 +193,7 @@ static int l_anon(lua_State *L) {
   lmm3_map *u = newmap(L);
   int rc = mm3_map_anon(len, &o, &u->m);
   if (rc == MM3_ETOOBIG)
-    return luaL_error(L, "mm.anon: length %I %s", (lua_Integer)len, mm3_strerror(rc));
+    return luaL_error(L, "mm.anon: %s (length %I)", mm3_strerror(rc), (lua_Integer)len);
   if (rc) return lmm3_fail(L, "anonymous map", rc);
   return 1;
 }
@@ -275,13 +325,23 @@ static int m_protect(lua_State *L) {
 static const char *const remap_opts[] = {"may_move", NULL};
 
 static int m_remap(lua_State *L) {
-  mm3_map *m = tomap(L, 1)->m;
+  lmm3_map *u = tomap(L, 1);
+  mm3_map *m = u->m;
   uint64_t len = lmm3_check_size(L, 2, "remap: length");
   lmm3_check_opts(L, 3, "remap", remap_opts);
   int flags = lmm3_opt_bool(L, 3, "may_move", 0) ? MM3_REMAP_MAY_MOVE : 0;
+  if (u->fd >= 0 && len > mm3_map_len(m)) { /* growing a file map: the file must cover it */
+    uint64_t size = 0;
+    int short_rc =
+        u->offset > UINT64_MAX - len ? FILE_SHORT : file_short(u->fd, u->offset + len, &size);
+    if (short_rc == FILE_SHORT)
+      return luaL_error(L, "remap: length %I runs past the end of the file (offset %I, file %I bytes)",
+                        (lua_Integer)len, (lua_Integer)u->offset, (lua_Integer)size);
+    if (short_rc) return lmm3_fail(L, "remap", short_rc);
+  }
   int rc = mm3_map_remap(m, len, flags);
   if (rc == MM3_ETOOBIG)
-    return luaL_error(L, "remap: length %I %s", (lua_Integer)len, mm3_strerror(rc));
+    return luaL_error(L, "remap: %s (length %I)", mm3_strerror(rc), (lua_Integer)len);
   return result(L, rc, "remap");
 }
 
@@ -296,9 +356,7 @@ static int m_ptr(lua_State *L) {
 }
 
 static int m_close(lua_State *L) {
-  lmm3_map *u = luaL_checkudata(L, 1, LMM3_MAP);
-  if (u->m && u->owned) mm3_map_close(u->m);
-  u->m = NULL;
+  release(luaL_checkudata(L, 1, LMM3_MAP));
   return 0;
 }
 

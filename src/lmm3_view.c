@@ -38,11 +38,15 @@ static void check_writable(lua_State *L, lmm3_view *v) {
 void lmm3_push_view(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int meta) {
   fileidx = lua_absindex(L, fileidx);
   meta = lua_absindex(L, meta);
-  lmm3_view *v = lua_newuserdatauv(L, sizeof *v, 2);
+  lua_getfield(L, meta, "__mm3ti");
+  const lmm3_tinfo *ti = lua_touserdata(L, -1);
+  lua_pop(L, 1); /* the metatable keeps it alive */
+  lmm3_view *v = lua_newuserdatauv(L, sizeof *v, ti ? ti->nuv : 2);
   v->magic = LMM3_VIEW_MAGIC;
   v->root = 0;
   v->p = p;
   v->fb = fb;
+  v->ti = ti;
   lua_pushvalue(L, meta);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, fileidx);
@@ -119,7 +123,7 @@ static int utf8_valid(const char *s, size_t n) {
   return 1;
 }
 
-void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
+static inline void push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
   switch (code) {
     case LMM3_U8: lua_pushinteger(L, *p); break;
     case LMM3_I8: lua_pushinteger(L, (int8_t)*p); break;
@@ -157,6 +161,10 @@ void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
     case LMM3_BYTES: lua_pushlstring(L, (const char *)p, size); break;
     default: luaL_error(L, "memmap3: bad type code %d", code);
   }
+}
+
+void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
+  push_scalar(L, p, code, size);
 }
 
 /* Parse a decimal or 0x-hex string into a 128-bit value. */
@@ -306,6 +314,16 @@ static void push_cache(lua_State *L, int idx) {
 /* Push the value described by the complex descriptor at descidx, at base.
    key (stack index) identifies the child in the view's cache. */
 static void push_complex(lua_State *L, int viewidx, lmm3_view *v, int descidx, uint8_t *base, int key) {
+  /* Fast path first: a child view made before (no descriptor decoding). */
+  if (lua_getiuservalue(L, viewidx, 2) == LUA_TTABLE) {
+    lua_pushvalue(L, key);
+    if (lua_rawget(L, -2) != LUA_TNIL) {
+      lua_remove(L, -2);
+      return;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   int code = (int)desc_int(L, descidx, LMM3_D_CODE);
   uint8_t *p = base + desc_int(L, descidx, LMM3_D_OFFSET);
   switch (code) {
@@ -313,12 +331,6 @@ static void push_complex(lua_State *L, int viewidx, lmm3_view *v, int descidx, u
     case LMM3_ARRAY:
     case LMM3_ATOMIC: {
       push_cache(L, viewidx);
-      lua_pushvalue(L, key);
-      if (lua_rawget(L, -2) != LUA_TNIL) {
-        lua_remove(L, -2);
-        return;
-      }
-      lua_pop(L, 1);
       lua_getiuservalue(L, viewidx, 1); /* the File */
       if (code == LMM3_ATOMIC) {
         lmm3_push_atomic(L, -1, v->fb, p, (int)desc_int(L, descidx, LMM3_D_BASE));
@@ -581,9 +593,44 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
 
 /* ---- struct views ---- */
 
+static const lmm3_slot *probe(const lmm3_tinfo *ti, const char *k) {
+  uint32_t h = (uint32_t)(((uintptr_t)k >> 3) * 0x9E3779B1u) & ti->mask;
+  for (;; h = (h + 1) & ti->mask) {
+    const lmm3_slot *s = &ti->slots[h];
+    if (s->key == k) return s;
+    if (!s->key) return NULL;
+  }
+}
+
+/* The view at 1 for a metamethod: the common case costs one load. */
+static inline lmm3_view *selfview(lua_State *L) {
+  lmm3_view *v = lua_touserdata(L, 1);
+  if (!v || lua_type(L, 1) != LUA_TUSERDATA || v->magic != LMM3_VIEW_MAGIC) v = toview(L, 1);
+  if (!v->fb->f) closed_error(L);
+  return v;
+}
+
 /* upvalues: 1 fields (name -> desc), 2 type name */
 static int s_index(lua_State *L) {
-  lmm3_view *v = toview(L, 1);
+  lmm3_view *v = selfview(L);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    /* Short strings are interned: the name's address identifies the field. */
+    const lmm3_slot *s = probe(v->ti, lua_tostring(L, 2));
+    if (s) {
+      if (s->desc >= 0) {
+        push_scalar(L, v->p + (s->desc >> 32), (int)(s->desc & 0xFF), (uint32_t)((s->desc >> 8) & 0xFFFFFF));
+        return 1;
+      }
+      if (lua_getiuservalue(L, 1, s->uv) != LUA_TNIL) return 1;
+      lua_pop(L, 1);
+      lua_pushvalue(L, 2);
+      lua_rawget(L, lua_upvalueindex(1));
+      push_complex(L, 1, v, lua_gettop(L), v->p, 2);
+      lua_pushvalue(L, -1);
+      lua_setiuservalue(L, 1, s->uv);
+      return 1;
+    }
+  }
   lua_pushvalue(L, 2);
   switch (lua_rawget(L, lua_upvalueindex(1))) {
     case LUA_TNUMBER: {
@@ -601,8 +648,17 @@ static int s_index(lua_State *L) {
 }
 
 static int s_newindex(lua_State *L) {
-  lmm3_view *v = toview(L, 1);
+  lmm3_view *v = selfview(L);
   check_writable(L, v);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    const lmm3_slot *s = probe(v->ti, lua_tostring(L, 2));
+    if (s && s->desc >= 0) {
+      const char *why = lmm3_set_scalar(L, v->p + (s->desc >> 32), (int)(s->desc & 0xFF),
+                                        (uint32_t)((s->desc >> 8) & 0xFFFFFF), 3);
+      if (why) return luaL_error(L, "%s field '%s': %s", type_name(L, 2), lua_tostring(L, 2), why);
+      return 0;
+    }
+  }
   lua_pushvalue(L, 2);
   int t = lua_rawget(L, lua_upvalueindex(1));
   if (t == LUA_TNUMBER) {
@@ -724,6 +780,33 @@ static int l_new_struct(lua_State *L) {
   lua_setfield(L, mt, "__close");
   lua_pushliteral(L, "memmap3.Struct");
   lua_setfield(L, mt, "__metatable");
+  /* the C lookup table: every field, by the address of its interned name */
+  lua_Integer nf = (lua_Integer)lua_rawlen(L, 3);
+  uint32_t cap = 4;
+  while (cap < 2 * (uint32_t)nf) cap *= 2;
+  lmm3_tinfo *ti = lua_newuserdatauv(L, sizeof *ti + cap * sizeof(lmm3_slot), 0);
+  memset(ti, 0, sizeof *ti + cap * sizeof(lmm3_slot));
+  ti->kind = LMM3_STRUCT;
+  ti->mask = cap - 1;
+  ti->nuv = 2;
+  for (lua_Integer i = 1; i <= nf; i++) {
+    lua_rawgeti(L, 3, i);
+    const char *k = lua_tostring(L, -1); /* interned; the fields table keeps it */
+    lua_rawget(L, 2);
+    uint32_t h = (uint32_t)(((uintptr_t)k >> 3) * 0x9E3779B1u) & ti->mask;
+    while (ti->slots[h].key) h = (h + 1) & ti->mask;
+    ti->slots[h].key = k;
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      ti->slots[h].desc = lua_tointeger(L, -1);
+    } else {
+      ti->slots[h].desc = -1;
+      lua_Integer code = desc_int(L, lua_gettop(L), LMM3_D_CODE);
+      if (code == LMM3_STRUCT || code == LMM3_ARRAY || code == LMM3_ATOMIC) ti->slots[h].uv = ++ti->nuv;
+      else ti->slots[h].key = NULL; /* enums and wide scalars take the table path */
+    }
+    lua_pop(L, 1);
+  }
+  lua_setfield(L, mt, "__mm3ti");
   return 1;
 }
 
@@ -731,7 +814,17 @@ static int l_new_struct(lua_State *L) {
 
 /* upvalues: 1 n, 2 element size, 3 element desc, 4 type name */
 static int a_index(lua_State *L) {
-  lmm3_view *v = toview(L, 1);
+  lmm3_view *v = selfview(L);
+  if (lua_isinteger(L, 2)) {
+    const lmm3_tinfo *ti = v->ti;
+    lua_Integer i = lua_tointeger(L, 2);
+    if (i < 1 || i > ti->n) return 0; /* nil past the end, as a table (and ipairs) */
+    if (ti->edesc >= 0) {
+      push_scalar(L, v->p + (i - 1) * ti->esize, (int)(ti->edesc & 0xFF),
+                       (uint32_t)((ti->edesc >> 8) & 0xFFFFFF));
+      return 1;
+    }
+  }
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   if (lua_type(L, 2) != LUA_TNUMBER || !isint) {
@@ -753,8 +846,18 @@ static int a_index(lua_State *L) {
 }
 
 static int a_newindex(lua_State *L) {
-  lmm3_view *v = toview(L, 1);
+  lmm3_view *v = selfview(L);
   check_writable(L, v);
+  if (lua_isinteger(L, 2) && v->ti->edesc >= 0) {
+    const lmm3_tinfo *ti = v->ti;
+    lua_Integer i = lua_tointeger(L, 2);
+    if (i >= 1 && i <= ti->n) {
+      const char *why = lmm3_set_scalar(L, v->p + (i - 1) * ti->esize, (int)(ti->edesc & 0xFF),
+                                        (uint32_t)((ti->edesc >> 8) & 0xFFFFFF), 3);
+      if (why) return luaL_error(L, "%s element %I: %s", type_name(L, 4), i, why);
+      return 0;
+    }
+  }
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   lua_Integer n = lua_tointeger(L, lua_upvalueindex(1));
@@ -836,6 +939,14 @@ static int l_new_array(lua_State *L) {
   lua_setfield(L, mt, "__close");
   lua_pushliteral(L, "memmap3.Array");
   lua_setfield(L, mt, "__metatable");
+  lmm3_tinfo *ti = lua_newuserdatauv(L, sizeof *ti, 0);
+  memset(ti, 0, sizeof *ti);
+  ti->kind = LMM3_ARRAY;
+  ti->nuv = 2;
+  ti->n = n;
+  ti->esize = esize;
+  ti->edesc = lua_type(L, 4) == LUA_TNUMBER ? lua_tointeger(L, 4) : -1;
+  lua_setfield(L, mt, "__mm3ti");
   return 1;
 }
 

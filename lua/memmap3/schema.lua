@@ -186,7 +186,10 @@ function M.struct(name, fields)
     if t.index[fname] then error(format("%s: duplicate field '%s'", what, fname), 2) end
     if spec[2] == nil then error(fwhat .. ": missing type", 2) end
     local ok, ft = pcall(M.totype, spec[2], fwhat)
-    if not ok then error(ft, 2) end
+    if not ok then
+      ft = tostring(ft)
+      error(ft:sub(1, #fwhat) == fwhat and ft or (fwhat .. ": " .. ft), 2)
+    end
     local atomic = spec.atomic
     if atomic ~= nil and type(atomic) ~= "boolean" then error(fwhat .. ": atomic must be a boolean", 2) end
     if atomic and not (ft.kind == "prim" and ATOMIC_OK[ft.name]) then
@@ -198,7 +201,7 @@ function M.struct(name, fields)
     t.index[fname] = f
     off = off + ft.size
     if ft.align > align then align = ft.align end
-    if off > MAX_SIZE then error(format("%s: size overflows (over %d bytes)", what, MAX_SIZE), 2) end
+    if off > MAX_SIZE then error(format("%s: size overflows (over %d bytes)", fwhat, MAX_SIZE), 2) end
   end
   t.size = align_up(off, align)
   t.align = align

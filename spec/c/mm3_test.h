@@ -90,11 +90,12 @@ static int mm3t_run(const char *file, const mm3t_fn *fns, const char *const *nam
     return mm3t_run(__FILE__, fns, names, (int)(sizeof fns / sizeof fns[0]));    \
   }
 
-/* A small preprocessor map, up to 64 arguments. */
+/* A small preprocessor map, up to about 120 arguments. */
 #define MM3T_EVAL0(...) __VA_ARGS__
 #define MM3T_EVAL1(...) MM3T_EVAL0(MM3T_EVAL0(MM3T_EVAL0(__VA_ARGS__)))
 #define MM3T_EVAL2(...) MM3T_EVAL1(MM3T_EVAL1(MM3T_EVAL1(__VA_ARGS__)))
-#define MM3T_EVAL(...) MM3T_EVAL2(MM3T_EVAL2(MM3T_EVAL2(__VA_ARGS__)))
+#define MM3T_EVAL3(...) MM3T_EVAL2(MM3T_EVAL2(MM3T_EVAL2(__VA_ARGS__)))
+#define MM3T_EVAL(...) MM3T_EVAL3(MM3T_EVAL3(MM3T_EVAL3(__VA_ARGS__)))
 #define MM3T_END(...)
 #define MM3T_OUT
 #define MM3T_GET_END2() 0, MM3T_END

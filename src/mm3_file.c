@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -136,7 +137,7 @@ static int write_all(int fd, const void *buf, size_t n, off_t off) {
 
 /* Write a complete new file under a temporary name and link it into place.
    Returns 0 and an open descriptor, EEXIST if path appeared meanwhile. */
-static int create_file(const char *path, const mm3_file_opts *o, int *fdout) {
+static int build_header(const mm3_file_opts *o, mm3_header *hp) {
   size_t slen = strlen(o->schema);
   if (slen == 0 || slen > MM3_MAX_SCHEMA) return MM3_EINVAL;
   if (o->root_size > ((uint64_t)1 << 50)) return MM3_ETOOBIG;
@@ -154,7 +155,15 @@ static int create_file(const char *path, const mm3_file_opts *o, int *fdout) {
   if (getrandom(&h.seed, sizeof h.seed, 0) != (ssize_t)sizeof h.seed)
     h.seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
   h.check = header_check(&h, o->schema);
+  *hp = h;
+  return 0;
+}
 
+static int create_file(const char *path, const mm3_file_opts *o, int *fdout) {
+  mm3_header h;
+  int rc = build_header(o, &h);
+  if (rc) return rc;
+  size_t slen = (size_t)h.schema_len;
   size_t plen = strlen(path);
   char *tmp = malloc(plen + 32);
   if (!tmp) return ENOMEM;
@@ -164,7 +173,7 @@ static int create_file(const char *path, const mm3_file_opts *o, int *fdout) {
     free(tmp);
     return errno;
   }
-  int rc = posix_fallocate(fd, 0, (off_t)h.size);
+  rc = posix_fallocate(fd, 0, (off_t)h.size);
   if (!rc) rc = write_all(fd, &h, sizeof h, 0);
   if (!rc) rc = write_all(fd, o->schema, slen, MM3_HEADER_SIZE);
   if (!rc && link(tmp, path) != 0) rc = errno;
@@ -176,6 +185,32 @@ static int create_file(const char *path, const mm3_file_opts *o, int *fdout) {
   }
   *fdout = fd;
   return 0;
+}
+
+/* A file that exists but is empty (os.tmpname, touch) is initialised in
+   place under create: under an exclusive flock, so racing creators agree,
+   with the magic number written last, so no reader takes a half-written
+   header for a file. Returns 0, or an errno / MM3 code. */
+static int init_empty(int fd, const mm3_file_opts *o) {
+  struct stat st;
+  int rc = 0;
+  if (flock(fd, LOCK_EX) != 0) return errno;
+  if (fstat(fd, &st) != 0) rc = errno;
+  else if (st.st_size == 0) {
+    mm3_header h;
+    rc = build_header(o, &h);
+    if (!rc) rc = posix_fallocate(fd, 0, (off_t)h.size);
+    if (!rc) {
+      char m[8];
+      memcpy(m, h.magic, 8);
+      memset(h.magic, 0, 8);
+      rc = write_all(fd, &h, sizeof h, 0);
+      if (!rc) rc = write_all(fd, o->schema, (size_t)h.schema_len, MM3_HEADER_SIZE);
+      if (!rc) rc = write_all(fd, m, 8, 0);
+    }
+  }
+  flock(fd, LOCK_UN);
+  return rc;
 }
 
 /* ---- mapping ---- */
@@ -207,8 +242,14 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
   if (fd < 0) {
     fd = open(path, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd < 0) return errno;
+    if (o->create && !created && !o->readonly) {
+      rc = init_empty(fd, o);
+      if (rc) {
+        close(fd);
+        return rc;
+      }
+    }
   }
-  (void)created;
   mm3_header h;
   char *schema = NULL;
   rc = read_meta(fd, &h, &schema);

@@ -10,7 +10,7 @@ local M = {}
 local USAGE = [[
 usage: memmap3 <command> [args]
   info FILE            header, schema and sizes
-  dump FILE [--json]   contents (Lua-like text, or JSON)
+  dump [--json] FILE   contents (Lua-like text, or JSON)
   help                 this text]]
 
 -- ---------------------------------------------------------------------------
@@ -140,7 +140,20 @@ function M.main(args, out, err)
     err(cmd and ("memmap3: unknown command '" .. cmd .. "'\n" .. USAGE) or USAGE)
     return 2
   end
-  local ok, msg = fn(out, args[2], args[3])
+  -- Options may stand anywhere after the command: "dump --json FILE" too.
+  local pos, flag = {}, nil
+  for i = 2, #args do
+    if args[i]:sub(1, 2) == "--" then
+      if flag then
+        err("memmap3: only one option at a time")
+        return 2
+      end
+      flag = args[i]
+    else
+      pos[#pos + 1] = args[i]
+    end
+  end
+  local ok, msg = fn(out, pos[1], flag)
   if not ok then
     err("memmap3: " .. tostring(msg))
     return 1

@@ -299,7 +299,8 @@ function M.canonical(t)
 end
 
 local fielddef = Ct(ident * P ":" * (P "atomic<" * Ct(typeexpr) * P ">" * lpeg.Cc(true) + Ct(typeexpr)))
-local structdef = Ct(lpeg.Cc "struct" * P "struct " * ident * P "{" * Ct(fielddef * (P ";" * fielddef) ^ 0) * P "}")
+local structdef = Ct(lpeg.Cc "struct" * P "struct " * ident * P "{" *
+  Ct(fielddef * (P ";" * fielddef) ^ 0) * P "}")
 local enumdef = Ct(lpeg.Cc "enum" * P "enum " * ident * P ":" * ident * P "{" *
   Ct(ident * (P "," * ident) ^ 0) * P "}")
 local schemadef = Ct(Ct(((structdef + enumdef) * P "\n") ^ 0) * P "root " * Ct(typeexpr))

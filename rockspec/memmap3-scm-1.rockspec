@@ -45,6 +45,7 @@ build = {
         "src/mm3_atomic.c",
         "src/mm3_error.c",
         "src/mm3_file.c",
+        "src/mm3_heap.c",
         "src/mm3_map.c",
       },
       incdirs = { "src" },

@@ -727,9 +727,15 @@ static int v_close(lua_State *L) {
   return 0;
 }
 
+/* Two views are equal when they show the same bytes as the same type. */
 static int v_eq(lua_State *L) {
   lmm3_view *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
-  lua_pushboolean(L, a->p == b->p);
+  int eq = 0;
+  if (lua_type(L, 1) == LUA_TUSERDATA && lua_type(L, 2) == LUA_TUSERDATA &&
+      lua_rawlen(L, 1) == sizeof *a && lua_rawlen(L, 2) == sizeof *b && a->magic == LMM3_VIEW_MAGIC &&
+      b->magic == LMM3_VIEW_MAGIC && a->p == b->p && lua_getmetatable(L, 1) && lua_getmetatable(L, 2))
+    eq = lua_rawequal(L, -1, -2);
+  lua_pushboolean(L, eq);
   return 1;
 }
 

@@ -247,8 +247,12 @@ MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
  *   48   u64 root offset              56   u64 root size
  *   64   u64 per-file random seed (for hash containers)
  *   72   u64 header check: FNV-1a 64 of bytes 0-15, 24-71 and the schema
- *   80   reserved (zero) up to 256
- *   256  schema text, then the root object at a 64-byte aligned offset
+ *   80   the writer lock (a robust process-shared pthread mutex, 64 bytes)
+ *   144  u64 heap top     152  u64 write sequence
+ *   160  u64 free lists[48] (blocks of 16 << k bytes)   544  u64 heap bytes in use
+ *   552  reserved (zero) up to 1024
+ *   1024 schema text, then the root object at a 64-byte aligned offset,
+ *        then the heap that growable containers allocate from
  *
  * The file is mapped into an address range reserved once at open, so that
  * growth maps new extents after the old ones and existing data never moves.
@@ -258,7 +262,7 @@ MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
 typedef struct mm3_file mm3_file;
 
 #define MM3_FORMAT_VERSION 1
-#define MM3_HEADER_SIZE 256
+#define MM3_HEADER_SIZE 1024
 /** Default address space reserved per open file (growth beyond it fails
  *  with MM3_ERESERVE; set mm3_file_opts.reserve to change it). */
 #define MM3_DEFAULT_RESERVE ((uint64_t)64 << 30)
@@ -359,6 +363,21 @@ MM3_API uint64_t mm3_atomic_fetch(void *p, int width, mm3_atomic_op op, uint64_t
 /** Compare-and-swap: if *p equals *expected, store desired and return 1;
  *  otherwise write the current value to *expected and return 0. */
 MM3_API int mm3_atomic_cas(void *p, int width, uint64_t *expected, uint64_t desired);
+
+/** Take the file's cross-process writer lock (recursive within a process).
+ *  Container operations take it themselves; take it around several of them
+ *  to make them one step for other processes. If its holder died, the lock
+ *  is taken over and made consistent.
+ *  @return 0, MM3_EREADONLY, or an errno from pthread_mutex_lock. */
+MM3_API int mm3_file_lock(mm3_file *f);
+/** Release the lock taken by mm3_file_lock. */
+MM3_API void mm3_file_unlock(mm3_file *f);
+
+/** SipHash-1-3 of len bytes, keyed by seed (hash containers use the file's
+ *  random seed, so keys crafted against one file do not collide in another). */
+MM3_API uint64_t mm3_hash(uint64_t seed, const void *data, size_t len);
+/** The file's random seed (from its header). */
+MM3_API uint64_t mm3_file_seed(const mm3_file *f);
 
 /** FNV-1a 64 of a byte string (the layout fingerprint function). */
 MM3_API uint64_t mm3_fnv1a64(const void *data, size_t len, uint64_t h);

@@ -10,6 +10,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,37 +23,12 @@
 
 #include "mm3_internal.h"
 
+_Static_assert(sizeof(mm3_header) == MM3_HEADER_SIZE, "header size");
+_Static_assert(offsetof(mm3_header, heap_top) == 144, "header layout");
+_Static_assert(offsetof(mm3_header, free_list) == 160, "header layout");
+
 static const char magic[8] = {'M', 'E', 'M', 'M', 'A', 'P', '3', 0};
 #define BYTE_ORDER_MARK 0x01020304u
-
-typedef struct mm3_header {
-  char magic[8];
-  uint32_t version;
-  uint32_t byte_order;
-  uint64_t size;
-  uint64_t fingerprint;
-  uint64_t schema_off;
-  uint64_t schema_len;
-  uint64_t root_off;
-  uint64_t root_size;
-  uint64_t seed;
-  uint64_t check;
-  uint8_t reserved[MM3_HEADER_SIZE - 80];
-} mm3_header;
-
-_Static_assert(sizeof(mm3_header) == MM3_HEADER_SIZE, "header is 256 bytes");
-
-struct mm3_file {
-  int fd;
-  int readonly;
-  uint8_t *base;       /* start of the reservation; the header */
-  uint64_t reserve;    /* bytes reserved */
-  uint64_t mapped;     /* bytes of the file mapped from base */
-  char *schema;        /* NUL-terminated copy of the schema text */
-  size_t schema_len;
-  uint64_t root_off, root_size, fingerprint;
-  char *path;
-};
 
 uint64_t mm3_fnv1a64(const void *data, size_t len, uint64_t h) {
   const uint8_t *p = data;
@@ -155,6 +131,8 @@ static int build_header(const mm3_file_opts *o, mm3_header *hp) {
   if (getrandom(&h.seed, sizeof h.seed, 0) != (ssize_t)sizeof h.seed)
     h.seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
   h.check = header_check(&h, o->schema);
+  int rc = mm3__lock_init(h.lock);
+  if (rc) return rc;
   *hp = h;
   return 0;
 }
@@ -182,6 +160,12 @@ static int create_file(const char *path, const mm3_file_opts *o, int *fdout) {
   if (rc) {
     close(fd);
     return rc;
+  }
+  /* Reopen by its real name, so /proc/PID/maps and lsof show that name. */
+  int fd2 = open(path, O_RDWR | O_CLOEXEC);
+  if (fd2 >= 0) {
+    close(fd);
+    fd = fd2;
   }
   *fdout = fd;
   return 0;
@@ -231,7 +215,7 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
   if (!path || !o) return MM3_EINVAL;
   int fd = -1, rc;
   int created = 0;
-  if (o->create && !o->readonly) {
+  if (o->create && !o->readonly && (o->schema || o->exclusive)) {
     if (!o->schema || !o->root_size) return MM3_EINVAL;
     if (o->exclusive || access(path, F_OK) != 0) {
       rc = create_file(path, o, &fd);
@@ -242,7 +226,7 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
   if (fd < 0) {
     fd = open(path, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd < 0) return errno;
-    if (o->create && !created && !o->readonly) {
+    if (o->create && !created && !o->readonly && o->schema) {
       rc = init_empty(fd, o);
       if (rc) {
         close(fd);
@@ -353,7 +337,7 @@ int mm3_file_grow(mm3_file *f, uint64_t new_size) {
   if (new_size <= f->mapped) return 0;
   if (new_size > f->reserve) return MM3_ERESERVE;
   /* Blocks first: a full disk fails here, never as SIGBUS on a later write. */
-  rc = posix_fallocate(f->fd, 0, (off_t)new_size);
+  rc = posix_fallocate(f->fd, (off_t)f->mapped, (off_t)(new_size - f->mapped));
   if (rc) return rc;
   rc = map_extent(f, f->mapped, new_size);
   if (rc) return rc;

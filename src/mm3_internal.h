@@ -10,6 +10,61 @@
 #define MM3_INTERNAL __attribute__((visibility("hidden")))
 #else
 #define MM3_INTERNAL
+/* ---- files (mm3_file.c) ---- */
+
+#define MM3_FREE_CLASSES 48
+
+/* The file header (format 1). Bytes 0-79 are fixed at creation and covered by
+   the header check; the rest is live state shared by every process. */
+typedef struct mm3_header {
+  char magic[8];
+  uint32_t version;
+  uint32_t byte_order;
+  uint64_t size;          /* published file size; grows */
+  uint64_t fingerprint;
+  uint64_t schema_off;
+  uint64_t schema_len;
+  uint64_t root_off;
+  uint64_t root_size;
+  uint64_t seed;
+  uint64_t check;
+  /* 80: the file's writer lock: a robust, process-shared, recursive
+     pthread mutex (glibc x86-64 layout; re-made if found damaged). */
+  uint8_t lock[64];
+  uint64_t heap_top;      /* 144: next unallocated byte of the heap (0: after the root) */
+  uint64_t seq;           /* 152: bumped by every container write (odd while writing) */
+  uint64_t free_list[MM3_FREE_CLASSES]; /* 160: free blocks of 16 << k bytes */
+  uint64_t alloc_bytes;   /* 544: bytes in allocated blocks (for info) */
+  uint8_t reserved[MM3_HEADER_SIZE - 552];
+} mm3_header;
+
+struct mm3_file {
+  int fd;
+  int readonly;
+  uint8_t *base;       /* start of the reservation; the header */
+  uint64_t reserve;    /* bytes reserved */
+  uint64_t mapped;     /* bytes of the file mapped from base */
+  char *schema;        /* NUL-terminated copy of the schema text */
+  size_t schema_len;
+  uint64_t root_off, root_size, fingerprint;
+  char *path;
+  int lock_depth;      /* this process's nesting of mm3_file_lock */
+};
+
+static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->base; }
+
+/* Allocate size bytes of zeroed heap in the file (caller holds the lock);
+   returns the payload's file offset. May grow the file. */
+MM3_INTERNAL int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off);
+/* Return a block from mm3__alloc (caller holds the lock). */
+MM3_INTERNAL int mm3__free(mm3_file *f, uint64_t off);
+/* Initialise the lock bytes of a new header. */
+MM3_INTERNAL int mm3__lock_init(void *lock);
+/* 1 if [off, off + len) lies inside the mapped file after the header. */
+static inline int mm3__inside(const mm3_file *f, uint64_t off, uint64_t len) {
+  return off >= MM3_HEADER_SIZE && !mm3__range_bad(off, len, f->mapped);
+}
+
 #endif
 
 /* The page size, read once. */
@@ -31,5 +86,60 @@ struct mm3_map {
   int anon;
   int fd;            /* only for file maps needing re-mapping; -1 otherwise */
 };
+
+/* ---- files (mm3_file.c) ---- */
+
+#define MM3_FREE_CLASSES 48
+
+/* The file header (format 1). Bytes 0-79 are fixed at creation and covered by
+   the header check; the rest is live state shared by every process. */
+typedef struct mm3_header {
+  char magic[8];
+  uint32_t version;
+  uint32_t byte_order;
+  uint64_t size;          /* published file size; grows */
+  uint64_t fingerprint;
+  uint64_t schema_off;
+  uint64_t schema_len;
+  uint64_t root_off;
+  uint64_t root_size;
+  uint64_t seed;
+  uint64_t check;
+  /* 80: the file's writer lock: a robust, process-shared, recursive
+     pthread mutex (glibc x86-64 layout; re-made if found damaged). */
+  uint8_t lock[64];
+  uint64_t heap_top;      /* 144: next unallocated byte of the heap (0: after the root) */
+  uint64_t seq;           /* 152: bumped by every container write (odd while writing) */
+  uint64_t free_list[MM3_FREE_CLASSES]; /* 160: free blocks of 16 << k bytes */
+  uint64_t alloc_bytes;   /* 544: bytes in allocated blocks (for info) */
+  uint8_t reserved[MM3_HEADER_SIZE - 552];
+} mm3_header;
+
+struct mm3_file {
+  int fd;
+  int readonly;
+  uint8_t *base;       /* start of the reservation; the header */
+  uint64_t reserve;    /* bytes reserved */
+  uint64_t mapped;     /* bytes of the file mapped from base */
+  char *schema;        /* NUL-terminated copy of the schema text */
+  size_t schema_len;
+  uint64_t root_off, root_size, fingerprint;
+  char *path;
+  int lock_depth;      /* this process's nesting of mm3_file_lock */
+};
+
+static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->base; }
+
+/* Allocate size bytes of zeroed heap in the file (caller holds the lock);
+   returns the payload's file offset. May grow the file. */
+MM3_INTERNAL int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off);
+/* Return a block from mm3__alloc (caller holds the lock). */
+MM3_INTERNAL int mm3__free(mm3_file *f, uint64_t off);
+/* Initialise the lock bytes of a new header. */
+MM3_INTERNAL int mm3__lock_init(void *lock);
+/* 1 if [off, off + len) lies inside the mapped file after the header. */
+static inline int mm3__inside(const mm3_file *f, uint64_t off, uint64_t len) {
+  return off >= MM3_HEADER_SIZE && !mm3__range_bad(off, len, f->mapped);
+}
 
 #endif

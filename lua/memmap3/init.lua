@@ -52,7 +52,7 @@ local function descriptor(t, offset, atomic)
     return { CODE.atomic, offset, t.size, false, false, false, t.code }
   end
   local k = t.kind
-  if (k == "prim" or k == "string" or k == "bytes") and t.size < (1 << 24) then
+  if (k == "prim" or k == "string" or k == "bytes") and t.size < (1 << 24) and offset < (1 << 31) then
     return (offset << 32) | (t.size << 8) | t.code
   elseif k == "prim" or k == "string" or k == "bytes" then
     return { t.code, offset, t.size }
@@ -62,9 +62,19 @@ local function descriptor(t, offset, atomic)
   return { t.code, offset, t.size, compile(t) }
 end
 
+local meta_of_canon = setmetatable({}, { __mode = "v" }) -- canonical text -> metatable
+
 function compile(t)
   local mt = meta_of_type[t]
   if mt then return mt end
+  -- Identical layouts share one metatable, so views of them are the same
+  -- type (copyable into each other) whichever type object made them.
+  local canon = schema.canonical(t)
+  mt = meta_of_canon[canon]
+  if mt then
+    meta_of_type[t] = mt
+    return mt
+  end
   if t.kind == "struct" then
     local fields, order = {}, {}
     for i, f in ipairs(t.fields) do
@@ -78,6 +88,7 @@ function compile(t)
     error(format("a file's root must be a struct or an array for now, not %s", t.canon), 3)
   end
   meta_of_type[t] = mt
+  meta_of_canon[canon] = mt
   type_of_meta[mt] = t
   return mt
 end

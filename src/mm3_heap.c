@@ -1,0 +1,159 @@
+/*
+ * mm3_heap.c - what growable containers stand on: the file's writer lock, the
+ * heap allocator inside the file, and the keyed hash.
+ *
+ * The heap is a segregated free list: blocks of 16 << k bytes (k < 48), each
+ * behind a 16-byte tag, taken from the class's free list or from the heap top,
+ * which grows the file (blocks first, posix_fallocate) in steps of at least
+ * 1 MiB or 1/8 of the file. Freed blocks go back to their class. Allocation
+ * and freeing are O(1).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "mm3_internal.h"
+
+_Static_assert(sizeof(pthread_mutex_t) <= 64, "the lock fits in the header");
+
+#define TAG_USED 0x6d6d33416c6c6f00ULL /* "mm3Allo" + class */
+#define TAG_FREE 0x6d6d334672656500ULL /* "mm3Free" + class */
+#define BLOCK_HEAD 16
+
+/* ---- the writer lock ---- */
+
+int mm3__lock_init(void *lock) {
+  pthread_mutexattr_t a;
+  int rc = pthread_mutexattr_init(&a);
+  if (!rc) rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  if (!rc) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  if (!rc) rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+  if (!rc) rc = pthread_mutex_init((pthread_mutex_t *)lock, &a);
+  pthread_mutexattr_destroy(&a);
+  return rc;
+}
+
+int mm3_file_lock(mm3_file *f) {
+  if (f->readonly) return MM3_EREADONLY;
+  pthread_mutex_t *m = (pthread_mutex_t *)mm3__hdr(f)->lock;
+  int rc = pthread_mutex_lock(m);
+  if (rc == EOWNERDEAD) {
+    /* Its holder died inside a write. The data it was changing is in the
+       file as far as it got; make the lock usable again. */
+    pthread_mutex_consistent(m);
+    rc = 0;
+  }
+  if (rc == 0) f->lock_depth++;
+  return rc;
+}
+
+void mm3_file_unlock(mm3_file *f) {
+  if (f->readonly || f->lock_depth == 0) return;
+  f->lock_depth--;
+  pthread_mutex_unlock((pthread_mutex_t *)mm3__hdr(f)->lock);
+}
+
+/* ---- the heap ---- */
+
+static uint64_t heap_start(const mm3_file *f) {
+  return (f->root_off + f->root_size + 63) / 64 * 64;
+}
+
+int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off) {
+  mm3_header *h = mm3__hdr(f);
+  int k = 0;
+  if (size > ((uint64_t)1 << 50)) return MM3_ETOOBIG;
+  while (((uint64_t)16 << k) < size + BLOCK_HEAD) k++;
+  uint64_t bsize = (uint64_t)16 << k;
+  int rc = mm3_file_refresh(f);
+  if (rc) return rc;
+  uint64_t b = h->free_list[k];
+  if (b) {
+    uint64_t *tag = (uint64_t *)(f->base + b);
+    if (!mm3__inside(f, b, bsize) || b < heap_start(f) || tag[0] != (TAG_FREE | (uint64_t)k))
+      return MM3_ECORRUPT;
+    h->free_list[k] = tag[1];
+  } else {
+    uint64_t top = h->heap_top ? h->heap_top : heap_start(f);
+    if (top < heap_start(f) || top % 16) return MM3_ECORRUPT;
+    if (top + bsize > f->mapped) {
+      uint64_t want = top + bsize, step = f->mapped / 8;
+      if (step < ((uint64_t)1 << 20)) step = (uint64_t)1 << 20;
+      if (want < f->mapped + step) want = f->mapped + step;
+      rc = mm3_file_grow(f, want);
+      if (rc == MM3_ERESERVE || rc == ENOSPC) rc = mm3_file_grow(f, top + bsize); /* no slack */
+      if (rc) return rc;
+    }
+    b = top;
+    h->heap_top = top + bsize;
+  }
+  uint64_t *tag = (uint64_t *)(f->base + b);
+  memset(f->base + b + BLOCK_HEAD, 0, bsize - BLOCK_HEAD);
+  tag[1] = 0;
+  tag[0] = TAG_USED | (uint64_t)k;
+  h->alloc_bytes += bsize;
+  *off = b + BLOCK_HEAD;
+  return 0;
+}
+
+int mm3__free(mm3_file *f, uint64_t off) {
+  mm3_header *h = mm3__hdr(f);
+  if (off < BLOCK_HEAD || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return MM3_ECORRUPT;
+  uint64_t b = off - BLOCK_HEAD;
+  uint64_t *tag = (uint64_t *)(f->base + b);
+  uint64_t k = tag[0] & 0xff;
+  if ((tag[0] & ~(uint64_t)0xff) != TAG_USED || k >= MM3_FREE_CLASSES) return MM3_ECORRUPT;
+  tag[0] = TAG_FREE | k;
+  tag[1] = h->free_list[k];
+  h->free_list[k] = b;
+  h->alloc_bytes -= (uint64_t)16 << k;
+  return 0;
+}
+
+/* ---- SipHash-1-3, keyed by the file's random seed ---- */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                           \
+  do {                                                                     \
+    v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);             \
+    v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                 \
+    v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                 \
+    v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);             \
+  } while (0)
+
+uint64_t mm3_hash(uint64_t seed, const void *data, size_t len) {
+  uint64_t k0 = seed, k1 = seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL;
+  uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+  uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+  const uint8_t *p = data, *end = p + (len & ~(size_t)7);
+  uint64_t b = (uint64_t)len << 56, m;
+  for (; p != end; p += 8) {
+    memcpy(&m, p, 8);
+    v3 ^= m;
+    SIPROUND;
+    v0 ^= m;
+  }
+  switch (len & 7) {
+    case 7: b |= (uint64_t)p[6] << 48; /* FALLTHROUGH */
+    case 6: b |= (uint64_t)p[5] << 40; /* FALLTHROUGH */
+    case 5: b |= (uint64_t)p[4] << 32; /* FALLTHROUGH */
+    case 4: b |= (uint64_t)p[3] << 24; /* FALLTHROUGH */
+    case 3: b |= (uint64_t)p[2] << 16; /* FALLTHROUGH */
+    case 2: b |= (uint64_t)p[1] << 8;  /* FALLTHROUGH */
+    case 1: b |= (uint64_t)p[0]; break;
+    case 0: break;
+  }
+  v3 ^= b;
+  SIPROUND;
+  v0 ^= b;
+  v2 ^= 0xff;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t mm3_file_seed(const mm3_file *f) { return mm3__hdr(f)->seed; }

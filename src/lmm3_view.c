@@ -602,10 +602,13 @@ static const lmm3_slot *probe(const lmm3_tinfo *ti, const char *k) {
   }
 }
 
-/* The view at 1 for a metamethod: the common case costs one load. */
+/* The view at 1 for a metamethod: the common case costs one load. Only its
+   own metatable calls these metamethods (__metatable hides it from
+   getmetatable; the debug library, which can break anything, aside), so a
+   magic number suffices here; toview does the full check otherwise. */
 static inline lmm3_view *selfview(lua_State *L) {
   lmm3_view *v = lua_touserdata(L, 1);
-  if (!v || lua_type(L, 1) != LUA_TUSERDATA || v->magic != LMM3_VIEW_MAGIC) v = toview(L, 1);
+  if (!v || v->magic != LMM3_VIEW_MAGIC) v = toview(L, 1);
   if (!v->fb->f) closed_error(L);
   return v;
 }
@@ -650,8 +653,11 @@ static int s_index(lua_State *L) {
 static int s_newindex(lua_State *L) {
   lmm3_view *v = selfview(L);
   check_writable(L, v);
-  if (lua_type(L, 2) == LUA_TSTRING) {
-    const lmm3_slot *s = probe(v->ti, lua_tostring(L, 2));
+  /* No type test: a number key converted to a string in place is refused
+     below all the same. */
+  const char *key = lua_tolstring(L, 2, NULL);
+  if (key) {
+    const lmm3_slot *s = probe(v->ti, key);
     if (s && s->desc >= 0) {
       const char *why = lmm3_set_scalar(L, v->p + (s->desc >> 32), (int)(s->desc & 0xFF),
                                         (uint32_t)((s->desc >> 8) & 0xFFFFFF), 3);

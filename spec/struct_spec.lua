@@ -134,7 +134,7 @@ describe("memmap3 files and values", function()
     it("needs a type, and a root that is a struct or an array", function()
       raises("needs a type", mm.create, path())
       raises("unknown type 'nope'", mm.create, path(), "nope")
-      raises("root must be a struct or an array", mm.create, path(), "u64")
+      raises("root must be a struct, an array or a container", mm.create, path(), "u64")
       assert.is_nil(h.file_size(path()))
     end)
 

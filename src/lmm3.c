@@ -93,5 +93,6 @@ int luaopen_memmap3_core(lua_State *L) {
   lmm3_open_file(L);
   lmm3_open_view(L);
   lmm3_open_atomic(L);
+  lmm3_open_cont(L);
   return 1;
 }

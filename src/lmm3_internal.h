@@ -71,7 +71,9 @@ typedef struct lmm3_tinfo {
   int kind;          /* LMM3_STRUCT or LMM3_ARRAY */
   int nuv;           /* user values a view of this type has */
   int64_t n, esize;  /* arrays: length, element size */
-  int64_t edesc;     /* arrays: simple element descriptor, or -1 */
+  int64_t edesc;     /* arrays, containers: simple element descriptor, or -1 */
+  int64_t kdesc;     /* maps: simple key descriptor */
+  mm3_ctype ct;      /* containers: the C core's description */
   uint32_t mask;     /* structs: slots - 1 */
   lmm3_slot slots[]; /* structs: open addressing on the key pointer */
 } lmm3_tinfo;
@@ -88,8 +90,10 @@ typedef struct lmm3_view {
 enum {
   LMM3_U8 = 1, LMM3_U16, LMM3_U32, LMM3_U64, LMM3_I8, LMM3_I16, LMM3_I32, LMM3_I64,
   LMM3_F32, LMM3_F64, LMM3_BOOL, LMM3_CHAR, LMM3_U128, LMM3_I128, LMM3_STRING, LMM3_BYTES,
-  LMM3_STRUCT = 32, LMM3_ARRAY, LMM3_ENUM, LMM3_ATOMIC
+  LMM3_STRUCT = 32, LMM3_ARRAY, LMM3_ENUM, LMM3_ATOMIC,
+  LMM3_VEC, LMM3_RING, LMM3_SARRAY, LMM3_FMAP, LMM3_HMAP, LMM3_SEG, LMM3_VALUE
 };
+#define LMM3_IS_CONTAINER(code) ((code) >= LMM3_VEC && (code) <= LMM3_SEG)
 
 /* Descriptor of a field or element. Simple scalars are one integer:
    offset << 32 | size << 8 | code. Others are tables:
@@ -107,6 +111,40 @@ MM3_INTERNAL void lmm3_push_view(lua_State *L, int fileidx, lmm3_file *fb, uint8
 MM3_INTERNAL lmm3_view *lmm3_check_view(lua_State *L, int idx);
 /* Close the File userdata at idx (idempotent; borrowed files are detached). */
 MM3_INTERNAL void lmm3_file_close(lua_State *L, int idx);
+/* Elements of containers. edesc >= 0 is a simple descriptor (offset 0);
+   otherwise descidx is the stack index of a table descriptor. */
+MM3_INTERNAL void lmm3_push_elem(lua_State *L, int viewidx, int64_t edesc, int descidx, uint8_t *p);
+/* Encode the Lua value at vidx into buf (size bytes; zeroed first). Raises
+   naming where on a bad value: call it before taking any lock. */
+MM3_INTERNAL void lmm3_encode(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf, size_t size,
+                              const char *where);
+/* Plain Lua copy of an element (edesc / descidx as above), for mm.totable. */
+MM3_INTERNAL void lmm3_push_copy(lua_State *L, mm3_file *f, int64_t edesc, int descidx, uint8_t *p);
+/* Plain Lua copy of the container at p whose metatable is at meta. */
+MM3_INTERNAL void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta);
+/* Assign a Lua table to the live container at p (descriptor at descidx). */
+MM3_INTERNAL void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3_file *fb,
+                                        const char *where);
+MM3_INTERNAL void lmm3_open_cont(lua_State *L);
+/* value fields: decode / encode a serialised Lua value at p (type in ct). */
+MM3_INTERNAL void lmm3_value_push(lua_State *L, mm3_file *f, uint8_t *p, const mm3_ctype *ct);
+MM3_INTERNAL void lmm3_value_store(lua_State *L, int vidx, mm3_file *f, uint8_t *p, const mm3_ctype *ct,
+                                   const char *where);
+/* Map metamethods and helpers (lmm3_hmap.c), used by lmm3_cont.c. */
+MM3_INTERNAL int lmm3_hmap_index(lua_State *L);
+MM3_INTERNAL int lmm3_hmap_newindex(lua_State *L);
+MM3_INTERNAL int lmm3_hmap_len(lua_State *L);
+MM3_INTERNAL int lmm3_hmap_pairs(lua_State *L);
+MM3_INTERNAL int lmm3_hmap_shl(lua_State *L);
+MM3_INTERNAL void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta);
+MM3_INTERNAL void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *fb, const char *where);
+
+/* The container view at idx (raises for anything else or a closed file). */
+MM3_INTERNAL lmm3_view *lmm3_cont_view(lua_State *L, int idx);
+/* Raise for a failed core call on the container view at viewidx, naming it:
+   "vec 'inv' is full (capacity 64)". */
+MM3_INTERNAL int lmm3_cont_error(lua_State *L, int viewidx, int rc);
+
 /* Read / write one scalar of a type code; set returns NULL or why it refused
    the value at idx (then nothing was written). */
 MM3_INTERNAL void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size);

@@ -19,6 +19,8 @@ static int closed_error(lua_State *L) {
   return luaL_error(L, "attempt to use a closed memmap3 file");
 }
 
+static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where, lmm3_file *fb);
+
 /* The view at idx; raises for anything else, or a closed file. */
 static lmm3_view *toview(lua_State *L, int idx) {
   lmm3_view *v = lua_touserdata(L, idx);
@@ -327,8 +329,17 @@ static void push_complex(lua_State *L, int viewidx, lmm3_view *v, int descidx, u
   int code = (int)desc_int(L, descidx, LMM3_D_CODE);
   uint8_t *p = base + desc_int(L, descidx, LMM3_D_OFFSET);
   switch (code) {
+    case LMM3_VALUE: {
+      mm3_ctype ct = {0};
+      ct.kind = MM3_VALUE;
+      ct.cap = (uint64_t)desc_int(L, descidx, LMM3_D_META);
+      mm3_ctype_init(&ct);
+      lmm3_value_push(L, v->fb->f, p, &ct);
+      return;
+    }
     case LMM3_STRUCT:
     case LMM3_ARRAY:
+    case LMM3_VEC: case LMM3_RING: case LMM3_SARRAY: case LMM3_FMAP: case LMM3_HMAP: case LMM3_SEG:
     case LMM3_ATOMIC: {
       push_cache(L, viewidx);
       lua_getiuservalue(L, viewidx, 1); /* the File */
@@ -338,6 +349,15 @@ static void push_complex(lua_State *L, int viewidx, lmm3_view *v, int descidx, u
         lua_rawgeti(L, descidx, LMM3_D_META);
         lmm3_push_view(L, -2, v->fb, p, -1);
         lua_remove(L, -2);
+        if (LMM3_IS_CONTAINER(code)) { /* its name, for error messages */
+          if (lua_type(L, key) == LUA_TSTRING) lua_pushvalue(L, key);
+          else lua_getiuservalue(L, viewidx, 3);
+          if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            lua_pushliteral(L, "element");
+          }
+          lua_setiuservalue(L, -2, 3);
+        }
       }
       lua_remove(L, -2); /* the File */
       lua_pushvalue(L, key);
@@ -367,10 +387,39 @@ static void push_complex(lua_State *L, int viewidx, lmm3_view *v, int descidx, u
   }
 }
 
-static void push_deep(lua_State *L, uint8_t *p, int meta);
+static void push_deep(lua_State *L, mm3_file *f, uint8_t *p, int meta);
+static void push_desc_copy(lua_State *L, mm3_file *f, int descidx, uint8_t *base);
+
+void lmm3_push_copy(lua_State *L, mm3_file *f, int64_t edesc, int descidx, uint8_t *p) {
+  if (edesc >= 0) push_scalar(L, p, (int)(edesc & 0xFF), (uint32_t)((edesc >> 8) & 0xFFFFFF));
+  else push_desc_copy(L, f, lua_absindex(L, descidx), p);
+}
+
+void lmm3_push_elem(lua_State *L, int viewidx, int64_t edesc, int descidx, uint8_t *p) {
+  if (edesc >= 0) {
+    push_scalar(L, p, (int)(edesc & 0xFF), (uint32_t)((edesc >> 8) & 0xFFFFFF));
+    return;
+  }
+  viewidx = lua_absindex(L, viewidx);
+  descidx = lua_absindex(L, descidx);
+  lua_pushlightuserdata(L, p); /* the cache key of a child view: its address */
+  push_complex(L, viewidx, lua_touserdata(L, viewidx), descidx, p, lua_gettop(L));
+  lua_remove(L, -2);
+}
+
+void lmm3_encode(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf, size_t size,
+                 const char *where) {
+  memset(buf, 0, size);
+  if (edesc >= 0) {
+    const char *why = lmm3_set_scalar(L, buf, (int)(edesc & 0xFF), (uint32_t)((edesc >> 8) & 0xFFFFFF), vidx);
+    if (why) luaL_error(L, "%s: %s", where, why);
+    return;
+  }
+  set_from(L, lua_absindex(L, vidx), lua_absindex(L, descidx), buf, where, NULL);
+}
 
 /* Plain Lua copy of the value at p described by desc (int or table) at descidx. */
-static void push_desc_copy(lua_State *L, int descidx, uint8_t *base) {
+static void push_desc_copy(lua_State *L, mm3_file *f, int descidx, uint8_t *base) {
   if (lua_type(L, descidx) == LUA_TNUMBER) {
     lua_Integer d = lua_tointeger(L, descidx);
     lmm3_push_scalar(L, base + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF));
@@ -380,8 +429,18 @@ static void push_desc_copy(lua_State *L, int descidx, uint8_t *base) {
   uint8_t *p = base + desc_int(L, descidx, LMM3_D_OFFSET);
   if (code == LMM3_STRUCT || code == LMM3_ARRAY) {
     lua_rawgeti(L, descidx, LMM3_D_META);
-    push_deep(L, p, lua_gettop(L));
+    push_deep(L, f, p, lua_gettop(L));
     lua_remove(L, -2);
+  } else if (LMM3_IS_CONTAINER(code)) {
+    lua_rawgeti(L, descidx, LMM3_D_META);
+    lmm3_cont_copy(L, f, p, lua_gettop(L));
+    lua_remove(L, -2);
+  } else if (code == LMM3_VALUE) {
+    mm3_ctype ct = {0};
+    ct.kind = MM3_VALUE;
+    ct.cap = (uint64_t)desc_int(L, descidx, LMM3_D_META);
+    mm3_ctype_init(&ct);
+    lmm3_value_push(L, f, p, &ct);
   } else if (code == LMM3_ATOMIC) {
     int base_code = (int)desc_int(L, descidx, LMM3_D_BASE);
     int size = (int)desc_int(L, descidx, LMM3_D_SIZE);
@@ -407,7 +466,7 @@ static void push_desc_copy(lua_State *L, int descidx, uint8_t *base) {
 }
 
 /* Plain Lua table from the struct or array with metatable at meta. */
-static void push_deep(lua_State *L, uint8_t *p, int meta) {
+static void push_deep(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   luaL_checkstack(L, 8, "memmap3: value nested too deeply");
   lua_getfield(L, meta, "__mm3kind");
   int is_array = lua_tointeger(L, -1) == LMM3_ARRAY;
@@ -430,7 +489,7 @@ static void push_deep(lua_State *L, uint8_t *p, int meta) {
       }
     } else {
       for (lua_Integer i = 0; i < n; i++) {
-        push_desc_copy(L, d, p + i * esize);
+        push_desc_copy(L, f, d, p + i * esize);
         lua_rawseti(L, -2, i + 1);
       }
     }
@@ -447,7 +506,7 @@ static void push_deep(lua_State *L, uint8_t *p, int meta) {
     lua_rawgeti(L, order, i);   /* name */
     lua_pushvalue(L, -1);
     lua_rawget(L, fields);      /* desc */
-    push_desc_copy(L, lua_gettop(L), p);
+    push_desc_copy(L, f, lua_gettop(L), p);
     lua_remove(L, -2);
     lua_rawset(L, -3);
   }
@@ -456,8 +515,6 @@ static void push_deep(lua_State *L, uint8_t *p, int meta) {
 }
 
 /* ---- setting from Lua values ---- */
-
-static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where);
 
 /* Fill the struct or array (metatable at meta) at p from the table at tidx.
    p points into a scratch copy, so an error leaves the file untouched. */
@@ -483,7 +540,7 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
       if (lua_type(L, -2) != LUA_TNUMBER || !isint || i < 1 || i > n)
         luaL_error(L, "%s: %s index %s is out of range (1..%I)", where, tname,
                    luaL_tolstring(L, -2, NULL), n);
-      set_from(L, lua_gettop(L), d, p + (i - 1) * esize, where);
+      set_from(L, lua_gettop(L), d, p + (i - 1) * esize, where, NULL);
       lua_pop(L, 1);
     }
   } else {
@@ -494,7 +551,7 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
       lua_pushvalue(L, -2);
       if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, fields) == LUA_TNIL)
         luaL_error(L, "%s: %s has no field '%s'", where, tname, luaL_tolstring(L, -3, NULL));
-      set_from(L, lua_gettop(L) - 1, lua_gettop(L), p, where);
+      set_from(L, lua_gettop(L) - 1, lua_gettop(L), p, where, NULL);
       lua_pop(L, 2);
     }
   }
@@ -525,6 +582,18 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
   }
   uint8_t *scratch = lua_newuserdatauv(L, size ? size : 1, 0);
   memset(scratch, 0, size);
+  /* Containers inside keep their contents: they are assigned on their own. */
+  if (lua_getfield(L, meta, "__mm3keep") == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+      lua_rawgeti(L, -1, i);
+      lua_rawgeti(L, -2, i + 1);
+      lua_Integer off = lua_tointeger(L, -2), len = lua_tointeger(L, -1);
+      lua_pop(L, 2);
+      if (off >= 0 && len >= 0 && (size_t)(off + len) <= size) memcpy(scratch + off, dst + off, (size_t)len);
+    }
+  }
+  lua_pop(L, 1);
   fill_from_table(L, vidx, meta, scratch, where);
   memcpy(dst, scratch, size);
   lua_pop(L, 1);
@@ -566,7 +635,8 @@ static void set_atomic(lua_State *L, int vidx, int descidx, uint8_t *p, const ch
   mm3_atomic_store(p, size, x);
 }
 
-static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where) {
+/* fb is the file when writing live data, NULL when filling a scratch copy. */
+static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where, lmm3_file *fb) {
   if (lua_type(L, descidx) == LUA_TNUMBER) {
     lua_Integer d = lua_tointeger(L, descidx);
     const char *why = lmm3_set_scalar(L, base + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), vidx);
@@ -584,6 +654,19 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
       break;
     case LMM3_ENUM: set_enum(L, vidx, descidx, p, where); break;
     case LMM3_ATOMIC: set_atomic(L, vidx, descidx, p, where); break;
+    case LMM3_VEC: case LMM3_RING: case LMM3_SARRAY: case LMM3_FMAP: case LMM3_HMAP: case LMM3_SEG:
+      if (!fb) luaL_error(L, "%s: a container inside a struct or array is assigned on its own", where);
+      lmm3_container_assign(L, vidx, descidx, p, fb, where);
+      break;
+    case LMM3_VALUE: {
+      mm3_ctype ct = {0};
+      ct.kind = MM3_VALUE;
+      ct.cap = (uint64_t)desc_int(L, descidx, LMM3_D_META);
+      mm3_ctype_init(&ct);
+      if (!fb && !ct.cap) luaL_error(L, "%s: a growable value inside a struct or array is assigned on its own", where);
+      lmm3_value_store(L, vidx, fb ? fb->f : NULL, p, &ct, where);
+      break;
+    }
     default: {
       const char *why = lmm3_set_scalar(L, p, code, (uint32_t)desc_int(L, descidx, LMM3_D_SIZE), vidx);
       if (why) luaL_error(L, "%s: %s", where, why);
@@ -676,7 +759,7 @@ static int s_newindex(lua_State *L) {
   if (t != LUA_TTABLE)
     return luaL_error(L, "%s has no field '%s'", type_name(L, 2), luaL_tolstring(L, 2, NULL));
   const char *where = lua_pushfstring(L, "%s field '%s'", type_name(L, 2), lua_tostring(L, 2));
-  set_from(L, 3, lua_gettop(L) - 1, v->p, where);
+  set_from(L, 3, lua_gettop(L) - 1, v->p, where, v->fb);
   return 0;
 }
 
@@ -884,7 +967,7 @@ static int a_newindex(lua_State *L) {
     return 0;
   }
   const char *where = lua_pushfstring(L, "%s element %I", type_name(L, 4), i);
-  set_from(L, 3, lua_upvalueindex(3), p, where);
+  set_from(L, 3, lua_upvalueindex(3), p, where, v->fb);
   return 0;
 }
 
@@ -968,7 +1051,8 @@ static int l_new_array(lua_State *L) {
 static int l_totable(lua_State *L) {
   lmm3_view *v = toview(L, 1);
   lua_getmetatable(L, 1);
-  push_deep(L, v->p, lua_gettop(L));
+  if (v->ti && LMM3_IS_CONTAINER(v->ti->kind)) lmm3_cont_copy(L, v->fb->f, v->p, lua_gettop(L));
+  else push_deep(L, v->fb->f, v->p, lua_gettop(L));
   return 1;
 }
 
@@ -982,6 +1066,16 @@ static int l_view_info(lua_State *L) {
   return 2;
 }
 
+/* core.set_keep(meta, {off, size, ...}): container regions of a struct or
+   array type, kept when a table is assigned to it */
+static int l_set_keep(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_pushvalue(L, 2);
+  lua_setfield(L, 1, "__mm3keep");
+  return 0;
+}
+
 /* core.view_ptr(v) -> light userdata of the view's first byte */
 static int l_view_ptr(lua_State *L) {
   lmm3_view *v = toview(L, 1);
@@ -992,6 +1086,7 @@ static int l_view_ptr(lua_State *L) {
 void lmm3_open_view(lua_State *L) {
   static const luaL_Reg funcs[] = {{"new_struct", l_new_struct}, {"new_array", l_new_array},
                                    {"totable", l_totable},       {"view_info", l_view_info},
-                                   {"view_ptr", l_view_ptr},     {NULL, NULL}};
+                                   {"view_ptr", l_view_ptr},     {"set_keep", l_set_keep},
+                                   {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
 }

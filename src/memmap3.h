@@ -60,7 +60,8 @@ MM3_API const char *mm3_version(int *major, int *minor, int *patch);
 #define MM3_ERESERVE     (-30890) /**< file outgrew its reserved address range */
 #define MM3_ETRUNCATED   (-30889) /**< file is shorter than its header says */
 #define MM3_EBYTEORDER   (-30888) /**< file was written with the other byte order */
-#define MM3_ERR_LAST     (-30888)
+#define MM3_ENOTFOUND    (-30887) /**< no such key or element */
+#define MM3_ERR_LAST     (-30887)
 
 /** Describe an error code returned by any mm3_* call.
  *  @param err 0, a positive errno or a negative MM3_E* code.
@@ -372,6 +373,130 @@ MM3_API int mm3_atomic_cas(void *p, int width, uint64_t *expected, uint64_t desi
 MM3_API int mm3_file_lock(mm3_file *f);
 /** Release the lock taken by mm3_file_lock. */
 MM3_API void mm3_file_unlock(mm3_file *f);
+
+/* ------------------------------------------------------------------------
+ * Containers inside a file
+ * ------------------------------------------------------------------------
+ * A container lives inline in its parent (a struct field, an array element,
+ * the root): c below points at its first byte, inside the file f. Fixed
+ * containers keep everything inline; growable ones keep a small inline head
+ * with file offsets into the heap. mm3_ctype describes the element (and key)
+ * types; fill it with mm3_ctype_init, which computes the layout.
+ *
+ * Writers take the file's lock themselves (so several processes may write one
+ * container at once). Pointers to elements (vec, ring, segmented, map values)
+ * stay valid until mm3_file_close; growth never moves them. An element that is
+ * removed (map delete, pop) may be reused by a later insertion.
+ *
+ * Layouts (all offsets from c):
+ *   vec<T,N>, ring<T,N>: u64 len (ring: total pushes), items at 8 (16 when
+ *     T is 16-aligned)
+ *   map<K,V,N>: u64 count, u32 free list, u32 used, u32 buckets[B]
+ *     (B = power of two >= N, at least 8), then N nodes
+ *     {u32 next, u32 live, K, V} (each part naturally aligned)
+ *   map<K,V>: u64 count, u64 table[2], u32 log2 size[2], u64 rehash
+ *     position + 1, u64 reserved (48 bytes); heap nodes {u64 next,
+ *     u64 hash, K, V}, tables of u64 node offsets
+ *   segmented<T>: u64 len, u64 segment[56]; segment k holds first << k items
+ *   value: u64 offset, u64 length of a heap block; value<N>: u32 length, N bytes
+ */
+
+/** Kinds of container. */
+typedef enum mm3_ckind {
+  MM3_VEC = 1, MM3_RING, MM3_FMAP, MM3_HMAP, MM3_SEGMENTED, MM3_VALUE
+} mm3_ckind;
+
+/** Keys of maps: integers (little-endian bytes of their type) or strings
+ *  (NUL-padded to key_size; hashed up to the first NUL). */
+typedef struct mm3_ctype {
+  mm3_ckind kind;
+  uint32_t elem_size, elem_align;  /**< T of vec/ring/segmented, V of maps */
+  uint32_t key_size, key_align;    /**< maps */
+  int key_is_string;               /**< maps: string<N> or bytes<N> keys */
+  uint64_t cap;                    /**< N of fixed containers (0: growable) */
+  /* computed by mm3_ctype_init: */
+  uint64_t size;                   /**< bytes of the inline part */
+  uint32_t align;                  /**< its alignment */
+  uint32_t items_off;              /**< vec, ring: first item */
+  uint32_t node_size, key_off, val_off; /**< maps: node layout */
+  uint64_t buckets, nodes_off;     /**< fixed maps */
+  uint64_t seg_first;              /**< segmented: items in segment 0 */
+} mm3_ctype;
+
+/** Compute the layout fields of t from its kind and types.
+ *  @return 0 or MM3_EINVAL (bad sizes or capacity), MM3_ETOOBIG. */
+MM3_API int mm3_ctype_init(mm3_ctype *t);
+
+/** Number of elements (entries of a map; bytes of a value). Lock-free. */
+MM3_API uint64_t mm3_container_len(const mm3_file *f, const uint8_t *c, const mm3_ctype *t);
+
+/* vec<T,N> and ring<T,N> ------------------------------------------------ */
+
+/** Element i (0-based, from the oldest for rings), or NULL past the end. */
+MM3_API uint8_t *mm3_vec_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i);
+/** Append a copy of the element at item (elem_size bytes).
+ *  Vec: MM3_EFULL when full. Ring: overwrites the oldest when full. */
+MM3_API int mm3_vec_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *item);
+/** Remove the last element, copying it to out (may be NULL). MM3_ERANGE if
+ *  empty; MM3_EINVAL for a ring (rings only push). */
+MM3_API int mm3_vec_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out);
+/** Insert before index i (0..len); later elements shift up (O(len)).
+ *  MM3_EFULL, MM3_ERANGE; MM3_EINVAL for a ring. */
+MM3_API int mm3_vec_insert(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *item);
+/** Remove element i, copying it to out (may be NULL); later elements shift down. */
+MM3_API int mm3_vec_remove(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, void *out);
+/** Remove every element (and zero them). */
+MM3_API int mm3_vec_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t);
+/** Overwrite element i (0-based) with item. MM3_ERANGE past the end. */
+MM3_API int mm3_vec_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *item);
+
+/* maps ------------------------------------------------------------------ */
+
+/** Hash of a key (key_size bytes, strings NUL-padded) with the file's seed. */
+MM3_API uint64_t mm3_map_key_hash(const mm3_file *f, const mm3_ctype *t, const void *key);
+/** Look a key up. On success copies the value to val_out (if not NULL) and
+ *  sets *val_ptr (if not NULL) to the value inside the file.
+ *  @return 0, MM3_ENOTFOUND, MM3_ECORRUPT. */
+MM3_API int mm3_map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out,
+                        uint8_t **val_ptr);
+/** Insert or replace. *created (if not NULL) says which.
+ *  @return 0, MM3_EFULL (fixed map), ENOSPC (growing the file), MM3_ECORRUPT. */
+MM3_API int mm3_map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val,
+                        int *created);
+/** Delete a key. @return 0 or MM3_ENOTFOUND. */
+MM3_API int mm3_map_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key);
+/** Delete every entry (a growable map frees its nodes and tables). */
+MM3_API int mm3_map_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t);
+/** Iterate: pos[0] = pos[1] = 0 to start; each call yields the next entry's
+ *  key and value pointers and advances pos; MM3_ENOTFOUND at the end.
+ *  Deleting the entry just returned is safe; entries inserted during a
+ *  traversal may or may not be seen (a growable map finishes any resize when
+ *  a traversal starts). */
+MM3_API int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[2], uint8_t **key,
+                         uint8_t **val);
+
+/* segmented<T> ------------------------------------------------------------ */
+
+/** Element i (0-based) or NULL past the end. Lock-free. */
+MM3_API uint8_t *mm3_seg_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i);
+/** Append; existing elements never move. ENOSPC, MM3_ERESERVE. */
+MM3_API int mm3_seg_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *item);
+/** Remove the last element (copied to out if not NULL). MM3_ERANGE if empty. */
+MM3_API int mm3_seg_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out);
+/** Overwrite element i with item. MM3_ERANGE past the end. */
+MM3_API int mm3_seg_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *item);
+/** Keep the first n elements (n <= len); the rest are zeroed. */
+MM3_API int mm3_seg_truncate(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t n);
+
+/* value (a blob of bytes) ------------------------------------------------- */
+
+/** Copy the stored bytes into buf (cap bytes long) and set *len.
+ *  @return 0; MM3_ERANGE if cap is too small (*len says how much is needed:
+ *          call again); MM3_ECORRUPT. */
+MM3_API int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64_t cap,
+                          uint64_t *len);
+/** Replace the stored bytes. value<N>: MM3_EFULL when len > N. */
+MM3_API int mm3_value_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, uint64_t len);
 
 /** SipHash-1-3 of len bytes, keyed by seed (hash containers use the file's
  *  random seed, so keys crafted against one file do not collide in another). */

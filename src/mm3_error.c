@@ -19,6 +19,7 @@ static const char *const mm3_errnames[] = {
   "file outgrew its reserved address range",       /* MM3_ERESERVE */
   "file is truncated",                             /* MM3_ETRUNCATED */
   "file was written with another byte order",      /* MM3_EBYTEORDER */
+  "not found",                                     /* MM3_ENOTFOUND */
 };
 
 const char *mm3_strerror(int err) {

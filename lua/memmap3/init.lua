@@ -8,13 +8,13 @@
 local core = require "memmap3.core"
 local schema = require "memmap3.schema"
 
-local type, pairs, error, format, setmetatable, tonumber, math_type =
-  type, pairs, error, string.format, setmetatable, tonumber, math.type
+local type, pairs, ipairs, error, format, setmetatable, tonumber, math_type, pcall, tostring =
+  type, pairs, ipairs, error, string.format, setmetatable, tonumber, math.type, pcall, tostring
 
 local M = {}
 
--- Raw mappings (SPEC §1) come straight from the C module.
-M.map = core.map
+-- Raw mappings (SPEC §1) come straight from the C module. mm.map also makes
+-- map types: mm.map(K, V [, N]) when its second argument is a type.
 M.anon = core.anon
 M.advice_supported = core.advice_supported
 M.strerror = core.strerror
@@ -25,6 +25,24 @@ M.page_size = core.page_size
 M.struct = schema.struct
 M.enum = schema.enum
 M.array = schema.array
+M.vec = schema.vec
+M.ring = schema.ring
+M.segmented = schema.segmented
+function M.string_array(n, len) return schema.string_array(n, len, "mm.string_array") end
+function M.value(n) return schema.value(n, "mm.value") end
+
+--- mm.map(file [, opts]) maps a file (see the raw mapping API);
+-- mm.map(K, V [, N]) is the type map<K, V, N> (or growable map<K, V>).
+local function typelike(v)
+  return schema.is_type(v) or (type(v) == "string" and pcall(schema.parse_type, v))
+end
+
+function M.map(a, b, n)
+  if schema.is_type(a) or schema.is_type(b) or (typelike(a) and typelike(b)) then
+    return schema.hashmap(a, b, n, "mm.map")
+  end
+  return core.map(a, b)
+end
 M.type = schema.totype
 M.canonical = schema.canonical
 
@@ -58,9 +76,29 @@ local function descriptor(t, offset, atomic)
     return { t.code, offset, t.size }
   elseif k == "enum" then
     return { CODE.enum, offset, t.size, false, t.names, t.values }
+  elseif k == "value" then
+    return { CODE.value, offset, t.size, t.cap }
   end
   return { t.code, offset, t.size, compile(t) }
 end
+
+-- Byte ranges of containers inside t (offset, size pairs): assigning a table
+-- to a struct or array keeps them (they are assigned on their own).
+local function keep_regions(t, base, out)
+  if t.kind == "struct" then
+    for _, f in ipairs(t.fields) do keep_regions(f.type, base + f.offset, out) end
+  elseif t.kind == "array" then
+    if t.elem.kind == "struct" or t.elem.kind == "array" or t.elem.code >= CODE.vec then
+      for i = 0, t.n - 1 do keep_regions(t.elem, base + i * t.elem.size, out) end
+    end
+  elseif t.code >= CODE.vec and not (t.kind == "value" and t.cap > 0) then
+    out[#out + 1] = base
+    out[#out + 1] = t.size
+  end
+  return out
+end
+
+local CONTAINER = { vec = true, ring = true, string_array = true, map = true, segmented = true }
 
 local meta_of_canon = setmetatable({}, { __mode = "v" }) -- canonical text -> metatable
 
@@ -84,8 +122,20 @@ function compile(t)
     mt = core.new_struct(t.name, fields, order, t.size)
   elseif t.kind == "array" then
     mt = core.new_array(t.canon, t.n, t.elem.size, descriptor(t.elem, 0, false))
+  elseif CONTAINER[t.kind] then
+    local key = t.key
+    mt = core.new_container(t.code, t.canon, {
+      elem_size = t.elem.size, elem_align = t.elem.align,
+      key_size = key and key.size or 0, key_align = key and key.align or 0,
+      key_is_string = key and key.kind ~= "prim" or false,
+      cap = t.cap or 0, size = t.size,
+    }, descriptor(t.elem, 0, false), key and descriptor(key, 0, false))
   else
-    error(format("a file's root must be a struct or an array for now, not %s", t.canon), 3)
+    error(format("a file's root must be a struct, an array or a container, not %s", t.canon), 3)
+  end
+  if t.kind == "struct" or t.kind == "array" then
+    local keep = keep_regions(t, 0, {})
+    if #keep > 0 then core.set_keep(mt, keep) end
   end
   meta_of_type[t] = mt
   meta_of_canon[canon] = mt
@@ -152,7 +202,7 @@ local function open_file(path, t, opts, create, exclusive, what)
       core.file_close(f)
       return nil, format("%s: %s", path, perr), M.ECORRUPT
     end
-    if t.kind ~= "struct" and t.kind ~= "array" then
+    if t.kind ~= "struct" and t.kind ~= "array" and not CONTAINER[t.kind] then
       core.file_close(f)
       return nil, format("%s: root type %s is not supported by this version", path, t.canon), M.EVERSION
     end
@@ -219,6 +269,12 @@ function M.info(v)
   info.schema = core.file_schema(f)
   info.path = core.file_path(f)
   return info
+end
+
+--- Remove every element of a container (vec, ring, map, segmented,
+-- string_array): maps have no methods, so this is how to empty one.
+function M.clear(v)
+  core.clear(v)
 end
 
 --- A plain Lua copy of a view (deep); other values are returned as they are.

@@ -17,6 +17,7 @@ local CODE = {
   f32 = 9, f64 = 10, bool = 11, char = 12, u128 = 13, i128 = 14,
   usize = 4, isize = 8, string = 15, bytes = 16,
   struct = 32, array = 33, enum = 34, atomic = 35,
+  vec = 36, ring = 37, string_array = 38, fmap = 39, hmap = 40, segmented = 41, value = 42,
 }
 M.CODE = CODE
 
@@ -85,7 +86,7 @@ local function array_of(elem, n)
   return setmetatable({
     kind = "array", code = CODE.array, elem = elem, n = n, size = elem.size * n,
     align = elem.align, base_canon = base, dims_canon = format("[%d]", n) .. dims,
-    canon = base .. format("[%d]", n) .. dims,
+    canon = base .. format("[%d]", n) .. dims, growable = elem.growable,
   }, Type)
 end
 
@@ -104,7 +105,13 @@ local function tok(s) return sp * P(s) * sp end
 local typeexpr = P {
   "type",
   type = Ct(lpeg.Cc "array" * V "base" * (tok "[" * num * tok "]") ^ 1) + V "base",
-  base = Ct(lpeg.Cc "string" * P "string" * tok "<" * num * tok ">")
+  base = Ct(lpeg.Cc "vec" * P "vec" * tok "<" * V "type" * tok "," * num * tok ">")
+    + Ct(lpeg.Cc "ring" * P "ring" * tok "<" * V "type" * tok "," * num * tok ">")
+    + Ct(lpeg.Cc "string_array" * P "string_array" * tok "<" * num * tok "," * num * tok ">")
+    + Ct(lpeg.Cc "map" * P "map" * tok "<" * V "type" * tok "," * V "type" * (tok "," * num) ^ -1 * tok ">")
+    + Ct(lpeg.Cc "segmented" * P "segmented" * tok "<" * V "type" * tok ">")
+    + Ct(lpeg.Cc "value" * P "value" * (tok "<" * num * tok ">") ^ -1) * -(R("az", "AZ", "09") + P "_")
+    + Ct(lpeg.Cc "string" * P "string" * tok "<" * num * tok ">")
     + Ct(lpeg.Cc "bytes" * P "bytes" * tok "<" * num * tok ">")
     + Ct(lpeg.Cc "atomic" * P "atomic" * tok "<" * V "type" * tok ">")
     + Ct(lpeg.Cc "ref" * ident),
@@ -121,6 +128,16 @@ local function build(node, resolve, what)
     return sized(k, node[2], what)
   elseif k == "atomic" then
     error(format("%s: write atomic = true on the field instead of atomic<...>", what), 0)
+  elseif k == "vec" or k == "ring" then
+    return M.container(k, build(node[2], resolve, what), node[3], what)
+  elseif k == "string_array" then
+    return M.string_array(node[2], node[3], what)
+  elseif k == "map" then
+    return M.hashmap(build(node[2], resolve, what), build(node[3], resolve, what), node[4], what)
+  elseif k == "segmented" then
+    return M.container("segmented", build(node[2], resolve, what), nil, what)
+  elseif k == "value" then
+    return M.value(node[2], what)
   else
     local name = node[2]
     if prims[name] then return prims[name] end
@@ -147,6 +164,105 @@ function M.totype(t, what)
   if type(t) == "string" then return M.parse_type(t, what) end
   error(format("%s: expected a type (string or memmap3 type), got %s", what or "type", type(t)), 0)
 end
+
+-- ---------------------------------------------------------------------------
+-- Containers (layouts as mm3_ctype_init computes them in src/mm3_vec.c)
+-- ---------------------------------------------------------------------------
+
+local function check_cap(n, what, kind)
+  if math_type(n) ~= "integer" then error(format("%s: %s capacity must be an integer", what, kind), 0) end
+  if n < 1 then error(format("%s: %s has zero capacity (must be at least 1)", what, kind), 0) end
+  if n > MAX_SIZE then error(format("%s: %s capacity %d is absurdly large", what, kind, n), 0) end
+end
+
+local function check_elem(t, what, role)
+  if t.growable then
+    error(format("%s: %s %s is a growable type; only fixed-size types fit here", what, role, t.canon), 0)
+  end
+end
+
+--- vec<T, N>, ring<T, N> or segmented<T>.
+function M.container(kind, elem, n, what)
+  what = what or ("mm." .. kind)
+  elem = M.totype(elem, what)
+  check_elem(elem, what, "element type")
+  local t = { kind = kind, code = CODE[kind], elem = elem }
+  if kind == "segmented" then
+    t.size, t.align, t.growable = 8 + 8 * 56, 8, true
+    t.canon = format("segmented<%s>", elem.canon)
+  else
+    check_cap(n, what, kind)
+    if elem.size * n > MAX_SIZE then
+      error(format("%s: %s<%s, %d> is absurdly large", what, kind, elem.canon, n), 0)
+    end
+    t.cap = n
+    t.align = math.max(8, elem.align)
+    t.size = align_up(t.align + n * elem.size, t.align)
+    t.canon = format("%s<%s,%d>", kind, elem.canon, n)
+  end
+  return setmetatable(t, Type)
+end
+
+--- string_array<N, LEN>: N strings of up to LEN bytes.
+function M.string_array(n, len, what)
+  what = what or "mm.string_array"
+  check_cap(n, what, "string_array")
+  local elem = sized("string", len, what)
+  if n * len > MAX_SIZE then error(format("%s: string_array<%d,%d> is absurdly large", what, n, len), 0) end
+  return setmetatable({
+    kind = "string_array", code = CODE.string_array, elem = elem, cap = n, n = n, len = len,
+    size = n * len, align = 1, canon = format("string_array<%d,%d>", n, len),
+  }, Type)
+end
+
+local KEY_OK = { prim = true, string = true, bytes = true }
+
+--- map<K, V, N> (fixed capacity, inline) or map<K, V> (growable).
+function M.hashmap(k, v, n, what)
+  what = what or "mm.map"
+  k = M.totype(k, what)
+  v = M.totype(v, what)
+  if not KEY_OK[k.kind] or (k.kind == "prim" and not k.integer) then
+    error(format("%s: a map key must be an integer, string<N> or bytes<N>, not %s (it cannot be hashed)",
+      what, k.canon), 0)
+  end
+  check_elem(v, what, "value type")
+  local base_align = math.max(8, k.align, v.align)
+  local t = { kind = "map", key = k, elem = v }
+  if n == nil then
+    t.code, t.size, t.align, t.growable = CODE.hmap, 48, 8, true
+    t.canon = format("map<%s,%s>", k.canon, v.canon)
+  else
+    check_cap(n, what, "map")
+    if n > 0xfffffffe then error(format("%s: map capacity %d is over 2^32 - 2", what, n), 0) end
+    local key_off = align_up(8, k.align)
+    local val_off = align_up(key_off + k.size, v.align)
+    local node = align_up(val_off + v.size, base_align)
+    local buckets = 8
+    while buckets < n do buckets = buckets * 2 end
+    local nodes_off = align_up(16 + 4 * buckets, base_align)
+    if node * n > MAX_SIZE then error(format("%s: map of %d entries is absurdly large", what, n), 0) end
+    t.code, t.cap, t.align = CODE.fmap, n, base_align
+    t.size = align_up(nodes_off + n * node, base_align)
+    t.canon = format("map<%s,%s,%d>", k.canon, v.canon, n)
+  end
+  return setmetatable(t, Type)
+end
+
+--- value<N> (a serialised Lua value of up to N bytes, inline) or value (any size).
+function M.value(n, what)
+  if n == nil then
+    return setmetatable({ kind = "value", code = CODE.value, cap = 0, size = 16, align = 8,
+      growable = true, canon = "value" }, Type)
+  end
+  check_cap(n, what or "mm.value", "value")
+  return setmetatable({ kind = "value", code = CODE.value, cap = n, size = align_up(4 + n, 4), align = 4,
+    canon = format("value<%d>", n) }, Type)
+end
+
+function M.vec(t, n) return M.container("vec", t, n, "mm.vec") end
+function M.ring(t, n) return M.container("ring", t, n, "mm.ring") end
+function M.segmented(t) return M.container("segmented", t, nil, "mm.segmented") end
 
 -- ---------------------------------------------------------------------------
 -- Structs, enums, arrays
@@ -197,6 +313,7 @@ function M.struct(name, fields)
     end
     off = align_up(off, ft.align)
     local f = { name = fname, type = ft, offset = off, atomic = atomic or false }
+    if ft.growable then t.growable = true end
     t.fields[i] = f
     t.index[fname] = f
     off = off + ft.size
@@ -278,7 +395,8 @@ end
 function M.canonical(t)
   local out, seen = {}, {}
   local function visit(x)
-    if x.kind == "array" then return visit(x.elem) end
+    if x.kind == "map" then visit(x.key) end
+    if x.elem then return visit(x.elem) end
     if x.kind ~= "struct" and x.kind ~= "enum" then return end
     local prev = seen[x.name]
     if prev then

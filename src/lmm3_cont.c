@@ -1,0 +1,544 @@
+/*
+ * lmm3_cont.c - sequences from Lua: vec<T,N>, ring<T,N>, segmented<T> and
+ * string_array<N,LEN> views, and what every container view shares (its
+ * metatable, errors, `<<`, assignment from a table, mm.totable, mm.clear).
+ * Maps are in lmm3_hmap.c.
+ *
+ * Every write converts the Lua value into a buffer first (this may raise),
+ * then calls the C core, which takes the file's lock for the operation: no
+ * Lua error can leave the lock held.
+ */
+#include <string.h>
+
+#include "lmm3_internal.h"
+
+#define SMALL 256
+
+static const char *kind_name(int code) {
+  switch (code) {
+    case LMM3_VEC: return "vec";
+    case LMM3_RING: return "ring";
+    case LMM3_SARRAY: return "string_array";
+    case LMM3_FMAP: case LMM3_HMAP: return "map";
+    case LMM3_SEG: return "segmented";
+  }
+  return "container";
+}
+
+lmm3_view *lmm3_cont_view(lua_State *L, int idx) {
+  lmm3_view *v = lua_touserdata(L, idx);
+  if (!v || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *v ||
+      v->magic != LMM3_VIEW_MAGIC || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind))
+    luaL_typeerror(L, idx, "memmap3 container");
+  if (!v->fb->f) luaL_error(L, "attempt to use a closed memmap3 file");
+  return v;
+}
+
+static const char *cont_name(lua_State *L, int viewidx) {
+  lua_getiuservalue(L, viewidx, 3);
+  const char *n = lua_tostring(L, -1);
+  lua_pop(L, 1); /* the view keeps the string */
+  return n ? n : "root";
+}
+
+int lmm3_cont_error(lua_State *L, int viewidx, int rc) {
+  lmm3_view *v = lua_touserdata(L, viewidx);
+  const char *kind = kind_name(v->ti->kind), *name = cont_name(L, viewidx);
+  if (rc == MM3_EFULL)
+    return luaL_error(L, "%s '%s' is full (capacity %I)", kind, name, (lua_Integer)v->ti->ct.cap);
+  if (rc == MM3_EREADONLY) return luaL_error(L, "%s '%s': memmap3 file is open read-only", kind, name);
+  return luaL_error(L, "%s '%s': %s", kind, name, mm3_strerror(rc));
+}
+
+static void check_writable(lua_State *L, lmm3_view *v, int viewidx) {
+  if (v->fb->readonly) lmm3_cont_error(L, viewidx, MM3_EREADONLY);
+}
+
+/* A buffer for one element: on the C stack when small. */
+typedef struct elembuf {
+  uint8_t small[SMALL];
+  uint8_t *p;
+} elembuf;
+
+static uint8_t *buf_for(lua_State *L, elembuf *b, size_t size) {
+  b->p = size <= SMALL ? b->small : lua_newuserdatauv(L, size, 0);
+  return b->p;
+}
+
+/* ---- element access ---- */
+
+static uint8_t *seq_at(lmm3_view *v, uint64_t i) {
+  const mm3_ctype *ct = &v->ti->ct;
+  switch (v->ti->kind) {
+    case LMM3_SEG: return mm3_seg_at(v->fb->f, v->p, ct, i);
+    case LMM3_SARRAY: return i < ct->cap ? v->p + i * ct->elem_size : NULL;
+    default: return mm3_vec_at(v->fb->f, v->p, ct, i);
+  }
+}
+
+static uint64_t seq_len(lmm3_view *v) {
+  if (v->ti->kind == LMM3_SARRAY) return v->ti->ct.cap;
+  return mm3_container_len(v->fb->f, v->p, &v->ti->ct);
+}
+
+/* upvalues: 1 element desc, 2 methods */
+static int q_index(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  if (lua_isinteger(L, 2)) {
+    lua_Integer i = lua_tointeger(L, 2);
+    uint8_t *p = i >= 1 ? seq_at(v, (uint64_t)i - 1) : NULL;
+    if (!p) return 0; /* nil past the end, as a table (and ipairs) */
+    lmm3_push_elem(L, 1, v->ti->edesc, lua_upvalueindex(1), p);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+  if (lua_type(L, 2) == LUA_TSTRING)
+    return luaL_error(L, "%s '%s' has no method '%s'", kind_name(v->ti->kind), cont_name(L, 1),
+                      lua_tostring(L, 2));
+  return 0;
+}
+
+static const char *where(lua_State *L, int viewidx, const char *what) {
+  lmm3_view *v = lua_touserdata(L, viewidx);
+  return lua_pushfstring(L, "%s '%s' %s", kind_name(v->ti->kind), cont_name(L, viewidx), what);
+}
+
+static int q_newindex(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  check_writable(L, v, 1);
+  int isint;
+  lua_Integer i = lua_tointegerx(L, 2, &isint);
+  uint64_t n = seq_len(v);
+  if (lua_type(L, 2) != LUA_TNUMBER || !isint || i < 1 || (uint64_t)i > n)
+    return luaL_error(L, "%s '%s': index %s is out of range (1..%I)", kind_name(v->ti->kind), cont_name(L, 1),
+                      luaL_tolstring(L, 2, NULL), (lua_Integer)n);
+  const mm3_ctype *ct = &v->ti->ct;
+  elembuf b;
+  uint8_t *buf = buf_for(L, &b, ct->elem_size);
+  lmm3_encode(L, 3, v->ti->edesc, lua_upvalueindex(1), buf, ct->elem_size, where(L, 1, "element"));
+  int rc;
+  switch (v->ti->kind) {
+    case LMM3_SEG: rc = mm3_seg_set(v->fb->f, v->p, ct, (uint64_t)i - 1, buf); break;
+    case LMM3_SARRAY:
+      rc = mm3_file_lock(v->fb->f);
+      if (!rc) {
+        memcpy(v->p + (uint64_t)(i - 1) * ct->elem_size, buf, ct->elem_size);
+        mm3_file_unlock(v->fb->f);
+      }
+      break;
+    default: rc = mm3_vec_set(v->fb->f, v->p, ct, (uint64_t)i - 1, buf);
+  }
+  if (rc) return lmm3_cont_error(L, 1, rc);
+  return 0;
+}
+
+static int q_len(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  lua_pushinteger(L, (lua_Integer)seq_len(v));
+  return 1;
+}
+
+static int q_next(lua_State *L) {
+  lua_Integer i = lua_isnil(L, 2) ? 1 : lua_tointeger(L, 2) + 1;
+  lua_pushinteger(L, i);
+  if (lua_geti(L, 1, i) == LUA_TNIL) return 1;
+  return 2;
+}
+
+static int q_pairs(lua_State *L) {
+  lmm3_cont_view(L, 1);
+  lua_pushcfunction(L, q_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  return 4;
+}
+
+/* Append the value at idx (vec, ring, segmented). */
+static void push_value(lua_State *L, int viewidx, int idx, int descidx) {
+  lmm3_view *v = lua_touserdata(L, viewidx);
+  check_writable(L, v, viewidx);
+  const mm3_ctype *ct = &v->ti->ct;
+  elembuf b;
+  uint8_t *buf = buf_for(L, &b, ct->elem_size);
+  lmm3_encode(L, idx, v->ti->edesc, descidx, buf, ct->elem_size, where(L, viewidx, "element"));
+  int rc = v->ti->kind == LMM3_SEG ? mm3_seg_push(v->fb->f, v->p, ct, buf) : mm3_vec_push(v->fb->f, v->p, ct, buf);
+  if (rc) lmm3_cont_error(L, viewidx, rc);
+}
+
+static int m_push(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  if (v->ti->kind == LMM3_SARRAY) return luaL_error(L, "string_array has a fixed length: assign sa[i] = s");
+  luaL_checkany(L, 2);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__mm3elem");
+  push_value(L, 1, 2, lua_gettop(L));
+  return 0;
+}
+
+/* Pop/remove: copy out under the core's lock, then convert. */
+static int finish_removed(lua_State *L, lmm3_view *v, uint8_t *buf, int rc) {
+  if (rc == MM3_ERANGE) return 0; /* nothing to pop: nil, as table.remove */
+  if (rc) return lmm3_cont_error(L, 1, rc);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__mm3elem");
+  lmm3_push_copy(L, v->fb->f, v->ti->edesc, lua_gettop(L), buf);
+  return 1;
+}
+
+static int m_pop(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  check_writable(L, v, 1);
+  if (v->ti->kind != LMM3_VEC && v->ti->kind != LMM3_SEG)
+    return luaL_error(L, "%s '%s' has no method 'pop'", kind_name(v->ti->kind), cont_name(L, 1));
+  elembuf b;
+  uint8_t *buf = buf_for(L, &b, v->ti->ct.elem_size);
+  int rc = v->ti->kind == LMM3_SEG ? mm3_seg_pop(v->fb->f, v->p, &v->ti->ct, buf)
+                                   : mm3_vec_pop(v->fb->f, v->p, &v->ti->ct, buf);
+  return finish_removed(L, v, buf, rc);
+}
+
+static int m_insert(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  check_writable(L, v, 1);
+  lua_Integer i = luaL_checkinteger(L, 2);
+  luaL_checkany(L, 3);
+  const mm3_ctype *ct = &v->ti->ct;
+  uint64_t n = mm3_container_len(v->fb->f, v->p, ct);
+  if (i < 1 || (uint64_t)i > n + 1)
+    return luaL_error(L, "vec '%s': insert position %I is out of range (1..%I)", cont_name(L, 1), i,
+                      (lua_Integer)n + 1);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__mm3elem");
+  int d = lua_gettop(L);
+  elembuf b;
+  uint8_t *buf = buf_for(L, &b, ct->elem_size);
+  lmm3_encode(L, 3, v->ti->edesc, d, buf, ct->elem_size, where(L, 1, "element"));
+  int rc = mm3_vec_insert(v->fb->f, v->p, ct, (uint64_t)i - 1, buf);
+  if (rc) return lmm3_cont_error(L, 1, rc);
+  return 0;
+}
+
+static int m_remove(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  check_writable(L, v, 1);
+  const mm3_ctype *ct = &v->ti->ct;
+  uint64_t n = mm3_container_len(v->fb->f, v->p, ct);
+  lua_Integer i = luaL_optinteger(L, 2, (lua_Integer)n);
+  if (n == 0 && lua_isnoneornil(L, 2)) return 0;
+  if (i < 1 || (uint64_t)i > n)
+    return luaL_error(L, "vec '%s': remove position %I is out of range (1..%I)", cont_name(L, 1), i,
+                      (lua_Integer)n);
+  elembuf b;
+  uint8_t *buf = buf_for(L, &b, ct->elem_size);
+  return finish_removed(L, v, buf, mm3_vec_remove(v->fb->f, v->p, ct, (uint64_t)i - 1, buf));
+}
+
+static int clear_any(lua_State *L, int idx) {
+  lmm3_view *v = lua_touserdata(L, idx);
+  const mm3_ctype *ct = &v->ti->ct;
+  int rc;
+  switch (v->ti->kind) {
+    case LMM3_SEG: rc = mm3_seg_truncate(v->fb->f, v->p, ct, 0); break;
+    case LMM3_FMAP: case LMM3_HMAP: rc = mm3_map_clear(v->fb->f, v->p, ct); break;
+    case LMM3_SARRAY:
+      rc = mm3_file_lock(v->fb->f);
+      if (!rc) {
+        memset(v->p, 0, ct->cap * ct->elem_size);
+        mm3_file_unlock(v->fb->f);
+      }
+      break;
+    default: rc = mm3_vec_clear(v->fb->f, v->p, ct);
+  }
+  if (rc) return lmm3_cont_error(L, idx, rc);
+  return 0;
+}
+
+static int m_clear(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  check_writable(L, v, 1);
+  return clear_any(L, 1);
+}
+
+static int m_truncate(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  check_writable(L, v, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  uint64_t len = mm3_container_len(v->fb->f, v->p, &v->ti->ct);
+  if (n < 0 || (uint64_t)n > len)
+    return luaL_error(L, "segmented '%s': truncate to %I is out of range (0..%I)", cont_name(L, 1), n,
+                      (lua_Integer)len);
+  int rc = mm3_seg_truncate(v->fb->f, v->p, &v->ti->ct, (uint64_t)n);
+  if (rc) return lmm3_cont_error(L, 1, rc);
+  return 0;
+}
+
+/* ring:latest([k]): the k-th newest element (1 = the newest), or nil. */
+static int m_latest(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  lua_Integer k = luaL_optinteger(L, 2, 1);
+  uint64_t n = mm3_container_len(v->fb->f, v->p, &v->ti->ct);
+  if (k < 1 || (uint64_t)k > n) return 0;
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__mm3elem");
+  lmm3_push_elem(L, 1, v->ti->edesc, lua_gettop(L), mm3_vec_at(v->fb->f, v->p, &v->ti->ct, n - (uint64_t)k));
+  return 1;
+}
+
+/* string_array:count(): how many strings are not empty. */
+static int m_count(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  lua_Integer c = 0;
+  for (uint64_t i = 0; i < v->ti->ct.cap; i++) c += v->p[i * v->ti->ct.elem_size] != 0;
+  lua_pushinteger(L, c);
+  return 1;
+}
+
+/* v << x: push (maps: x = {key, value}); returns v so that `<<` chains. */
+static int c_shl(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  if (v->ti->kind == LMM3_FMAP || v->ti->kind == LMM3_HMAP) return lmm3_hmap_shl(L);
+  if (v->ti->kind == LMM3_SARRAY) return luaL_error(L, "string_array has a fixed length: assign sa[i] = s");
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__mm3elem");
+  push_value(L, 1, 2, lua_gettop(L));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int c_tostring(lua_State *L) {
+  lmm3_view *v = lua_touserdata(L, 1);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__name");
+  if (!v->fb->f) lua_pushfstring(L, "%s (closed file)", lua_tostring(L, -1));
+  else lua_pushfstring(L, "%s '%s' (%I): %p", lua_tostring(L, -1), cont_name(L, 1),
+                       (lua_Integer)(v->ti->kind == LMM3_SARRAY ? v->ti->ct.cap
+                                                                : mm3_container_len(v->fb->f, v->p, &v->ti->ct)),
+                       (void *)v->p);
+  return 1;
+}
+
+static int c_close(lua_State *L) {
+  lmm3_view *v = lua_touserdata(L, 1);
+  if (v->root) {
+    lua_getiuservalue(L, 1, 1);
+    lmm3_file_close(L, -1);
+  }
+  return 0;
+}
+
+static int c_eq(lua_State *L) {
+  lmm3_view *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
+  lua_pushboolean(L, lua_rawlen(L, 1) == sizeof *a && lua_rawlen(L, 2) == sizeof *b && a->magic == b->magic &&
+                         a->p == b->p && a->ti == b->ti);
+  return 1;
+}
+
+/* ---- assignment from a table, plain copies ---- */
+
+
+void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3_file *fb, const char *where) {
+  lua_rawgeti(L, descidx, LMM3_D_META);
+  int meta = lua_gettop(L);
+  lua_getfield(L, meta, "__mm3ti");
+  const lmm3_tinfo *ti = lua_touserdata(L, -1);
+  lua_getfield(L, meta, "__mm3elem");
+  int edesc_idx = lua_gettop(L);
+  if (fb->readonly) luaL_error(L, "%s: memmap3 file is open read-only", where);
+  if (ti->kind == LMM3_FMAP || ti->kind == LMM3_HMAP) {
+    lmm3_hmap_assign(L, vidx, meta, p, fb, where);
+    lua_settop(L, meta - 1);
+    return;
+  }
+  if (lua_type(L, vidx) != LUA_TTABLE)
+    luaL_error(L, "%s: expected a table, got %s", where, luaL_typename(L, vidx));
+  const mm3_ctype *ct = &ti->ct;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, vidx);
+  if ((ti->kind == LMM3_VEC || ti->kind == LMM3_SARRAY) && (uint64_t)n > ct->cap)
+    luaL_error(L, "%s: %I elements do not fit (capacity %I)", where, n, (lua_Integer)ct->cap);
+  /* every element converted before anything changes */
+  uint8_t *all = lua_newuserdatauv(L, (size_t)(n ? n : 1) * ct->elem_size, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, vidx, i);
+    lmm3_encode(L, -1, ti->edesc, edesc_idx, all + (i - 1) * ct->elem_size, ct->elem_size, where);
+    lua_pop(L, 1);
+  }
+  mm3_file *f = fb->f;
+  int rc = mm3_file_lock(f);
+  if (!rc) {
+    switch (ti->kind) {
+      case LMM3_SARRAY:
+        memset(p, 0, ct->cap * ct->elem_size);
+        memcpy(p, all, (size_t)n * ct->elem_size);
+        break;
+      case LMM3_SEG:
+        rc = mm3_seg_truncate(f, p, ct, 0);
+        for (lua_Integer i = 0; !rc && i < n; i++) rc = mm3_seg_push(f, p, ct, all + i * ct->elem_size);
+        break;
+      default:
+        rc = mm3_vec_clear(f, p, ct);
+        for (lua_Integer i = 0; !rc && i < n; i++) rc = mm3_vec_push(f, p, ct, all + i * ct->elem_size);
+    }
+    mm3_file_unlock(f);
+  }
+  if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+  lua_settop(L, meta - 1);
+}
+
+void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
+  meta = lua_absindex(L, meta);
+  lua_getfield(L, meta, "__mm3ti");
+  const lmm3_tinfo *ti = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (ti->kind == LMM3_FMAP || ti->kind == LMM3_HMAP) {
+    lmm3_hmap_copy(L, f, p, meta);
+    return;
+  }
+  luaL_checkstack(L, 8, "memmap3: value nested too deeply");
+  lua_getfield(L, meta, "__mm3elem");
+  int d = lua_gettop(L);
+  const mm3_ctype *ct = &ti->ct;
+  uint64_t n = ti->kind == LMM3_SARRAY ? ct->cap : mm3_container_len(f, p, ct);
+  lua_createtable(L, n > (1 << 24) ? 1 << 24 : (int)n, 0);
+  for (uint64_t i = 0; i < n; i++) {
+    uint8_t *e;
+    switch (ti->kind) {
+      case LMM3_SEG: e = mm3_seg_at(f, p, ct, i); break;
+      case LMM3_SARRAY: e = p + i * ct->elem_size; break;
+      default: e = mm3_vec_at(f, p, ct, i);
+    }
+    if (!e) break;
+    lmm3_push_copy(L, f, ti->edesc, d, e);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_remove(L, d);
+}
+
+/* ---- metatables ---- */
+
+
+/* core.new_container(code, name, params, elem_desc [, key_desc]) -> metatable.
+   params: elem_size, elem_align, key_size, key_align, key_is_string, cap, size */
+static int l_new_container(lua_State *L) {
+  int code = (int)luaL_checkinteger(L, 1);
+  luaL_checkstring(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checkany(L, 4);
+  static const int kinds[] = {MM3_VEC, MM3_RING, MM3_VEC, MM3_FMAP, MM3_HMAP, MM3_SEGMENTED};
+  if (!LMM3_IS_CONTAINER(code)) return luaL_error(L, "new_container: bad code %d", code);
+  lmm3_tinfo *ti = lua_newuserdatauv(L, sizeof *ti, 0);
+  memset(ti, 0, sizeof *ti);
+  ti->kind = code;
+  ti->nuv = 3;
+  ti->ct.kind = (mm3_ckind)kinds[code - LMM3_VEC];
+  lua_getfield(L, 3, "elem_size");
+  ti->ct.elem_size = (uint32_t)lua_tointeger(L, -1);
+  lua_getfield(L, 3, "elem_align");
+  ti->ct.elem_align = (uint32_t)lua_tointeger(L, -1);
+  lua_getfield(L, 3, "key_size");
+  ti->ct.key_size = (uint32_t)lua_tointeger(L, -1);
+  lua_getfield(L, 3, "key_align");
+  ti->ct.key_align = (uint32_t)lua_tointeger(L, -1);
+  lua_getfield(L, 3, "key_is_string");
+  ti->ct.key_is_string = lua_toboolean(L, -1);
+  lua_getfield(L, 3, "cap");
+  ti->ct.cap = (uint64_t)lua_tointeger(L, -1);
+  lua_getfield(L, 3, "size");
+  lua_Integer want = lua_tointeger(L, -1);
+  lua_pop(L, 7);
+  if (code == LMM3_SARRAY) {
+    ti->ct.size = ti->ct.cap * ti->ct.elem_size;
+  } else if (mm3_ctype_init(&ti->ct) != 0) {
+    return luaL_error(L, "new_container: bad container type %s", lua_tostring(L, 2));
+  }
+  if ((lua_Integer)ti->ct.size != want)
+    return luaL_error(L, "memmap3: layout of %s disagrees between Lua (%I) and C (%I)", lua_tostring(L, 2),
+                      want, (lua_Integer)ti->ct.size);
+  ti->edesc = lua_type(L, 4) == LUA_TNUMBER ? lua_tointeger(L, 4) : -1;
+  ti->kdesc = lua_type(L, 5) == LUA_TNUMBER ? lua_tointeger(L, 5) : -1;
+  int tii = lua_gettop(L);
+
+  lua_createtable(L, 0, 20);
+  int mt = lua_gettop(L);
+  lua_pushvalue(L, tii);
+  lua_setfield(L, mt, "__mm3ti");
+  lua_pushvalue(L, 2);
+  lua_setfield(L, mt, "__name");
+  lua_pushinteger(L, code);
+  lua_setfield(L, mt, "__mm3kind");
+  lua_pushinteger(L, (lua_Integer)ti->ct.size);
+  lua_setfield(L, mt, "__mm3size");
+  lua_pushvalue(L, 4);
+  lua_setfield(L, mt, "__mm3elem");
+  lua_pushvalue(L, 5);
+  lua_setfield(L, mt, "__mm3key");
+  if (code == LMM3_FMAP || code == LMM3_HMAP) {
+    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 5);
+    lua_pushcclosure(L, lmm3_hmap_index, 2);
+    lua_setfield(L, mt, "__index");
+    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 5);
+    lua_pushcclosure(L, lmm3_hmap_newindex, 2);
+    lua_setfield(L, mt, "__newindex");
+    lua_pushcfunction(L, lmm3_hmap_len);
+    lua_setfield(L, mt, "__len");
+    lua_pushcfunction(L, lmm3_hmap_pairs);
+    lua_setfield(L, mt, "__pairs");
+  } else {
+    luaL_Reg all[] = {{"push", m_push}, {"pop", m_pop},       {"insert", m_insert}, {"remove", m_remove},
+                      {"clear", m_clear}, {"truncate", m_truncate}, {"latest", m_latest}, {"count", m_count},
+                      {NULL, NULL}};
+    static const char *const have[][6] = {
+        {"push", "pop", "insert", "remove", "clear", NULL}, /* vec */
+        {"push", "latest", "clear", NULL},                  /* ring */
+        {"count", "clear", NULL},                           /* string_array */
+        {NULL}, {NULL},
+        {"push", "pop", "truncate", "clear", NULL},         /* segmented */
+    };
+    lua_newtable(L);
+    for (int k = 0; have[code - LMM3_VEC][k]; k++)
+      for (int j = 0; all[j].name; j++)
+        if (strcmp(all[j].name, have[code - LMM3_VEC][k]) == 0) {
+          lua_pushcfunction(L, all[j].func);
+          lua_setfield(L, -2, all[j].name);
+        }
+    int methods = lua_gettop(L);
+    lua_pushvalue(L, 4);
+    lua_pushvalue(L, methods);
+    lua_pushcclosure(L, q_index, 2);
+    lua_setfield(L, mt, "__index");
+    lua_pushvalue(L, 4);
+    lua_pushcclosure(L, q_newindex, 1);
+    lua_setfield(L, mt, "__newindex");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, q_len);
+    lua_setfield(L, mt, "__len");
+    lua_pushcfunction(L, q_pairs);
+    lua_setfield(L, mt, "__pairs");
+  }
+  lua_pushcfunction(L, c_shl);
+  lua_setfield(L, mt, "__shl");
+  lua_pushcfunction(L, c_tostring);
+  lua_setfield(L, mt, "__tostring");
+  lua_pushcfunction(L, c_close);
+  lua_setfield(L, mt, "__close");
+  lua_pushcfunction(L, c_eq);
+  lua_setfield(L, mt, "__eq");
+  lua_pushliteral(L, "memmap3.Container");
+  lua_setfield(L, mt, "__metatable");
+  return 1;
+}
+
+/* core.clear(view) */
+static int l_clear(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  check_writable(L, v, 1);
+  return clear_any(L, 1);
+}
+
+void lmm3_open_cont(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"new_container", l_new_container}, {"clear", l_clear}, {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,184 @@
+/*
+ * lmm3_hmap.c - maps from Lua: map<K, V, N> and map<K, V> used like tables.
+ * m[k] (nil when absent), m[k] = v, m[k] = nil deletes, #m, pairs(m),
+ * m << {k, v}. A map has no methods, so no key is ever shadowed by one;
+ * mm.clear(m) and mm.totable(m) cover the rest.
+ */
+#include <string.h>
+
+#include "lmm3_internal.h"
+
+#define SMALL 256
+
+typedef struct buf {
+  uint8_t small[SMALL];
+} buf;
+
+static uint8_t *space(lua_State *L, buf *b, size_t n) {
+  return n <= SMALL ? b->small : lua_newuserdatauv(L, n, 0);
+}
+
+static const char *map_name(lua_State *L, int viewidx) {
+  lua_getiuservalue(L, viewidx, 3);
+  const char *n = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return n ? n : "root";
+}
+
+/* Encode the key at idx; NULL (and a reason pushed) if it cannot be a key. */
+static const char *encode_key(lua_State *L, lmm3_view *v, int idx, uint8_t *key) {
+  memset(key, 0, v->ti->ct.key_size);
+  int64_t kd = v->ti->kdesc;
+  return lmm3_set_scalar(L, key, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF), idx);
+}
+
+/* upvalues: 1 value desc, 2 key desc */
+int lmm3_hmap_index(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  const mm3_ctype *ct = &v->ti->ct;
+  buf kb, vb;
+  uint8_t *key = space(L, &kb, ct->key_size);
+  if (encode_key(L, v, 2, key)) return 0; /* no such key can exist: nil, as a table */
+  uint8_t *val = v->ti->edesc >= 0 ? space(L, &vb, ct->elem_size) : NULL, *ptr;
+  int rc = mm3_map_get(v->fb->f, v->p, ct, key, val, &ptr);
+  if (rc == MM3_ENOTFOUND) return 0;
+  if (rc) return lmm3_cont_error(L, 1, rc);
+  lmm3_push_elem(L, 1, v->ti->edesc, lua_upvalueindex(1), val ? val : ptr);
+  return 1;
+}
+
+static void put(lua_State *L, int viewidx, int kidx, int vidx, int descidx) {
+  lmm3_view *v = lua_touserdata(L, viewidx);
+  const mm3_ctype *ct = &v->ti->ct;
+  if (v->fb->readonly) lmm3_cont_error(L, viewidx, MM3_EREADONLY);
+  buf kb, vb;
+  uint8_t *key = space(L, &kb, ct->key_size);
+  const char *why = encode_key(L, v, kidx, key);
+  if (why) luaL_error(L, "map '%s': bad key: %s", map_name(L, viewidx), why);
+  if (lua_isnil(L, vidx)) {
+    int rc = mm3_map_del(v->fb->f, v->p, ct, key);
+    if (rc && rc != MM3_ENOTFOUND) lmm3_cont_error(L, viewidx, rc);
+    return;
+  }
+  uint8_t *val = space(L, &vb, ct->elem_size);
+  const char *where = lua_pushfstring(L, "map '%s' value", map_name(L, viewidx));
+  lmm3_encode(L, vidx, v->ti->edesc, descidx, val, ct->elem_size, where);
+  int rc = mm3_map_put(v->fb->f, v->p, ct, key, val, NULL);
+  if (rc) lmm3_cont_error(L, viewidx, rc);
+}
+
+int lmm3_hmap_newindex(lua_State *L) {
+  lmm3_cont_view(L, 1);
+  put(L, 1, 2, 3, lua_upvalueindex(1));
+  return 0;
+}
+
+int lmm3_hmap_len(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  lua_pushinteger(L, (lua_Integer)__atomic_load_n((uint64_t *)v->p, __ATOMIC_ACQUIRE));
+  return 1;
+}
+
+/* m << {k, v} */
+int lmm3_hmap_shl(lua_State *L) {
+  lmm3_cont_view(L, 1);
+  if (lua_type(L, 2) != LUA_TTABLE || lua_rawlen(L, 2) < 1)
+    return luaL_error(L, "map '%s' << expects {key, value}", map_name(L, 1));
+  lua_rawgeti(L, 2, 1);
+  lua_rawgeti(L, 2, 2);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__mm3elem");
+  put(L, 1, 3, 4, lua_gettop(L));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* pairs: upvalue 1 is the position (two u64 in a userdata). */
+static int map_next(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  uint64_t *pos = lua_touserdata(L, lua_upvalueindex(1));
+  uint8_t *k, *val;
+  int rc = mm3_map_next(v->fb->f, v->p, &v->ti->ct, pos, &k, &val);
+  if (rc == MM3_ENOTFOUND) return 0;
+  if (rc) return lmm3_cont_error(L, 1, rc);
+  int64_t kd = v->ti->kdesc;
+  lmm3_push_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF));
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__mm3elem");
+  lmm3_push_elem(L, 1, v->ti->edesc, lua_gettop(L), val);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return 2;
+}
+
+int lmm3_hmap_pairs(lua_State *L) {
+  lmm3_cont_view(L, 1);
+  uint64_t *pos = lua_newuserdatauv(L, 2 * sizeof(uint64_t), 0);
+  pos[0] = pos[1] = 0;
+  lua_pushcclosure(L, map_next, 1);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  return 4;
+}
+
+void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
+  meta = lua_absindex(L, meta);
+  luaL_checkstack(L, 8, "memmap3: value nested too deeply");
+  lua_getfield(L, meta, "__mm3ti");
+  const lmm3_tinfo *ti = lua_touserdata(L, -1);
+  lua_getfield(L, meta, "__mm3elem");
+  int d = lua_gettop(L);
+  uint64_t n = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE);
+  lua_createtable(L, 0, n > (1 << 24) ? 1 << 24 : (int)n);
+  uint64_t pos[2] = {0, 0};
+  uint8_t *k, *val;
+  int64_t kd = ti->kdesc;
+  while (mm3_map_next(f, p, &ti->ct, pos, &k, &val) == 0) {
+    lmm3_push_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF));
+    lmm3_push_copy(L, f, ti->edesc, d, val);
+    lua_rawset(L, -3);
+  }
+  lua_replace(L, d - 1);
+  lua_settop(L, d - 1);
+}
+
+void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *fb, const char *where) {
+  if (lua_type(L, vidx) != LUA_TTABLE) luaL_error(L, "%s: expected a table, got %s", where, luaL_typename(L, vidx));
+  lua_getfield(L, meta, "__mm3ti");
+  const lmm3_tinfo *ti = lua_touserdata(L, -1);
+  lua_getfield(L, meta, "__mm3elem");
+  int d = lua_gettop(L);
+  const mm3_ctype *ct = &ti->ct;
+  lua_Integer n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, vidx)) {
+    lua_pop(L, 1);
+    n++;
+  }
+  if (ct->kind == MM3_FMAP && (uint64_t)n > ct->cap)
+    luaL_error(L, "%s: %I entries do not fit (capacity %I)", where, n, (lua_Integer)ct->cap);
+  size_t one = (size_t)ct->key_size + ct->elem_size;
+  uint8_t *all = lua_newuserdatauv(L, (size_t)(n ? n : 1) * one, 0);
+  lua_Integer i = 0;
+  lua_pushnil(L);
+  while (lua_next(L, vidx)) {
+    uint8_t *k = all + i * one;
+    memset(k, 0, ct->key_size);
+    int64_t kd = ti->kdesc;
+    const char *why = lmm3_set_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF), -2);
+    if (why) luaL_error(L, "%s: bad key: %s", where, why);
+    lmm3_encode(L, -1, ti->edesc, d, k + ct->key_size, ct->elem_size, where);
+    lua_pop(L, 1);
+    i++;
+  }
+  int rc = mm3_file_lock(fb->f);
+  if (!rc) {
+    rc = mm3_map_clear(fb->f, p, ct);
+    for (lua_Integer j = 0; !rc && j < n; j++)
+      rc = mm3_map_put(fb->f, p, ct, all + j * one, all + j * one + ct->key_size, NULL);
+    mm3_file_unlock(fb->f);
+  }
+  if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+  lua_settop(L, d - 2);
+}

@@ -1,0 +1,406 @@
+/*
+ * mm3_hmap.c - hash maps inside a file: map<K, V, N> (fixed capacity, all
+ * inline) and map<K, V> (growable, nodes in the heap).
+ *
+ * Both chain entries in buckets and never move a node once made, so a pointer
+ * to a value stays valid until its key is deleted. Keys hash with SipHash-1-3
+ * keyed by the file's random seed. The growable map doubles its bucket table
+ * when it holds as many entries as buckets and moves the old table's chains
+ * over a few buckets per operation (as Redis's dict does): no call does more
+ * than REHASH_STEP buckets of rehashing, so there is no pause at a resize.
+ * Every offset read from the file is checked before use.
+ */
+#include <string.h>
+
+#include "mm3_internal.h"
+
+#define REHASH_STEP 8
+#define MAX_LG 40
+
+/* ---- keys ---- */
+
+static size_t key_len(const mm3_ctype *t, const uint8_t *key) {
+  if (!t->key_is_string) return t->key_size;
+  const uint8_t *z = memchr(key, 0, t->key_size);
+  return z ? (size_t)(z - key) : t->key_size;
+}
+
+uint64_t mm3_map_key_hash(const mm3_file *f, const mm3_ctype *t, const void *key) {
+  return mm3_hash(mm3__hdr(f)->seed, key, key_len(t, key));
+}
+
+/* ---- fixed maps: u64 count, u32 free, u32 used, u32 buckets[B], nodes ---- */
+
+typedef struct fhead {
+  uint64_t count;
+  uint32_t free_head, used;
+} fhead;
+
+static uint32_t *fbuckets(uint8_t *c) { return (uint32_t *)(c + 16); }
+static uint8_t *fnode(uint8_t *c, const mm3_ctype *t, uint32_t idx) { /* idx is 1-based */
+  return c + t->nodes_off + (uint64_t)(idx - 1) * t->node_size;
+}
+
+/* Find key: *link receives the u32 that points to the node (for unlinking). */
+static int ffind(uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, uint32_t **link, uint8_t **node) {
+  uint32_t *l = &fbuckets(c)[h & (t->buckets - 1)];
+  for (uint64_t steps = 0; *l; steps++) {
+    if (*l > t->cap || steps > t->cap) return MM3_ECORRUPT;
+    uint8_t *n = fnode(c, t, *l);
+    if (memcmp(n + t->key_off, key, t->key_size) == 0) {
+      *link = l;
+      *node = n;
+      return 0;
+    }
+    l = (uint32_t *)n;
+  }
+  *link = l;
+  return MM3_ENOTFOUND;
+}
+
+static int fput(uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val, int *created) {
+  fhead *hd = (fhead *)c;
+  uint32_t *link;
+  uint8_t *n;
+  int rc = ffind(c, t, key, h, &link, &n);
+  if (rc == 0) {
+    memcpy(n + t->val_off, val, t->elem_size);
+    if (created) *created = 0;
+    return 0;
+  }
+  if (rc != MM3_ENOTFOUND) return rc;
+  uint32_t idx;
+  if (hd->free_head) {
+    idx = hd->free_head;
+    if (idx > t->cap) return MM3_ECORRUPT;
+    hd->free_head = *(uint32_t *)fnode(c, t, idx);
+  } else if (hd->used < t->cap) {
+    idx = ++hd->used;
+  } else {
+    return MM3_EFULL;
+  }
+  n = fnode(c, t, idx);
+  memset(n, 0, t->node_size);
+  memcpy(n + t->key_off, key, t->key_size);
+  memcpy(n + t->val_off, val, t->elem_size);
+  ((uint32_t *)n)[1] = 1; /* live */
+  *link = idx;            /* linked last: a complete node appears at once */
+  hd->count++;
+  if (created) *created = 1;
+  return 0;
+}
+
+static int fdel(uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h) {
+  fhead *hd = (fhead *)c;
+  uint32_t *link;
+  uint8_t *n;
+  int rc = ffind(c, t, key, h, &link, &n);
+  if (rc) return rc;
+  uint32_t idx = *link;
+  *link = *(uint32_t *)n;
+  memset(n, 0, t->node_size);
+  *(uint32_t *)n = hd->free_head;
+  hd->free_head = idx;
+  hd->count--;
+  return 0;
+}
+
+/* ---- growable maps ---- */
+
+typedef struct ghead {
+  uint64_t count;
+  uint64_t tab[2];
+  uint32_t lg[2];
+  uint64_t rehash; /* next bucket of tab[0] to move, + 1; 0: not rehashing */
+  uint64_t reserved;
+} ghead;
+
+_Static_assert(sizeof(ghead) == 48, "map<K,V> head is 48 bytes");
+
+static uint64_t *gtable(mm3_file *f, const ghead *g, int i) {
+  if (!g->tab[i]) return NULL;
+  if (g->lg[i] > MAX_LG || !mm3__inside(f, g->tab[i], (uint64_t)8 << g->lg[i])) return NULL;
+  return (uint64_t *)(f->base + g->tab[i]);
+}
+
+static uint8_t *gnode(mm3_file *f, const mm3_ctype *t, uint64_t off) {
+  if (off % 8 || !mm3__inside(f, off, t->node_size)) return NULL;
+  return f->base + off;
+}
+
+/* Find key in table i: *link receives the u64 pointing to it. */
+static int gfind_in(mm3_file *f, const mm3_ctype *t, ghead *g, int i, const void *key, uint64_t h,
+                    uint64_t **link, uint8_t **node) {
+  uint64_t *tab = gtable(f, g, i);
+  if (!tab) return g->tab[i] ? MM3_ECORRUPT : MM3_ENOTFOUND;
+  uint64_t *l = &tab[h & (((uint64_t)1 << g->lg[i]) - 1)];
+  for (uint64_t steps = 0; *l; steps++) {
+    uint8_t *n = gnode(f, t, *l);
+    if (!n || steps > g->count) return MM3_ECORRUPT;
+    if (((uint64_t *)n)[1] == h && memcmp(n + t->key_off, key, t->key_size) == 0) {
+      *link = l;
+      *node = n;
+      return 0;
+    }
+    l = (uint64_t *)n;
+  }
+  *link = l;
+  return MM3_ENOTFOUND;
+}
+
+static int gfind(mm3_file *f, const mm3_ctype *t, ghead *g, const void *key, uint64_t h, uint64_t **link,
+                 uint8_t **node, int *which) {
+  int rc = gfind_in(f, t, g, 0, key, h, link, node);
+  *which = 0;
+  if (rc == MM3_ENOTFOUND && g->rehash) {
+    rc = gfind_in(f, t, g, 1, key, h, link, node);
+    *which = 1;
+  }
+  return rc;
+}
+
+/* Move up to steps buckets of tab[0] into tab[1]; finish when all moved. */
+static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps) {
+  if (!g->rehash) return 0;
+  uint64_t *from = gtable(f, g, 0), *to = gtable(f, g, 1);
+  if (!from || !to) return MM3_ECORRUPT;
+  uint64_t nb = (uint64_t)1 << g->lg[0], mask1 = ((uint64_t)1 << g->lg[1]) - 1;
+  while (steps-- && g->rehash <= nb) {
+    uint64_t b = g->rehash - 1;
+    uint64_t guard = 0;
+    while (from[b]) {
+      uint8_t *n = gnode(f, t, from[b]);
+      if (!n || guard++ > g->count) return MM3_ECORRUPT;
+      uint64_t off = from[b];
+      from[b] = *(uint64_t *)n;
+      uint64_t *dst = &to[((uint64_t *)n)[1] & mask1];
+      *(uint64_t *)n = *dst;
+      *dst = off;
+    }
+    g->rehash++;
+  }
+  if (g->rehash > nb) {
+    int rc = mm3__free(f, g->tab[0]);
+    g->tab[0] = g->tab[1];
+    g->lg[0] = g->lg[1];
+    g->tab[1] = 0;
+    g->lg[1] = 0;
+    g->rehash = 0;
+    return rc;
+  }
+  return 0;
+}
+
+static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
+                int *created) {
+  ghead *g = (ghead *)c;
+  int rc;
+  if (!g->tab[0]) { /* first entry: 8 buckets */
+    uint64_t off;
+    rc = mm3__alloc(f, 8 << 3, &off);
+    if (rc) return rc;
+    g->lg[0] = 3;
+    g->tab[0] = off;
+  }
+  rc = rehash_step(f, t, g, REHASH_STEP);
+  if (rc) return rc;
+  uint64_t *link;
+  uint8_t *n;
+  int which;
+  rc = gfind(f, t, g, key, h, &link, &n, &which);
+  if (rc == 0) {
+    memcpy(n + t->val_off, val, t->elem_size);
+    if (created) *created = 0;
+    return 0;
+  }
+  if (rc != MM3_ENOTFOUND) return rc;
+  if (!g->rehash && g->count >= ((uint64_t)1 << g->lg[0]) && g->lg[0] < MAX_LG) {
+    uint64_t off; /* start doubling: later calls move the chains over */
+    rc = mm3__alloc(f, (uint64_t)8 << (g->lg[0] + 1), &off);
+    if (rc) return rc;
+    g->tab[1] = off;
+    g->lg[1] = g->lg[0] + 1;
+    g->rehash = 1;
+    rc = rehash_step(f, t, g, REHASH_STEP);
+    if (rc) return rc;
+  }
+  uint64_t off;
+  rc = mm3__alloc(f, t->node_size, &off);
+  if (rc) return rc;
+  n = f->base + off;
+  ((uint64_t *)n)[1] = h;
+  memcpy(n + t->key_off, key, t->key_size);
+  memcpy(n + t->val_off, val, t->elem_size);
+  int into = g->rehash ? 1 : 0;
+  uint64_t *tab = gtable(f, g, into);
+  if (!tab) return MM3_ECORRUPT;
+  uint64_t *head = &tab[h & (((uint64_t)1 << g->lg[into]) - 1)];
+  *(uint64_t *)n = *head;
+  *head = off; /* linked last: a complete node appears at once */
+  g->count++;
+  if (created) *created = 1;
+  return 0;
+}
+
+static int gdel(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h) {
+  ghead *g = (ghead *)c;
+  int rc = rehash_step(f, t, g, REHASH_STEP);
+  if (rc) return rc;
+  uint64_t *link;
+  uint8_t *n;
+  int which;
+  rc = gfind(f, t, g, key, h, &link, &n, &which);
+  if (rc) return rc;
+  uint64_t off = *link;
+  *link = *(uint64_t *)n;
+  g->count--;
+  return mm3__free(f, off);
+}
+
+static int gclear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
+  ghead *g = (ghead *)c;
+  for (int i = 0; i < 2; i++) {
+    uint64_t *tab = gtable(f, g, i);
+    if (!tab) continue;
+    uint64_t nb = (uint64_t)1 << g->lg[i];
+    for (uint64_t b = 0; b < nb; b++) {
+      uint64_t guard = 0;
+      while (tab[b]) {
+        uint8_t *n = gnode(f, t, tab[b]);
+        if (!n || guard++ > g->count) return MM3_ECORRUPT;
+        uint64_t off = tab[b];
+        tab[b] = *(uint64_t *)n;
+        int rc = mm3__free(f, off);
+        if (rc) return rc;
+      }
+    }
+    int rc = mm3__free(f, g->tab[i]);
+    if (rc) return rc;
+  }
+  memset(g, 0, sizeof *g);
+  return 0;
+}
+
+/* ---- public ---- */
+
+int mm3_map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out, uint8_t **val_ptr) {
+  uint64_t h = mm3_map_key_hash(f, t, key);
+  int locked = mm3_file_lock(f) == 0; /* read-only files read without it */
+  int rc = mm3_file_refresh(f);
+  uint8_t *n = NULL;
+  if (!rc) {
+    if (t->kind == MM3_FMAP) {
+      uint32_t *link;
+      rc = ffind(c, t, key, h, &link, &n);
+    } else {
+      uint64_t *link;
+      int which;
+      rc = gfind(f, t, (ghead *)c, key, h, &link, &n, &which);
+    }
+  }
+  if (!rc) {
+    if (val_out) memcpy(val_out, n + t->val_off, t->elem_size);
+    if (val_ptr) *val_ptr = n + t->val_off;
+  }
+  if (locked) mm3_file_unlock(f);
+  return rc;
+}
+
+int mm3_map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val, int *created) {
+  uint64_t h = mm3_map_key_hash(f, t, key);
+  int rc = mm3_file_lock(f);
+  if (rc) return rc;
+  rc = mm3_file_refresh(f);
+  if (!rc) rc = t->kind == MM3_FMAP ? fput(c, t, key, h, val, created) : gput(f, c, t, key, h, val, created);
+  mm3_file_unlock(f);
+  return rc;
+}
+
+int mm3_map_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
+  uint64_t h = mm3_map_key_hash(f, t, key);
+  int rc = mm3_file_lock(f);
+  if (rc) return rc;
+  rc = mm3_file_refresh(f);
+  if (!rc) rc = t->kind == MM3_FMAP ? fdel(c, t, key, h) : gdel(f, c, t, key, h);
+  mm3_file_unlock(f);
+  return rc;
+}
+
+int mm3_map_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
+  int rc = mm3_file_lock(f);
+  if (rc) return rc;
+  rc = mm3_file_refresh(f);
+  if (!rc) {
+    if (t->kind == MM3_FMAP) memset(c, 0, t->size);
+    else rc = gclear(f, c, t);
+  }
+  mm3_file_unlock(f);
+  return rc;
+}
+
+/* Positions: fixed maps: pos[0] is the last node slot returned (1-based).
+   Growable maps: pos[0] = table << 63 | bucket, pos[1] = the node to return
+   next (0: the bucket's head). The next node is remembered, not a rank, so
+   deleting the entry just returned does not skip its successor. */
+int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[2], uint8_t **key, uint8_t **val) {
+  int locked = mm3_file_lock(f) == 0;
+  int rc = mm3_file_refresh(f);
+  if (rc) goto out;
+  rc = MM3_ENOTFOUND;
+  if (t->kind == MM3_FMAP) {
+    fhead *hd = (fhead *)c;
+    uint32_t used = hd->used > t->cap ? (uint32_t)t->cap : hd->used;
+    for (uint64_t i = pos[0] + 1; i <= used; i++) {
+      uint8_t *n = fnode(c, t, (uint32_t)i);
+      if (((uint32_t *)n)[1]) {
+        pos[0] = i;
+        *key = n + t->key_off;
+        *val = n + t->val_off;
+        rc = 0;
+        break;
+      }
+    }
+    goto out;
+  }
+  ghead *g = (ghead *)c;
+  if (pos[0] == 0 && pos[1] == 0 && locked && g->rehash) {
+    /* a traversal starts: finish the resize so entries stay in one table */
+    rc = rehash_step(f, t, g, UINT64_MAX);
+    if (rc) goto out;
+    rc = MM3_ENOTFOUND;
+  }
+  uint64_t tab_i = pos[0] >> 63, b = pos[0] & ~((uint64_t)1 << 63), want = pos[1];
+  for (; tab_i < 2; tab_i++, b = 0, want = 0) {
+    uint64_t *tab = gtable(f, g, (int)tab_i);
+    if (!tab) continue;
+    uint64_t nb = (uint64_t)1 << g->lg[tab_i];
+    for (; b < nb; b++, want = 0) {
+      uint64_t off = tab[b], guard = 0;
+      if (want) { /* resume at the remembered node, if it is still here */
+        while (off && off != want) {
+          uint8_t *n = gnode(f, t, off);
+          if (!n || guard++ > g->count) { rc = MM3_ECORRUPT; goto out; }
+          off = *(uint64_t *)n;
+        }
+      }
+      if (!off) continue;
+      uint8_t *n = gnode(f, t, off);
+      if (!n) { rc = MM3_ECORRUPT; goto out; }
+      *key = n + t->key_off;
+      *val = n + t->val_off;
+      uint64_t next = *(uint64_t *)n;
+      if (next) {
+        pos[0] = tab_i << 63 | b;
+        pos[1] = next;
+      } else {
+        pos[0] = tab_i << 63 | (b + 1);
+        pos[1] = 0;
+      }
+      rc = 0;
+      goto out;
+    }
+  }
+out:
+  if (locked) mm3_file_unlock(f);
+  return rc;
+}

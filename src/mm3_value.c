@@ -1,0 +1,74 @@
+/*
+ * mm3_value.c - value<N> (up to N bytes inline) and value (a heap block):
+ * opaque byte strings that the Lua binding fills with serialised Lua values.
+ * A growable value is replaced by writing a new block and then switching the
+ * inline offset to it, so a reader sees the old bytes or the new, never a mix.
+ */
+#include <string.h>
+
+#include "mm3_internal.h"
+
+typedef struct vhead {
+  uint64_t off, len;
+} vhead;
+
+static int locate(mm3_file *f, uint8_t *c, const mm3_ctype *t, const uint8_t **data, uint64_t *len) {
+  if (t->cap) {
+    uint32_t n = *(uint32_t *)c;
+    if (n > t->cap) return MM3_ECORRUPT;
+    *data = c + 4;
+    *len = n;
+    return 0;
+  }
+  vhead *h = (vhead *)c;
+  uint64_t off = h->off, n = h->len;
+  *data = NULL;
+  *len = 0;
+  if (!off) return 0;
+  int rc = mm3_file_refresh(f);
+  if (rc) return rc;
+  if (off < 8 || !mm3__inside(f, off - 8, n + 8)) return MM3_ECORRUPT;
+  if (*(uint64_t *)(f->base + off - 8) != n) return MM3_ECORRUPT; /* the block keeps its length */
+  *data = f->base + off;
+  *len = n;
+  return 0;
+}
+
+int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64_t cap, uint64_t *len) {
+  int locked = mm3_file_lock(f) == 0; /* read-only files read without it */
+  const uint8_t *data;
+  int rc = locate(f, c, t, &data, len);
+  if (!rc && *len > cap) rc = MM3_ERANGE;
+  if (!rc && *len) memcpy(buf, data, *len);
+  if (locked) mm3_file_unlock(f);
+  return rc;
+}
+
+int mm3_value_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, uint64_t len) {
+  if (t->cap && len > t->cap) return MM3_EFULL;
+  int rc = mm3_file_lock(f);
+  if (rc) return rc;
+  if (t->cap) {
+    memcpy(c + 4, data, len);
+    memset(c + 4 + len, 0, t->cap - len);
+    *(uint32_t *)c = (uint32_t)len;
+    mm3_file_unlock(f);
+    return 0;
+  }
+  vhead *h = (vhead *)c;
+  uint64_t off = 0, old = h->off;
+  rc = mm3_file_refresh(f);
+  if (!rc && len) rc = mm3__alloc(f, len + 8, &off);
+  if (!rc) {
+    if (len) {
+      *(uint64_t *)(f->base + off) = len;
+      memcpy(f->base + off + 8, data, len);
+      off += 8;
+    }
+    h->len = len;
+    __atomic_store_n(&h->off, off, __ATOMIC_RELEASE);
+    if (old >= 8) rc = mm3__free(f, old - 8);
+  }
+  mm3_file_unlock(f);
+  return rc;
+}

@@ -1,0 +1,194 @@
+/*
+ * mm3_vec.c - fixed-capacity vectors and ring buffers, inline in their parent,
+ * and the layout of every container kind (mm3_ctype_init).
+ *
+ * Writers hold the file's lock. A push writes the element first and publishes
+ * the new length last (a release store), so a lock-free reader never sees an
+ * element before it is complete, and a crash between the two loses only the
+ * push itself. Insert and remove shift elements: O(N) per call.
+ */
+#include <string.h>
+
+#include "mm3_internal.h"
+
+static uint64_t up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+static int pow2(uint64_t v) { return v && !(v & (v - 1)); }
+
+int mm3_ctype_init(mm3_ctype *t) {
+  uint64_t lim = (uint64_t)1 << 40;
+  if (t->kind != MM3_VALUE && (t->elem_size == 0 || !pow2(t->elem_align) || t->elem_size % t->elem_align))
+    return MM3_EINVAL;
+  switch (t->kind) {
+    case MM3_VEC:
+    case MM3_RING: {
+      if (t->cap == 0 || t->cap > lim / t->elem_size) return MM3_ETOOBIG;
+      t->align = t->elem_align > 8 ? t->elem_align : 8;
+      t->items_off = t->align; /* 8, or 16 for 16-aligned items */
+      t->size = up(t->items_off + t->cap * t->elem_size, t->align);
+      return 0;
+    }
+    case MM3_FMAP:
+    case MM3_HMAP: {
+      if (t->key_size == 0 || !pow2(t->key_align)) return MM3_EINVAL;
+      uint32_t na = 8;
+      if (t->key_align > na) na = t->key_align;
+      if (t->elem_align > na) na = t->elem_align;
+      uint32_t base = t->kind == MM3_FMAP ? 8 : 16; /* {u32 next, u32 live} or {u64 next, u64 hash} */
+      t->key_off = (uint32_t)up(base, t->key_align);
+      t->val_off = (uint32_t)up(t->key_off + t->key_size, t->elem_align);
+      t->node_size = (uint32_t)up(t->val_off + t->elem_size, na);
+      t->align = na;
+      if (t->kind == MM3_HMAP) {
+        t->align = 8;
+        t->size = 48;
+        return 0;
+      }
+      if (t->cap == 0 || t->cap > 0xfffffffeu || t->cap > lim / t->node_size) return MM3_ETOOBIG;
+      t->buckets = 8;
+      while (t->buckets < t->cap) t->buckets *= 2;
+      t->nodes_off = up(16 + 4 * t->buckets, na);
+      t->size = up(t->nodes_off + t->cap * t->node_size, na);
+      return 0;
+    }
+    case MM3_SEGMENTED: {
+      uint64_t first = 4096 / t->elem_size, p = 1;
+      while (p * 2 <= first) p *= 2;
+      t->seg_first = p; /* segment 0 is about a page */
+      t->align = 8;
+      t->size = 8 + 8 * 56;
+      return 0;
+    }
+    case MM3_VALUE:
+      if (t->cap) {
+        if (t->cap > lim) return MM3_ETOOBIG;
+        t->align = 4;
+        t->size = up(4 + t->cap, 4);
+      } else {
+        t->align = 8;
+        t->size = 16;
+      }
+      return 0;
+  }
+  return MM3_EINVAL;
+}
+
+uint64_t mm3_container_len(const mm3_file *f, const uint8_t *c, const mm3_ctype *t) {
+  (void)f;
+  switch (t->kind) {
+    case MM3_RING: {
+      uint64_t head = __atomic_load_n((const uint64_t *)c, __ATOMIC_ACQUIRE);
+      return head < t->cap ? head : t->cap;
+    }
+    case MM3_VALUE:
+      if (t->cap) return *(const uint32_t *)c;
+      return ((const uint64_t *)c)[1];
+    default: {
+      uint64_t n = __atomic_load_n((const uint64_t *)c, __ATOMIC_ACQUIRE);
+      if (t->kind == MM3_VEC && n > t->cap) n = t->cap; /* damaged: never past capacity */
+      return n;
+    }
+  }
+}
+
+static uint8_t *item(uint8_t *c, const mm3_ctype *t, uint64_t slot) {
+  return c + t->items_off + slot * t->elem_size;
+}
+
+uint8_t *mm3_vec_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i) {
+  uint64_t n = mm3_container_len(f, c, t);
+  if (i >= n) return NULL;
+  if (t->kind == MM3_RING) {
+    uint64_t head = __atomic_load_n((uint64_t *)c, __ATOMIC_ACQUIRE);
+    return item(c, t, (head - n + i) % t->cap);
+  }
+  return item(c, t, i);
+}
+
+#define LOCKED(f, body)              \
+  do {                               \
+    int lrc_ = mm3_file_lock(f);     \
+    if (lrc_) return lrc_;           \
+    int rc_ = (body);                \
+    mm3_file_unlock(f);              \
+    return rc_;                      \
+  } while (0)
+
+static int push(uint8_t *c, const mm3_ctype *t, const void *src) {
+  uint64_t *len = (uint64_t *)c;
+  uint64_t n = *len;
+  if (t->kind == MM3_RING) {
+    memcpy(item(c, t, n % t->cap), src, t->elem_size);
+  } else {
+    if (n >= t->cap) return MM3_EFULL;
+    memcpy(item(c, t, n), src, t->elem_size);
+  }
+  __atomic_store_n(len, n + 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
+int mm3_vec_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
+  LOCKED(f, push(c, t, src));
+}
+
+static int pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) {
+  if (t->kind != MM3_VEC) return MM3_EINVAL; /* a ring only pushes */
+  uint64_t n = mm3_container_len(f, c, t);
+  if (n == 0) return MM3_ERANGE;
+  uint8_t *last = mm3_vec_at(f, c, t, n - 1);
+  if (out) memcpy(out, last, t->elem_size);
+  __atomic_store_n((uint64_t *)c, n - 1, __ATOMIC_RELEASE);
+  memset(last, 0, t->elem_size);
+  return 0;
+}
+
+int mm3_vec_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) { LOCKED(f, pop(f, c, t, out)); }
+
+static int insert(uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
+  uint64_t *len = (uint64_t *)c, n = *len;
+  if (t->kind != MM3_VEC) return MM3_EINVAL;
+  if (i > n) return MM3_ERANGE;
+  if (n >= t->cap) return MM3_EFULL;
+  memmove(item(c, t, i + 1), item(c, t, i), (n - i) * t->elem_size);
+  memcpy(item(c, t, i), src, t->elem_size);
+  __atomic_store_n(len, n + 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
+int mm3_vec_insert(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
+  LOCKED(f, insert(c, t, i, src));
+}
+
+static int removeat(uint8_t *c, const mm3_ctype *t, uint64_t i, void *out) {
+  uint64_t *len = (uint64_t *)c, n = *len;
+  if (t->kind != MM3_VEC) return MM3_EINVAL;
+  if (n > t->cap) n = t->cap;
+  if (i >= n) return MM3_ERANGE;
+  if (out) memcpy(out, item(c, t, i), t->elem_size);
+  memmove(item(c, t, i), item(c, t, i + 1), (n - i - 1) * t->elem_size);
+  memset(item(c, t, n - 1), 0, t->elem_size);
+  __atomic_store_n(len, n - 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
+int mm3_vec_remove(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, void *out) {
+  LOCKED(f, removeat(c, t, i, out));
+}
+
+static int clear(uint8_t *c, const mm3_ctype *t) {
+  __atomic_store_n((uint64_t *)c, 0, __ATOMIC_RELEASE);
+  memset(item(c, t, 0), 0, t->cap * t->elem_size);
+  return 0;
+}
+
+int mm3_vec_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) { LOCKED(f, clear(c, t)); }
+
+static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
+  uint8_t *p = mm3_vec_at(f, c, t, i);
+  if (!p) return MM3_ERANGE;
+  memcpy(p, src, t->elem_size);
+  return 0;
+}
+
+int mm3_vec_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
+  LOCKED(f, set(f, c, t, i, src));
+}

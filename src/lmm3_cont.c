@@ -27,9 +27,12 @@ static const char *kind_name(int code) {
 
 lmm3_view *lmm3_cont_view(lua_State *L, int idx) {
   lmm3_view *v = lua_touserdata(L, idx);
-  if (!v || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *v ||
-      v->magic != LMM3_VIEW_MAGIC || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind))
-    luaL_typeerror(L, idx, "memmap3 container");
+  /* the full check only when the cheap one fails (as selfview in lmm3_view.c) */
+  if (!v || v->magic != LMM3_VIEW_MAGIC || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind)) {
+    if (!v || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *v ||
+        v->magic != LMM3_VIEW_MAGIC || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind))
+      luaL_typeerror(L, idx, "memmap3 container");
+  }
   if (!v->fb->f) luaL_error(L, "attempt to use a closed memmap3 file");
   return v;
 }
@@ -104,6 +107,21 @@ static const char *where(lua_State *L, int viewidx, const char *what) {
   return lua_pushfstring(L, "%s '%s' %s", kind_name(v->ti->kind), cont_name(L, viewidx), what);
 }
 
+/* Convert the value at idx into buf, one element of the container at
+   viewidx; the error message is only built when the value is refused. */
+static void encode(lua_State *L, int viewidx, int idx, int descidx, uint8_t *buf) {
+  lmm3_view *v = lua_touserdata(L, viewidx);
+  const mm3_ctype *ct = &v->ti->ct;
+  int64_t d = v->ti->edesc;
+  if (d >= 0) {
+    memset(buf, 0, ct->elem_size);
+    const char *why = lmm3_set_scalar(L, buf, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), idx);
+    if (why) luaL_error(L, "%s: %s", where(L, viewidx, "element"), why);
+    return;
+  }
+  lmm3_encode(L, idx, d, descidx, buf, ct->elem_size, where(L, viewidx, "element"));
+}
+
 static int q_newindex(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
   check_writable(L, v, 1);
@@ -116,7 +134,7 @@ static int q_newindex(lua_State *L) {
   const mm3_ctype *ct = &v->ti->ct;
   elembuf b;
   uint8_t *buf = buf_for(L, &b, ct->elem_size);
-  lmm3_encode(L, 3, v->ti->edesc, lua_upvalueindex(1), buf, ct->elem_size, where(L, 1, "element"));
+  encode(L, 1, 3, lua_upvalueindex(1), buf);
   int rc;
   switch (v->ti->kind) {
     case LMM3_SEG: rc = mm3_seg_set(v->fb->f, v->p, ct, (uint64_t)i - 1, buf); break;
@@ -162,7 +180,7 @@ static void push_value(lua_State *L, int viewidx, int idx, int descidx) {
   const mm3_ctype *ct = &v->ti->ct;
   elembuf b;
   uint8_t *buf = buf_for(L, &b, ct->elem_size);
-  lmm3_encode(L, idx, v->ti->edesc, descidx, buf, ct->elem_size, where(L, viewidx, "element"));
+  encode(L, viewidx, idx, descidx, buf);
   int rc = v->ti->kind == LMM3_SEG ? mm3_seg_push(v->fb->f, v->p, ct, buf) : mm3_vec_push(v->fb->f, v->p, ct, buf);
   if (rc) lmm3_cont_error(L, viewidx, rc);
 }
@@ -214,7 +232,7 @@ static int m_insert(lua_State *L) {
   int d = lua_gettop(L);
   elembuf b;
   uint8_t *buf = buf_for(L, &b, ct->elem_size);
-  lmm3_encode(L, 3, v->ti->edesc, d, buf, ct->elem_size, where(L, 1, "element"));
+  encode(L, 1, 3, d, buf);
   int rc = mm3_vec_insert(v->fb->f, v->p, ct, (uint64_t)i - 1, buf);
   if (rc) return lmm3_cont_error(L, 1, rc);
   return 0;

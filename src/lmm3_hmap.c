@@ -38,9 +38,23 @@ int lmm3_hmap_index(lua_State *L) {
   const mm3_ctype *ct = &v->ti->ct;
   buf kb, vb;
   uint8_t *key = space(L, &kb, ct->key_size);
-  if (encode_key(L, v, 2, key)) return 0; /* no such key can exist: nil, as a table */
+  uint64_t h;
+  size_t n;
+  const char *s;
+  if ((v->ti->kdesc & 0xFF) == LMM3_STRING && lua_type(L, 2) == LUA_TSTRING &&
+      (s = lua_tolstring(L, 2, &n), n <= ct->key_size)) {
+    /* Lookups skip the UTF-8 check: a string that could not be stored is
+       simply not found. Hashed as the core hashes a padded key. */
+    memcpy(key, s, n);
+    memset(key + n, 0, ct->key_size - n);
+    if (memchr(s, 0, n)) return 0;
+    h = mm3_hash(mm3_file_seed(v->fb->f), s, n);
+  } else {
+    if (encode_key(L, v, 2, key)) return 0; /* no such key can exist: nil, as a table */
+    h = mm3_map_key_hash(v->fb->f, ct, key);
+  }
   uint8_t *val = v->ti->edesc >= 0 ? space(L, &vb, ct->elem_size) : NULL, *ptr;
-  int rc = mm3_map_get(v->fb->f, v->p, ct, key, val, &ptr);
+  int rc = mm3__map_get(v->fb->f, v->p, ct, key, h, val, &ptr);
   if (rc == MM3_ENOTFOUND) return 0;
   if (rc) return lmm3_cont_error(L, 1, rc);
   lmm3_push_elem(L, 1, v->ti->edesc, lua_upvalueindex(1), val ? val : ptr);
@@ -61,8 +75,15 @@ static void put(lua_State *L, int viewidx, int kidx, int vidx, int descidx) {
     return;
   }
   uint8_t *val = space(L, &vb, ct->elem_size);
-  const char *where = lua_pushfstring(L, "map '%s' value", map_name(L, viewidx));
-  lmm3_encode(L, vidx, v->ti->edesc, descidx, val, ct->elem_size, where);
+  if (v->ti->edesc >= 0) { /* a scalar: no message is built unless it is refused */
+    int64_t d = v->ti->edesc;
+    memset(val, 0, ct->elem_size);
+    why = lmm3_set_scalar(L, val, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), vidx);
+    if (why) luaL_error(L, "map '%s' value: %s", map_name(L, viewidx), why);
+  } else {
+    lmm3_encode(L, vidx, v->ti->edesc, descidx, val, ct->elem_size,
+                lua_pushfstring(L, "map '%s' value", map_name(L, viewidx)));
+  }
   int rc = mm3_map_put(v->fb->f, v->p, ct, key, val, NULL);
   if (rc) lmm3_cont_error(L, viewidx, rc);
 }

@@ -283,21 +283,47 @@ static int gclear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
 
 /* ---- public ---- */
 
+static int find_any(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, uint8_t **n) {
+  if (t->kind == MM3_FMAP) {
+    uint32_t *link;
+    return ffind(c, t, key, h, &link, n);
+  }
+  uint64_t *link;
+  int which;
+  return gfind(f, t, (ghead *)c, key, h, &link, n, &which);
+}
+
+/* Writers make the file's sequence odd while they change a map and even
+   again after (a seqlock), so a lookup can run without the lock and retry if
+   a write overlapped it. Every offset is checked, so an overlapped lookup
+   reads garbage at worst, never outside the file, and its result is dropped. */
+static void seq_begin(mm3_file *f) { __atomic_add_fetch(&mm3__hdr(f)->seq, 1, __ATOMIC_ACQ_REL); }
+static void seq_end(mm3_file *f) { __atomic_add_fetch(&mm3__hdr(f)->seq, 1, __ATOMIC_RELEASE); }
+
 int mm3_map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out, uint8_t **val_ptr) {
-  uint64_t h = mm3_map_key_hash(f, t, key);
+  return mm3__map_get(f, c, t, key, mm3_map_key_hash(f, t, key), val_out, val_ptr);
+}
+
+int mm3__map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, void *val_out,
+                 uint8_t **val_ptr) {
+  uint64_t *seq = &mm3__hdr(f)->seq;
+  for (int tries = 0; tries < 8; tries++) {
+    uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+    if (s1 & 1) continue;
+    uint8_t *n = NULL;
+    int rc = mm3_file_refresh(f);
+    if (!rc) rc = find_any(f, c, t, key, h, &n);
+    if (!rc && val_out) memcpy(val_out, n + t->val_off, t->elem_size);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(seq, __ATOMIC_RELAXED) == s1) {
+      if (!rc && val_ptr) *val_ptr = n + t->val_off;
+      return rc;
+    }
+  }
   int locked = mm3_file_lock(f) == 0; /* read-only files read without it */
   int rc = mm3_file_refresh(f);
   uint8_t *n = NULL;
-  if (!rc) {
-    if (t->kind == MM3_FMAP) {
-      uint32_t *link;
-      rc = ffind(c, t, key, h, &link, &n);
-    } else {
-      uint64_t *link;
-      int which;
-      rc = gfind(f, t, (ghead *)c, key, h, &link, &n, &which);
-    }
-  }
+  if (!rc) rc = find_any(f, c, t, key, h, &n);
   if (!rc) {
     if (val_out) memcpy(val_out, n + t->val_off, t->elem_size);
     if (val_ptr) *val_ptr = n + t->val_off;
@@ -307,11 +333,17 @@ int mm3_map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, vo
 }
 
 int mm3_map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val, int *created) {
-  uint64_t h = mm3_map_key_hash(f, t, key);
+  return mm3__map_put(f, c, t, key, mm3_map_key_hash(f, t, key), val, created);
+}
+
+int mm3__map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
+                 int *created) {
   int rc = mm3_file_lock(f);
   if (rc) return rc;
   rc = mm3_file_refresh(f);
+  seq_begin(f);
   if (!rc) rc = t->kind == MM3_FMAP ? fput(c, t, key, h, val, created) : gput(f, c, t, key, h, val, created);
+  seq_end(f);
   mm3_file_unlock(f);
   return rc;
 }
@@ -321,7 +353,9 @@ int mm3_map_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
   int rc = mm3_file_lock(f);
   if (rc) return rc;
   rc = mm3_file_refresh(f);
+  seq_begin(f);
   if (!rc) rc = t->kind == MM3_FMAP ? fdel(c, t, key, h) : gdel(f, c, t, key, h);
+  seq_end(f);
   mm3_file_unlock(f);
   return rc;
 }
@@ -330,10 +364,12 @@ int mm3_map_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
   int rc = mm3_file_lock(f);
   if (rc) return rc;
   rc = mm3_file_refresh(f);
+  seq_begin(f);
   if (!rc) {
     if (t->kind == MM3_FMAP) memset(c, 0, t->size);
     else rc = gclear(f, c, t);
   }
+  seq_end(f);
   mm3_file_unlock(f);
   return rc;
 }
@@ -365,7 +401,9 @@ int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[2], u
   ghead *g = (ghead *)c;
   if (pos[0] == 0 && pos[1] == 0 && locked && g->rehash) {
     /* a traversal starts: finish the resize so entries stay in one table */
+    seq_begin(f);
     rc = rehash_step(f, t, g, UINT64_MAX);
+    seq_end(f);
     if (rc) goto out;
     rc = MM3_ENOTFOUND;
   }

@@ -65,6 +65,12 @@ static inline int mm3__inside(const mm3_file *f, uint64_t off, uint64_t len) {
   return off >= MM3_HEADER_SIZE && !mm3__range_bad(off, len, f->mapped);
 }
 
+/* mm3_map_get / mm3_map_put with the key's hash already computed. */
+MM3_INTERNAL int mm3__map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
+                              void *val_out, uint8_t **val_ptr);
+MM3_INTERNAL int mm3__map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
+                              const void *val, int *created);
+
 #endif
 
 /* The page size, read once. */
@@ -141,5 +147,11 @@ MM3_INTERNAL int mm3__lock_init(void *lock);
 static inline int mm3__inside(const mm3_file *f, uint64_t off, uint64_t len) {
   return off >= MM3_HEADER_SIZE && !mm3__range_bad(off, len, f->mapped);
 }
+
+/* mm3_map_get / mm3_map_put with the key's hash already computed. */
+MM3_INTERNAL int mm3__map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
+                              void *val_out, uint8_t **val_ptr);
+MM3_INTERNAL int mm3__map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
+                              const void *val, int *created);
 
 #endif

@@ -121,6 +121,40 @@ static int l_file_info(lua_State *L) {
   return 1;
 }
 
+/* core.txn_begin(file) -> savepoint */
+static int l_txn_begin(lua_State *L) {
+  lmm3_file *fb = tofile(L, 1);
+  uint64_t sp;
+  int rc = mm3_txn_begin(fb->f, &sp);
+  if (rc) return luaL_error(L, "%s: cannot begin a transaction: %s", mm3_file_path(fb->f), mm3_strerror(rc));
+  lua_pushinteger(L, (lua_Integer)sp);
+  return 1;
+}
+
+static int l_txn_commit(lua_State *L) {
+  lmm3_file *fb = tofile(L, 1);
+  int rc = mm3_txn_commit(fb->f);
+  if (rc) return luaL_error(L, "%s: commit failed, the data may not be on disk: %s", mm3_file_path(fb->f),
+                            mm3_strerror(rc));
+  return 0;
+}
+
+static int l_txn_rollback(lua_State *L) {
+  lmm3_file *fb = tofile(L, 1);
+  mm3_txn_rollback(fb->f, (uint64_t)luaL_checkinteger(L, 2));
+  return 0;
+}
+
+static int l_set_durable(lua_State *L) {
+  mm3_file_set_durable(tofile(L, 1)->f, lua_toboolean(L, 2));
+  return 0;
+}
+
+static int l_recovered(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)mm3_file_recovered(tofile(L, 1)->f));
+  return 1;
+}
+
 static int f_tostring(lua_State *L) {
   lmm3_file *fb = luaL_checkudata(L, 1, LMM3_FILE_MT);
   if (!fb->f) lua_pushliteral(L, LMM3_FILE_MT " (closed)");
@@ -134,7 +168,10 @@ void lmm3_open_file(lua_State *L) {
       {"file_root", l_file_root},   {"file_schema", l_file_schema},
       {"file_path", l_file_path},   {"file_flush", l_file_flush},
       {"file_close", l_file_close}, {"file_isopen", l_file_isopen},
-      {"file_info", l_file_info},   {NULL, NULL}};
+      {"file_info", l_file_info},   {"txn_begin", l_txn_begin},
+      {"txn_commit", l_txn_commit}, {"txn_rollback", l_txn_rollback},
+      {"file_set_durable", l_set_durable}, {"file_recovered", l_recovered},
+      {NULL, NULL}};
   luaL_newmetatable(L, LMM3_FILE_MT);
   lua_pushcfunction(L, f_gc);
   lua_setfield(L, -2, "__gc");

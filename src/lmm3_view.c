@@ -558,8 +558,33 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
   lua_settop(L, top - 1);
 }
 
+/* Write n bytes of live file data. An aligned write of up to 8 bytes is one
+   store, which a crash cannot split; anything larger, and every write inside
+   a transaction, goes through the undo log. fb NULL: a scratch copy. */
+static void write_bytes(lua_State *L, lmm3_file *fb, uint8_t *dst, const void *src, size_t n, const char *where) {
+  if (!fb || (fb->f->txn_depth == 0 && n <= 8 && ((uintptr_t)dst & (n - 1)) == 0)) {
+    memcpy(dst, src, n);
+    return;
+  }
+  int rc = mm3_file_write(fb->f, dst, src, n);
+  if (rc) luaL_error(L, "%s: %s", where, rc == MM3_ETOOBIG ? "transaction too large for the undo log" : mm3_strerror(rc));
+}
+
+/* lmm3_set_scalar for live data (see write_bytes): returns why it refused. */
+static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int code, uint32_t size, int idx) {
+  if (!fb || (fb->f->txn_depth == 0 && size <= 8)) return lmm3_set_scalar(L, p, code, size, idx);
+  uint8_t small[64];
+  uint8_t *tmp = size <= sizeof small ? small : lua_newuserdatauv(L, size, 0);
+  const char *why = lmm3_set_scalar(L, tmp, code, size, idx);
+  if (why) return why;
+  int rc = mm3_file_write(fb->f, p, tmp, size);
+  if (rc) return rc == MM3_ETOOBIG ? "transaction too large for the undo log" : mm3_strerror(rc);
+  if (tmp != small) lua_pop(L, 1);
+  return NULL;
+}
+
 /* Copy-in through a scratch buffer: all or nothing. */
-static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const char *where) {
+static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const char *where, lmm3_file *fb) {
   lua_getfield(L, meta, "__mm3size");
   size_t size = (size_t)lua_tointeger(L, -1);
   lua_pop(L, 1);
@@ -571,7 +596,14 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
       lua_pop(L, 1);
       if (same && lua_rawlen(L, vidx) == sizeof *src && src->magic == LMM3_VIEW_MAGIC) {
         if (!src->fb->f) closed_error(L);
-        memmove(dst, src->p, size);
+        if (fb) {
+          uint8_t *copy = lua_newuserdatauv(L, size ? size : 1, 0);
+          memcpy(copy, src->p, size);
+          write_bytes(L, fb, dst, copy, size, where);
+          lua_pop(L, 1);
+        } else {
+          memmove(dst, src->p, size);
+        }
         return;
       }
     }
@@ -595,11 +627,11 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
   }
   lua_pop(L, 1);
   fill_from_table(L, vidx, meta, scratch, where);
-  memcpy(dst, scratch, size);
+  write_bytes(L, fb, dst, scratch, size, where);
   lua_pop(L, 1);
 }
 
-static void set_enum(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where) {
+static void set_enum(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where, lmm3_file *fb) {
   int size = (int)desc_int(L, descidx, LMM3_D_SIZE);
   lua_Integer x = 0;
   if (lua_type(L, vidx) == LUA_TSTRING) {
@@ -618,10 +650,12 @@ static void set_enum(lua_State *L, int vidx, int descidx, uint8_t *p, const char
       luaL_error(L, "%s: %I is not a value of this enum", where, x);
     lua_pop(L, 2);
   }
-  if (size == 1) *p = (uint8_t)x;
-  else if (size == 2) { uint16_t y = (uint16_t)x; memcpy(p, &y, 2); }
-  else if (size == 4) { uint32_t y = (uint32_t)x; memcpy(p, &y, 4); }
-  else { int64_t y = x; memcpy(p, &y, 8); }
+  uint8_t b[8];
+  if (size == 1) b[0] = (uint8_t)x;
+  else if (size == 2) { uint16_t y = (uint16_t)x; memcpy(b, &y, 2); }
+  else if (size == 4) { uint32_t y = (uint32_t)x; memcpy(b, &y, 4); }
+  else { int64_t y = x; memcpy(b, &y, 8); }
+  write_bytes(L, fb, p, b, (size_t)size, where);
 }
 
 static void set_atomic(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where) {
@@ -639,7 +673,7 @@ static void set_atomic(lua_State *L, int vidx, int descidx, uint8_t *p, const ch
 static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where, lmm3_file *fb) {
   if (lua_type(L, descidx) == LUA_TNUMBER) {
     lua_Integer d = lua_tointeger(L, descidx);
-    const char *why = lmm3_set_scalar(L, base + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), vidx);
+    const char *why = set_scalar_live(L, fb, base + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), vidx);
     if (why) luaL_error(L, "%s: %s", where, why);
     return;
   }
@@ -649,10 +683,10 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
     case LMM3_STRUCT:
     case LMM3_ARRAY:
       lua_rawgeti(L, descidx, LMM3_D_META);
-      set_aggregate(L, vidx, lua_gettop(L), p, where);
+      set_aggregate(L, vidx, lua_gettop(L), p, where, fb);
       lua_pop(L, 1);
       break;
-    case LMM3_ENUM: set_enum(L, vidx, descidx, p, where); break;
+    case LMM3_ENUM: set_enum(L, vidx, descidx, p, where, fb); break;
     case LMM3_ATOMIC: set_atomic(L, vidx, descidx, p, where); break;
     case LMM3_VEC: case LMM3_RING: case LMM3_SARRAY: case LMM3_FMAP: case LMM3_HMAP: case LMM3_SEG:
       if (!fb) luaL_error(L, "%s: a container inside a struct or array is assigned on its own", where);
@@ -668,7 +702,7 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
       break;
     }
     default: {
-      const char *why = lmm3_set_scalar(L, p, code, (uint32_t)desc_int(L, descidx, LMM3_D_SIZE), vidx);
+      const char *why = set_scalar_live(L, fb, p, code, (uint32_t)desc_int(L, descidx, LMM3_D_SIZE), vidx);
       if (why) luaL_error(L, "%s: %s", where, why);
     }
   }
@@ -742,7 +776,7 @@ static int s_newindex(lua_State *L) {
   if (key) {
     const lmm3_slot *s = probe(v->ti, key);
     if (s && s->desc >= 0) {
-      const char *why = lmm3_set_scalar(L, v->p + (s->desc >> 32), (int)(s->desc & 0xFF),
+      const char *why = set_scalar_live(L, v->fb, v->p + (s->desc >> 32), (int)(s->desc & 0xFF),
                                         (uint32_t)((s->desc >> 8) & 0xFFFFFF), 3);
       if (why) return luaL_error(L, "%s field '%s': %s", type_name(L, 2), lua_tostring(L, 2), why);
       return 0;
@@ -947,7 +981,7 @@ static int a_newindex(lua_State *L) {
     const lmm3_tinfo *ti = v->ti;
     lua_Integer i = lua_tointeger(L, 2);
     if (i >= 1 && i <= ti->n) {
-      const char *why = lmm3_set_scalar(L, v->p + (i - 1) * ti->esize, (int)(ti->edesc & 0xFF),
+      const char *why = set_scalar_live(L, v->fb, v->p + (i - 1) * ti->esize, (int)(ti->edesc & 0xFF),
                                         (uint32_t)((ti->edesc >> 8) & 0xFFFFFF), 3);
       if (why) return luaL_error(L, "%s element %I: %s", type_name(L, 4), i, why);
       return 0;

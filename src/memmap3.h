@@ -61,7 +61,8 @@ MM3_API const char *mm3_version(int *major, int *minor, int *patch);
 #define MM3_ETRUNCATED   (-30889) /**< file is shorter than its header says */
 #define MM3_EBYTEORDER   (-30888) /**< file was written with the other byte order */
 #define MM3_ENOTFOUND    (-30887) /**< no such key or element */
-#define MM3_ERR_LAST     (-30887)
+#define MM3_ERECOVER     (-30886) /**< a dead writer's work must be rolled back: open read-write */
+#define MM3_ERR_LAST     (-30886)
 
 /** Describe an error code returned by any mm3_* call.
  *  @param err 0, a positive errno or a negative MM3_E* code.
@@ -251,7 +252,8 @@ MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
  *   80   the writer lock (a robust process-shared pthread mutex, 64 bytes)
  *   144  u64 heap top     152  u64 write sequence
  *   160  u64 free lists[48] (blocks of 16 << k bytes)   544  u64 heap bytes in use
- *   552  reserved (zero) up to 1024
+ *   552  u64 undo log offset, length, capacity (see mm3_txn_begin)
+ *   576  reserved (zero) up to 1024
  *   1024 schema text, then the root object at a 64-byte aligned offset,
  *        then the heap that growable containers allocate from
  *
@@ -485,7 +487,8 @@ MM3_API int mm3_seg_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void
 MM3_API int mm3_seg_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out);
 /** Overwrite element i with item. MM3_ERANGE past the end. */
 MM3_API int mm3_seg_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *item);
-/** Keep the first n elements (n <= len); the rest are zeroed. */
+/** Keep the first n elements (n <= len). The bytes of the cut elements stay
+ *  until later pushes overwrite them. */
 MM3_API int mm3_seg_truncate(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t n);
 
 /* value (a blob of bytes) ------------------------------------------------- */
@@ -503,6 +506,42 @@ MM3_API int mm3_value_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const voi
 MM3_API uint64_t mm3_hash(uint64_t seed, const void *data, size_t len);
 /** The file's random seed (from its header). */
 MM3_API uint64_t mm3_file_seed(const mm3_file *f);
+
+/* ------------------------------------------------------------------------
+ * Transactions and crash safety
+ * ------------------------------------------------------------------------
+ * Every write a container operation makes, and every write inside a
+ * transaction, first records the old bytes in the file's undo log. If the
+ * writing process dies (kill -9 included), the next process to take the lock
+ * (or to open the file when nobody else has it open) rolls the unfinished
+ * work back, so each operation and each transaction is all or nothing.
+ * Atomic fields are shared live and never rolled back. */
+
+/** Largest undo log: the most a transaction may change (bytes, with 24
+ *  bytes of bookkeeping per write). The log starts at 64 KiB and doubles as
+ *  needed. A larger transaction fails with MM3_ETOOBIG and is rolled back. */
+#define MM3_LOG_CAPACITY (((uint64_t)256 << 20) - 16)
+
+/** Begin a transaction (nested ones are savepoints inside the outer one).
+ *  Takes the file's lock until the matching commit or rollback.
+ *  @param savepoint receives the position to roll back to
+ *  @return 0, MM3_EREADONLY, or an errno from the lock. */
+MM3_API int mm3_txn_begin(mm3_file *f, uint64_t *savepoint);
+/** Commit the innermost transaction. The outermost commit makes the writes
+ *  final (and durable, with mm3_file_set_durable). @return 0 or an errno
+ *  from flushing. */
+MM3_API int mm3_txn_commit(mm3_file *f);
+/** Undo every write since savepoint and end the innermost transaction. */
+MM3_API void mm3_txn_rollback(mm3_file *f, uint64_t savepoint);
+/** Depth of transactions this process has open on f (0: none). */
+MM3_API int mm3_txn_depth(const mm3_file *f);
+/** Make every outermost commit durable (msync + fdatasync before it returns). */
+MM3_API void mm3_file_set_durable(mm3_file *f, int durable);
+/** Copy n bytes into the file at dst (a pointer into f) as one crash-atomic
+ *  write (logged). @return 0, MM3_ERANGE (dst outside the file), MM3_EREADONLY. */
+MM3_API int mm3_file_write(mm3_file *f, void *dst, const void *src, size_t n);
+/** How many unfinished writes of dead processes this handle has rolled back. */
+MM3_API uint64_t mm3_file_recovered(const mm3_file *f);
 
 /** FNV-1a 64 of a byte string (the layout fingerprint function). */
 MM3_API uint64_t mm3_fnv1a64(const void *data, size_t len, uint64_t h);

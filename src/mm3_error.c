@@ -20,6 +20,7 @@ static const char *const mm3_errnames[] = {
   "file is truncated",                             /* MM3_ETRUNCATED */
   "file was written with another byte order",      /* MM3_EBYTEORDER */
   "not found",                                     /* MM3_ENOTFOUND */
+  "an unfinished write of a dead process needs recovery: open the file read-write once", /* MM3_ERECOVER */
 };
 
 const char *mm3_strerror(int err) {

@@ -178,6 +178,9 @@ static int create_file(const char *path, const mm3_file_opts *o, int *fdout) {
 static int init_empty(int fd, const mm3_file_opts *o) {
   struct stat st;
   int rc = 0;
+  /* Not empty: nothing to do, and no flock (its openers hold shared ones). */
+  if (fstat(fd, &st) != 0) return errno;
+  if (st.st_size != 0) return 0;
   if (flock(fd, LOCK_EX) != 0) return errno;
   if (fstat(fd, &st) != 0) rc = errno;
   else if (st.st_size == 0) {
@@ -277,6 +280,31 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
     mm3_file_close(f);
     return rc;
   }
+  /* Every opener holds a shared flock while the file is open. Whoever gets
+     it exclusively is alone: the lock word may be stale (its holder died
+     with the machine, where robust mutexes cannot help), so it is made anew,
+     and a write a dead process left half done is rolled back. */
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    mm3_header *hd = mm3__hdr(f);
+    if (!f->readonly) {
+      rc = mm3__lock_init(hd->lock);
+      if (!rc && hd->log_len) {
+        mm3__rollback(f, 0);
+        f->recovered++;
+      }
+    } else if (hd->log_len) {
+      rc = MM3_ERECOVER;
+    }
+    if (rc) {
+      mm3_file_close(f);
+      return rc;
+    }
+  }
+  if (flock(fd, LOCK_SH) != 0) {
+    rc = errno;
+    mm3_file_close(f);
+    return rc;
+  }
   *out = f;
   return 0;
 }
@@ -296,6 +324,12 @@ int mm3_file_read_schema(const char *path, char **buf, size_t *len) {
 
 void mm3_file_close(mm3_file *f) {
   if (!f) return;
+  if (f->base && f->lock_depth > 0) {
+    /* closed inside a transaction: undo it, and never unmap a held lock */
+    if (f->txn_depth > 0) mm3__rollback(f, 0);
+    f->txn_depth = 0;
+    while (f->lock_depth > 0) mm3_file_unlock(f);
+  }
   if (f->base) munmap(f->base, (size_t)f->reserve);
   if (f->fd >= 0) close(f->fd);
   free(f->schema);

@@ -41,13 +41,19 @@ int mm3_file_lock(mm3_file *f) {
   pthread_mutex_t *m = (pthread_mutex_t *)mm3__hdr(f)->lock;
   int rc = pthread_mutex_lock(m);
   if (rc == EOWNERDEAD) {
-    /* Its holder died inside a write. The data it was changing is in the
-       file as far as it got; make the lock usable again. */
+    /* Its holder died, maybe inside a write: make the lock usable again;
+       the rollback below undoes whatever it left half done. */
     pthread_mutex_consistent(m);
     rc = 0;
   }
-  if (rc == 0) f->lock_depth++;
-  return rc;
+  if (rc) return rc;
+  if (f->lock_depth++ == 0 && __atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) != 0) {
+    /* Nobody else holds the lock, yet a write is logged as under way: its
+       writer died. Roll it back before anything else. */
+    mm3__rollback(f, 0);
+    f->recovered++;
+  }
+  return 0;
 }
 
 void mm3_file_unlock(mm3_file *f) {
@@ -62,7 +68,12 @@ static uint64_t heap_start(const mm3_file *f) {
   return (f->root_off + f->root_size + 63) / 64 * 64;
 }
 
-int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off) {
+uint64_t mm3__block_end(const mm3_file *f, uint64_t off) {
+  uint64_t tag = *(const uint64_t *)(f->base + off - BLOCK_HEAD);
+  return off - BLOCK_HEAD + ((uint64_t)16 << (tag & 0xff));
+}
+
+static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int top_only) {
   mm3_header *h = mm3__hdr(f);
   int k = 0;
   if (size > ((uint64_t)1 << 50)) return MM3_ETOOBIG;
@@ -70,11 +81,12 @@ int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off) {
   uint64_t bsize = (uint64_t)16 << k;
   int rc = mm3_file_refresh(f);
   if (rc) return rc;
-  uint64_t b = h->free_list[k];
+  uint64_t b = top_only ? 0 : h->free_list[k];
   if (b) {
     uint64_t *tag = (uint64_t *)(f->base + b);
     if (!mm3__inside(f, b, bsize) || b < heap_start(f) || tag[0] != (TAG_FREE | (uint64_t)k))
       return MM3_ECORRUPT;
+    if ((rc = mm3__log(f, &h->free_list[k], 8)) != 0 || (rc = mm3__log(f, tag, 16)) != 0) return rc;
     h->free_list[k] = tag[1];
   } else {
     uint64_t top = h->heap_top ? h->heap_top : heap_start(f);
@@ -88,8 +100,10 @@ int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off) {
       if (rc) return rc;
     }
     b = top;
+    if ((rc = mm3__log(f, &h->heap_top, 8)) != 0) return rc;
     h->heap_top = top + bsize;
   }
+  if ((rc = mm3__log(f, &h->alloc_bytes, 8)) != 0) return rc;
   uint64_t *tag = (uint64_t *)(f->base + b);
   memset(f->base + b + BLOCK_HEAD, 0, bsize - BLOCK_HEAD);
   tag[1] = 0;
@@ -99,6 +113,11 @@ int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off) {
   return 0;
 }
 
+int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, size, off, 0); }
+
+/* Always from the heap top (the undo log's blocks: see mm3_txn.c). */
+int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, size, off, 1); }
+
 int mm3__free(mm3_file *f, uint64_t off) {
   mm3_header *h = mm3__hdr(f);
   if (off < BLOCK_HEAD || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return MM3_ECORRUPT;
@@ -106,6 +125,10 @@ int mm3__free(mm3_file *f, uint64_t off) {
   uint64_t *tag = (uint64_t *)(f->base + b);
   uint64_t k = tag[0] & 0xff;
   if ((tag[0] & ~(uint64_t)0xff) != TAG_USED || k >= MM3_FREE_CLASSES) return MM3_ECORRUPT;
+  int rc;
+  if ((rc = mm3__log(f, tag, 16)) != 0 || (rc = mm3__log(f, &h->free_list[k], 8)) != 0 ||
+      (rc = mm3__log(f, &h->alloc_bytes, 8)) != 0)
+    return rc;
   tag[0] = TAG_FREE | k;
   tag[1] = h->free_list[k];
   h->free_list[k] = b;

@@ -16,6 +16,13 @@
 
 #define REHASH_STEP 8
 #define MAX_LG 40
+#define BATCH 256 /* buckets or frees per logged step of a long job: keeps the log small */
+
+#define LOG(f, p, n)                         \
+  do {                                       \
+    int lrc_ = mm3__log(f, p, n);            \
+    if (lrc_) return lrc_;                   \
+  } while (0)
 
 /* ---- keys ---- */
 
@@ -58,18 +65,22 @@ static int ffind(uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, ui
   return MM3_ENOTFOUND;
 }
 
-static int fput(uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val, int *created) {
+static int fput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
+                int *created) {
   fhead *hd = (fhead *)c;
   uint32_t *link;
   uint8_t *n;
   int rc = ffind(c, t, key, h, &link, &n);
   if (rc == 0) {
+    LOG(f, n + t->val_off, t->elem_size);
     memcpy(n + t->val_off, val, t->elem_size);
     if (created) *created = 0;
     return 0;
   }
   if (rc != MM3_ENOTFOUND) return rc;
   uint32_t idx;
+  LOG(f, hd, sizeof *hd);
+  LOG(f, link, 4);
   if (hd->free_head) {
     idx = hd->free_head;
     if (idx > t->cap) return MM3_ECORRUPT;
@@ -80,6 +91,7 @@ static int fput(uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, con
     return MM3_EFULL;
   }
   n = fnode(c, t, idx);
+  LOG(f, n, t->node_size);
   memset(n, 0, t->node_size);
   memcpy(n + t->key_off, key, t->key_size);
   memcpy(n + t->val_off, val, t->elem_size);
@@ -90,12 +102,15 @@ static int fput(uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, con
   return 0;
 }
 
-static int fdel(uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h) {
+static int fdel(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h) {
   fhead *hd = (fhead *)c;
   uint32_t *link;
   uint8_t *n;
   int rc = ffind(c, t, key, h, &link, &n);
   if (rc) return rc;
+  LOG(f, hd, sizeof *hd);
+  LOG(f, link, 4);
+  LOG(f, n, t->node_size);
   uint32_t idx = *link;
   *link = *(uint32_t *)n;
   memset(n, 0, t->node_size);
@@ -172,8 +187,11 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
       uint8_t *n = gnode(f, t, from[b]);
       if (!n || guard++ > g->count) return MM3_ECORRUPT;
       uint64_t off = from[b];
-      from[b] = *(uint64_t *)n;
       uint64_t *dst = &to[((uint64_t *)n)[1] & mask1];
+      LOG(f, &from[b], 8);
+      LOG(f, n, 8);
+      LOG(f, dst, 8);
+      from[b] = *(uint64_t *)n;
       *(uint64_t *)n = *dst;
       *dst = off;
     }
@@ -195,6 +213,7 @@ static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
                 int *created) {
   ghead *g = (ghead *)c;
   int rc;
+  LOG(f, g, sizeof *g);
   if (!g->tab[0]) { /* first entry: 8 buckets */
     uint64_t off;
     rc = mm3__alloc(f, 8 << 3, &off);
@@ -209,6 +228,7 @@ static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
   int which;
   rc = gfind(f, t, g, key, h, &link, &n, &which);
   if (rc == 0) {
+    LOG(f, n + t->val_off, t->elem_size);
     memcpy(n + t->val_off, val, t->elem_size);
     if (created) *created = 0;
     return 0;
@@ -235,6 +255,7 @@ static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
   uint64_t *tab = gtable(f, g, into);
   if (!tab) return MM3_ECORRUPT;
   uint64_t *head = &tab[h & (((uint64_t)1 << g->lg[into]) - 1)];
+  LOG(f, head, 8);
   *(uint64_t *)n = *head;
   *head = off; /* linked last: a complete node appears at once */
   g->count++;
@@ -244,6 +265,7 @@ static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
 
 static int gdel(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h) {
   ghead *g = (ghead *)c;
+  LOG(f, g, sizeof *g);
   int rc = rehash_step(f, t, g, REHASH_STEP);
   if (rc) return rc;
   uint64_t *link;
@@ -252,32 +274,45 @@ static int gdel(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
   rc = gfind(f, t, g, key, h, &link, &n, &which);
   if (rc) return rc;
   uint64_t off = *link;
+  LOG(f, link, 8);
   *link = *(uint64_t *)n;
   g->count--;
   return mm3__free(f, off);
 }
 
-static int gclear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
-  ghead *g = (ghead *)c;
+/* Free the nodes and tables of a detached map head (a copy): in batches,
+   each its own logged step, so the log stays small; a crash part way leaks
+   what was not freed yet, never corrupts. */
+static int free_detached(mm3_file *f, const mm3_ctype *t, ghead *g) {
   for (int i = 0; i < 2; i++) {
     uint64_t *tab = gtable(f, g, i);
     if (!tab) continue;
     uint64_t nb = (uint64_t)1 << g->lg[i];
-    for (uint64_t b = 0; b < nb; b++) {
-      uint64_t guard = 0;
-      while (tab[b]) {
-        uint8_t *n = gnode(f, t, tab[b]);
-        if (!n || guard++ > g->count) return MM3_ECORRUPT;
-        uint64_t off = tab[b];
-        tab[b] = *(uint64_t *)n;
-        int rc = mm3__free(f, off);
-        if (rc) return rc;
+    for (uint64_t b = 0; b < nb;) {
+      uint64_t sp;
+      int rc = mm3__op_begin(f, &sp);
+      if (rc) return rc;
+      tab = gtable(f, g, i);
+      for (int done = 0; tab && b < nb && done < BATCH; b++) {
+        uint64_t off = tab[b], guard = 0;
+        while (off && !rc) {
+          uint8_t *n = gnode(f, t, off);
+          if (!n || guard++ > g->count) break; /* damaged: leave the rest */
+          uint64_t next = *(uint64_t *)n;
+          rc = mm3__free(f, off);
+          off = next;
+          done++;
+        }
       }
+      rc = mm3__op_end(f, sp, rc);
+      if (rc) return rc;
     }
-    int rc = mm3__free(f, g->tab[i]);
+    uint64_t sp;
+    int rc = mm3__op_begin(f, &sp);
+    if (rc) return rc;
+    rc = mm3__op_end(f, sp, mm3__free(f, g->tab[i]));
     if (rc) return rc;
   }
-  memset(g, 0, sizeof *g);
   return 0;
 }
 
@@ -338,40 +373,40 @@ int mm3_map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, co
 
 int mm3__map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
                  int *created) {
-  int rc = mm3_file_lock(f);
+  uint64_t sp;
+  int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  rc = mm3_file_refresh(f);
   seq_begin(f);
-  if (!rc) rc = t->kind == MM3_FMAP ? fput(c, t, key, h, val, created) : gput(f, c, t, key, h, val, created);
+  rc = t->kind == MM3_FMAP ? fput(f, c, t, key, h, val, created) : gput(f, c, t, key, h, val, created);
+  if (rc) mm3__rollback(f, sp); /* undone before readers may look again */
   seq_end(f);
-  mm3_file_unlock(f);
-  return rc;
+  return mm3__op_end(f, sp, rc);
 }
 
 int mm3_map_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
-  uint64_t h = mm3_map_key_hash(f, t, key);
-  int rc = mm3_file_lock(f);
+  uint64_t h = mm3_map_key_hash(f, t, key), sp;
+  int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  rc = mm3_file_refresh(f);
   seq_begin(f);
-  if (!rc) rc = t->kind == MM3_FMAP ? fdel(c, t, key, h) : gdel(f, c, t, key, h);
+  rc = t->kind == MM3_FMAP ? fdel(f, c, t, key, h) : gdel(f, c, t, key, h);
+  if (rc) mm3__rollback(f, sp);
   seq_end(f);
-  mm3_file_unlock(f);
-  return rc;
+  return mm3__op_end(f, sp, rc);
 }
 
 int mm3_map_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
-  int rc = mm3_file_lock(f);
+  uint64_t sp;
+  int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  rc = mm3_file_refresh(f);
+  ghead old;
+  memcpy(&old, c, sizeof old);
   seq_begin(f);
-  if (!rc) {
-    if (t->kind == MM3_FMAP) memset(c, 0, t->size);
-    else rc = gclear(f, c, t);
-  }
+  rc = mm3__log(f, c, t->kind == MM3_FMAP ? t->size : sizeof(ghead));
+  if (!rc) memset(c, 0, t->kind == MM3_FMAP ? t->size : sizeof(ghead)); /* detached in one step */
   seq_end(f);
-  mm3_file_unlock(f);
-  return rc;
+  rc = mm3__op_end(f, sp, rc);
+  if (rc || t->kind == MM3_FMAP) return rc;
+  return free_detached(f, t, &old);
 }
 
 /* Positions: fixed maps: pos[0] is the last node slot returned (1-based).
@@ -399,11 +434,18 @@ int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[2], u
     goto out;
   }
   ghead *g = (ghead *)c;
-  if (pos[0] == 0 && pos[1] == 0 && locked && g->rehash) {
-    /* a traversal starts: finish the resize so entries stay in one table */
+  while (pos[0] == 0 && pos[1] == 0 && locked && g->rehash) {
+    /* a traversal starts: finish the resize so entries stay in one table,
+       in logged batches */
+    uint64_t sp;
+    rc = mm3__op_begin(f, &sp);
+    if (rc) goto out;
     seq_begin(f);
-    rc = rehash_step(f, t, g, UINT64_MAX);
+    rc = mm3__log(f, g, sizeof *g);
+    if (!rc) rc = rehash_step(f, t, g, BATCH);
+    if (rc) mm3__rollback(f, sp);
     seq_end(f);
+    rc = mm3__op_end(f, sp, rc);
     if (rc) goto out;
     rc = MM3_ENOTFOUND;
   }

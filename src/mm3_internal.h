@@ -10,67 +10,6 @@
 #define MM3_INTERNAL __attribute__((visibility("hidden")))
 #else
 #define MM3_INTERNAL
-/* ---- files (mm3_file.c) ---- */
-
-#define MM3_FREE_CLASSES 48
-
-/* The file header (format 1). Bytes 0-79 are fixed at creation and covered by
-   the header check; the rest is live state shared by every process. */
-typedef struct mm3_header {
-  char magic[8];
-  uint32_t version;
-  uint32_t byte_order;
-  uint64_t size;          /* published file size; grows */
-  uint64_t fingerprint;
-  uint64_t schema_off;
-  uint64_t schema_len;
-  uint64_t root_off;
-  uint64_t root_size;
-  uint64_t seed;
-  uint64_t check;
-  /* 80: the file's writer lock: a robust, process-shared, recursive
-     pthread mutex (glibc x86-64 layout; re-made if found damaged). */
-  uint8_t lock[64];
-  uint64_t heap_top;      /* 144: next unallocated byte of the heap (0: after the root) */
-  uint64_t seq;           /* 152: bumped by every container write (odd while writing) */
-  uint64_t free_list[MM3_FREE_CLASSES]; /* 160: free blocks of 16 << k bytes */
-  uint64_t alloc_bytes;   /* 544: bytes in allocated blocks (for info) */
-  uint8_t reserved[MM3_HEADER_SIZE - 552];
-} mm3_header;
-
-struct mm3_file {
-  int fd;
-  int readonly;
-  uint8_t *base;       /* start of the reservation; the header */
-  uint64_t reserve;    /* bytes reserved */
-  uint64_t mapped;     /* bytes of the file mapped from base */
-  char *schema;        /* NUL-terminated copy of the schema text */
-  size_t schema_len;
-  uint64_t root_off, root_size, fingerprint;
-  char *path;
-  int lock_depth;      /* this process's nesting of mm3_file_lock */
-};
-
-static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->base; }
-
-/* Allocate size bytes of zeroed heap in the file (caller holds the lock);
-   returns the payload's file offset. May grow the file. */
-MM3_INTERNAL int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off);
-/* Return a block from mm3__alloc (caller holds the lock). */
-MM3_INTERNAL int mm3__free(mm3_file *f, uint64_t off);
-/* Initialise the lock bytes of a new header. */
-MM3_INTERNAL int mm3__lock_init(void *lock);
-/* 1 if [off, off + len) lies inside the mapped file after the header. */
-static inline int mm3__inside(const mm3_file *f, uint64_t off, uint64_t len) {
-  return off >= MM3_HEADER_SIZE && !mm3__range_bad(off, len, f->mapped);
-}
-
-/* mm3_map_get / mm3_map_put with the key's hash already computed. */
-MM3_INTERNAL int mm3__map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
-                              void *val_out, uint8_t **val_ptr);
-MM3_INTERNAL int mm3__map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
-                              const void *val, int *created);
-
 #endif
 
 /* The page size, read once. */
@@ -118,7 +57,12 @@ typedef struct mm3_header {
   uint64_t seq;           /* 152: bumped by every container write (odd while writing) */
   uint64_t free_list[MM3_FREE_CLASSES]; /* 160: free blocks of 16 << k bytes */
   uint64_t alloc_bytes;   /* 544: bytes in allocated blocks (for info) */
-  uint8_t reserved[MM3_HEADER_SIZE - 552];
+  /* 552: the undo log of the write in progress (a heap block): entries
+     {u64 offset, u64 length, old bytes padded to 8, u64 entry size}. A
+     nonzero length means a write is under way, or its writer died: the next
+     locker rolls it back. */
+  uint64_t log_off, log_len, log_cap;
+  uint8_t reserved[MM3_HEADER_SIZE - 576];
 } mm3_header;
 
 struct mm3_file {
@@ -132,13 +76,34 @@ struct mm3_file {
   uint64_t root_off, root_size, fingerprint;
   char *path;
   int lock_depth;      /* this process's nesting of mm3_file_lock */
+  int txn_depth;       /* nesting of mm3_txn_begin */
+  int no_log;          /* set while the log itself is being made */
+  int durable;         /* flush at every commit */
+  uint64_t recovered;  /* writes of dead processes rolled back by this one */
+  uint64_t retired_log; /* a log block replaced by a bigger one, to free */
 };
+
+/* Record the old bytes of [p, p + n) in the undo log before changing them
+   (the caller holds the lock, through mm3__op_begin or a transaction).
+   MM3_ETOOBIG when the transaction outgrows the log. */
+MM3_INTERNAL int mm3__log(mm3_file *f, const void *p, size_t n);
+/* Bracket one container operation: takes the lock, and makes the operation
+   all-or-nothing (outside a transaction its log is dropped at the end; a
+   failed operation is rolled back). op_begin returns the log position in *sp. */
+MM3_INTERNAL int mm3__op_begin(mm3_file *f, uint64_t *sp);
+MM3_INTERNAL int mm3__op_end(mm3_file *f, uint64_t sp, int rc);
+/* Undo the log back to position sp (0: everything). Caller holds the lock. */
+MM3_INTERNAL void mm3__rollback(mm3_file *f, uint64_t sp);
 
 static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->base; }
 
 /* Allocate size bytes of zeroed heap in the file (caller holds the lock);
    returns the payload's file offset. May grow the file. */
 MM3_INTERNAL int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off);
+/* mm3__alloc from the heap top only, never a free list. */
+MM3_INTERNAL int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off);
+/* File offset just past the block whose payload starts at off. */
+MM3_INTERNAL uint64_t mm3__block_end(const mm3_file *f, uint64_t off);
 /* Return a block from mm3__alloc (caller holds the lock). */
 MM3_INTERNAL int mm3__free(mm3_file *f, uint64_t off);
 /* Initialise the lock bytes of a new header. */

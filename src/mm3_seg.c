@@ -10,6 +10,12 @@
 
 #define NSEG 56
 
+#define LOG(f, p, n)                         \
+  do {                                       \
+    int lrc_ = mm3__log(f, p, n);            \
+    if (lrc_) return lrc_;                   \
+  } while (0)
+
 typedef struct seghead {
   uint64_t len;
   uint64_t seg[NSEG];
@@ -51,66 +57,69 @@ static int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src) {
     uint64_t off;
     rc = mm3__alloc(f, (t->seg_first << k) * t->elem_size, &off);
     if (rc) return rc;
+    LOG(f, &h->seg[k], 8);
     h->seg[k] = off;
   }
   uint8_t *p = seg_ptr(f, h, t, k, slot);
   if (!p) return MM3_ECORRUPT;
+  LOG(f, p, t->elem_size);
+  LOG(f, &h->len, 8);
   memcpy(p, src, t->elem_size);
   __atomic_store_n(&h->len, n + 1, __ATOMIC_RELEASE); /* published after the element */
   return 0;
 }
 
 int mm3_seg_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
-  int rc = mm3_file_lock(f);
+  uint64_t sp;
+  int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  rc = mm3_file_refresh(f);
-  if (!rc) rc = push(f, (seghead *)c, t, src);
-  mm3_file_unlock(f);
-  return rc;
+  return mm3__op_end(f, sp, push(f, (seghead *)c, t, src));
 }
 
+/* Cut the list to n elements. The bytes past the new end are left as they
+   are (later pushes overwrite them), so a truncate logs 8 bytes only. */
 static int truncate_to(mm3_file *f, seghead *h, const mm3_ctype *t, uint64_t n, void *out) {
   uint64_t len = h->len;
   if (n > len) return MM3_ERANGE;
-  /* shrink first, then zero what was cut, so readers never see zeroed live data */
-  __atomic_store_n(&h->len, n, __ATOMIC_RELEASE);
-  for (uint64_t i = n; i < len; i++) {
+  if (out && n < len) {
     int k;
     uint64_t slot;
-    if (locate(t, i, &k, &slot)) return MM3_ECORRUPT;
+    if (locate(t, len - 1, &k, &slot)) return MM3_ECORRUPT;
     uint8_t *p = seg_ptr(f, h, t, k, slot);
     if (!p) return MM3_ECORRUPT;
-    if (out && i == len - 1) memcpy(out, p, t->elem_size);
-    memset(p, 0, t->elem_size);
+    memcpy(out, p, t->elem_size);
   }
+  LOG(f, &h->len, 8);
+  __atomic_store_n(&h->len, n, __ATOMIC_RELEASE);
   return 0;
 }
 
 int mm3_seg_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) {
-  int rc = mm3_file_lock(f);
+  uint64_t sp;
+  int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
   seghead *h = (seghead *)c;
-  rc = mm3_file_refresh(f);
-  if (!rc) rc = h->len ? truncate_to(f, h, t, h->len - 1, out) : MM3_ERANGE;
-  mm3_file_unlock(f);
-  return rc;
+  return mm3__op_end(f, sp, h->len ? truncate_to(f, h, t, h->len - 1, out) : MM3_ERANGE);
 }
 
 int mm3_seg_truncate(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t n) {
-  int rc = mm3_file_lock(f);
+  uint64_t sp;
+  int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  rc = mm3_file_refresh(f);
-  if (!rc) rc = truncate_to(f, (seghead *)c, t, n, NULL);
-  mm3_file_unlock(f);
-  return rc;
+  return mm3__op_end(f, sp, truncate_to(f, (seghead *)c, t, n, NULL));
+}
+
+static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
+  uint8_t *p = mm3_seg_at(f, c, t, i);
+  if (!p) return MM3_ERANGE;
+  LOG(f, p, t->elem_size);
+  memcpy(p, src, t->elem_size);
+  return 0;
 }
 
 int mm3_seg_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
-  int rc = mm3_file_lock(f);
+  uint64_t sp;
+  int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  uint8_t *p = mm3_seg_at(f, c, t, i);
-  if (p) memcpy(p, src, t->elem_size);
-  else rc = MM3_ERANGE;
-  mm3_file_unlock(f);
-  return rc;
+  return mm3__op_end(f, sp, set(f, c, t, i, src));
 }

@@ -44,31 +44,33 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
   return rc;
 }
 
-int mm3_value_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, uint64_t len) {
-  if (t->cap && len > t->cap) return MM3_EFULL;
-  int rc = mm3_file_lock(f);
-  if (rc) return rc;
+static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, uint64_t len) {
+  int rc;
   if (t->cap) {
+    if ((rc = mm3__log(f, c, t->size)) != 0) return rc;
     memcpy(c + 4, data, len);
     memset(c + 4 + len, 0, t->cap - len);
     *(uint32_t *)c = (uint32_t)len;
-    mm3_file_unlock(f);
     return 0;
   }
   vhead *h = (vhead *)c;
   uint64_t off = 0, old = h->off;
-  rc = mm3_file_refresh(f);
-  if (!rc && len) rc = mm3__alloc(f, len + 8, &off);
-  if (!rc) {
-    if (len) {
-      *(uint64_t *)(f->base + off) = len;
-      memcpy(f->base + off + 8, data, len);
-      off += 8;
-    }
-    h->len = len;
-    __atomic_store_n(&h->off, off, __ATOMIC_RELEASE);
-    if (old >= 8) rc = mm3__free(f, old - 8);
+  if (len && (rc = mm3__alloc(f, len + 8, &off)) != 0) return rc;
+  if ((rc = mm3__log(f, h, sizeof *h)) != 0) return rc;
+  if (len) {
+    *(uint64_t *)(f->base + off) = len;
+    memcpy(f->base + off + 8, data, len);
+    off += 8;
   }
-  mm3_file_unlock(f);
-  return rc;
+  h->len = len;
+  __atomic_store_n(&h->off, off, __ATOMIC_RELEASE);
+  return old >= 8 ? mm3__free(f, old - 8) : 0;
+}
+
+int mm3_value_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, uint64_t len) {
+  if (t->cap && len > t->cap) return MM3_EFULL;
+  uint64_t sp;
+  int rc = mm3__op_begin(f, &sp);
+  if (rc) return rc;
+  return mm3__op_end(f, sp, set(f, c, t, data, len));
 }

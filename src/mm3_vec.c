@@ -104,30 +104,36 @@ uint8_t *mm3_vec_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i) {
   return item(c, t, i);
 }
 
-#define LOCKED(f, body)              \
-  do {                               \
-    int lrc_ = mm3_file_lock(f);     \
-    if (lrc_) return lrc_;           \
-    int rc_ = (body);                \
-    mm3_file_unlock(f);              \
-    return rc_;                      \
+/* One crash-atomic operation under the file's lock (see mm3_txn.c). */
+#define OP(f, body)                          \
+  do {                                       \
+    uint64_t sp_;                            \
+    int rc_ = mm3__op_begin(f, &sp_);        \
+    if (rc_) return rc_;                     \
+    rc_ = (body);                            \
+    return mm3__op_end(f, sp_, rc_);         \
   } while (0)
 
-static int push(uint8_t *c, const mm3_ctype *t, const void *src) {
+#define LOG(f, p, n)                         \
+  do {                                       \
+    int lrc_ = mm3__log(f, p, n);            \
+    if (lrc_) return lrc_;                   \
+  } while (0)
+
+static int push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
   uint64_t *len = (uint64_t *)c;
   uint64_t n = *len;
-  if (t->kind == MM3_RING) {
-    memcpy(item(c, t, n % t->cap), src, t->elem_size);
-  } else {
-    if (n >= t->cap) return MM3_EFULL;
-    memcpy(item(c, t, n), src, t->elem_size);
-  }
+  uint8_t *slot = item(c, t, t->kind == MM3_RING ? n % t->cap : n);
+  if (t->kind != MM3_RING && n >= t->cap) return MM3_EFULL;
+  LOG(f, slot, t->elem_size);
+  LOG(f, len, 8);
+  memcpy(slot, src, t->elem_size);
   __atomic_store_n(len, n + 1, __ATOMIC_RELEASE);
   return 0;
 }
 
 int mm3_vec_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
-  LOCKED(f, push(c, t, src));
+  OP(f, push(f, c, t, src));
 }
 
 static int pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) {
@@ -136,18 +142,22 @@ static int pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) {
   if (n == 0) return MM3_ERANGE;
   uint8_t *last = mm3_vec_at(f, c, t, n - 1);
   if (out) memcpy(out, last, t->elem_size);
+  LOG(f, c, 8);
+  LOG(f, last, t->elem_size);
   __atomic_store_n((uint64_t *)c, n - 1, __ATOMIC_RELEASE);
   memset(last, 0, t->elem_size);
   return 0;
 }
 
-int mm3_vec_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) { LOCKED(f, pop(f, c, t, out)); }
+int mm3_vec_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) { OP(f, pop(f, c, t, out)); }
 
-static int insert(uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
+static int insert(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
   uint64_t *len = (uint64_t *)c, n = *len;
   if (t->kind != MM3_VEC) return MM3_EINVAL;
   if (i > n) return MM3_ERANGE;
   if (n >= t->cap) return MM3_EFULL;
+  LOG(f, item(c, t, i), (n - i + 1) * t->elem_size);
+  LOG(f, len, 8);
   memmove(item(c, t, i + 1), item(c, t, i), (n - i) * t->elem_size);
   memcpy(item(c, t, i), src, t->elem_size);
   __atomic_store_n(len, n + 1, __ATOMIC_RELEASE);
@@ -155,14 +165,16 @@ static int insert(uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
 }
 
 int mm3_vec_insert(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
-  LOCKED(f, insert(c, t, i, src));
+  OP(f, insert(f, c, t, i, src));
 }
 
-static int removeat(uint8_t *c, const mm3_ctype *t, uint64_t i, void *out) {
+static int removeat(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, void *out) {
   uint64_t *len = (uint64_t *)c, n = *len;
   if (t->kind != MM3_VEC) return MM3_EINVAL;
   if (n > t->cap) n = t->cap;
   if (i >= n) return MM3_ERANGE;
+  LOG(f, item(c, t, i), (n - i) * t->elem_size);
+  LOG(f, len, 8);
   if (out) memcpy(out, item(c, t, i), t->elem_size);
   memmove(item(c, t, i), item(c, t, i + 1), (n - i - 1) * t->elem_size);
   memset(item(c, t, n - 1), 0, t->elem_size);
@@ -171,24 +183,28 @@ static int removeat(uint8_t *c, const mm3_ctype *t, uint64_t i, void *out) {
 }
 
 int mm3_vec_remove(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, void *out) {
-  LOCKED(f, removeat(c, t, i, out));
+  OP(f, removeat(f, c, t, i, out));
 }
 
-static int clear(uint8_t *c, const mm3_ctype *t) {
+static int clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
+  uint64_t n = *(uint64_t *)c;
+  LOG(f, c, 8);
+  LOG(f, item(c, t, 0), (n < t->cap ? n : t->cap) * t->elem_size);
   __atomic_store_n((uint64_t *)c, 0, __ATOMIC_RELEASE);
   memset(item(c, t, 0), 0, t->cap * t->elem_size);
   return 0;
 }
 
-int mm3_vec_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) { LOCKED(f, clear(c, t)); }
+int mm3_vec_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) { OP(f, clear(f, c, t)); }
 
 static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
   uint8_t *p = mm3_vec_at(f, c, t, i);
   if (!p) return MM3_ERANGE;
+  LOG(f, p, t->elem_size);
   memcpy(p, src, t->elem_size);
   return 0;
 }
 
 int mm3_vec_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
-  LOCKED(f, set(f, c, t, i, src));
+  OP(f, set(f, c, t, i, src));
 }

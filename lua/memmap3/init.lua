@@ -147,7 +147,7 @@ end
 -- Files (SPEC §3)
 -- ---------------------------------------------------------------------------
 
-local OPEN_OPTS = { create = true, readonly = true, mode = true, reserve = true }
+local OPEN_OPTS = { create = true, readonly = true, mode = true, reserve = true, durable = true }
 
 local function check_opts(opts, what)
   if opts == nil then return {} end
@@ -207,6 +207,7 @@ local function open_file(path, t, opts, create, exclusive, what)
       return nil, format("%s: root type %s is not supported by this version", path, t.canon), M.EVERSION
     end
   end
+  if opts.durable then core.file_set_durable(f, true) end
   local info = core.file_info(f)
   if info.root_size ~= t.size then
     core.file_close(f)
@@ -269,6 +270,38 @@ function M.info(v)
   info.schema = core.file_schema(f)
   info.path = core.file_path(f)
   return info
+end
+
+--- Run fn(v) as one transaction on v's file: after a crash (kill -9
+-- included) the next open sees all of its writes or none; an error inside fn
+-- undoes them and is raised again. Nested transactions are savepoints: an
+-- inner one that fails (and is caught) undoes only its own writes. Holds the
+-- file's cross-process lock while fn runs. Atomic fields are not rolled back.
+-- @return what fn returns
+function M.transaction(v, fn)
+  local f = file_of(v, "mm.transaction")
+  if type(fn) ~= "function" then error("mm.transaction: expected a function", 2) end
+  local sp = core.txn_begin(f)
+  local res = table.pack(pcall(fn, v))
+  if res[1] then
+    core.txn_commit(f)
+    return table.unpack(res, 2, res.n)
+  end
+  if core.file_isopen(f) then core.txn_rollback(f, sp) end
+  error(res[2], 0)
+end
+
+--- Run fn(v) holding v's file's cross-process writer lock. If the holder
+-- dies (kill -9), the next locker rolls its unfinished work back. Unlike a
+-- transaction, an error inside fn keeps what fn wrote (and is raised again).
+function M.lock(v, fn)
+  local f = file_of(v, "mm.lock")
+  if type(fn) ~= "function" then error("mm.lock: expected a function", 2) end
+  core.txn_begin(f)
+  local res = table.pack(pcall(fn, v))
+  if core.file_isopen(f) then core.txn_commit(f) end
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
 end
 
 --- Remove every element of a container (vec, ring, map, segmented,

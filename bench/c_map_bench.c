@@ -1,0 +1,247 @@
+/*
+ * c_map_bench.c - the growable hash map through the C API: 1M string-key puts
+ * and gets into a memmap3 file whose root is map<string<16>, u64>, against
+ * LMDB (one write transaction for every put, then one read transaction for
+ * every get), in the same run, with the same keys ("k" .. i) in the same order.
+ *
+ * Targets (issue): at least 3x LMDB's puts per second and 1.5x its gets.
+ *
+ * A second pass does the same with the keys in a random order, with no
+ * target: in order, consecutive keys ("k123456", "k123457") are neighbours in
+ * LMDB's sorted B-tree, so its pages stay in the cache, while a hash map
+ * touches a random bucket and node for every key whatever the order.
+ *
+ * Both sides get their fastest durable-less settings: LMDB with MDB_WRITEMAP |
+ * MDB_NOSYNC | MDB_NOMETASYNC (nothing is synced; memmap3 syncs only on
+ * mm3_file_flush, which is not called). LMDB keys are the bare strings (2-8
+ * bytes); memmap3 keys are NUL-padded to 16 as its layout wants. Each round
+ * starts from a new, empty file on both sides. Times are CPU times of the
+ * process (clock_gettime CLOCK_PROCESS_CPUTIME_ID), best of ROUNDS rounds run
+ * alternately, so load from other processes hurts both sides alike.
+ *
+ * Build and run (with make bench's libraries built):
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -Isrc bench/c_map_bench.c build/libmemmap3.a -llmdb -lpthread \
+ *      -o build/bench/c_map_bench && build/bench/c_map_bench [n]
+ */
+#include <lmdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "memmap3.h"
+
+#define KEY 16
+#define ROUNDS 3
+/* Must equal mm.canonical(mm.type("map<string<16>, u64>")): the fingerprint
+   is the hash of this text, so a Lua script can open the file the bench makes. */
+#define SCHEMA "root map<string<16>,u64>"
+#define ROOT_SIZE 48
+
+static size_t n_keys = 1000000;
+static uint32_t *shuffled; /* a random permutation of 0..n_keys-1 */
+static char *keys;      /* n_keys * KEY bytes, NUL-padded */
+static uint8_t *klen;   /* string length of each key */
+static char mm_path[64], db_path[64], lock_path[80];
+
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void cleanup(void) {
+  unlink(mm_path);
+  unlink(db_path);
+  unlink(lock_path);
+}
+
+static void die(const char *what, const char *msg) {
+  fprintf(stderr, "c_map_bench: %s: %s\n", what, msg);
+  cleanup();
+  exit(1);
+}
+
+#define MM3_CHECK(call) do { int rc_ = (call); if (rc_) die(#call, mm3_strerror(rc_)); } while (0)
+#define MDB_CHECK(call) do { int rc_ = (call); if (rc_) die(#call, mdb_strerror(rc_)); } while (0)
+
+typedef struct result {
+  double put, get;   /* seconds */
+  uint64_t sum;      /* sum of the values read back */
+} result;
+
+/* The index of the i-th key a pass uses: in order ("k1", "k2"...), or shuffled. */
+#define KEY_AT(order, i) ((order) ? (size_t)(order)[i] : (i))
+
+static result run_memmap3(const uint32_t *order) {
+  result r;
+  unlink(mm_path);
+  mm3_file_opts o = {0};
+  o.create = 1;
+  o.exclusive = 1;
+  o.schema = SCHEMA;
+  o.root_size = ROOT_SIZE;
+  mm3_file *f;
+  MM3_CHECK(mm3_file_open(mm_path, &o, &f));
+  mm3_ctype t = {0};
+  t.kind = MM3_HMAP;
+  t.elem_size = 8;
+  t.elem_align = 8;
+  t.key_size = KEY;
+  t.key_align = 1;
+  t.key_is_string = 1;
+  MM3_CHECK(mm3_ctype_init(&t));
+  if (t.size != ROOT_SIZE) die("mm3_ctype_init", "map<K,V> head is not 48 bytes");
+  uint8_t *root = mm3_file_root(f);
+
+  double t0 = cpu_now();
+  for (size_t i = 0; i < n_keys; i++) {
+    size_t j = KEY_AT(order, i);
+    uint64_t v = j + 1;
+    MM3_CHECK(mm3_map_put(f, root, &t, keys + j * KEY, &v, NULL));
+  }
+  double t1 = cpu_now();
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n_keys; i++) {
+    uint64_t v;
+    MM3_CHECK(mm3_map_get(f, root, &t, keys + KEY_AT(order, i) * KEY, &v, NULL));
+    sum += v;
+  }
+  double t2 = cpu_now();
+  if (mm3_container_len(f, root, &t) != n_keys) die("memmap3", "the map lost entries");
+  mm3_file_close(f);
+  unlink(mm_path);
+  r.put = t1 - t0;
+  r.get = t2 - t1;
+  r.sum = sum;
+  return r;
+}
+
+static result run_lmdb(const uint32_t *order) {
+  result r;
+  unlink(db_path);
+  unlink(lock_path);
+  MDB_env *env;
+  MDB_CHECK(mdb_env_create(&env));
+  MDB_CHECK(mdb_env_set_mapsize(env, (size_t)4 << 30));
+  MDB_CHECK(mdb_env_open(env, db_path, MDB_WRITEMAP | MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOSUBDIR, 0644));
+  MDB_txn *txn;
+  MDB_dbi dbi;
+
+  double t0 = cpu_now();
+  MDB_CHECK(mdb_txn_begin(env, NULL, 0, &txn));
+  MDB_CHECK(mdb_dbi_open(txn, NULL, 0, &dbi));
+  for (size_t i = 0; i < n_keys; i++) {
+    size_t j = KEY_AT(order, i);
+    uint64_t v = j + 1;
+    MDB_val k = {klen[j], keys + j * KEY}, d = {sizeof v, &v};
+    MDB_CHECK(mdb_put(txn, dbi, &k, &d, 0));
+  }
+  MDB_CHECK(mdb_txn_commit(txn));
+  double t1 = cpu_now();
+  uint64_t sum = 0;
+  MDB_CHECK(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn));
+  for (size_t i = 0; i < n_keys; i++) {
+    size_t j = KEY_AT(order, i);
+    MDB_val k = {klen[j], keys + j * KEY}, d;
+    MDB_CHECK(mdb_get(txn, dbi, &k, &d));
+    uint64_t v;
+    memcpy(&v, d.mv_data, sizeof v);
+    sum += v;
+  }
+  mdb_txn_abort(txn);
+  double t2 = cpu_now();
+  MDB_stat st;
+  MDB_CHECK(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn));
+  MDB_CHECK(mdb_stat(txn, dbi, &st));
+  mdb_txn_abort(txn);
+  if (st.ms_entries != n_keys) die("lmdb", "the database lost entries");
+  mdb_env_close(env);
+  unlink(db_path);
+  unlink(lock_path);
+  r.put = t1 - t0;
+  r.get = t2 - t1;
+  r.sum = sum;
+  return r;
+}
+
+static void keep_best(result *best, result r, int first) {
+  if (first || r.put < best->put) best->put = r.put;
+  if (first || r.get < best->get) best->get = r.get;
+  best->sum = r.sum;
+}
+
+static const char *rate(double ops, char *buf, size_t n) {
+  if (ops >= 1e6) snprintf(buf, n, "%.2f M/s", ops / 1e6);
+  else snprintf(buf, n, "%.1f k/s", ops / 1e3);
+  return buf;
+}
+
+/* Best of ROUNDS alternating rounds of both sides; prints them, returns the ratios. */
+static void compare(const char *title, const uint32_t *order, double *put_ratio, double *get_ratio) {
+  result mm = {0}, db = {0};
+  for (int round = 0; round < ROUNDS; round++) {
+    keep_best(&mm, run_memmap3(order), round == 0);
+    keep_best(&db, run_lmdb(order), round == 0);
+  }
+  uint64_t want = (uint64_t)n_keys * (n_keys + 1) / 2;
+  if (mm.sum != want || db.sum != want) die("checksum", "the two sides read back different values");
+  double n = (double)n_keys;
+  char a[32], b[32];
+  *put_ratio = db.put / mm.put;
+  *get_ratio = db.get / mm.get;
+  printf("\n%s\n", title);
+  printf("puts: memmap3 %11s (%.3f s), LMDB %11s (%.3f s), ratio %5.2fx\n", rate(n / mm.put, a, sizeof a), mm.put,
+         rate(n / db.put, b, sizeof b), db.put, *put_ratio);
+  printf("gets: memmap3 %11s (%.3f s), LMDB %11s (%.3f s), ratio %5.2fx\n", rate(n / mm.get, a, sizeof a), mm.get,
+         rate(n / db.get, b, sizeof b), db.get, *get_ratio);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1) n_keys = strtoull(argv[1], NULL, 10);
+  if (n_keys == 0 || n_keys > 99999999) die("usage", "c_map_bench [number of keys, 1..99999999]");
+  const char *dir = getenv("TMPDIR");
+  if (!dir || !*dir) dir = "/tmp";
+  snprintf(mm_path, sizeof mm_path, "%.30s/c_map_bench.%ld.mm3", dir, (long)getpid());
+  snprintf(db_path, sizeof db_path, "%.30s/c_map_bench.%ld.mdb", dir, (long)getpid());
+  snprintf(lock_path, sizeof lock_path, "%s-lock", db_path);
+
+  keys = calloc(n_keys, KEY);
+  klen = malloc(n_keys);
+  shuffled = malloc(n_keys * sizeof *shuffled);
+  if (!keys || !klen || !shuffled) die("malloc", "out of memory");
+  for (size_t i = 0; i < n_keys; i++) {
+    klen[i] = (uint8_t)snprintf(keys + i * KEY, KEY, "k%zu", i + 1);
+    shuffled[i] = (uint32_t)i;
+  }
+  uint64_t x = 0x9e3779b97f4a7c15u; /* xorshift64: the same permutation every run */
+  for (size_t i = n_keys - 1; i > 0; i--) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    size_t j = (size_t)(x % (i + 1));
+    uint32_t tmp = shuffled[i];
+    shuffled[i] = shuffled[j];
+    shuffled[j] = tmp;
+  }
+
+  printf("\nC API: map<string<16>, u64> vs LMDB, %zu keys (best of %d, CPU time; ratio = memmap3 / LMDB ops)\n",
+         n_keys, ROUNDS);
+  printf("---------------------------------------------------------------------------------------------\n");
+  double put_ratio, get_ratio, rput, rget;
+  compare("keys in order, \"k1\", \"k2\"... (the target workload)", NULL, &put_ratio, &get_ratio);
+  compare("keys in a random order (for comparison: no locality for either side)", shuffled, &rput, &rget);
+
+  printf("\nsummary\n");
+  printf("  %-36s %6.2fx  target >= 3x    %s\n", "puts: memmap3 / LMDB (ops per s)", put_ratio,
+         put_ratio >= 3 ? "met" : "MISSED");
+  printf("  %-36s %6.2fx  target >= 1.5x  %s\n", "gets: memmap3 / LMDB (ops per s)", get_ratio,
+         get_ratio >= 1.5 ? "met" : "MISSED");
+  printf("  %-36s %6.2fx  (no target)\n", "random order puts: memmap3 / LMDB", rput);
+  printf("  %-36s %6.2fx  (no target)\n", "random order gets: memmap3 / LMDB", rget);
+  free(keys);
+  free(klen);
+  free(shuffled);
+  cleanup();
+  return 0;
+}

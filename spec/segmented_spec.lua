@@ -327,7 +327,7 @@ describe("segmented<T>", function()
     mm.close(r)
   end)
 
-  it("#bug a table assigned to a struct sets its segmented fields from the table too", function()
+  it("a table assigned to a struct sets its segmented fields from the table too", function()
     s.teams[1] = {id = 7, ids = {1, 2}}
     assert.equal(7, s.teams[1].id)
     assert.same({1, 2}, mm.totable(s.teams[1].ids))

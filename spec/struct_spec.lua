@@ -131,11 +131,21 @@ describe("memmap3 files and values", function()
       assert.equal("f.mm3", shell("ls " .. sh_quote(dir)))
     end)
 
-    it("needs a type, and a root that is a struct or an array", function()
+    it("needs a type; a root of any other type is a cell with one field, value", function()
       raises("needs a type", mm.create, path())
       raises("unknown type 'nope'", mm.create, path(), "nope")
-      raises("root must be a struct, an array or a container", mm.create, path(), "u64")
       assert.is_nil(h.file_size(path()))
+      local p = path("cell.mm3")
+      local c = assert(mm.create(p, "u64"))
+      c.value = 42
+      local s = assert(mm.create(path("s.mm3"), "string<8>"))
+      local _ = s << "hi"
+      assert.equal("hi", s.value)
+      mm.close(s)
+      mm.close(c)
+      local out = h.run_lua([[local mm = require "memmap3"
+        local c = assert(mm.open(...)); print(c.value, mm.schema(c).canon)]], {args = {p}})
+      assert.equal("42\tu64\n", out)
     end)
 
     it("raises for a path that is not a string and for unknown options", function()

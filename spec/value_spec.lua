@@ -401,13 +401,13 @@ describe("Lua values", function()
       assert.same({a = 1}, s.recs[1].cfg)
     end)
 
-    it("#bug a table assigned to a struct sets its growable value field too", function()
+    it("a table assigned to a struct sets its growable value field too", function()
       s.recs[2] = {id = 2, any = {"anything"}}
       assert.equal(2, s.recs[2].id)
       assert.same({"anything"}, s.recs[2].any)
     end)
 
-    it("#bug a value<N> or a value can be a file's root (SPEC §3: the root may be any type)", function()
+    it("a value<N> or a value can be a file's root (SPEC §3: the root may be any type)", function()
       for _, t in ipairs{"value<32>", "value"} do
         local p = path(t:gsub("%W", "_") .. ".mm3")
         local ok, root = pcall(mm.create, p, t)
@@ -437,7 +437,7 @@ describe("Lua values", function()
       assert.is_nil(v.blob:find("[^q]"))
     end)
 
-    it("#bug 2 writers replacing one value while a reader reads it: every read is one whole value", function()
+    it("2 writers replacing one value while a reader reads it: every read is one whole value", function()
       local Shared = mm.struct("XShared", {
         {"ready", "u32", atomic = true}, {"finished", "u32", atomic = true}, {"v", "value"},
       })

@@ -279,7 +279,7 @@ describe("fixed sequences", function()
       raises("vec 'inv' has no method 'nope'", function() return v.nope end)
     end)
 
-    it("#bug v[1.0] reads element 1, as t[1.0] does for a table (v[1.0] = x already writes it)", function()
+    it("v[1.0] reads element 1, as t[1.0] does for a table (v[1.0] = x already writes it)", function()
       local v = s.inv
       local _ = v << 5
       v[1.0] = 6 -- writing with a float key that is an integer works
@@ -373,7 +373,7 @@ describe("fixed sequences", function()
       assert.same({11, 12, 1}, mm.totable(s.heroes[2].inv))
     end)
 
-    it("#bug a full vec in an array of vecs names it (field and index), not just 'element'", function()
+    it("a full vec in an array of vecs names it (field and index), not just 'element'", function()
       local _ = s.grid[2] << 1 << 2
       local err = raises("is full (capacity 2)", s.grid[2].push, s.grid[2], 3)
       assert.is_truthy(err:find("grid", 1, true), err)

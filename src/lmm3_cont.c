@@ -87,7 +87,9 @@ static uint64_t seq_len(lmm3_view *v) {
 /* upvalues: 1 element desc, 2 methods */
 static int q_index(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
-  if (lua_isinteger(L, 2)) {
+  int isint = lua_isinteger(L, 2);
+  if (!isint && lua_type(L, 2) == LUA_TNUMBER) lua_tointegerx(L, 2, &isint); /* 1.0 is index 1, as in a table */
+  if (isint) {
     lua_Integer i = lua_tointeger(L, 2);
     uint8_t *p = i >= 1 ? seq_at(v, (uint64_t)i - 1) : NULL;
     if (!p) return 0; /* nil past the end, as a table (and ipairs) */

@@ -4,6 +4,8 @@
  * m << {k, v}. A map has no methods, so no key is ever shadowed by one;
  * mm.clear(m) and mm.totable(m) cover the rest.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lmm3_internal.h"
@@ -132,10 +134,82 @@ static int map_next(lua_State *L) {
   return 2;
 }
 
+/* Growable maps: pairs walks a snapshot of the keys taken under the lock,
+   looking each up as it goes, so a resize by any process during the
+   traversal cannot make it skip or repeat an entry; entries deleted since
+   are skipped, entries inserted since are not seen. upvalues: 1 the keys
+   (a userdata), 2 their count, 3 the next index. */
+static int snap_next(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  const mm3_ctype *ct = &v->ti->ct;
+  const uint8_t *keys = lua_touserdata(L, lua_upvalueindex(1));
+  lua_Integer n = lua_tointeger(L, lua_upvalueindex(2)), i = lua_tointeger(L, lua_upvalueindex(3));
+  int64_t kd = v->ti->kdesc;
+  for (; i < n; i++) {
+    const uint8_t *k = keys + (size_t)i * ct->key_size;
+    uint8_t *val;
+    int rc = mm3_map_get(v->fb->f, v->p, ct, k, NULL, &val);
+    if (rc == MM3_ENOTFOUND) continue; /* deleted since */
+    if (rc) return lmm3_cont_error(L, 1, rc);
+    lua_pushinteger(L, i + 1);
+    lua_replace(L, lua_upvalueindex(3));
+    lmm3_push_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF));
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__mm3elem");
+    lmm3_push_elem(L, 1, v->ti->edesc, lua_gettop(L), val);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return 2;
+  }
+  lua_pushinteger(L, n);
+  lua_replace(L, lua_upvalueindex(3));
+  return 0;
+}
+
+static int snapshot_pairs(lua_State *L, lmm3_view *v) {
+  const mm3_ctype *ct = &v->ti->ct;
+  size_t cap = 0, n = 0;
+  uint8_t *keybuf = NULL;
+  int locked = mm3_file_lock(v->fb->f) == 0; /* no Lua call until unlocked */
+  uint64_t pos[3] = {0, 0, 0};
+  uint8_t *k, *val;
+  int rc;
+  while ((rc = mm3_map_next(v->fb->f, v->p, ct, pos, &k, &val)) == 0) {
+    if (n == cap) {
+      size_t ncap = cap ? cap * 2 : 64;
+      uint8_t *nb = realloc(keybuf, ncap * ct->key_size);
+      if (!nb) {
+        rc = ENOMEM;
+        break;
+      }
+      keybuf = nb;
+      cap = ncap;
+    }
+    memcpy(keybuf + n * ct->key_size, k, ct->key_size);
+    n++;
+  }
+  if (locked) mm3_file_unlock(v->fb->f);
+  if (rc != MM3_ENOTFOUND) {
+    free(keybuf);
+    return lmm3_cont_error(L, 1, rc);
+  }
+  uint8_t *keys = lua_newuserdatauv(L, n ? n * ct->key_size : 1, 0);
+  if (n) memcpy(keys, keybuf, n * ct->key_size);
+  free(keybuf);
+  lua_pushinteger(L, (lua_Integer)n);
+  lua_pushinteger(L, 0);
+  lua_pushcclosure(L, snap_next, 3);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  return 4;
+}
+
 int lmm3_hmap_pairs(lua_State *L) {
-  lmm3_cont_view(L, 1);
-  uint64_t *pos = lua_newuserdatauv(L, 2 * sizeof(uint64_t), 0);
-  pos[0] = pos[1] = 0;
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  if (v->ti->kind == LMM3_HMAP) return snapshot_pairs(L, v);
+  uint64_t *pos = lua_newuserdatauv(L, 3 * sizeof(uint64_t), 0);
+  pos[0] = pos[1] = pos[2] = 0;
   lua_pushcclosure(L, map_next, 1);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
@@ -152,7 +226,7 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   int d = lua_gettop(L);
   uint64_t n = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE);
   lua_createtable(L, 0, n > (1 << 24) ? 1 << 24 : (int)n);
-  uint64_t pos[2] = {0, 0};
+  uint64_t pos[3] = {0, 0, 0};
   uint8_t *k, *val;
   int64_t kd = ti->kdesc;
   while (mm3_map_next(f, p, &ti->ct, pos, &k, &val) == 0) {

@@ -220,9 +220,12 @@ void lmm3_value_push(lua_State *L, mm3_file *f, uint8_t *p, const mm3_ctype *ct)
   uint8_t *data = small;
   uint64_t len = 0;
   int rc = mm3_value_get(f, p, ct, small, sizeof small, &len);
-  if (rc == MM3_ERANGE) {
-    data = lua_newuserdatauv(L, (size_t)len, 0);
-    rc = mm3_value_get(f, p, ct, data, len, &len);
+  for (int tries = 0; rc == MM3_ERANGE && tries < 16; tries++) {
+    /* bigger than the buffer (and maybe growing under another writer) */
+    if (data != small) lua_pop(L, 1);
+    uint64_t want = len + len / 2 + 64;
+    data = lua_newuserdatauv(L, (size_t)want, 0);
+    rc = mm3_value_get(f, p, ct, data, want, &len);
   }
   if (rc) luaL_error(L, "memmap3: value: %s", mm3_strerror(rc));
   if (len == 0) {

@@ -19,7 +19,15 @@ static int closed_error(lua_State *L) {
   return luaL_error(L, "attempt to use a closed memmap3 file");
 }
 
-static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where, lmm3_file *fb);
+/* While a table is copied into a scratch copy of a struct or array, the
+   containers it names are set aside here and assigned after the copy. */
+typedef struct fillctx {
+  int defer;      /* stack index of the list of {desc, value, offset} */
+  uint8_t *sbase; /* the scratch copy: offsets are relative to it */
+} fillctx;
+
+static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where, lmm3_file *fb,
+                     fillctx *cx);
 
 /* The view at idx; raises for anything else, or a closed file. */
 static lmm3_view *toview(lua_State *L, int idx) {
@@ -349,14 +357,19 @@ static void push_complex(lua_State *L, int viewidx, lmm3_view *v, int descidx, u
         lua_rawgeti(L, descidx, LMM3_D_META);
         lmm3_push_view(L, -2, v->fb, p, -1);
         lua_remove(L, -2);
-        if (LMM3_IS_CONTAINER(code)) { /* its name, for error messages */
-          if (lua_type(L, key) == LUA_TSTRING) lua_pushvalue(L, key);
-          else lua_getiuservalue(L, viewidx, 3);
-          if (lua_type(L, -1) != LUA_TSTRING) {
-            lua_pop(L, 1);
-            lua_pushliteral(L, "element");
+        if (LMM3_IS_CONTAINER(code) || code == LMM3_ARRAY) {
+          /* its name, for error messages: "inv", "grid[2]", "log[]" */
+          int top = lua_gettop(L);
+          const char *parent = NULL;
+          if (v->ti && (LMM3_IS_CONTAINER(v->ti->kind) || v->ti->kind == LMM3_ARRAY)) {
+            lua_getiuservalue(L, viewidx, 3);
+            parent = lua_tostring(L, -1);
           }
-          lua_setiuservalue(L, -2, 3);
+          if (lua_type(L, key) == LUA_TSTRING) lua_pushvalue(L, key);
+          else if (lua_isinteger(L, key)) lua_pushfstring(L, "%s[%I]", parent ? parent : "", lua_tointeger(L, key));
+          else lua_pushfstring(L, "%s[]", parent ? parent : "");
+          lua_setiuservalue(L, top, 3);
+          lua_settop(L, top);
         }
       }
       lua_remove(L, -2); /* the File */
@@ -415,7 +428,7 @@ void lmm3_encode(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *bu
     if (why) luaL_error(L, "%s: %s", where, why);
     return;
   }
-  set_from(L, lua_absindex(L, vidx), lua_absindex(L, descidx), buf, where, NULL);
+  set_from(L, lua_absindex(L, vidx), lua_absindex(L, descidx), buf, where, NULL, NULL);
 }
 
 /* Plain Lua copy of the value at p described by desc (int or table) at descidx. */
@@ -518,7 +531,7 @@ static void push_deep(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
 
 /* Fill the struct or array (metatable at meta) at p from the table at tidx.
    p points into a scratch copy, so an error leaves the file untouched. */
-static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const char *where) {
+static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const char *where, fillctx *cx) {
   luaL_checkstack(L, 8, "memmap3: value nested too deeply");
   lua_getfield(L, meta, "__mm3kind");
   int is_array = lua_tointeger(L, -1) == LMM3_ARRAY;
@@ -540,7 +553,7 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
       if (lua_type(L, -2) != LUA_TNUMBER || !isint || i < 1 || i > n)
         luaL_error(L, "%s: %s index %s is out of range (1..%I)", where, tname,
                    luaL_tolstring(L, -2, NULL), n);
-      set_from(L, lua_gettop(L), d, p + (i - 1) * esize, where, NULL);
+      set_from(L, lua_gettop(L), d, p + (i - 1) * esize, where, NULL, cx);
       lua_pop(L, 1);
     }
   } else {
@@ -551,7 +564,7 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
       lua_pushvalue(L, -2);
       if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, fields) == LUA_TNIL)
         luaL_error(L, "%s: %s has no field '%s'", where, tname, luaL_tolstring(L, -3, NULL));
-      set_from(L, lua_gettop(L) - 1, lua_gettop(L), p, where, NULL);
+      set_from(L, lua_gettop(L) - 1, lua_gettop(L), p, where, NULL, cx);
       lua_pop(L, 2);
     }
   }
@@ -584,27 +597,59 @@ static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int 
 }
 
 /* Copy-in through a scratch buffer: all or nothing. */
-static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const char *where, lmm3_file *fb) {
+/* Run after the scratch copy is in place (inside a transaction): write it,
+   then assign the containers set aside. Arguments: defer list, dst, fb,
+   where, scratch, size. */
+static int apply_deferred(lua_State *L) {
+  uint8_t *dst = lua_touserdata(L, 2);
+  lmm3_file *fb = lua_touserdata(L, 3);
+  const char *where = lua_tostring(L, 4);
+  uint8_t *scratch = lua_touserdata(L, 5);
+  write_bytes(L, fb, dst, scratch, (size_t)lua_tointeger(L, 6), where);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    int e = lua_gettop(L);
+    lua_rawgeti(L, e, 1); /* desc */
+    lua_rawgeti(L, e, 2); /* value */
+    lua_rawgeti(L, e, 3); /* offset */
+    /* the desc's own offset is relative to its parent: rebase on dst */
+    uint8_t *base = dst + lua_tointeger(L, -1) - desc_int(L, e + 1, LMM3_D_OFFSET);
+    set_from(L, e + 2, e + 1, base, where, fb, NULL);
+    lua_settop(L, e - 1);
+  }
+  return 0;
+}
+
+static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const char *where, lmm3_file *fb,
+                          fillctx *cx) {
   lua_getfield(L, meta, "__mm3size");
   size_t size = (size_t)lua_tointeger(L, -1);
   lua_pop(L, 1);
+  int has_containers = lua_getfield(L, meta, "__mm3keep") == LUA_TTABLE;
+  lua_pop(L, 1);
   if (lua_type(L, vidx) == LUA_TUSERDATA) {
-    /* another view of the same type: copy its bytes */
+    /* another view of the same type */
     lmm3_view *src = lua_touserdata(L, vidx);
     if (lua_getmetatable(L, vidx)) {
       int same = lua_rawequal(L, -1, meta);
       lua_pop(L, 1);
       if (same && lua_rawlen(L, vidx) == sizeof *src && src->magic == LMM3_VIEW_MAGIC) {
         if (!src->fb->f) closed_error(L);
-        if (fb) {
+        if (has_containers) {
+          /* containers are copied by value, never by sharing their heap */
+          push_deep(L, src->fb->f, src->p, meta);
+          vidx = lua_gettop(L);
+        } else if (fb) {
           uint8_t *copy = lua_newuserdatauv(L, size ? size : 1, 0);
           memcpy(copy, src->p, size);
           write_bytes(L, fb, dst, copy, size, where);
           lua_pop(L, 1);
+          return;
         } else {
           memmove(dst, src->p, size);
+          return;
         }
-        return;
       }
     }
   }
@@ -612,9 +657,15 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
     lua_getfield(L, meta, "__name");
     luaL_error(L, "%s: expected a table for %s, got %s", where, lua_tostring(L, -1), luaL_typename(L, vidx));
   }
+  if (!fb && cx) { /* inside a scratch copy already */
+    fill_from_table(L, vidx, meta, dst, where, cx);
+    return;
+  }
+  int top = lua_gettop(L);
   uint8_t *scratch = lua_newuserdatauv(L, size ? size : 1, 0);
+  int sidx = lua_gettop(L);
   memset(scratch, 0, size);
-  /* Containers inside keep their contents: they are assigned on their own. */
+  /* Containers inside keep their contents unless the table names them. */
   if (lua_getfield(L, meta, "__mm3keep") == LUA_TTABLE) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i + 1 <= n; i += 2) {
@@ -626,9 +677,32 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
     }
   }
   lua_pop(L, 1);
-  fill_from_table(L, vidx, meta, scratch, where);
-  write_bytes(L, fb, dst, scratch, size, where);
-  lua_pop(L, 1);
+  lua_newtable(L);
+  fillctx mine = {lua_gettop(L), scratch};
+  fill_from_table(L, vidx, meta, scratch, where, &mine);
+  if (lua_rawlen(L, mine.defer) == 0) {
+    write_bytes(L, fb, dst, scratch, size, where);
+  } else {
+    if (!fb) luaL_error(L, "%s: containers cannot be set inside this value", where);
+    /* the copy and the containers as one transaction */
+    uint64_t sp;
+    int rc = mm3_txn_begin(fb->f, &sp);
+    if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+    lua_pushcfunction(L, apply_deferred);
+    lua_pushvalue(L, mine.defer);
+    lua_pushlightuserdata(L, dst);
+    lua_pushlightuserdata(L, fb);
+    lua_pushstring(L, where);
+    lua_pushvalue(L, sidx);
+    lua_pushinteger(L, (lua_Integer)size);
+    if (lua_pcall(L, 6, 0, 0) != LUA_OK) {
+      if (fb->f) mm3_txn_rollback(fb->f, sp);
+      lua_error(L);
+    }
+    rc = mm3_txn_commit(fb->f);
+    if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+  }
+  lua_settop(L, top);
 }
 
 static void set_enum(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where, lmm3_file *fb) {
@@ -669,8 +743,21 @@ static void set_atomic(lua_State *L, int vidx, int descidx, uint8_t *p, const ch
   mm3_atomic_store(p, size, x);
 }
 
+/* Set a container aside (see fillctx): p is its place in the scratch copy. */
+static void defer(lua_State *L, fillctx *cx, int vidx, int descidx, uint8_t *p) {
+  lua_createtable(L, 3, 0);
+  lua_pushvalue(L, descidx);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, vidx);
+  lua_rawseti(L, -2, 2);
+  lua_pushinteger(L, (lua_Integer)(p - cx->sbase));
+  lua_rawseti(L, -2, 3);
+  lua_rawseti(L, cx->defer, (lua_Integer)lua_rawlen(L, cx->defer) + 1);
+}
+
 /* fb is the file when writing live data, NULL when filling a scratch copy. */
-static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where, lmm3_file *fb) {
+static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where, lmm3_file *fb,
+                     fillctx *cx) {
   if (lua_type(L, descidx) == LUA_TNUMBER) {
     lua_Integer d = lua_tointeger(L, descidx);
     const char *why = set_scalar_live(L, fb, base + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), vidx);
@@ -683,13 +770,17 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
     case LMM3_STRUCT:
     case LMM3_ARRAY:
       lua_rawgeti(L, descidx, LMM3_D_META);
-      set_aggregate(L, vidx, lua_gettop(L), p, where, fb);
+      set_aggregate(L, vidx, lua_gettop(L), p, where, fb, cx);
       lua_pop(L, 1);
       break;
     case LMM3_ENUM: set_enum(L, vidx, descidx, p, where, fb); break;
     case LMM3_ATOMIC: set_atomic(L, vidx, descidx, p, where); break;
     case LMM3_VEC: case LMM3_RING: case LMM3_SARRAY: case LMM3_FMAP: case LMM3_HMAP: case LMM3_SEG:
-      if (!fb) luaL_error(L, "%s: a container inside a struct or array is assigned on its own", where);
+      if (!fb) {
+        if (!cx) luaL_error(L, "%s: containers cannot be set inside this value", where);
+        defer(L, cx, vidx, descidx, p);
+        break;
+      }
       lmm3_container_assign(L, vidx, descidx, p, fb, where);
       break;
     case LMM3_VALUE: {
@@ -697,7 +788,11 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
       ct.kind = MM3_VALUE;
       ct.cap = (uint64_t)desc_int(L, descidx, LMM3_D_META);
       mm3_ctype_init(&ct);
-      if (!fb && !ct.cap) luaL_error(L, "%s: a growable value inside a struct or array is assigned on its own", where);
+      if (!fb && !ct.cap) {
+        if (!cx) luaL_error(L, "%s: a growable value cannot be set inside this value", where);
+        defer(L, cx, vidx, descidx, p);
+        break;
+      }
       lmm3_value_store(L, vidx, fb ? fb->f : NULL, p, &ct, where);
       break;
     }
@@ -793,7 +888,7 @@ static int s_newindex(lua_State *L) {
   if (t != LUA_TTABLE)
     return luaL_error(L, "%s has no field '%s'", type_name(L, 2), luaL_tolstring(L, 2, NULL));
   const char *where = lua_pushfstring(L, "%s field '%s'", type_name(L, 2), lua_tostring(L, 2));
-  set_from(L, 3, lua_gettop(L) - 1, v->p, where, v->fb);
+  set_from(L, 3, lua_gettop(L) - 1, v->p, where, v->fb, NULL);
   return 0;
 }
 
@@ -1001,7 +1096,7 @@ static int a_newindex(lua_State *L) {
     return 0;
   }
   const char *where = lua_pushfstring(L, "%s element %I", type_name(L, 4), i);
-  set_from(L, 3, lua_upvalueindex(3), p, where, v->fb);
+  set_from(L, 3, lua_upvalueindex(3), p, where, v->fb, NULL);
   return 0;
 }
 
@@ -1071,7 +1166,7 @@ static int l_new_array(lua_State *L) {
   lmm3_tinfo *ti = lua_newuserdatauv(L, sizeof *ti, 0);
   memset(ti, 0, sizeof *ti);
   ti->kind = LMM3_ARRAY;
-  ti->nuv = 2;
+  ti->nuv = 3; /* file, child cache, name */
   ti->n = n;
   ti->esize = esize;
   ti->edesc = lua_type(L, 4) == LUA_TNUMBER ? lua_tointeger(L, 4) : -1;

@@ -469,12 +469,14 @@ MM3_API int mm3_map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void 
 MM3_API int mm3_map_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key);
 /** Delete every entry (a growable map frees its nodes and tables). */
 MM3_API int mm3_map_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t);
-/** Iterate: pos[0] = pos[1] = 0 to start; each call yields the next entry's
- *  key and value pointers and advances pos; MM3_ENOTFOUND at the end.
- *  Deleting the entry just returned is safe; entries inserted during a
- *  traversal may or may not be seen (a growable map finishes any resize when
- *  a traversal starts). */
-MM3_API int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[2], uint8_t **key,
+/** Iterate: pos[0] = pos[1] = pos[2] = 0 to start; each call yields the
+ *  next entry's key and value pointers and advances pos; MM3_ENOTFOUND at
+ *  the end. Deleting entries during a traversal is safe (as clearing fields
+ *  is in Lua); entries inserted during a traversal may or may not be seen,
+ *  and an insertion that starts a resize of a growable map (by this process
+ *  or another) may make the traversal see some entries twice or miss some.
+ *  A traversal that starts finishes any resize under way first. */
+MM3_API int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key,
                          uint8_t **val);
 
 /* segmented<T> ------------------------------------------------------------ */

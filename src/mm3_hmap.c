@@ -410,10 +410,11 @@ int mm3_map_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
 }
 
 /* Positions: fixed maps: pos[0] is the last node slot returned (1-based).
-   Growable maps: pos[0] = table << 63 | bucket, pos[1] = the node to return
-   next (0: the bucket's head). The next node is remembered, not a rank, so
-   deleting the entry just returned does not skip its successor. */
-int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[2], uint8_t **key, uint8_t **val) {
+   Growable maps: pos[0] = table << 63 | bucket, pos[1] = the node returned
+   last, pos[2] = its successor then. Resuming finds the last node again and
+   continues after it, so clearing any entry (the last one included) during a
+   traversal skips nothing; if both were deleted, the bucket is walked again. */
+int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key, uint8_t **val) {
   int locked = mm3_file_lock(f) == 0;
   int rc = mm3_file_refresh(f);
   if (rc) goto out;
@@ -449,33 +450,37 @@ int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[2], u
     if (rc) goto out;
     rc = MM3_ENOTFOUND;
   }
-  uint64_t tab_i = pos[0] >> 63, b = pos[0] & ~((uint64_t)1 << 63), want = pos[1];
-  for (; tab_i < 2; tab_i++, b = 0, want = 0) {
+  uint64_t tab_i = pos[0] >> 63, b = pos[0] & ~((uint64_t)1 << 63), last = pos[1], succ = pos[2];
+  for (; tab_i < 2; tab_i++, b = 0, last = succ = 0) {
     uint64_t *tab = gtable(f, g, (int)tab_i);
     if (!tab) continue;
     uint64_t nb = (uint64_t)1 << g->lg[tab_i];
-    for (; b < nb; b++, want = 0) {
-      uint64_t off = tab[b], guard = 0;
-      if (want) { /* resume at the remembered node, if it is still here */
-        while (off && off != want) {
-          uint8_t *n = gnode(f, t, off);
+    for (; b < nb; b++, last = succ = 0) {
+      uint64_t off = tab[b], guard = 0, found_succ = 0;
+      if (last) { /* resume after the node returned last */
+        uint64_t o = off;
+        while (o && o != last) {
+          uint8_t *n = gnode(f, t, o);
           if (!n || guard++ > g->count) { rc = MM3_ECORRUPT; goto out; }
-          off = *(uint64_t *)n;
+          if (o == succ) found_succ = 1;
+          o = *(uint64_t *)n;
         }
+        if (o) { /* still there: its successor now */
+          uint8_t *n = gnode(f, t, o);
+          if (!n) { rc = MM3_ECORRUPT; goto out; }
+          off = *(uint64_t *)n;
+        } else if (succ && found_succ) {
+          off = succ; /* the last one was deleted: go on from its old successor */
+        } /* else both are gone: walk the bucket again (entries may repeat) */
       }
       if (!off) continue;
       uint8_t *n = gnode(f, t, off);
       if (!n) { rc = MM3_ECORRUPT; goto out; }
       *key = n + t->key_off;
       *val = n + t->val_off;
-      uint64_t next = *(uint64_t *)n;
-      if (next) {
-        pos[0] = tab_i << 63 | b;
-        pos[1] = next;
-      } else {
-        pos[0] = tab_i << 63 | (b + 1);
-        pos[1] = 0;
-      }
+      pos[0] = tab_i << 63 | b;
+      pos[1] = off;
+      pos[2] = *(uint64_t *)n;
       rc = 0;
       goto out;
     }

@@ -131,7 +131,13 @@ function compile(t)
       cap = t.cap or 0, size = t.size,
     }, descriptor(t.elem, 0, false), key and descriptor(key, 0, false))
   else
-    error(format("a file's root must be a struct, an array or a container, not %s", t.canon), 3)
+    -- Any other root (a number, a string, a value...) is seen through a cell
+    -- with one field, `value`; `cell << x` assigns it, as for a string.
+    mt = core.new_struct(t.canon, { value = descriptor(t, 0, false) }, { "value" }, t.size)
+    mt.__shl = function(v, x)
+      v.value = x
+      return v
+    end
   end
   if t.kind == "struct" or t.kind == "array" then
     local keep = keep_regions(t, 0, {})
@@ -202,10 +208,7 @@ local function open_file(path, t, opts, create, exclusive, what)
       core.file_close(f)
       return nil, format("%s: %s", path, perr), M.ECORRUPT
     end
-    if t.kind ~= "struct" and t.kind ~= "array" and not CONTAINER[t.kind] then
-      core.file_close(f)
-      return nil, format("%s: root type %s is not supported by this version", path, t.canon), M.EVERSION
-    end
+
   end
   if opts.durable then core.file_set_durable(f, true) end
   local info = core.file_info(f)

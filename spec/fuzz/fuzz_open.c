@@ -1,0 +1,215 @@
+/*
+ * fuzz_open.c - libFuzzer harness: open a mutated memmap3 file read-only
+ * (schema read from the file itself), run mm.check when the module has one,
+ * copy it with mm.totable, then walk every field, array element and container
+ * entry (pairs, #, lookups by the keys found, ring:latest, string_array:count).
+ *
+ * Any Lua error is a clean refusal and is ignored. A crash, an ASan/UBSan
+ * report, a leak or a hang (libFuzzer -timeout) is a finding.
+ *
+ * Input: the bytes of the file. The header check (FNV-1a of header bytes
+ * 0-15, 24-71 and the schema) and the layout fingerprint cover the schema
+ * text, so nearly every mutation of the schema or of the fixed header would
+ * be refused by the first comparison. Each input therefore runs twice when
+ * its check or fingerprint is wrong: once as it is (the refusal path), once
+ * with both recomputed (so mutations reach the schema parser, the type
+ * compiler and the data behind them).
+ *
+ * Build (spec/fuzz/run.sh does this):
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
+ *     -DMM3_REPO='"/path/to/repo"' -Isrc -I/usr/include/lua5.4 \
+ *     spec/fuzz/fuzz_open.c src/[ml]*.c -llua5.4 -lpthread -o build/fuzz/fuzz_open
+ *
+ * Environment: MM3_FUZZ_NOFIX=1 runs inputs only as they are (no second run
+ * with a repaired check); MM3_FUZZ_VERBOSE=1 prints each Lua error (useful
+ * when replaying one input: ./build/fuzz/fuzz_open crash-file).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "memmap3_lua.h"
+
+#ifndef MM3_REPO
+#error "define MM3_REPO as the repository's absolute path (string literal)"
+#endif
+#ifndef MM3_LPEG_CPATH
+#define MM3_LPEG_CPATH "/usr/lib/x86_64-linux-gnu/lua/5.4/?.so"
+#endif
+
+/* Largest input run (bigger ones are ignored): run.sh passes -max_len too. */
+#define FUZZ_MAX_INPUT (1u << 20)
+
+/* The walker, compiled once; returns function(path). */
+static const char WALKER[] =
+    "local mm = require 'memmap3'\n"
+    "local pairs, ipairs, pcall, error, type, tostring = pairs, ipairs, pcall, error, type, tostring\n"
+    "local CONTAINER = {vec = true, ring = true, string_array = true, map = true, segmented = true}\n"
+    "local walk\n"
+    "-- x: a value read from the file; t: its type (memmap3 type object)\n"
+    "function walk(x, t)\n"
+    "  local k = t.kind\n"
+    "  if k == 'struct' then\n"
+    "    for _, f in ipairs(t.fields) do\n"
+    "      local fv = x[f.name]\n"
+    "      if f.atomic then fv:load() else walk(fv, f.type) end\n"
+    "    end\n"
+    "    for _ in pairs(x) do end\n"
+    "    tostring(x)\n"
+    "  elseif k == 'array' then\n"
+    "    local n = #x\n"
+    "    for i = 1, t.n do walk(x[i], t.elem) end\n"
+    "    local _ = x[0], x[n + 1]\n"
+    "    for _, e in ipairs(x) do local _ = e end\n"
+    "    for _, e in pairs(x) do local _ = e end\n"
+    "  elseif CONTAINER[k] then\n"
+    "    local n = #x\n"
+    "    tostring(x)\n"
+    "    if k == 'map' then\n"
+    "      local keys = {}\n"
+    "      for key, val in pairs(x) do\n"
+    "        keys[#keys + 1] = key\n"
+    "        walk(val, t.elem)\n"
+    "      end\n"
+    "      for _, key in ipairs(keys) do local _ = x[key] end\n"
+    "      local _ = x[0], x[1], x[-1], x[''], x['k']\n"
+    "    else\n"
+    "      for i, e in pairs(x) do\n"
+    "        local _ = i\n"
+    "        walk(e, t.elem)\n"
+    "      end\n"
+    "      for _, e in ipairs(x) do local _ = e end\n"
+    "      local _ = x[0], x[1], x[n], x[n + 1], x[-1]\n"
+    "      if k == 'ring' then local _ = x:latest(), x:latest(n), x:latest(n + 1) end\n"
+    "      if k == 'string_array' then x:count() end\n"
+    "    end\n"
+    "  end\n"
+    "  -- scalars, strings, enums and values were decoded when read\n"
+    "end\n"
+    "return function(path)\n"
+    "  local v = mm.open(path, {readonly = true})\n"
+    "  if not v then return end\n"
+    "  local ok, err = pcall(function()\n"
+    "    if mm.check then mm.check(path) end\n"
+    "    mm.totable(v)\n"
+    "    mm.info(v)\n"
+    "    tostring(v)\n"
+    "    walk(v, mm.schema(v))\n"
+    "  end)\n"
+    "  mm.close(v)\n"
+    "  if not ok then error(err, 0) end\n"
+    "end\n";
+
+static lua_State *L;
+static int walker_ref = LUA_NOREF;
+static int fd = -1;
+static char path[64];
+static int nofix, verbose;
+static uint8_t *fixbuf;
+
+static void die(const char *what) {
+  fprintf(stderr, "fuzz_open: setup failed: %s\n", what);
+  abort();
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc, (void)argv;
+  nofix = getenv("MM3_FUZZ_NOFIX") && *getenv("MM3_FUZZ_NOFIX") == '1';
+  verbose = getenv("MM3_FUZZ_VERBOSE") && *getenv("MM3_FUZZ_VERBOSE") == '1';
+  fixbuf = malloc(FUZZ_MAX_INPUT);
+  if (!fixbuf) die("malloc");
+
+  /* One in-memory file, rewritten for every input, opened by its /proc path. */
+  fd = memfd_create("mm3fuzz", MFD_CLOEXEC);
+  if (fd < 0) die(strerror(errno));
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+
+  L = luaL_newstate();
+  if (!L) die("luaL_newstate");
+  luaL_openlibs(L);
+  luaL_requiref(L, "memmap3.core", luaopen_memmap3_core, 0);
+  lua_pop(L, 1);
+  lua_getglobal(L, "package");
+  lua_pushstring(L, MM3_REPO "/lua/?.lua;" MM3_REPO "/lua/?/init.lua;");
+  lua_setfield(L, -2, "path");
+  lua_pushstring(L, MM3_LPEG_CPATH ";");
+  lua_setfield(L, -2, "cpath");
+  lua_pop(L, 1);
+  if (luaL_loadbuffer(L, WALKER, sizeof WALKER - 1, "=walker") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK)
+    die(lua_tostring(L, -1));
+  walker_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static void run_file(const uint8_t *data, size_t size) {
+  if (ftruncate(fd, 0) != 0) die("ftruncate");
+  size_t done = 0;
+  while (done < size) {
+    ssize_t w = pwrite(fd, data + done, size - done, (off_t)done);
+    if (w <= 0) die("pwrite");
+    done += (size_t)w;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, walker_ref);
+  lua_pushstring(L, path);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK && verbose) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "refused: %s\n", msg ? msg : "(error object is not a string)");
+  }
+  lua_settop(L, 0);
+  /* Files whose open raised half way are closed by __gc: collect now, so no
+     mapping or lock outlives its input (runs must not depend on history). */
+  lua_gc(L, LUA_GCCOLLECT);
+}
+
+/* FNV-1a 64, as src/mm3_file.c computes the fingerprint and header check. */
+static uint64_t fnv(const uint8_t *p, size_t n, uint64_t h) {
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+static uint64_t rd64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+/* Recompute fingerprint (24) and check (72) when the input has a header and a
+   schema inside it; returns 1 if that changed anything (fixbuf holds it). */
+static int repair(const uint8_t *data, size_t size) {
+  if (size < MM3_HEADER_SIZE || memcmp(data, "MEMMAP3\0", 8) != 0) return 0;
+  uint64_t soff = rd64(data + 32), slen = rd64(data + 40);
+  if (soff != MM3_HEADER_SIZE || slen == 0 || slen > MM3_MAX_SCHEMA || slen > size - soff) return 0;
+  uint64_t fp = fnv(data + soff, (size_t)slen, MM3_FNV_OFFSET);
+  memcpy(fixbuf, data, size);
+  memcpy(fixbuf + 24, &fp, 8);
+  uint64_t c = fnv(fixbuf, 16, MM3_FNV_OFFSET);
+  c = fnv(fixbuf + 24, 48, c);
+  c = fnv(fixbuf + soff, (size_t)slen, c);
+  memcpy(fixbuf + 72, &c, 8);
+  return memcmp(fixbuf + 24, data + 24, 8) != 0 || memcmp(fixbuf + 72, data + 72, 8) != 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size > FUZZ_MAX_INPUT) return -1; /* not added to the corpus */
+  run_file(data, size);
+  if (!nofix && repair(data, size)) run_file(fixbuf, size);
+  return 0;
+}

@@ -558,7 +558,28 @@ static int l_clear(lua_State *L) {
   return clear_any(L, 1);
 }
 
+/* core.check_container(view) -> true | nil, why */
+static int l_check_container(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  char why[256];
+  mm3_ctype ct = v->ti->ct;
+  if (v->ti->kind == LMM3_SARRAY) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (mm3_container_check(v->fb->f, v->p, &ct, why, sizeof why)) {
+    luaL_pushfail(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 void lmm3_open_cont(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"new_container", l_new_container}, {"clear", l_clear}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"new_container", l_new_container},
+                                   {"clear", l_clear},
+                                   {"check_container", l_check_container},
+                                   {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
 }

@@ -155,6 +155,19 @@ static int l_recovered(lua_State *L) {
   return 1;
 }
 
+/* core.file_check(file) -> true | nil, why */
+static int l_file_check(lua_State *L) {
+  lmm3_file *fb = tofile(L, 1);
+  char why[256];
+  if (mm3_file_check(fb->f, why, sizeof why)) {
+    luaL_pushfail(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int f_tostring(lua_State *L) {
   lmm3_file *fb = luaL_checkudata(L, 1, LMM3_FILE_MT);
   if (!fb->f) lua_pushliteral(L, LMM3_FILE_MT " (closed)");
@@ -171,6 +184,7 @@ void lmm3_open_file(lua_State *L) {
       {"file_info", l_file_info},   {"txn_begin", l_txn_begin},
       {"txn_commit", l_txn_commit}, {"txn_rollback", l_txn_rollback},
       {"file_set_durable", l_set_durable}, {"file_recovered", l_recovered},
+      {"file_check", l_file_check},
       {NULL, NULL}};
   luaL_newmetatable(L, LMM3_FILE_MT);
   lua_pushcfunction(L, f_gc);

@@ -432,6 +432,15 @@ MM3_API int mm3_ctype_init(mm3_ctype *t);
 /** Number of elements (entries of a map; bytes of a value). Lock-free. */
 MM3_API uint64_t mm3_container_len(const mm3_file *f, const uint8_t *c, const mm3_ctype *t);
 
+/** Verify a container's invariants (lengths, links, hashes, offsets).
+ *  @param why receives a sentence on damage (n bytes)
+ *  @return 0 or MM3_ECORRUPT. Reads only. */
+MM3_API int mm3_container_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
+/** Verify the file's own invariants: every heap block's tag, the bytes in
+ *  use, the free lists, the undo log. @return 0 or MM3_ECORRUPT (why says
+ *  what). Reads only. */
+MM3_API int mm3_file_check(mm3_file *f, char *why, size_t n);
+
 /* vec<T,N> and ring<T,N> ------------------------------------------------ */
 
 /** Element i (0-based, from the oldest for rings), or NULL past the end. */

@@ -180,3 +180,56 @@ uint64_t mm3_hash(uint64_t seed, const void *data, size_t len) {
 }
 
 uint64_t mm3_file_seed(const mm3_file *f) { return mm3__hdr(f)->seed; }
+
+/* ---- checking (memmap3 check) ---- */
+
+#include <stdio.h>
+
+int mm3_file_check(mm3_file *f, char *why, size_t n) {
+  mm3_header *h = mm3__hdr(f);
+  if (n) why[0] = 0;
+  int rc = mm3_file_refresh(f);
+  if (rc) return rc;
+  uint64_t start = heap_start(f), top = h->heap_top ? h->heap_top : start;
+  if (top < start || top > f->mapped || top % 16) {
+    snprintf(why, n, "heap top %llu is outside the file (%llu bytes)", (unsigned long long)top,
+             (unsigned long long)f->mapped);
+    return MM3_ECORRUPT;
+  }
+  uint64_t used = 0, blocks = 0, nfree = 0;
+  for (uint64_t b = start; b < top; blocks++) {
+    uint64_t tag = *(uint64_t *)(f->base + b), k = tag & 0xff;
+    if (((tag & ~(uint64_t)0xff) != TAG_USED && (tag & ~(uint64_t)0xff) != TAG_FREE) || k >= MM3_FREE_CLASSES ||
+        ((uint64_t)16 << k) > top - b) {
+      snprintf(why, n, "heap block at %llu has a damaged tag", (unsigned long long)b);
+      return MM3_ECORRUPT;
+    }
+    if ((tag & ~(uint64_t)0xff) == TAG_USED) used += (uint64_t)16 << k;
+    else nfree++;
+    b += (uint64_t)16 << k;
+  }
+  if (used != h->alloc_bytes) {
+    snprintf(why, n, "heap: %llu bytes in used blocks, header says %llu", (unsigned long long)used,
+             (unsigned long long)h->alloc_bytes);
+    return MM3_ECORRUPT;
+  }
+  uint64_t listed = 0;
+  for (int k = 0; k < MM3_FREE_CLASSES; k++)
+    for (uint64_t b = h->free_list[k]; b; b = ((uint64_t *)(f->base + b))[1]) {
+      if (b < start || b + ((uint64_t)16 << k) > top || b % 16 ||
+          *(uint64_t *)(f->base + b) != (TAG_FREE | (uint64_t)k) || ++listed > nfree) {
+        snprintf(why, n, "heap: free list %d is damaged at %llu", k, (unsigned long long)b);
+        return MM3_ECORRUPT;
+      }
+    }
+  if (listed != nfree) {
+    snprintf(why, n, "heap: %llu free blocks, %llu on the free lists", (unsigned long long)nfree,
+             (unsigned long long)listed);
+    return MM3_ECORRUPT;
+  }
+  if (h->log_len && h->log_len > h->log_cap) {
+    snprintf(why, n, "undo log length %llu over its capacity", (unsigned long long)h->log_len);
+    return MM3_ECORRUPT;
+  }
+  return 0;
+}

@@ -489,3 +489,63 @@ out:
   if (locked) mm3_file_unlock(f);
   return rc;
 }
+
+/* ---- checking (memmap3 check) ---- */
+
+#include <stdio.h>
+
+#define BAD(...)                          \
+  do {                                    \
+    snprintf(why, n, __VA_ARGS__);        \
+    return MM3_ECORRUPT;                  \
+  } while (0)
+
+int mm3__map_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
+  if (t->kind == MM3_FMAP) {
+    fhead *hd = (fhead *)c;
+    if (hd->used > t->cap) BAD("map: %u nodes used, capacity %llu", hd->used, (unsigned long long)t->cap);
+    if (hd->count > hd->used) BAD("map: count %llu over the %u nodes used", (unsigned long long)hd->count, hd->used);
+    uint64_t chained = 0;
+    for (uint64_t b = 0; b < t->buckets; b++) {
+      uint32_t idx = fbuckets(c)[b];
+      for (uint64_t steps = 0; idx; steps++) {
+        if (idx > hd->used || steps > hd->used) BAD("map: bucket %llu links to node %u (used %u)", (unsigned long long)b, idx, hd->used);
+        uint8_t *nd = fnode(c, t, idx);
+        if (!((uint32_t *)nd)[1]) BAD("map: node %u is linked but not live", idx);
+        if ((mm3_map_key_hash(f, t, nd + t->key_off) & (t->buckets - 1)) != b) BAD("map: node %u is in the wrong bucket", idx);
+        chained++;
+        idx = *(uint32_t *)nd;
+      }
+    }
+    if (chained != hd->count) BAD("map: %llu entries linked, count says %llu", (unsigned long long)chained, (unsigned long long)hd->count);
+    uint64_t freed = 0;
+    for (uint32_t idx = hd->free_head; idx; idx = *(uint32_t *)fnode(c, t, idx)) {
+      if (idx > hd->used || ++freed > hd->used) BAD("map: free list is damaged at node %u", idx);
+    }
+    if (freed + hd->count != hd->used) BAD("map: %llu free + %llu live nodes, %u used", (unsigned long long)freed, (unsigned long long)hd->count, hd->used);
+    return 0;
+  }
+  ghead *g = (ghead *)c;
+  uint64_t chained = 0;
+  if (g->rehash && !g->tab[1]) BAD("map: resizing without a second table");
+  for (int i = 0; i < 2; i++) {
+    if (!g->tab[i]) continue;
+    uint64_t *tab = gtable(f, g, i);
+    if (!tab) BAD("map: table %d at offset %llu (2^%u buckets) is outside the file", i, (unsigned long long)g->tab[i], g->lg[i]);
+    uint64_t nb = (uint64_t)1 << g->lg[i];
+    for (uint64_t b = 0; b < nb; b++) {
+      uint64_t guard = 0;
+      for (uint64_t off = tab[b]; off; off = *(uint64_t *)(f->base + off)) {
+        uint8_t *nd = gnode(f, t, off);
+        if (!nd) BAD("map: bucket %llu links to offset %llu, outside the file", (unsigned long long)b, (unsigned long long)off);
+        if (guard++ > g->count) BAD("map: a chain loops (bucket %llu)", (unsigned long long)b);
+        uint64_t hh = mm3_map_key_hash(f, t, nd + t->key_off);
+        if (((uint64_t *)nd)[1] != hh) BAD("map: node at %llu has a wrong hash", (unsigned long long)off);
+        if ((hh & (nb - 1)) != b) BAD("map: node at %llu is in the wrong bucket", (unsigned long long)off);
+        chained++;
+      }
+    }
+  }
+  if (chained != g->count) BAD("map: %llu entries linked, count says %llu", (unsigned long long)chained, (unsigned long long)g->count);
+  return 0;
+}

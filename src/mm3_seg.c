@@ -123,3 +123,23 @@ int mm3_seg_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const v
   if (rc) return rc;
   return mm3__op_end(f, sp, set(f, c, t, i, src));
 }
+
+#include <stdio.h>
+
+int mm3__seg_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
+  seghead *h = (seghead *)c;
+  if (h->len == 0) return 0;
+  int k;
+  uint64_t slot;
+  if (locate(t, h->len - 1, &k, &slot)) {
+    snprintf(why, n, "segmented: length %llu is impossible", (unsigned long long)h->len);
+    return MM3_ECORRUPT;
+  }
+  for (int s = 0; s <= k; s++)
+    if (!seg_ptr(f, h, t, s, 0)) {
+      snprintf(why, n, "segmented: segment %d (offset %llu) is missing or outside the file", s,
+               (unsigned long long)h->seg[s]);
+      return MM3_ECORRUPT;
+    }
+  return 0;
+}

@@ -74,3 +74,13 @@ int mm3_value_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data,
   if (rc) return rc;
   return mm3__op_end(f, sp, set(f, c, t, data, len));
 }
+
+#include <stdio.h>
+
+int mm3__value_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
+  const uint8_t *data;
+  uint64_t len;
+  int rc = locate(f, c, t, &data, &len);
+  if (rc) snprintf(why, n, "value: its block is outside the file or damaged");
+  return rc;
+}

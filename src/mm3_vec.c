@@ -208,3 +208,24 @@ static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const vo
 int mm3_vec_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
   OP(f, set(f, c, t, i, src));
 }
+
+#include <stdio.h>
+
+int mm3_container_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
+  if (n) why[0] = 0;
+  switch (t->kind) {
+    case MM3_VEC:
+      if (*(uint64_t *)c > t->cap) {
+        snprintf(why, n, "vec: length %llu over capacity %llu", (unsigned long long)*(uint64_t *)c,
+                 (unsigned long long)t->cap);
+        return MM3_ECORRUPT;
+      }
+      return 0;
+    case MM3_RING: return 0; /* any push count is valid */
+    case MM3_FMAP:
+    case MM3_HMAP: return mm3__map_check(f, c, t, why, n);
+    case MM3_SEGMENTED: return mm3__seg_check(f, c, t, why, n);
+    case MM3_VALUE: return mm3__value_check(f, c, t, why, n);
+  }
+  return MM3_EINVAL;
+}

@@ -11,6 +11,7 @@ local USAGE = [[
 usage: memmap3 <command> [args]
   info FILE            header, schema and sizes
   dump [--json] FILE   contents (Lua-like text, or JSON)
+  check FILE           verify every invariant; exit status 1 on damage
   help                 this text]]
 
 -- ---------------------------------------------------------------------------
@@ -74,9 +75,71 @@ local function render(v, t, json, indent, out)
     end
     if not simple then out[#out + 1] = "\n" .. rep("  ", indent) end
     out[#out + 1] = json and "]" or "}"
+  elseif t.kind == "vec" or t.kind == "ring" or t.kind == "segmented" or t.kind == "string_array" then
+    local n = #v
+    out[#out + 1] = json and "[" or "{"
+    local simple = t.elem.kind ~= "struct" and t.elem.kind ~= "array"
+    for i = 1, n do
+      if not simple then out[#out + 1] = "\n" .. pad end
+      render(v[i], t.elem, json, indent + 1, out)
+      if i < n then out[#out + 1] = simple and ", " or "," end
+    end
+    if not simple and n > 0 then out[#out + 1] = "\n" .. rep("  ", indent) end
+    out[#out + 1] = json and "]" or "}"
+  elseif t.kind == "map" then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b)
+      if type(a) == type(b) then return a < b end
+      return type(a) == "number"
+    end)
+    out[#out + 1] = "{"
+    for i, k in ipairs(keys) do
+      out[#out + 1] = "\n" .. pad
+      if json then
+        out[#out + 1] = json_string(tostring(scalar_lua(k, t.key):gsub('^"(.*)"$', "%1"))) .. ": "
+      else
+        out[#out + 1] = "[" .. scalar_lua(k, t.key) .. "] = "
+      end
+      render(v[k], t.elem, json, indent + 1, out)
+      if i < #keys or not json then out[#out + 1] = "," end
+    end
+    if #keys > 0 then out[#out + 1] = "\n" .. rep("  ", indent) end
+    out[#out + 1] = "}"
+  elseif t.kind == "value" then
+    out[#out + 1] = M.render_any(v, json, indent)
   else
     out[#out + 1] = (json and scalar_json or scalar_lua)(v, t)
   end
+end
+
+--- Render any plain Lua value (a value<N> field's contents).
+function M.render_any(v, json, indent)
+  indent = indent or 0
+  if type(v) ~= "table" then
+    if v == nil then return json and "null" or "nil" end
+    return (json and scalar_json or scalar_lua)(v, nil)
+  end
+  local n, keys = #v, {}
+  for k in pairs(v) do
+    if not (math_type(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
+  end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  if json and #keys == 0 then
+    for i = 1, n do parts[i] = M.render_any(v[i], json, indent + 1) end
+    return "[" .. concat(parts, ", ") .. "]"
+  end
+  for i = 1, n do
+    parts[#parts + 1] = json and (json_string(tostring(i)) .. ": " .. M.render_any(v[i], json, indent + 1))
+      or M.render_any(v[i], json, indent + 1)
+  end
+  for _, k in ipairs(keys) do
+    local key = json and json_string(tostring(k)) .. ": "
+      or (type(k) == "string" and k:match "^[%a_][%w_]*$" and k .. " = " or "[" .. scalar_lua(k) .. "] = ")
+    parts[#parts + 1] = key .. M.render_any(v[k], json, indent + 1)
+  end
+  return "{" .. concat(parts, ", ") .. "}"
 end
 
 --- Render a plain value (from mm.totable) of type t as text or JSON.
@@ -121,6 +184,14 @@ function commands.dump(out, path, flag)
   if not v then return nil, err end
   out(M.render(mm.totable(v), mm.schema(v), flag == "--json"))
   mm.close(v)
+  return true
+end
+
+function commands.check(out, path)
+  if not path then return nil, "check needs a FILE" end
+  local ok, err = mm.check(path)
+  if not ok then return nil, err end
+  out(path .. ": ok")
   return true
 end
 

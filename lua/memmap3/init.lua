@@ -307,6 +307,58 @@ function M.lock(v, fn)
   return table.unpack(res, 2, res.n)
 end
 
+--- Verify a file: its header (at open), its heap and every container's
+-- invariants, and that every value can be read. Opens the file read-only when
+-- given a path (a file with a dead writer's unfinished work is reported: open
+-- it read-write once to roll that back).
+-- @param target a path or a view
+-- @return true, or nil and a message listing every problem found
+function M.check(target)
+  local v, err = target, nil
+  local opened = false
+  if type(target) == "string" then
+    v, err = M.open(target, { readonly = true })
+    if not v then return nil, err end
+    opened = true
+  end
+  local f, mt = file_of(v, "mm.check")
+  local problems = {}
+  local ok, why = core.file_check(f)
+  if not ok then problems[#problems + 1] = why end
+  local function walk(view, t, path)
+    if t.kind == "struct" then
+      for _, fl in ipairs(t.fields) do
+        local ft = fl.type
+        if ft.kind == "struct" or ft.kind == "array" or CONTAINER[ft.kind] or ft.kind == "value" then
+          local okv, child = pcall(function() return view[fl.name] end)
+          if not okv then problems[#problems + 1] = path .. fl.name .. ": " .. tostring(child)
+          elseif ft.kind ~= "value" then walk(child, ft, path .. fl.name .. ".") end
+        end
+      end
+    elseif t.kind == "array" then
+      local e = t.elem
+      if e.kind == "struct" or e.kind == "array" or CONTAINER[e.kind] or e.kind == "value" then
+        for i = 1, t.n do
+          local okv, child = pcall(function() return view[i] end)
+          if not okv then problems[#problems + 1] = path .. i .. ": " .. tostring(child)
+          elseif e.kind ~= "value" then walk(child, e, path .. i .. ".") end
+        end
+      end
+    elseif CONTAINER[t.kind] then
+      local okc, cwhy = core.check_container(view)
+      if not okc then problems[#problems + 1] = path:gsub("%.$", "") .. ": " .. cwhy end
+    end
+  end
+  walk(v, type_of_meta[mt], "")
+  if #problems == 0 then
+    local okt, terr = pcall(core.totable, v) -- every element and value readable
+    if not okt then problems[#problems + 1] = tostring(terr) end
+  end
+  if opened then M.close(v) end
+  if #problems > 0 then return nil, table.concat(problems, "\n") end
+  return true
+end
+
 --- Remove every element of a container (vec, ring, map, segmented,
 -- string_array): maps have no methods, so this is how to empty one.
 function M.clear(v)

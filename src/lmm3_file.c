@@ -14,6 +14,33 @@ static lmm3_file *tofile(lua_State *L, int idx) {
   return fb;
 }
 
+void mm3lua_push_root(lua_State *L, mm3_file *f, int owned) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "memmap3");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "_root");
+  lua_remove(L, -2);
+  lmm3_file *fb = lua_newuserdatauv(L, sizeof *fb, 0);
+  fb->f = f;
+  fb->owned = owned;
+  fb->readonly = mm3_file_readonly(f);
+  luaL_setmetatable(L, LMM3_FILE_MT);
+  lua_call(L, 1, 1);
+}
+
+void *mm3lua_check_view(lua_State *L, int idx, size_t *len) {
+  lmm3_view *v = lmm3_check_view(L, idx);
+  if (len) {
+    lua_getmetatable(L, idx);
+    lua_getfield(L, -1, "__mm3size");
+    *len = (size_t)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+  }
+  return v->p;
+}
+
+mm3_file *mm3lua_check_file(lua_State *L, int idx) { return lmm3_check_view(L, idx)->fb->f; }
+
 void lmm3_file_close(lua_State *L, int idx) {
   lmm3_file *fb = luaL_checkudata(L, idx, LMM3_FILE_MT);
   if (fb->f && fb->owned) mm3_file_close(fb->f);

@@ -35,6 +35,26 @@ MM3_API void mm3lua_push_map(lua_State *L, mm3_map *m, int owned);
  *  (borrowed). */
 MM3_API mm3_map *mm3lua_check_map(lua_State *L, int idx);
 
+/** Hand a file the host opened to scripts: pushes the root view of f (a
+ *  struct, array, container, or a cell with a `value` field), typed by the
+ *  schema stored in the file. [-0, +1, e]
+ *  Loads the memmap3 Lua module (require "memmap3"), so package.path must
+ *  reach lua/memmap3 and luaopen_memmap3_core must be reachable (linked in
+ *  and registered with luaL_requiref, or on package.cpath).
+ *  @param owned 0: borrowed: scripts can never close f (mm.close, <close> and
+ *         __gc only detach their views); the host keeps f open while any
+ *         script may use it and closes it itself. 1: Lua closes f. */
+MM3_API void mm3lua_push_root(lua_State *L, mm3_file *f, int owned);
+
+/** The bytes behind a memmap3 view (struct, array or container) at idx, and
+ *  their size in *len (may be NULL). [-0, +0, v]
+ *  Raises if the value is not a view or its file is closed. The pointer
+ *  stays valid until the file is closed: growth never moves data. */
+MM3_API void *mm3lua_check_view(lua_State *L, int idx, size_t *len);
+
+/** The file behind the view at idx. [-0, +0, v] */
+MM3_API mm3_file *mm3lua_check_file(lua_State *L, int idx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -236,6 +236,14 @@ function M.open(path, t, opts)
   return open_file(path, t, opts, false, false, "mm.open")
 end
 
+-- Used by mm3lua_push_root (memmap3_lua.h): the root view of a File
+-- userdata a C host made, typed by the schema in the file.
+function M._root(f)
+  local t, perr = schema.parse_schema(core.file_schema(f))
+  if not t then error(core.file_path(f) .. ": " .. perr, 2) end
+  return core.file_root(f, compile(t))
+end
+
 -- The File behind a view, or an error naming what was passed.
 local function file_of(v, what)
   local mt, f = core.view_info(v)
@@ -314,9 +322,9 @@ end
 -- @param target a path or a view
 -- @return true, or nil and a message listing every problem found
 function M.check(target)
-  local v, err = target, nil
-  local opened = false
+  local v, opened = target, false
   if type(target) == "string" then
+    local err
     v, err = M.open(target, { readonly = true })
     if not v then return nil, err end
     opened = true

@@ -89,11 +89,16 @@ $(B)/bench/floor.so: bench/floor.c
 	@mkdir -p $(B)/bench
 	$(CC) $(WARN) -O2 -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $<
 
+$(B)/bench/c_map_bench: bench/c_map_bench.c $(B)/libmemmap3.a
+	@mkdir -p $(B)/bench
+	$(CC) $(WARN) -O2 -D_GNU_SOURCE -Isrc -o $@ $< $(B)/libmemmap3.a -llmdb $(LDLIBS)
+
 bench:
 	@tools/deps.sh bench
-	@$(MAKE) --no-print-directory all $(B)/bench/floor.so
+	@$(MAKE) --no-print-directory all $(B)/bench/floor.so $(B)/bench/c_map_bench
 	@for f in bench/*_bench.lua; do echo "== $$f"; \
 	  LUA_PATH="lua/?.lua;lua/?/init.lua;bench/?.lua;;" LUA_CPATH="$(B)/?.so;$(B)/bench/?.so;;" $(LUA) $$f || exit 1; done
+	@echo "== bench/c_map_bench.c" && $(B)/bench/c_map_bench
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUA_LIBDIR)/memmap3 \

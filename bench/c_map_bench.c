@@ -100,13 +100,13 @@ static result run_memmap3(const uint32_t *order) {
   for (size_t i = 0; i < n_keys; i++) {
     size_t j = KEY_AT(order, i);
     uint64_t v = j + 1;
-    MM3_CHECK(mm3_map_put(f, root, &t, keys + j * KEY, &v, NULL));
+    MM3_CHECK(mm3_hmap_put(f, root, &t, keys + j * KEY, &v, NULL));
   }
   double t1 = cpu_now();
   uint64_t sum = 0;
   for (size_t i = 0; i < n_keys; i++) {
     uint64_t v;
-    MM3_CHECK(mm3_map_get(f, root, &t, keys + KEY_AT(order, i) * KEY, &v, NULL));
+    MM3_CHECK(mm3_hmap_get(f, root, &t, keys + KEY_AT(order, i) * KEY, &v, NULL));
     sum += v;
   }
   double t2 = cpu_now();

@@ -261,7 +261,7 @@ static int clear_any(lua_State *L, int idx) {
   int rc;
   switch (v->ti->kind) {
     case LMM3_SEG: rc = mm3_seg_truncate(v->fb->f, v->p, ct, 0); break;
-    case LMM3_FMAP: case LMM3_HMAP: rc = mm3_map_clear(v->fb->f, v->p, ct); break;
+    case LMM3_FMAP: case LMM3_HMAP: rc = mm3_hmap_clear(v->fb->f, v->p, ct); break;
     case LMM3_SARRAY:
       rc = mm3_file_lock(v->fb->f);
       if (!rc) {

@@ -53,10 +53,10 @@ int lmm3_hmap_index(lua_State *L) {
     h = mm3_hash(mm3_file_seed(v->fb->f), s, n);
   } else {
     if (encode_key(L, v, 2, key)) return 0; /* no such key can exist: nil, as a table */
-    h = mm3_map_key_hash(v->fb->f, ct, key);
+    h = mm3_hmap_key_hash(v->fb->f, ct, key);
   }
   uint8_t *val = v->ti->edesc >= 0 ? space(L, &vb, ct->elem_size) : NULL, *ptr;
-  int rc = mm3__map_get(v->fb->f, v->p, ct, key, h, val, &ptr);
+  int rc = mm3__hmap_get(v->fb->f, v->p, ct, key, h, val, &ptr);
   if (rc == MM3_ENOTFOUND) return 0;
   if (rc) return lmm3_cont_error(L, 1, rc);
   lmm3_push_elem(L, 1, v->ti->edesc, lua_upvalueindex(1), val ? val : ptr);
@@ -72,7 +72,7 @@ static void put(lua_State *L, int viewidx, int kidx, int vidx, int descidx) {
   const char *why = encode_key(L, v, kidx, key);
   if (why) luaL_error(L, "map '%s': bad key: %s", map_name(L, viewidx), why);
   if (lua_isnil(L, vidx)) {
-    int rc = mm3_map_del(v->fb->f, v->p, ct, key);
+    int rc = mm3_hmap_del(v->fb->f, v->p, ct, key);
     if (rc && rc != MM3_ENOTFOUND) lmm3_cont_error(L, viewidx, rc);
     return;
   }
@@ -86,7 +86,7 @@ static void put(lua_State *L, int viewidx, int kidx, int vidx, int descidx) {
     lmm3_encode(L, vidx, v->ti->edesc, descidx, val, ct->elem_size,
                 lua_pushfstring(L, "map '%s' value", map_name(L, viewidx)));
   }
-  int rc = mm3_map_put(v->fb->f, v->p, ct, key, val, NULL);
+  int rc = mm3_hmap_put(v->fb->f, v->p, ct, key, val, NULL);
   if (rc) lmm3_cont_error(L, viewidx, rc);
 }
 
@@ -121,7 +121,7 @@ static int map_next(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
   uint64_t *pos = lua_touserdata(L, lua_upvalueindex(1));
   uint8_t *k, *val;
-  int rc = mm3_map_next(v->fb->f, v->p, &v->ti->ct, pos, &k, &val);
+  int rc = mm3_hmap_next(v->fb->f, v->p, &v->ti->ct, pos, &k, &val);
   if (rc == MM3_ENOTFOUND) return 0;
   if (rc) return lmm3_cont_error(L, 1, rc);
   int64_t kd = v->ti->kdesc;
@@ -148,7 +148,7 @@ static int snap_next(lua_State *L) {
   for (; i < n; i++) {
     const uint8_t *k = keys + (size_t)i * ct->key_size;
     uint8_t *val;
-    int rc = mm3_map_get(v->fb->f, v->p, ct, k, NULL, &val);
+    int rc = mm3_hmap_get(v->fb->f, v->p, ct, k, NULL, &val);
     if (rc == MM3_ENOTFOUND) continue; /* deleted since */
     if (rc) return lmm3_cont_error(L, 1, rc);
     lua_pushinteger(L, i + 1);
@@ -174,7 +174,7 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
   uint64_t pos[3] = {0, 0, 0};
   uint8_t *k, *val;
   int rc;
-  while ((rc = mm3_map_next(v->fb->f, v->p, ct, pos, &k, &val)) == 0) {
+  while ((rc = mm3_hmap_next(v->fb->f, v->p, ct, pos, &k, &val)) == 0) {
     if (n == cap) {
       size_t ncap = cap ? cap * 2 : 64;
       uint8_t *nb = realloc(keybuf, ncap * ct->key_size);
@@ -229,7 +229,7 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   uint64_t pos[3] = {0, 0, 0};
   uint8_t *k, *val;
   int64_t kd = ti->kdesc;
-  while (mm3_map_next(f, p, &ti->ct, pos, &k, &val) == 0) {
+  while (mm3_hmap_next(f, p, &ti->ct, pos, &k, &val) == 0) {
     lmm3_push_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF));
     lmm3_push_copy(L, f, ti->edesc, d, val);
     lua_rawset(L, -3);
@@ -269,9 +269,9 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
   }
   int rc = mm3_file_lock(fb->f);
   if (!rc) {
-    rc = mm3_map_clear(fb->f, p, ct);
+    rc = mm3_hmap_clear(fb->f, p, ct);
     for (lua_Integer j = 0; !rc && j < n; j++)
-      rc = mm3_map_put(fb->f, p, ct, all + j * one, all + j * one + ct->key_size, NULL);
+      rc = mm3_hmap_put(fb->f, p, ct, all + j * one, all + j * one + ct->key_size, NULL);
     mm3_file_unlock(fb->f);
   }
   if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));

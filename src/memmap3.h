@@ -464,20 +464,20 @@ MM3_API int mm3_vec_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i,
 /* maps ------------------------------------------------------------------ */
 
 /** Hash of a key (key_size bytes, strings NUL-padded) with the file's seed. */
-MM3_API uint64_t mm3_map_key_hash(const mm3_file *f, const mm3_ctype *t, const void *key);
+MM3_API uint64_t mm3_hmap_key_hash(const mm3_file *f, const mm3_ctype *t, const void *key);
 /** Look a key up. On success copies the value to val_out (if not NULL) and
  *  sets *val_ptr (if not NULL) to the value inside the file.
  *  @return 0, MM3_ENOTFOUND, MM3_ECORRUPT. */
-MM3_API int mm3_map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out,
+MM3_API int mm3_hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out,
                         uint8_t **val_ptr);
 /** Insert or replace. *created (if not NULL) says which.
  *  @return 0, MM3_EFULL (fixed map), ENOSPC (growing the file), MM3_ECORRUPT. */
-MM3_API int mm3_map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val,
+MM3_API int mm3_hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val,
                         int *created);
 /** Delete a key. @return 0 or MM3_ENOTFOUND. */
-MM3_API int mm3_map_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key);
+MM3_API int mm3_hmap_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key);
 /** Delete every entry (a growable map frees its nodes and tables). */
-MM3_API int mm3_map_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t);
+MM3_API int mm3_hmap_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t);
 /** Iterate: pos[0] = pos[1] = pos[2] = 0 to start; each call yields the
  *  next entry's key and value pointers and advances pos; MM3_ENOTFOUND at
  *  the end. Deleting entries during a traversal is safe (as clearing fields
@@ -485,7 +485,7 @@ MM3_API int mm3_map_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t);
  *  and an insertion that starts a resize of a growable map (by this process
  *  or another) may make the traversal see some entries twice or miss some.
  *  A traversal that starts finishes any resize under way first. */
-MM3_API int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key,
+MM3_API int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key,
                          uint8_t **val);
 
 /* segmented<T> ------------------------------------------------------------ */

@@ -32,7 +32,7 @@ static size_t key_len(const mm3_ctype *t, const uint8_t *key) {
   return z ? (size_t)(z - key) : t->key_size;
 }
 
-uint64_t mm3_map_key_hash(const mm3_file *f, const mm3_ctype *t, const void *key) {
+uint64_t mm3_hmap_key_hash(const mm3_file *f, const mm3_ctype *t, const void *key) {
   return mm3_hash(mm3__hdr(f)->seed, key, key_len(t, key));
 }
 
@@ -335,11 +335,11 @@ static int find_any(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key
 static void seq_begin(mm3_file *f) { __atomic_add_fetch(&mm3__hdr(f)->seq, 1, __ATOMIC_ACQ_REL); }
 static void seq_end(mm3_file *f) { __atomic_add_fetch(&mm3__hdr(f)->seq, 1, __ATOMIC_RELEASE); }
 
-int mm3_map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out, uint8_t **val_ptr) {
-  return mm3__map_get(f, c, t, key, mm3_map_key_hash(f, t, key), val_out, val_ptr);
+int mm3_hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out, uint8_t **val_ptr) {
+  return mm3__hmap_get(f, c, t, key, mm3_hmap_key_hash(f, t, key), val_out, val_ptr);
 }
 
-int mm3__map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, void *val_out,
+int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, void *val_out,
                  uint8_t **val_ptr) {
   uint64_t *seq = &mm3__hdr(f)->seq;
   for (int tries = 0; tries < 8; tries++) {
@@ -367,11 +367,11 @@ int mm3__map_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, u
   return rc;
 }
 
-int mm3_map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val, int *created) {
-  return mm3__map_put(f, c, t, key, mm3_map_key_hash(f, t, key), val, created);
+int mm3_hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val, int *created) {
+  return mm3__hmap_put(f, c, t, key, mm3_hmap_key_hash(f, t, key), val, created);
 }
 
-int mm3__map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
+int mm3__hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
                  int *created) {
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
@@ -383,8 +383,8 @@ int mm3__map_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, u
   return mm3__op_end(f, sp, rc);
 }
 
-int mm3_map_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
-  uint64_t h = mm3_map_key_hash(f, t, key), sp;
+int mm3_hmap_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
+  uint64_t h = mm3_hmap_key_hash(f, t, key), sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
   seq_begin(f);
@@ -394,7 +394,7 @@ int mm3_map_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
   return mm3__op_end(f, sp, rc);
 }
 
-int mm3_map_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
+int mm3_hmap_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
@@ -414,7 +414,7 @@ int mm3_map_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
    last, pos[2] = its successor then. Resuming finds the last node again and
    continues after it, so clearing any entry (the last one included) during a
    traversal skips nothing; if both were deleted, the bucket is walked again. */
-int mm3_map_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key, uint8_t **val) {
+int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key, uint8_t **val) {
   int locked = mm3_file_lock(f) == 0;
   int rc = mm3_file_refresh(f);
   if (rc) goto out;
@@ -500,7 +500,7 @@ out:
     return MM3_ECORRUPT;                  \
   } while (0)
 
-int mm3__map_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
+int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
   if (t->kind == MM3_FMAP) {
     fhead *hd = (fhead *)c;
     if (hd->used > t->cap) BAD("map: %u nodes used, capacity %llu", hd->used, (unsigned long long)t->cap);
@@ -512,7 +512,7 @@ int mm3__map_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_
         if (idx > hd->used || steps > hd->used) BAD("map: bucket %llu links to node %u (used %u)", (unsigned long long)b, idx, hd->used);
         uint8_t *nd = fnode(c, t, idx);
         if (!((uint32_t *)nd)[1]) BAD("map: node %u is linked but not live", idx);
-        if ((mm3_map_key_hash(f, t, nd + t->key_off) & (t->buckets - 1)) != b) BAD("map: node %u is in the wrong bucket", idx);
+        if ((mm3_hmap_key_hash(f, t, nd + t->key_off) & (t->buckets - 1)) != b) BAD("map: node %u is in the wrong bucket", idx);
         chained++;
         idx = *(uint32_t *)nd;
       }
@@ -539,7 +539,7 @@ int mm3__map_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_
         uint8_t *nd = gnode(f, t, off);
         if (!nd) BAD("map: bucket %llu links to offset %llu, outside the file", (unsigned long long)b, (unsigned long long)off);
         if (guard++ > g->count) BAD("map: a chain loops (bucket %llu)", (unsigned long long)b);
-        uint64_t hh = mm3_map_key_hash(f, t, nd + t->key_off);
+        uint64_t hh = mm3_hmap_key_hash(f, t, nd + t->key_off);
         if (((uint64_t *)nd)[1] != hh) BAD("map: node at %llu has a wrong hash", (unsigned long long)off);
         if ((hh & (nb - 1)) != b) BAD("map: node at %llu is in the wrong bucket", (unsigned long long)off);
         chained++;

@@ -223,7 +223,7 @@ int mm3_container_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, 
       return 0;
     case MM3_RING: return 0; /* any push count is valid */
     case MM3_FMAP:
-    case MM3_HMAP: return mm3__map_check(f, c, t, why, n);
+    case MM3_HMAP: return mm3__hmap_check(f, c, t, why, n);
     case MM3_SEGMENTED: return mm3__seg_check(f, c, t, why, n);
     case MM3_VALUE: return mm3__value_check(f, c, t, why, n);
   }

@@ -191,6 +191,10 @@ static int m_push(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
   if (v->ti->kind == LMM3_SARRAY) return luaL_error(L, "string_array has a fixed length: assign sa[i] = s");
   luaL_checkany(L, 2);
+  if (v->ti->edesc >= 0) { /* a scalar element: no descriptor table needed */
+    push_value(L, 1, 2, 0);
+    return 0;
+  }
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__mm3elem");
   push_value(L, 1, 2, lua_gettop(L));
@@ -320,9 +324,13 @@ static int c_shl(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
   if (v->ti->kind == LMM3_FMAP || v->ti->kind == LMM3_HMAP) return lmm3_hmap_shl(L);
   if (v->ti->kind == LMM3_SARRAY) return luaL_error(L, "string_array has a fixed length: assign sa[i] = s");
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "__mm3elem");
-  push_value(L, 1, 2, lua_gettop(L));
+  if (v->ti->edesc >= 0) {
+    push_value(L, 1, 2, 0);
+  } else {
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__mm3elem");
+    push_value(L, 1, 2, lua_gettop(L));
+  }
   lua_settop(L, 1);
   return 1;
 }

@@ -579,13 +579,28 @@ static void write_bytes(lua_State *L, lmm3_file *fb, uint8_t *dst, const void *s
     memcpy(dst, src, n);
     return;
   }
-  int rc = mm3_file_write(fb->f, dst, src, n);
+  int rc;
+  if (fb->f->txn_depth > 0) { /* this process holds the lock: log and write */
+    rc = mm3__log(fb->f, dst, n);
+    if (!rc) memcpy(dst, src, n);
+  } else {
+    rc = mm3_file_write(fb->f, dst, src, n);
+  }
   if (rc) luaL_error(L, "%s: %s", where, rc == MM3_ETOOBIG ? "transaction too large for the undo log" : mm3_strerror(rc));
 }
 
 /* lmm3_set_scalar for live data (see write_bytes): returns why it refused. */
 static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int code, uint32_t size, int idx) {
   if (!fb || (fb->f->txn_depth == 0 && size <= 8)) return lmm3_set_scalar(L, p, code, size, idx);
+  if (fb->f->txn_depth > 0 && size <= 8) { /* in a transaction: validate, log, store */
+    uint8_t tmp[8];
+    const char *why = lmm3_set_scalar(L, tmp, code, size, idx);
+    if (why) return why;
+    int rc = mm3__log(fb->f, p, size);
+    if (rc) return rc == MM3_ETOOBIG ? "transaction too large for the undo log" : mm3_strerror(rc);
+    memcpy(p, tmp, size);
+    return NULL;
+  }
   uint8_t small[64];
   uint8_t *tmp = size <= sizeof small ? small : lua_newuserdatauv(L, size, 0);
   const char *why = lmm3_set_scalar(L, tmp, code, size, idx);

@@ -12,6 +12,9 @@ usage: memmap3 <command> [args]
   info FILE            header, schema and sizes
   dump [--json] FILE   contents (Lua-like text, or JSON)
   check FILE           verify every invariant; exit status 1 on damage
+  cheader SCHEMA.lua NAME [-o OUT]
+                       a C header whose structs match the layout of the root
+                       type NAME of the schema module SCHEMA.lua
   help                 this text]]
 
 -- ---------------------------------------------------------------------------
@@ -195,6 +198,43 @@ function commands.check(out, path)
   return true
 end
 
+-- cheader SCHEMA.lua NAME [-o OUT]: its own arguments (-o takes a value).
+local function cheader(out, args)
+  local pos, dest = {}, nil
+  local i = 2
+  while i <= #args do
+    local a = args[i]
+    if a == "-o" then
+      if not args[i + 1] then return nil, "-o needs a file name" end
+      dest, i = args[i + 1], i + 1
+    elseif a:sub(1, 1) == "-" and #a > 1 then
+      return nil, "unknown option " .. a
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  if not pos[1] then return nil, "cheader needs a SCHEMA.lua (and the NAME of its root type)" end
+  if #pos > 2 then return nil, "cheader takes SCHEMA.lua NAME [-o OUT]" end
+  -- The schema module may require its neighbours.
+  local dir = pos[1]:match "^(.*)/[^/]*$"
+  local saved = package.path
+  if dir then package.path = dir .. "/?.lua;" .. package.path end
+  local text, err = require("memmap3.cheader").from_file(pos[1], pos[2])
+  package.path = saved
+  if not text then return nil, err end
+  if not dest then
+    out((text:gsub("\n$", "")))
+    return true
+  end
+  local f, ferr = io.open(dest, "wb")
+  if not f then return nil, ferr end
+  local ok, werr = f:write(text)
+  local cok, cerr = f:close()
+  if not ok or not cok then return nil, dest .. ": " .. tostring(werr or cerr) end
+  return true
+end
+
 function commands.help(out)
   out(USAGE)
   return true
@@ -206,6 +246,14 @@ function M.main(args, out, err)
   out = out or print
   err = err or function(s) io.stderr:write(s, "\n") end
   local cmd = args[1]
+  if cmd == "cheader" then
+    local ok, msg = cheader(out, args)
+    if not ok then
+      err("memmap3: " .. tostring(msg))
+      return 1
+    end
+    return 0
+  end
   local fn = commands[cmd or ""]
   if not fn then
     err(cmd and ("memmap3: unknown command '" .. cmd .. "'\n" .. USAGE) or USAGE)

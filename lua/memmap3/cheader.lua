@@ -1,0 +1,447 @@
+--- C headers for memmap3 schemas: structs whose bytes match the layout, so a
+-- C program reads and writes a file's fields directly while scripts use the
+-- same file (`memmap3 cheader SCHEMA.lua NAME`).
+--
+-- What a header holds, for a root NAME:
+--  * NAME_SCHEMA (the canonical schema text), NAME_ROOT_SIZE and
+--    NAME_FINGERPRINT, so that C creates or opens the file without Lua:
+--    mm3_file_open(path, &(mm3_file_opts){.create = 1, .schema = NAME_SCHEMA,
+--    .root_size = NAME_ROOT_SIZE}, &f);
+--  * one `typedef struct Name {...} Name;` per struct, one integer typedef and
+--    `#define ENUM_VALUE n` constants per enum, and a struct per container
+--    type (named NAME_<its canonical text as an identifier>), with the layout
+--    documented in memmap3.h above mm3_ckind; each container also gets a
+--    `<type>_CTYPE` initialiser of mm3_ctype for the mm3_* container calls;
+--  * _Static_assert on the size and alignment of every struct and the offset
+--    of every field, so a compiler that lays anything out differently refuses
+--    the header.
+-- Macros are upper case (NAME in upper case as their prefix); C keywords used
+-- as field names get a trailing underscore.
+-- @module memmap3.cheader
+local schema = require "memmap3.schema"
+
+local format, concat = string.format, table.concat
+local type, ipairs, pairs, error, tostring, pcall = type, ipairs, pairs, error, tostring, pcall
+local math_max = math.max
+
+local M = {}
+
+local PRIM_C = {
+  u8 = "uint8_t", u16 = "uint16_t", u32 = "uint32_t", u64 = "uint64_t",
+  i8 = "int8_t", i16 = "int16_t", i32 = "int32_t", i64 = "int64_t",
+  usize = "uint64_t", isize = "int64_t", f32 = "float", f64 = "double",
+  bool = "uint8_t", char = "uint32_t", u128 = "mm3_u128", i128 = "mm3_i128",
+}
+
+local PRIM_NOTE = {
+  bool = "bool: 0 or 1",
+  char = "char: one Unicode code point (char32_t), 0 when unset",
+  usize = "usize: 8 bytes in every file", isize = "isize: 8 bytes in every file",
+}
+
+-- Words a C field or type name cannot be (keywords of C11 and C23, and
+-- macros the included headers may define).
+local RESERVED = {}
+for w in ([[auto break case char const continue default do double else enum extern float
+  for goto if inline int long register restrict return short signed sizeof static struct
+  switch typedef union unsigned void volatile while _Alignas _Alignof _Atomic _Bool
+  _Complex _Generic _Imaginary _Noreturn _Static_assert _Thread_local alignas alignof
+  bool constexpr false nullptr static_assert thread_local true typeof typeof_unqual
+  NULL offsetof assert static_assert]]):gmatch "%S+" do
+  RESERVED[w] = true
+end
+-- Type names of the included headers, and the header's own.
+local TAKEN_TYPES = {}
+for w in ([[int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t uint64_t intptr_t uintptr_t
+  intmax_t uintmax_t size_t ptrdiff_t max_align_t wchar_t mm3_u128 mm3_i128]]):gmatch "%S+" do
+  TAKEN_TYPES[w] = true
+end
+
+local function align_up(n, a) return (n + a - 1) // a * a end
+
+local function fail(msg) error("memmap3 cheader: " .. msg, 0) end
+
+-- A C string literal, split after each newline.
+local function c_string(s)
+  local lines = {}
+  for line, nl in s:gmatch "([^\n]*)(\n?)" do
+    if line == "" and nl == "" then break end
+    lines[#lines + 1] = '"' .. line:gsub('[\\"]', "\\%0"):gsub("[%c\128-\255]", function(c)
+      return format("\\%03o", c:byte())
+    end) .. (nl ~= "" and "\\n" or "") .. '"'
+  end
+  return concat(lines, " \\\n  ")
+end
+
+-- FNV-1a 64, as the layout fingerprint (integers wrap like uint64_t).
+local function fnv1a64(s)
+  local h = -3750763034362895579 -- 0xcbf29ce484222325
+  for i = 1, #s do
+    h = (h ~ s:byte(i)) * 0x100000001b3
+  end
+  return h
+end
+
+local function definition(t) return schema.describe(t) end
+
+local CONTAINER_KIND = {
+  vec = "MM3_VEC", ring = "MM3_RING", segmented = "MM3_SEGMENTED", value = "MM3_VALUE",
+}
+
+--- The text of a C header for the schema whose root is T.
+-- @param T the root type, or a table of named types ({Save = Save, ...}) from
+--   which `name` picks the root
+-- @param name the root's name: prefix of the macros (NAME_SCHEMA...); default
+--   the root struct's or enum's own name
+-- @return the header text; raises "memmap3 cheader: ..." on a bad schema or a
+--   name clash
+function M.generate(T, name)
+  if type(T) == "table" and not schema.is_type(T) then
+    if type(name) ~= "string" then fail("a NAME is needed to pick the root type") end
+    local t = T[name]
+    if t == nil then
+      local names = {}
+      for k, v in pairs(T) do
+        if type(k) == "string" and (schema.is_type(v) or type(v) == "string") then names[#names + 1] = k end
+      end
+      table.sort(names)
+      fail(format("no type named '%s' in the schema (it has: %s)", name,
+        #names > 0 and concat(names, ", ") or "no named types"))
+    end
+    T = t
+  end
+  local ok, t = pcall(schema.totype, T, "root")
+  if not ok then fail(tostring(t)) end
+  T = t
+  if name == nil then
+    if T.kind ~= "struct" and T.kind ~= "enum" then
+      fail("a NAME is needed for a root that is not a struct")
+    end
+    name = T.name
+  end
+  if type(name) ~= "string" or not name:match "^[%a_][%w_]*$" then
+    fail(format("NAME must be an identifier, got %s", tostring(name)))
+  end
+  if RESERVED[name] then fail(format("NAME '%s' is a C keyword", name)) end
+
+  local P = name:upper()          -- macro prefix
+  local out = {}                  -- lines of the body (after the macros)
+  local taken = {}                -- every C name at file scope -> what it is
+  local named = {}                -- struct/enum name -> type
+  local cname_of = {}             -- container canonical text -> C type name
+  local uses128 = false
+
+  local function take(id, what)
+    if RESERVED[id] or TAKEN_TYPES[id] then fail(format("%s: '%s' is reserved in C", what, id)) end
+    if taken[id] then fail(format("%s: the C name '%s' is already %s", what, id, taken[id])) end
+    taken[id] = what
+  end
+  for _, m in ipairs { "SCHEMA", "ROOT_SIZE", "FINGERPRINT" } do
+    taken[P .. "_" .. m] = "a macro of the header"
+  end
+  taken[P .. "_MM3_H"] = "the include guard"
+
+  local function emit(s) out[#out + 1] = s end
+
+  -- A declaration of `d` (a declarator: a name, maybe with [n]) of type t.
+  local function decl(ty, d)
+    local k = ty.kind
+    if k == "prim" then return PRIM_C[ty.name] .. " " .. d
+    elseif k == "string" then return format("char %s[%d]", d, ty.cap)
+    elseif k == "bytes" then return format("uint8_t %s[%d]", d, ty.cap)
+    elseif k == "string_array" then return format("char %s[%d][%d]", d, ty.n, ty.len)
+    elseif k == "array" then return decl(ty.elem, format("%s[%d]", d, ty.n))
+    elseif k == "struct" or k == "enum" then return ty.name .. " " .. d
+    end
+    return cname_of[ty.canon] .. " " .. d
+  end
+
+  local function note(ty, atomic)
+    local n
+    if ty.kind == "prim" then n = PRIM_NOTE[ty.name]
+    elseif ty.kind == "string" then n = format("string<%d>: UTF-8, NUL-padded", ty.cap)
+    elseif ty.kind == "bytes" then n = format("bytes<%d>", ty.cap)
+    elseif ty.kind == "string_array" then n = ty.canon .. ": NUL-padded strings"
+    elseif ty.kind == "array" then
+      local base = ty
+      while base.kind == "array" do base = base.elem end
+      if base.kind == "prim" then n = PRIM_NOTE[base.name] end
+      if base.kind == "string" then n = "UTF-8, NUL-padded" end
+    end
+    if atomic then n = "atomic: use mm3_atomic_*" .. (n and "; " .. n or "") end
+    return n
+  end
+
+  -- Emit `typedef struct cname {...} cname;` whose members sit at the given
+  -- offsets (explicit padding wherever C would not put them there), of the
+  -- given size and alignment, followed by its static asserts.
+  -- members: {decl =, name =, off =, size =, align =, note =}
+  local function emit_struct(cname, members, size, align, comment)
+    if comment then emit("/* " .. comment .. " */") end
+    local lines, asserts = {}, {}
+    local cur, maxa, npad = 0, 1, 0
+    for _, m in ipairs(members) do maxa = math_max(maxa, m.align) end
+    local force = align > maxa -- raise the struct's alignment to the layout's
+    local function pad(n)
+      lines[#lines + 1] = format("  uint8_t _pad%d[%d];", npad, n)
+      npad = npad + 1
+    end
+    for i, m in ipairs(members) do
+      local at = align_up(cur, m.align)
+      if m.off < at then fail(format("internal: %s.%s at %d, C puts it at %d", cname, m.name, m.off, at)) end
+      if m.off > at then pad(m.off - cur) end
+      local text = m.decl .. ";"
+      if i == 1 and force then text = format("_Alignas(%d) %s", align, text) end
+      if m.note then text = text .. " /* " .. m.note .. " */" end
+      lines[#lines + 1] = "  " .. text
+      asserts[#asserts + 1] = format('_Static_assert(offsetof(%s, %s) == %d, "%s.%s: offset");',
+        cname, m.name, m.off, cname, m.name)
+      cur = m.off + m.size
+    end
+    maxa = math_max(maxa, align)
+    if align_up(cur, maxa) ~= size then pad(size - cur) end
+    emit(format("typedef struct %s {", cname))
+    for _, l in ipairs(lines) do emit(l) end
+    emit(format("} %s;", cname))
+    emit(format('_Static_assert(sizeof(%s) == %d, "%s: size");', cname, size, cname))
+    emit(format('_Static_assert(_Alignof(%s) == %d, "%s: alignment");', cname, align, cname))
+    for _, a in ipairs(asserts) do emit(a) end
+    emit("")
+  end
+
+  local function ctype_macro(cname, fields)
+    local parts = {}
+    for _, kv in ipairs(fields) do parts[#parts + 1] = format(".%s = %s", kv[1], tostring(kv[2])) end
+    take(cname .. "_CTYPE", "the mm3_ctype initialiser of " .. cname)
+    emit(format("/* mm3_ctype t = %s_CTYPE; mm3_ctype_init(&t); (needs memmap3.h) */", cname))
+    emit(format("#define %s_CTYPE {%s}", cname, concat(parts, ", ")))
+    emit("")
+  end
+
+  local visit
+
+  local function container_name(ty)
+    local base = name .. "_" .. ty.canon:gsub("[^%w]+", "_"):gsub("_$", "")
+    local cname, n = base, 1
+    while taken[cname] or taken[cname .. "_node"] or taken[cname .. "_CTYPE"] do
+      n = n + 1
+      cname = base .. "_" .. n
+    end
+    take(cname, "the C type of " .. ty.canon)
+    cname_of[ty.canon] = cname
+    return cname
+  end
+
+  -- A member of a struct; `scalar` for an integer of `size` bytes.
+  local function mem(d, n, off, size, align, what)
+    return { decl = d, name = n, off = off, size = size, align = align, note = what }
+  end
+  local function scalar(n, off, size, what)
+    return mem(format("uint%d_t %s", size * 8, n), n, off, size, size, what)
+  end
+  local function typed(ty, n, off, count)
+    local d = count and format("%s[%d]", n, count) or n
+    return mem(decl(ty, d), n, off, ty.size * (count or 1), ty.align, note(ty))
+  end
+
+  local function emit_container(ty)
+    if cname_of[ty.canon] then return end
+    local k = ty.kind
+    if k == "string_array" then return end -- a plain char[N][LEN]
+    local e, key = ty.elem, ty.key
+    if e then visit(e) end
+    if key then visit(key) end
+    local cname = container_name(ty)
+    if k == "vec" or k == "ring" then
+      emit_struct(cname, {
+        scalar("len", 0, 8, k == "ring" and "pushes so far: the oldest item is items[(len - min(len, N)) % N]"
+          or "items in use"),
+        typed(e, "items", ty.align, ty.cap),
+      }, ty.size, ty.align, ty.canon)
+      ctype_macro(cname, { { "kind", CONTAINER_KIND[k] }, { "elem_size", e.size }, { "elem_align", e.align },
+        { "cap", ty.cap } })
+    elseif k == "segmented" then
+      emit_struct(cname, {
+        scalar("len", 0, 8, "items"),
+        mem("uint64_t seg[56]", "seg", 8, 448, 8, "file offsets of the segments: use mm3_seg_at"),
+      }, ty.size, ty.align, ty.canon)
+      ctype_macro(cname, { { "kind", CONTAINER_KIND[k] }, { "elem_size", e.size },
+        { "elem_align", e.align } })
+    elseif k == "value" and ty.cap > 0 then
+      emit_struct(cname, {
+        scalar("len", 0, 4, "bytes used in data"),
+        mem(format("uint8_t data[%d]", ty.cap), "data", 4, ty.cap, 1,
+          "a serialised Lua value (src/lmm3_value.c)"),
+      }, ty.size, ty.align, ty.canon)
+      ctype_macro(cname, { { "kind", CONTAINER_KIND[k] }, { "cap", ty.cap } })
+    elseif k == "value" then
+      emit_struct(cname, {
+        scalar("off", 0, 8, "file offset of a heap block: use mm3_value_get"),
+        scalar("len", 8, 8, "its length in bytes"),
+      }, ty.size, ty.align, ty.canon)
+      ctype_macro(cname, { { "kind", CONTAINER_KIND[k] } })
+    elseif k == "map" then
+      -- Node layouts as mm3_ctype_init computes them (src/mm3_vec.c).
+      local fixed = ty.cap ~= nil
+      local na = math_max(8, key.align, e.align)
+      local key_off = align_up(fixed and 8 or 16, key.align)
+      local val_off = align_up(key_off + key.size, e.align)
+      local node_size = align_up(val_off + e.size, na)
+      local node = cname .. "_node"
+      take(node, "the node type of " .. ty.canon)
+      local head
+      if fixed then
+        head = { scalar("next", 0, 4, "1-based index of the next node of the chain, 0 at its end"),
+          scalar("live", 4, 4, "1 while the node holds an entry") }
+      else
+        head = { scalar("next", 0, 8, "file offset of the next node of the chain"), scalar("hash", 8, 8) }
+      end
+      head[3] = typed(key, "key", key_off)
+      head[4] = typed(e, "val", val_off)
+      emit_struct(node, head, node_size, na, "an entry of " .. ty.canon)
+      if fixed then
+        local buckets = 8
+        while buckets < ty.cap do buckets = buckets * 2 end
+        emit_struct(cname, {
+          scalar("count", 0, 8, "entries"),
+          scalar("free", 8, 4, "1-based index of the first free node, 0: none"),
+          scalar("used", 12, 4, "nodes[0 .. used) have been used"),
+          mem(format("uint32_t buckets[%d]", buckets), "buckets", 16, 4 * buckets, 4,
+            "1-based index of each chain's first node"),
+          mem(format("%s nodes[%d]", node, ty.cap), "nodes", align_up(16 + 4 * buckets, na),
+            node_size * ty.cap, na),
+        }, ty.size, ty.align, ty.canon .. ": keys hash with the file's seed; look them up with mm3_map_get")
+      else
+        emit_struct(cname, {
+          scalar("count", 0, 8, "entries"),
+          mem("uint64_t table[2]", "table", 8, 16, 8, "file offsets of the bucket tables"),
+          mem("uint32_t log2_size[2]", "log2_size", 24, 8, 4),
+          scalar("rehash", 32, 8, "next bucket of table[0] to move + 1; 0: no resize under way"),
+          scalar("reserved", 40, 8),
+        }, ty.size, ty.align, ty.canon .. ": the head of a growable map; nodes live in the heap (mm3_map_*)")
+      end
+      ctype_macro(cname, { { "kind", fixed and "MM3_FMAP" or "MM3_HMAP" }, { "elem_size", e.size },
+        { "elem_align", e.align }, { "key_size", key.size }, { "key_align", key.align },
+        { "key_is_string", key.kind ~= "prim" and 1 or 0 }, { "cap", ty.cap or 0 } })
+    end
+  end
+
+  local function emit_named(ty)
+    local prev = named[ty.name]
+    if prev then
+      if prev ~= ty and definition(prev) ~= definition(ty) then
+        fail(format("two types are named '%s' with different layouts:\n  %s\n  %s", ty.name,
+          definition(prev), definition(ty)))
+      end
+      return
+    end
+    named[ty.name] = ty
+    if ty.kind == "enum" then
+      take(ty.name, "enum " .. ty.name)
+      emit(format("/* %s */", definition(ty)))
+      emit(format("typedef %s %s;", PRIM_C[ty.base.name], ty.name))
+      local up = ty.name:upper()
+      for i, v in ipairs(ty.names) do
+        local m = up .. "_" .. v:upper()
+        take(m, format("the constant of %s.%s", ty.name, v))
+        emit(format("#define %s %d", m, i - 1))
+      end
+      emit(format('_Static_assert(sizeof(%s) == %d, "%s: size");', ty.name, ty.size, ty.name))
+      emit("")
+      return
+    end
+    for _, f in ipairs(ty.fields) do visit(f.type) end
+    take(ty.name, "struct " .. ty.name)
+    local members, cnames = {}, {}
+    for i, f in ipairs(ty.fields) do
+      local cf = f.name
+      if RESERVED[cf] then cf = cf .. "_" end
+      if cnames[cf] then
+        fail(format("struct %s: fields '%s' and '%s' are both '%s' in C", ty.name, cnames[cf], f.name, cf))
+      end
+      cnames[cf] = f.name
+      local n = note(f.type, f.atomic)
+      if cf ~= f.name then n = format("field '%s'%s", f.name, n and "; " .. n or "") end
+      members[i] = mem(decl(f.type, cf), cf, f.offset, f.type.size, f.type.align, n)
+    end
+    emit_struct(ty.name, members, ty.size, ty.align, nil)
+  end
+
+  function visit(ty)
+    local k = ty.kind
+    if k == "prim" then
+      if ty.name == "u128" or ty.name == "i128" then uses128 = true end
+    elseif k == "struct" or k == "enum" then emit_named(ty)
+    elseif k == "array" then visit(ty.elem)
+    elseif k == "string" or k == "bytes" then return
+    else emit_container(ty)
+    end
+  end
+
+  visit(T)
+  local ok2, text = pcall(schema.canonical, T)
+  if not ok2 then fail(tostring(text)) end
+  -- The root under NAME, when it is not already a type of that name.
+  if not ((T.kind == "struct" or T.kind == "enum") and T.name == name) then
+    take(name, "the root type")
+    emit(format("/* the root: %s */", T.canon))
+    emit(format("typedef %s;", decl(T, name)))
+    emit(format('_Static_assert(sizeof(%s) == %d, "%s: size");', name, T.size, name))
+    emit("")
+  end
+
+  local head = {
+    format("/* Generated by `memmap3 cheader` for the root %s: do not edit.", name),
+    " *",
+    " * The structs below have memmap3's layout byte for byte (the static asserts",
+    " * check every size, alignment and offset). Open the file from C with",
+    format(" *   mm3_file_open(path, &(mm3_file_opts){.create = 1, .schema = %s_SCHEMA,", P),
+    format(" *                 .root_size = %s_ROOT_SIZE}, &f);", P),
+    format(" * and read it through (%s *)mm3_file_root(f). Scalars are read and written", name),
+    " * in place; atomic fields with mm3_atomic_*; containers with the mm3_* calls",
+    " * of memmap3.h (they take the file's lock and make each change crash-safe),",
+    " * given the mm3_ctype their *_CTYPE macro describes.",
+    " */",
+    format("#ifndef %s_MM3_H", P),
+    format("#define %s_MM3_H", P),
+    "",
+    "#include <assert.h>",
+    "#include <stddef.h>",
+    "#include <stdint.h>",
+    "",
+    format("#define %s_SCHEMA \\\n  %s", P, c_string(text)),
+    format("#define %s_ROOT_SIZE %d", P, T.size),
+    format("#define %s_FINGERPRINT UINT64_C(0x%016x)", P, fnv1a64(text)),
+    "",
+  }
+  if uses128 then
+    for _, l in ipairs {
+      "#ifndef MM3_INT128_TYPES",
+      "#define MM3_INT128_TYPES",
+      "__extension__ typedef unsigned __int128 mm3_u128;",
+      "__extension__ typedef __int128 mm3_i128;",
+      "#endif",
+      "",
+    } do head[#head + 1] = l end
+  end
+  local all = concat(head, "\n") .. "\n" .. concat(out, "\n") .. "\n" .. format("#endif /* %s_MM3_H */\n", P)
+  return (all:gsub("\n\n\n+", "\n\n"))
+end
+
+--- Load a schema module (a Lua file returning a type or a table of named
+-- types) and generate the header for its root `name`.
+-- @return the header text, or nil and a message
+function M.from_file(path, name)
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err end
+  local ok, types = pcall(chunk)
+  if not ok then return nil, format("%s: %s", path, tostring(types)) end
+  if type(types) ~= "table" then
+    return nil, format("%s: must return a type or a table of named types, got %s", path, type(types))
+  end
+  local ok2, text = pcall(M.generate, types, name)
+  if not ok2 then return nil, (tostring(text):gsub("^memmap3 cheader: ", "")) end
+  return text
+end
+
+return M

@@ -32,7 +32,7 @@ HDRS      := $(wildcard src/*.h)
 CTEST_SRC := $(sort $(wildcard spec/c/test_*.c))
 CTESTS    := $(CTEST_SRC:spec/c/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-test demo test test-c test-lua lint sanitize bench install uninstall clean torture
+.PHONY: all deps deps-test demo demo-embed test test-c test-lua lint sanitize bench install uninstall clean torture fuzz
 
 all: $(B)/libmemmap3.a $(B)/libmemmap3.so $(B)/memmap3/core.so
 
@@ -62,6 +62,21 @@ demo:
 	@tools/deps.sh demo
 	@$(MAKE) --no-print-directory all
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;examples/?.lua;;" LUA_CPATH="$(B)/?.so;;" $(LUA) examples/demo.lua
+
+# A C host that embeds Lua: examples/embed.c with a header generated from
+# examples/embed_save.lua by `memmap3 cheader`.
+$(B)/gen/embed_save.h: examples/embed_save.lua lua/memmap3/cheader.lua lua/memmap3/schema.lua $(B)/memmap3/core.so
+	@mkdir -p $(B)/gen
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(B)/?.so;;" $(LUA) bin/memmap3 cheader examples/embed_save.lua Save -o $@
+
+$(B)/embed: examples/embed.c $(B)/gen/embed_save.h $(LUA_OBJ) $(B)/libmemmap3.a
+	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE -Isrc -I$(LUA_INCDIR) -I$(B)/gen -o $@ examples/embed.c $(LUA_OBJ) \
+	  $(B)/libmemmap3.a -llua$(LUA_VERSION) -lm -ldl -lpthread
+
+demo-embed:
+	@tools/deps.sh demo
+	@$(MAKE) --no-print-directory all $(B)/embed
+	@$(B)/embed $(B)/embed_save.mm3
 
 test:
 	@tools/deps.sh test

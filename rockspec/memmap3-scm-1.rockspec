@@ -64,6 +64,7 @@ build = {
     memmap3 = "lua/memmap3/init.lua",
     ["memmap3.schema"] = "lua/memmap3/schema.lua",
     ["memmap3.cli"] = "lua/memmap3/cli.lua",
+    ["memmap3.cheader"] = "lua/memmap3/cheader.lua",
   },
 }
 

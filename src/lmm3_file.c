@@ -24,6 +24,7 @@ void mm3lua_push_root(lua_State *L, mm3_file *f, int owned) {
   fb->f = f;
   fb->owned = owned;
   fb->readonly = mm3_file_readonly(f);
+  fb->txn_open = 0;
   luaL_setmetatable(L, LMM3_FILE_MT);
   lua_call(L, 1, 1);
 }
@@ -43,12 +44,18 @@ mm3_file *mm3lua_check_file(lua_State *L, int idx) { return lmm3_check_view(L, i
 
 void lmm3_file_close(lua_State *L, int idx) {
   lmm3_file *fb = luaL_checkudata(L, idx, LMM3_FILE_MT);
+  if (fb->f && fb->txn_open > 0)
+    luaL_error(L, "%s: cannot close a memmap3 file inside mm.transaction or mm.lock", mm3_file_path(fb->f));
   if (fb->f && fb->owned) mm3_file_close(fb->f);
   fb->f = NULL;
 }
 
 static int f_gc(lua_State *L) {
-  lmm3_file_close(L, 1);
+  lmm3_file *fb = luaL_checkudata(L, 1, LMM3_FILE_MT);
+  if (fb->f && !fb->owned) /* a borrowed file outlives scripts: end what they left open */
+    for (; fb->txn_open > 0; fb->txn_open--) mm3_txn_rollback(fb->f, 0);
+  if (fb->f && fb->owned) mm3_file_close(fb->f); /* rolls back an open transaction */
+  fb->f = NULL;
   return 0;
 }
 
@@ -67,6 +74,7 @@ static int l_file_open(lua_State *L) {
   lmm3_file *fb = lua_newuserdatauv(L, sizeof *fb, 0);
   fb->f = NULL; /* closed until open succeeds */
   fb->owned = 1;
+  fb->txn_open = 0;
   fb->readonly = o.readonly;
   luaL_setmetatable(L, LMM3_FILE_MT);
   int rc = mm3_file_open(path, &o, &fb->f);
@@ -154,12 +162,14 @@ static int l_txn_begin(lua_State *L) {
   uint64_t sp;
   int rc = mm3_txn_begin(fb->f, &sp);
   if (rc) return luaL_error(L, "%s: cannot begin a transaction: %s", mm3_file_path(fb->f), mm3_strerror(rc));
+  fb->txn_open++;
   lua_pushinteger(L, (lua_Integer)sp);
   return 1;
 }
 
 static int l_txn_commit(lua_State *L) {
   lmm3_file *fb = tofile(L, 1);
+  if (fb->txn_open > 0) fb->txn_open--;
   int rc = mm3_txn_commit(fb->f);
   if (rc) return luaL_error(L, "%s: commit failed, the data may not be on disk: %s", mm3_file_path(fb->f),
                             mm3_strerror(rc));
@@ -168,6 +178,7 @@ static int l_txn_commit(lua_State *L) {
 
 static int l_txn_rollback(lua_State *L) {
   lmm3_file *fb = tofile(L, 1);
+  if (fb->txn_open > 0) fb->txn_open--;
   mm3_txn_rollback(fb->f, (uint64_t)luaL_checkinteger(L, 2));
   return 0;
 }

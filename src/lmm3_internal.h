@@ -51,6 +51,7 @@ typedef struct lmm3_file {
   mm3_file *f;    /* NULL once closed */
   int owned;      /* 0: borrowed from a C host: close only detaches */
   int readonly;
+  int txn_open;   /* transactions begun through this handle and not ended */
 } lmm3_file;
 
 #define LMM3_VIEW_MAGIC 0x6d6d3376u /* "mm3v" */

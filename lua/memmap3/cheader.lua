@@ -310,7 +310,7 @@ function M.generate(T, name)
             "1-based index of each chain's first node"),
           mem(format("%s nodes[%d]", node, ty.cap), "nodes", align_up(16 + 4 * buckets, na),
             node_size * ty.cap, na),
-        }, ty.size, ty.align, ty.canon .. ": keys hash with the file's seed; look them up with mm3_map_get")
+        }, ty.size, ty.align, ty.canon .. ": keys hash with the file's seed; look them up with mm3_hmap_get")
       else
         emit_struct(cname, {
           scalar("count", 0, 8, "entries"),
@@ -318,7 +318,7 @@ function M.generate(T, name)
           mem("uint32_t log2_size[2]", "log2_size", 24, 8, 4),
           scalar("rehash", 32, 8, "next bucket of table[0] to move + 1; 0: no resize under way"),
           scalar("reserved", 40, 8),
-        }, ty.size, ty.align, ty.canon .. ": the head of a growable map; nodes live in the heap (mm3_map_*)")
+        }, ty.size, ty.align, ty.canon .. ": the head of a growable map; nodes live in the heap (mm3_hmap_*)")
       end
       ctype_macro(cname, { { "kind", fixed and "MM3_FMAP" or "MM3_HMAP" }, { "elem_size", e.size },
         { "elem_align", e.align }, { "key_size", key.size }, { "key_align", key.align },

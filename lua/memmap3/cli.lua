@@ -227,11 +227,18 @@ local function cheader(out, args)
     out((text:gsub("\n$", "")))
     return true
   end
-  local f, ferr = io.open(dest, "wb")
+  -- Written aside, then renamed: make never sees half a header.
+  local tmp = dest .. ".tmp"
+  local f, ferr = io.open(tmp, "wb")
   if not f then return nil, ferr end
   local ok, werr = f:write(text)
   local cok, cerr = f:close()
-  if not ok or not cok then return nil, dest .. ": " .. tostring(werr or cerr) end
+  local rok, rerr = true, nil
+  if ok and cok then rok, rerr = os.rename(tmp, dest) end
+  if not (ok and cok and rok) then
+    os.remove(tmp)
+    return nil, dest .. ": " .. tostring(werr or cerr or rerr)
+  end
   return true
 end
 

@@ -32,7 +32,7 @@ HDRS      := $(wildcard src/*.h)
 CTEST_SRC := $(sort $(wildcard spec/c/test_*.c))
 CTESTS    := $(CTEST_SRC:spec/c/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-test demo demo-embed test test-c test-lua lint sanitize bench install uninstall clean torture fuzz
+.PHONY: all deps deps-test demo demo-embed valgrind test test-c test-lua lint sanitize bench install uninstall clean torture fuzz
 
 all: $(B)/libmemmap3.a $(B)/libmemmap3.so $(B)/memmap3/core.so
 
@@ -107,6 +107,13 @@ $(B)/bench/floor.so: bench/floor.c
 $(B)/bench/c_map_bench: bench/c_map_bench.c $(B)/libmemmap3.a
 	@mkdir -p $(B)/bench
 	$(CC) $(WARN) -O2 -D_GNU_SOURCE -Isrc -o $@ $< $(B)/libmemmap3.a -llmdb $(LDLIBS)
+
+# The whole suite with the C tests and the busted process under valgrind
+# (slow: on demand, not in CI's default run).
+valgrind:
+	@tools/deps.sh test
+	@$(MAKE) --no-print-directory all $(CTESTS)
+	@MM3_VALGRIND=1 LUA="$(LUA)" BUSTED="$(BUSTED)" B="$(B)" tools/run-tests.sh $(CTESTS)
 
 bench:
 	@tools/deps.sh bench

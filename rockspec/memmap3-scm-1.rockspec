@@ -48,6 +48,7 @@ build = {
         "src/mm3_atomic.c",
         "src/mm3_error.c",
         "src/mm3_file.c",
+        "src/mm3_guard.c",
         "src/mm3_heap.c",
         "src/mm3_hmap.c",
         "src/mm3_map.c",

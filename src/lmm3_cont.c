@@ -34,6 +34,7 @@ lmm3_view *lmm3_cont_view(lua_State *L, int idx) {
       luaL_typeerror(L, idx, "memmap3 container");
   }
   if (!v->fb->f) luaL_error(L, "attempt to use a closed memmap3 file");
+  if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
 }
 

@@ -107,6 +107,9 @@ enum {
 #define LMM3_D_VALUES 6
 #define LMM3_D_BASE 7
 
+/* Raise "file was truncated by another program". */
+MM3_INTERNAL int lmm3_truncated_error(lua_State *L, lmm3_file *fb);
+
 /* Push a view of the type whose metatable is at index meta, at p. */
 MM3_INTERNAL void lmm3_push_view(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int meta);
 MM3_INTERNAL lmm3_view *lmm3_check_view(lua_State *L, int idx);

@@ -19,6 +19,11 @@ static int closed_error(lua_State *L) {
   return luaL_error(L, "attempt to use a closed memmap3 file");
 }
 
+int lmm3_truncated_error(lua_State *L, lmm3_file *fb) {
+  return luaL_error(L, "%s: file was truncated by another program (its lost pages read as zeros); close it",
+                    mm3_file_path(fb->f));
+}
+
 /* While a table is copied into a scratch copy of a struct or array, the
    containers it names are set aside here and assigned after the copy. */
 typedef struct fillctx {
@@ -36,6 +41,7 @@ static lmm3_view *toview(lua_State *L, int idx) {
       v->magic != LMM3_VIEW_MAGIC)
     luaL_typeerror(L, idx, "memmap3 view");
   if (!v->fb->f) closed_error(L);
+  if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
 }
 
@@ -837,6 +843,7 @@ static inline lmm3_view *selfview(lua_State *L) {
   lmm3_view *v = lua_touserdata(L, 1);
   if (!v || v->magic != LMM3_VIEW_MAGIC) v = toview(L, 1);
   if (!v->fb->f) closed_error(L);
+  if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
 }
 
@@ -849,6 +856,7 @@ static int s_index(lua_State *L) {
     if (s) {
       if (s->desc >= 0) {
         push_scalar(L, v->p + (s->desc >> 32), (int)(s->desc & 0xFF), (uint32_t)((s->desc >> 8) & 0xFFFFFF));
+        if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb); /* this very read faulted */
         return 1;
       }
       if (lua_getiuservalue(L, 1, s->uv) != LUA_TNIL) return 1;
@@ -1061,6 +1069,7 @@ static int a_index(lua_State *L) {
     if (ti->edesc >= 0) {
       push_scalar(L, v->p + (i - 1) * ti->esize, (int)(ti->edesc & 0xFF),
                        (uint32_t)((ti->edesc >> 8) & 0xFFFFFF));
+      if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
       return 1;
     }
   }

@@ -267,7 +267,9 @@ typedef struct mm3_file mm3_file;
 #define MM3_FORMAT_VERSION 1
 #define MM3_HEADER_SIZE 1024
 /** Default address space reserved per open file (growth beyond it fails
- *  with MM3_ERESERVE; set mm3_file_opts.reserve to change it). */
+ *  with MM3_ERESERVE; set mm3_file_opts.reserve to change it). Where that
+ *  much address space cannot be had (ulimit -v, valgrind), the default
+ *  halves until it fits, down to 64 MiB or twice the file. */
 #define MM3_DEFAULT_RESERVE ((uint64_t)64 << 30)
 /** Largest schema text a file may hold. */
 #define MM3_MAX_SCHEMA ((uint64_t)1 << 20)
@@ -323,6 +325,15 @@ MM3_API uint64_t mm3_file_fingerprint(const mm3_file *f);
 MM3_API int mm3_file_readonly(const mm3_file *f);
 /** The path the file was opened with (lives as long as f). */
 MM3_API const char *mm3_file_path(const mm3_file *f);
+
+/** Nonzero once another program truncated the file under this process's
+ *  mapping. While a memmap3 file is open, a SIGBUS handler (installed once,
+ *  chaining to the one before it for faults elsewhere) maps a zero page over
+ *  a page of the file that no longer exists and sets this flag, so a read of
+ *  the lost bytes gives zeros and a write is lost instead of killing the
+ *  process. The Lua binding raises "file was truncated by another program"
+ *  on the next access. Close the file. */
+MM3_API int mm3_file_truncated(const mm3_file *f);
 
 /** Make everything written so far durable: msync(MS_SYNC) and fdatasync.
  *  A failure means some data may not be on disk; retrying cannot fix that.

@@ -269,6 +269,13 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
   f->reserve = o->reserve ? round_up(o->reserve, mm3__page_size()) : MM3_DEFAULT_RESERVE;
   if (f->reserve < h.size) f->reserve = round_up(h.size * 2, mm3__page_size());
   void *base = mmap(NULL, (size_t)f->reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  /* The default reservation shrinks where address space is scarce (ulimit -v,
+     valgrind): down to twice the file, never below it. */
+  while (base == MAP_FAILED && (errno == ENOMEM || errno == EINVAL) && !o->reserve && f->reserve / 2 >= h.size * 2 &&
+         f->reserve / 2 >= ((uint64_t)64 << 20)) {
+    f->reserve = round_up(f->reserve / 2, mm3__page_size());
+    base = mmap(NULL, (size_t)f->reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  }
   if (base == MAP_FAILED) {
     rc = errno;
     mm3_file_close(f);
@@ -305,6 +312,7 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
     mm3_file_close(f);
     return rc;
   }
+  mm3__guard_add(f);
   *out = f;
   return 0;
 }
@@ -324,6 +332,7 @@ int mm3_file_read_schema(const char *path, char **buf, size_t *len) {
 
 void mm3_file_close(mm3_file *f) {
   if (!f) return;
+  mm3__guard_remove(f);
   if (f->base && f->lock_depth > 0) {
     /* closed inside a transaction: undo it, and never unmap a held lock */
     if (f->txn_depth > 0) mm3__rollback(f, 0);

@@ -76,12 +76,19 @@ struct mm3_file {
   uint64_t root_off, root_size, fingerprint;
   char *path;
   int lock_depth;      /* this process's nesting of mm3_file_lock */
+  volatile int truncated; /* set by the SIGBUS guard: another program cut the file */
   int txn_depth;       /* nesting of mm3_txn_begin */
   int no_log;          /* set while the log itself is being made */
   int durable;         /* flush at every commit */
   uint64_t recovered;  /* writes of dead processes rolled back by this one */
   uint64_t retired_log; /* a log block replaced by a bigger one, to free */
 };
+
+/* The SIGBUS guard (mm3_guard.c): while a file is open, a fault on one of
+   its pages (the file was truncated underneath) maps a zero page there and
+   flags the file instead of killing the process. */
+MM3_INTERNAL void mm3__guard_add(mm3_file *f);
+MM3_INTERNAL void mm3__guard_remove(mm3_file *f);
 
 /* Record the old bytes of [p, p + n) in the undo log before changing them
    (the caller holds the lock, through mm3__op_begin or a transaction).

@@ -9,9 +9,13 @@ passed=0
 failed=0
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+# MM3_VALGRIND=1: every C test and the busted process itself run under
+# valgrind (memcheck); any error it reports fails the run.
+VG=""
+if [ -n "${MM3_VALGRIND:-}" ]; then VG="valgrind -q --error-exitcode=99 --leak-check=no"; fi
 for t in "$@"; do
   echo "== $t"
-  "$t" >"$out" 2>&1
+  $VG "$t" >"$out" 2>&1
   rc=$?
   cat "$out"
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
@@ -27,7 +31,11 @@ done
 echo "== busted"
 export MM3_BUILD="$B"
 if [ -n "${MM3_PRELOAD:-}" ]; then export LD_PRELOAD="$MM3_PRELOAD"; fi
-$BUSTED --lua="$LUA" --cpath="$B/?.so" ${BUSTED_ARGS:-} >"$out" 2>&1
+if [ -n "$VG" ]; then
+  $VG "$LUA" "$(command -v "$BUSTED")" --ignore-lua --cpath="$B/?.so" ${BUSTED_ARGS:-} >"$out" 2>&1
+else
+  $BUSTED --lua="$LUA" --cpath="$B/?.so" ${BUSTED_ARGS:-} >"$out" 2>&1
+fi
 rc=$?
 unset LD_PRELOAD
 cat "$out"

@@ -1,0 +1,66 @@
+-- A file truncated by another program while it is mapped: an error, not SIGBUS.
+local mm = require "memmap3"
+local h = require "helpers"
+
+describe("a file truncated underneath", function()
+  after_each(h.cleanup)
+
+  local T = mm.struct("Trunc", {{"a", "u64"}, {"big", "u8[100000]"}, {"z", "u64"}, {"m", "map<u32, u32>"}})
+
+  local function cut(p, size)
+    assert(os.execute("truncate -s " .. size .. " " .. h.shell_quote(p)))
+  end
+
+  it("a read of a lost page raises, and the process survives", function()
+    local p = h.missing_path()
+    local s = assert(mm.create(p, T))
+    s.a, s.z = 1, 7
+    cut(p, 4096)
+    assert.has_error(function() return s.z end, p .. ": file was truncated by another program"
+      .. " (its lost pages read as zeros); close it")
+    -- every later access raises too, even of pages that are still there
+    assert.has_error(function() return s.a end)
+    mm.close(s)
+  end)
+
+  it("a write to a lost page is refused on the next access, container operations too", function()
+    local p = h.missing_path()
+    local s = assert(mm.create(p, T))
+    s.m[1] = 1
+    cut(p, 4096)
+    local ok = pcall(function() s.z = 5 end) -- the store itself lands on a zero page
+    assert.is_true(ok)
+    local ok2, err = pcall(function() s.m[2] = 2 end)
+    assert.is_false(ok2)
+    assert.matches("truncated", err)
+    mm.close(s)
+  end)
+
+  it("a child process that reads a file cut by its parent exits cleanly", function()
+    local p = h.missing_path()
+    mm.close(assert(mm.create(p, T)))
+    local out, status = h.run_lua([[
+      local mm = require "memmap3"
+      local s = assert(mm.open(...))
+      os.execute("truncate -s 4096 " .. ...)
+      local ok, err = pcall(function() return s.z end)
+      print(ok, err and err:match("truncated") or "")]], {args = {p}})
+    assert.equal(0, status)
+    assert.equal("false\ttruncated\n", out)
+  end)
+
+  it("faults that are not in a memmap3 file still reach their usual handler", function()
+    local p = h.missing_path()
+    mm.close(assert(mm.create(p, T)))
+    local _, status = h.run_lua([=[
+      local mm = require "memmap3"
+      local keep = assert(mm.open(...))            -- the guard is installed
+      local f = assert(io.open(... .. ".raw", "w")); f:write(string.rep("x", 8192)); f:close()
+      local m = assert(mm.map(... .. ".raw"))       -- a raw map is not guarded
+      os.execute("truncate -s 0 " .. ... .. ".raw")
+      os.remove(... .. ".raw")
+      return m[5000]]=], {args = {p}})
+    os.remove(p .. ".raw")
+    assert.equal(128 + 7, status) -- killed by SIGBUS, as without memmap3
+  end)
+end)

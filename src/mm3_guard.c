@@ -1,0 +1,81 @@
+/*
+ * mm3_guard.c - the SIGBUS guard. Touching a mapped page past the end of a
+ * file raises SIGBUS; that happens when another program truncates a file we
+ * have mapped. While any memmap3 file is open, a SIGBUS handler checks whether
+ * the faulting address lies in one of our files: if so it maps a zero page
+ * over it (as systemd-journald does), flags the file, and lets the access
+ * finish; the next memmap3 call on that file reports the truncation. Faults
+ * anywhere else go to the handler that was there before. The cost on the
+ * normal path is one flag test per access; the handler only runs on a fault.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "mm3_internal.h"
+
+#define SLOTS 1024
+
+/* Registered files; a slot is claimed with a compare-and-swap, so the handler
+   (which may interrupt a registration) only ever sees whole entries. */
+static mm3_file *volatile slots[SLOTS];
+static struct sigaction previous;
+static int installed;
+
+static void handler(int sig, siginfo_t *si, void *ctx) {
+  uint8_t *a = si->si_addr;
+  for (int i = 0; i < SLOTS; i++) {
+    mm3_file *f = slots[i];
+    if (f && a >= f->base && a < f->base + f->reserve) {
+      size_t page = mm3__page_size();
+      void *p = (void *)((uintptr_t)a & ~(uintptr_t)(page - 1));
+      if (mmap(p, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
+        f->truncated = 1;
+        return;
+      }
+    }
+  }
+  /* not ours: what would have happened without us */
+  if (previous.sa_flags & SA_SIGINFO) {
+    if (previous.sa_sigaction) {
+      previous.sa_sigaction(sig, si, ctx);
+      return;
+    }
+  } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+    previous.sa_handler(sig);
+    return;
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void mm3__guard_add(mm3_file *f) {
+  if (!__atomic_exchange_n(&installed, 1, __ATOMIC_ACQ_REL)) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &previous);
+  }
+  for (int i = 0; i < SLOTS; i++) {
+    mm3_file *expected = NULL;
+    if (__atomic_compare_exchange_n((mm3_file **)&slots[i], &expected, f, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+      return;
+  }
+  /* more than SLOTS files open: this one is not guarded */
+}
+
+void mm3__guard_remove(mm3_file *f) {
+  for (int i = 0; i < SLOTS; i++) {
+    mm3_file *expected = f;
+    if (__atomic_compare_exchange_n((mm3_file **)&slots[i], &expected, NULL, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+      return;
+  }
+}
+
+int mm3_file_truncated(const mm3_file *f) { return f->truncated; }

@@ -73,7 +73,13 @@ int mm3_seg_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  return mm3__op_end(f, sp, push(f, (seghead *)c, t, src));
+  /* Outside a transaction a push needs no undo log: the element is written
+     past the end and the length published after it; a crash before that
+     leaves the push undone (and a new segment, at worst, allocated unused). */
+  if (f->txn_depth == 0) f->no_log = 1;
+  rc = push(f, (seghead *)c, t, src);
+  f->no_log = 0;
+  return mm3__op_end(f, sp, rc);
 }
 
 /* Cut the list to n elements. The bytes past the new end are left as they

@@ -133,6 +133,17 @@ static int push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
 }
 
 int mm3_vec_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
+  if (t->kind == MM3_VEC && f->txn_depth == 0) {
+    /* Unlogged: the item lands past the end and the length is published
+       after it, so a crash leaves the push undone, never half done. */
+    uint64_t sp;
+    int rc = mm3__op_begin(f, &sp);
+    if (rc) return rc;
+    f->no_log = 1;
+    rc = push(f, c, t, src);
+    f->no_log = 0;
+    return mm3__op_end(f, sp, rc);
+  }
   OP(f, push(f, c, t, src));
 }
 

@@ -108,6 +108,13 @@ $(B)/bench/c_map_bench: bench/c_map_bench.c $(B)/libmemmap3.a
 	@mkdir -p $(B)/bench
 	$(CC) $(WARN) -O2 -D_GNU_SOURCE -Isrc -o $@ $< $(B)/libmemmap3.a -llmdb $(LDLIBS)
 
+# Crash torture, long run: 1000 kill -9 at random instants, every
+# acknowledged operation checked (CI runs 50 kills in spec/torture_spec.lua).
+torture:
+	@tools/deps.sh test
+	@$(MAKE) --no-print-directory all
+	@MM3_BUILD="$(B)" $(LUA) tools/torture.lua $${KILLS:-1000} $$(date +%s)
+
 # The whole suite with the C tests and the busted process under valgrind
 # (slow: on demand, not in CI's default run).
 valgrind:

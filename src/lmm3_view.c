@@ -1072,6 +1072,14 @@ static int a_index(lua_State *L) {
       if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
       return 1;
     }
+    if (ti->nuv > 3) { /* small arrays keep each element's view in a user value */
+      if (lua_getiuservalue(L, 1, 3 + (int)i) != LUA_TNIL) return 1;
+      lua_pop(L, 1);
+      push_complex(L, 1, v, lua_upvalueindex(3), v->p + (i - 1) * ti->esize, 2);
+      lua_pushvalue(L, -1);
+      lua_setiuservalue(L, 1, 3 + (int)i);
+      return 1;
+    }
   }
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
@@ -1191,6 +1199,7 @@ static int l_new_array(lua_State *L) {
   memset(ti, 0, sizeof *ti);
   ti->kind = LMM3_ARRAY;
   ti->nuv = 3; /* file, child cache, name */
+  if (lua_type(L, 4) != LUA_TNUMBER && n <= 256) ti->nuv = 3 + (int)n; /* + one per element view */
   ti->n = n;
   ti->esize = esize;
   ti->edesc = lua_type(L, 4) == LUA_TNUMBER ? lua_tointeger(L, 4) : -1;

@@ -32,9 +32,9 @@ HDRS      := $(wildcard src/*.h)
 CTEST_SRC := $(sort $(wildcard spec/c/test_*.c))
 CTESTS    := $(CTEST_SRC:spec/c/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-test demo demo-embed valgrind test test-c test-lua lint sanitize bench install uninstall clean torture fuzz
+.PHONY: all deps deps-test demo demo-embed valgrind test test-c test-lua lint sanitize bench install uninstall clean torture fuzz docs
 
-all: $(B)/libmemmap3.a $(B)/libmemmap3.so $(B)/memmap3/core.so
+all: $(B)/libmemmap3.a $(B)/libmemmap3.so $(B)/memmap3/core.so $(B)/libmemmap3_lua.a
 
 deps:
 	@tools/deps.sh build
@@ -46,6 +46,13 @@ $(B)/obj $(B)/tests $(B)/memmap3:
 	@mkdir -p $@
 
 $(B)/libmemmap3.a: $(CORE_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+# For C programs that embed Lua: the binding (luaopen_memmap3_core, mm3lua_*)
+# and the core in one archive, since the binding calls core functions that
+# libmemmap3.so does not export. Link it instead of libmemmap3 (pkg-config
+# memmap3-lua), never with it.
+$(B)/libmemmap3_lua.a: $(CORE_OBJ) $(LUA_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/libmemmap3.so: $(CORE_OBJ)
@@ -69,9 +76,9 @@ $(B)/gen/embed_save.h: examples/embed_save.lua lua/memmap3/cheader.lua lua/memma
 	@mkdir -p $(B)/gen
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(B)/?.so;;" $(LUA) bin/memmap3 cheader examples/embed_save.lua Save -o $@
 
-$(B)/embed: examples/embed.c $(B)/gen/embed_save.h $(LUA_OBJ) $(B)/libmemmap3.a
-	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE -Isrc -I$(LUA_INCDIR) -I$(B)/gen -o $@ examples/embed.c $(LUA_OBJ) \
-	  $(B)/libmemmap3.a -llua$(LUA_VERSION) -lm -ldl -lpthread
+$(B)/embed: examples/embed.c $(B)/gen/embed_save.h $(B)/libmemmap3_lua.a
+	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE -Isrc -I$(LUA_INCDIR) -I$(B)/gen -o $@ examples/embed.c \
+	  $(B)/libmemmap3_lua.a -llua$(LUA_VERSION) -lm -ldl -lpthread
 
 demo-embed:
 	@tools/deps.sh demo
@@ -134,20 +141,31 @@ install: all
 	  $(DESTDIR)$(LUA_SHAREDIR)/memmap3 $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 $(B)/libmemmap3.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(B)/libmemmap3.so $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(B)/libmemmap3_lua.a $(DESTDIR)$(LIBDIR)/
 	install -m 644 src/memmap3.h src/memmap3_lua.h $(DESTDIR)$(INCDIR)/
 	install -m 755 $(B)/memmap3/core.so $(DESTDIR)$(LUA_LIBDIR)/memmap3/
 	install -m 644 lua/memmap3/*.lua $(DESTDIR)$(LUA_SHAREDIR)/memmap3/
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|0.1.0|' \
 	  tools/memmap3.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/memmap3.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|0.1.0|' \
+	  -e 's|@LUA_SHAREDIR@|$(LUA_SHAREDIR)|; s|@LUA_LIBDIR@|$(LUA_LIBDIR)|; s|@LUA_VERSION@|$(LUA_VERSION)|' \
+	  tools/memmap3-lua.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/memmap3-lua.pc
 	@if [ -f bin/memmap3 ]; then install -d $(DESTDIR)$(BINDIR) && \
 	  sed -e 's|^-- @PATHS@$$|package.path = "$(LUA_SHAREDIR)/?.lua;$(LUA_SHAREDIR)/?/init.lua;" .. package.path; package.cpath = "$(LUA_LIBDIR)/?.so;" .. package.cpath|' \
 	  bin/memmap3 > $(DESTDIR)$(BINDIR)/memmap3 && chmod 755 $(DESTDIR)$(BINDIR)/memmap3; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/libmemmap3.a $(DESTDIR)$(LIBDIR)/libmemmap3.so
+	rm -f $(DESTDIR)$(LIBDIR)/libmemmap3.a $(DESTDIR)$(LIBDIR)/libmemmap3.so $(DESTDIR)$(LIBDIR)/libmemmap3_lua.a
 	rm -f $(DESTDIR)$(INCDIR)/memmap3.h $(DESTDIR)$(INCDIR)/memmap3_lua.h
 	rm -rf $(DESTDIR)$(LUA_LIBDIR)/memmap3 $(DESTDIR)$(LUA_SHAREDIR)/memmap3
-	rm -f $(DESTDIR)$(PKGCONFIGDIR)/memmap3.pc $(DESTDIR)$(BINDIR)/memmap3
+	rm -f $(DESTDIR)$(PKGCONFIGDIR)/memmap3.pc $(DESTDIR)$(PKGCONFIGDIR)/memmap3-lua.pc $(DESTDIR)$(BINDIR)/memmap3
+
+# HTML of the Lua API (config.ld) in $(B)/docs: Markdown where lua-markdown is
+# installed, plain text otherwise; any LDoc warning fails the target.
+LDOC ?= ldoc
+docs:
+	@tools/deps.sh docs
+	$(LDOC) --fatalwarnings -d $(B)/docs .
 
 clean:
 	rm -rf $(B)

@@ -312,6 +312,9 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
     mm3_file_close(f);
     return rc;
   }
+  struct stat st;
+  if (fstat(fd, &st) == 0) mm3__held_attach(f, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+  else f->held = &f->own_held;
   mm3__guard_add(f);
   *out = f;
   return 0;
@@ -339,6 +342,7 @@ void mm3_file_close(mm3_file *f) {
     f->txn_depth = 0;
     while (f->lock_depth > 0) mm3_file_unlock(f);
   }
+  mm3__held_detach(f);
   if (f->base) munmap(f->base, (size_t)f->reserve);
   if (f->fd >= 0) close(f->fd);
   free(f->schema);

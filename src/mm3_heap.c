@@ -13,6 +13,7 @@
 #endif
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "mm3_internal.h"
@@ -24,6 +25,52 @@ _Static_assert(sizeof(pthread_mutex_t) <= 64, "the lock fits in the header");
 #define BLOCK_HEAD 16
 
 /* ---- the writer lock ---- */
+
+/* The lock is a recursive mutex, so a second handle of the same file in the
+   same thread takes it again at once. What says whether this process already
+   holds it (and so whether a logged write is ours, under way, or a dead
+   writer's) is a depth per file, shared by all of the process's handles. */
+typedef struct held_file {
+  uint64_t dev, ino;
+  int refs, depth;
+} held_file;
+
+#define HELD_SLOTS 256
+static held_file held_tab[HELD_SLOTS];
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void mm3__held_attach(mm3_file *f, uint64_t dev, uint64_t ino) {
+  held_file *free_slot = NULL;
+  f->held = &f->own_held;
+  pthread_mutex_lock(&held_mu);
+  for (int i = 0; i < HELD_SLOTS; i++) {
+    held_file *h = &held_tab[i];
+    if (h->refs && h->dev == dev && h->ino == ino) {
+      h->refs++;
+      f->held = &h->depth;
+      free_slot = NULL;
+      break;
+    }
+    if (!h->refs && !free_slot) free_slot = h;
+  }
+  if (f->held == &f->own_held && free_slot) {
+    free_slot->dev = dev;
+    free_slot->ino = ino;
+    free_slot->refs = 1;
+    free_slot->depth = 0;
+    f->held = &free_slot->depth;
+  }
+  pthread_mutex_unlock(&held_mu);
+}
+
+void mm3__held_detach(mm3_file *f) {
+  if (!f->held || f->held == &f->own_held) return;
+  pthread_mutex_lock(&held_mu);
+  held_file *h = (held_file *)((char *)f->held - offsetof(held_file, depth));
+  if (--h->refs == 0) h->depth = 0;
+  pthread_mutex_unlock(&held_mu);
+  f->held = NULL;
+}
 
 int mm3__lock_init(void *lock) {
   pthread_mutexattr_t a;
@@ -47,7 +94,8 @@ int mm3_file_lock(mm3_file *f) {
     rc = 0;
   }
   if (rc) return rc;
-  if (f->lock_depth++ == 0 && __atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) != 0) {
+  f->lock_depth++;
+  if ((*f->held)++ == 0 && __atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) != 0) {
     /* Nobody else holds the lock, yet a write is logged as under way: its
        writer died. Roll it back before anything else. */
     mm3__rollback(f, 0);
@@ -59,6 +107,7 @@ int mm3_file_lock(mm3_file *f) {
 void mm3_file_unlock(mm3_file *f) {
   if (f->readonly || f->lock_depth == 0) return;
   f->lock_depth--;
+  (*f->held)--;
   pthread_mutex_unlock((pthread_mutex_t *)mm3__hdr(f)->lock);
 }
 
@@ -208,7 +257,10 @@ int mm3_file_check(mm3_file *f, char *why, size_t n) {
     else nfree++;
     b += (uint64_t)16 << k;
   }
-  if (used != h->alloc_bytes) {
+  /* The undo log's blocks are not counted in alloc_bytes; a log block a dead
+     process was about to free is a leak, not damage: used may exceed it. */
+  if (h->log_off && mm3__inside(f, h->log_off - BLOCK_HEAD, BLOCK_HEAD)) used -= mm3__block_end(f, h->log_off) - (h->log_off - BLOCK_HEAD);
+  if (used < h->alloc_bytes) {
     snprintf(why, n, "heap: %llu bytes in used blocks, header says %llu", (unsigned long long)used,
              (unsigned long long)h->alloc_bytes);
     return MM3_ECORRUPT;

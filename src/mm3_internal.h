@@ -77,12 +77,19 @@ struct mm3_file {
   char *path;
   int lock_depth;      /* this process's nesting of mm3_file_lock */
   volatile int truncated; /* set by the SIGBUS guard: another program cut the file */
+  int *held;           /* this process's lock depth on the file, shared by all its handles */
+  int own_held;        /* used when the table of files is full */
   int txn_depth;       /* nesting of mm3_txn_begin */
   int no_log;          /* set while the log itself is being made */
   int durable;         /* flush at every commit */
   uint64_t recovered;  /* writes of dead processes rolled back by this one */
   uint64_t retired_log; /* a log block replaced by a bigger one, to free */
 };
+
+/* Bind f->held to the process-wide lock depth of the file (dev, ino), so
+   that two handles of one file in one thread agree on who holds the lock. */
+MM3_INTERNAL void mm3__held_attach(mm3_file *f, uint64_t dev, uint64_t ino);
+MM3_INTERNAL void mm3__held_detach(mm3_file *f);
 
 /* The SIGBUS guard (mm3_guard.c): while a file is open, a fault on one of
    its pages (the file was truncated underneath) maps a zero page there and

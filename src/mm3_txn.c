@@ -33,6 +33,9 @@ static int grow_log(mm3_file *f, uint64_t need) {
   int rc = mm3__alloc_top(f, want, &off);
   f->no_log = 0;
   if (rc) return rc;
+  /* Log blocks are not counted in alloc_bytes (they are allocated outside
+     the log, and a rollback restores alloc_bytes from inside it). */
+  h->alloc_bytes -= mm3__block_end(f, off) - (off - 16);
   if (h->log_off) memcpy(f->base + off, f->base + h->log_off, h->log_len);
   uint64_t old = h->log_off;
   __atomic_store_n(&h->log_off, off, __ATOMIC_RELEASE);
@@ -51,6 +54,7 @@ static int ensure_log(mm3_file *f) {
 /* With no entries left, free a log block that a bigger one replaced. */
 static void release_retired(mm3_file *f) {
   if (f->retired_log && mm3__hdr(f)->log_len == 0) {
+    mm3__hdr(f)->alloc_bytes += mm3__block_end(f, f->retired_log) - (f->retired_log - 16); /* as counted */
     f->no_log = 1;
     mm3__free(f, f->retired_log);
     f->no_log = 0;

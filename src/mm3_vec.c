@@ -16,6 +16,7 @@ static int pow2(uint64_t v) { return v && !(v & (v - 1)); }
 
 int mm3_ctype_init(mm3_ctype *t) {
   uint64_t lim = (uint64_t)1 << 40;
+  if ((t->kind == MM3_VEC || t->kind == MM3_RING || t->kind == MM3_FMAP) && t->cap == 0) return MM3_EINVAL;
   if (t->kind != MM3_VALUE && (t->elem_size == 0 || !pow2(t->elem_align) || t->elem_size % t->elem_align))
     return MM3_EINVAL;
   switch (t->kind) {

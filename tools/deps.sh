@@ -9,7 +9,7 @@ case "${1:-build}" in
   test)  pkgs="lua5.4 liblua5.4-dev lua-lpeg lua-busted lua-check lua-cjson luarocks pkg-config" ;;
   bench) pkgs="lua5.4 liblua5.4-dev lua-lpeg lua-cjson lua-sql-sqlite3 liblmdb-dev" ;;
   fuzz)  pkgs="clang libclang-rt-14-dev" ;;
-  docs)  pkgs="lua-ldoc" ;;
+  docs)  pkgs="lua-ldoc lua-markdown" ;;
   *) echo "tools/deps.sh: unknown set '$1'" >&2; exit 2 ;;
 esac
 for p in $pkgs; do

@@ -9,7 +9,7 @@
 --    .root_size = NAME_ROOT_SIZE}, &f);
 --  * one `typedef struct Name {...} Name;` per struct, one integer typedef and
 --    `#define ENUM_VALUE n` constants per enum, and a struct per container
---    type (named NAME_<its canonical text as an identifier>), with the layout
+--    type (named NAME_`<its canonical text` as an identifier>), with the layout
 --    documented in memmap3.h above mm3_ckind; each container also gets a
 --    `<type>_CTYPE` initialiser of mm3_ctype for the mm3_* container calls;
 --  * _Static_assert on the size and alignment of every struct and the offset

@@ -13,40 +13,101 @@ local type, pairs, ipairs, error, format, setmetatable, tonumber, math_type, pca
 
 local M = {}
 
--- Raw mappings (SPEC §1) come straight from the C module. mm.map also makes
--- map types: mm.map(K, V [, N]) when its second argument is a type.
+-- Raw mappings (SPEC §1) come straight from the C module.
+
+--- Map anonymous, zero-filled memory.
+-- @function anon
+-- @tparam integer len bytes (0 is a valid empty map)
+-- @tparam[opt] table opts `populate`, `stack`, `huge` (true or page-size bits), `no_reserve`, `shared`
+-- @return a memmap3.Map, or fail, message, code
 M.anon = core.anon
+
+--- Whether the running kernel accepts an advice ("dontneed", "populate_read"...).
+-- @function advice_supported
+-- @tparam string name
+-- @treturn boolean
 M.advice_supported = core.advice_supported
+
+--- The message for an error code (the third result of a failure).
+-- @function strerror
+-- @tparam integer code
+-- @treturn string
 M.strerror = core.strerror
+
+--- The library's version, e.g. "0.1.0".
 M.version = core.version
+--- The page size in bytes.
 M.page_size = core.page_size
 
 -- Schemas (SPEC §2).
+
+--- Declare a struct type: `mm.struct("Player", {{"id", "u64"}, {"kills", "u64", atomic = true}})`.
+-- @function struct
+-- @tparam string name an identifier
+-- @tparam table fields a sequence of `{name, type [, atomic = true]}`
+-- @return a type
 M.struct = schema.struct
+
+--- Declare an enum type stored as 0, 1, 2... of an integer base type.
+-- @function enum
+-- @tparam string name
+-- @tparam string base "u8", "u16"...
+-- @tparam table names the names, in order
 M.enum = schema.enum
+
+--- An array type: `mm.array(T, a, b)` is `T[a][b]`.
+-- @function array
 M.array = schema.array
+
+--- A fixed-capacity vector type, `vec<T, N>`.
+-- @function vec
 M.vec = schema.vec
+
+--- A ring buffer type, `ring<T, N>`: pushing into a full ring overwrites the oldest.
+-- @function ring
 M.ring = schema.ring
+
+--- A segmented list type, `segmented<T>`: unlimited growth, elements never move.
+-- @function segmented
 M.segmented = schema.segmented
+
+--- A `string_array<N, LEN>` type: N strings of up to LEN bytes.
 function M.string_array(n, len) return schema.string_array(n, len, "mm.string_array") end
+
+--- A `value<N>` type (any Lua value, serialised, up to N bytes), or `value` (any size) without N.
 function M.value(n) return schema.value(n, "mm.value") end
 
---- mm.map(file [, opts]) maps a file (see the raw mapping API);
--- mm.map(K, V [, N]) is the type map<K, V, N> (or growable map<K, V>).
+-- A type object or a string that parses as one.
 local function typelike(v)
   return schema.is_type(v) or (type(v) == "string" and pcall(schema.parse_type, v))
 end
 
+--- `mm.map(file [, opts])` maps a file (the raw mapping API: path, io.open
+-- handle or descriptor; opts `mode`, `offset`, `len`, `populate`, `no_reserve`,
+-- `create`); `mm.map(K, V [, N])` is the type `map<K, V, N>` (or the growable
+-- `map<K, V>`), chosen when the second argument is a type.
 function M.map(a, b, n)
   if schema.is_type(a) or schema.is_type(b) or (typelike(a) and typelike(b)) then
     return schema.hashmap(a, b, n, "mm.map")
   end
   return core.map(a, b)
 end
+
+--- The type object of a type expression ("u8[16][4]", "map<u64, bool>") or of a type.
+-- @function type
 M.type = schema.totype
+
+--- The canonical schema text of a root type, as stored in files.
+-- @function canonical
 M.canonical = schema.canonical
 
--- Error codes returned as the third result of failed opens.
+--- Error codes returned as the third result of failed opens.
+-- @field ESCHEMA the file's layout differs from the schema
+-- @field EBADFILE not a memmap3 file
+-- @field EVERSION a newer format
+-- @field ECORRUPT damaged
+-- @field ETRUNCATED shorter than its header says
+-- @table errors
 M.ESCHEMA = -30892
 M.EBADFILE = -30895
 M.EVERSION = -30894

@@ -390,7 +390,7 @@ local function definition(t)
 end
 
 --- The canonical text of a schema whose root is t: the definitions of every
--- named type (dependencies first), then "root <type>". Stored in files; its
+-- named type (dependencies first), then `"root <type>"`. Stored in files; its
 -- FNV-1a hash is the layout fingerprint.
 function M.canonical(t)
   local out, seen = {}, {}

@@ -122,6 +122,13 @@ torture:
 	@$(MAKE) --no-print-directory all
 	@MM3_BUILD="$(B)" $(LUA) tools/torture.lua $${KILLS:-1000} $$(date +%s)
 
+# libFuzzer on the file reader (spec/fuzz/): at least 10 million executions
+# with AddressSanitizer and UBSan (RUNS=, JOBS=); CI runs `spec/fuzz/run.sh short`.
+fuzz:
+	@tools/deps.sh fuzz
+	@tools/deps.sh demo
+	@spec/fuzz/run.sh long
+
 # The whole suite with the C tests and the busted process under valgrind
 # (slow: on demand, not in CI's default run).
 valgrind:

@@ -429,7 +429,7 @@ void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   int d = lua_gettop(L);
   const mm3_ctype *ct = &ti->ct;
   uint64_t n = ti->kind == LMM3_SARRAY ? ct->cap : mm3_container_len(f, p, ct);
-  lua_createtable(L, n > (1 << 24) ? 1 << 24 : (int)n, 0);
+  lua_createtable(L, n > (1 << 16) ? 1 << 16 : (int)n, 0); /* n comes from the file: a hint */
   for (uint64_t i = 0; i < n; i++) {
     uint8_t *e;
     switch (ti->kind) {

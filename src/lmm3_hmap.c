@@ -174,7 +174,12 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
   uint64_t pos[3] = {0, 0, 0};
   uint8_t *k, *val;
   int rc;
+  uint64_t count = __atomic_load_n((uint64_t *)v->p, __ATOMIC_ACQUIRE);
   while ((rc = mm3_hmap_next(v->fb->f, v->p, ct, pos, &k, &val)) == 0) {
+    if (n > count) { /* more entries than the map holds: its links loop */
+      rc = MM3_ECORRUPT;
+      break;
+    }
     if (n == cap) {
       size_t ncap = cap ? cap * 2 : 64;
       uint8_t *nb = realloc(keybuf, ncap * ct->key_size);
@@ -224,16 +229,21 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   const lmm3_tinfo *ti = lua_touserdata(L, -1);
   lua_getfield(L, meta, "__mm3elem");
   int d = lua_gettop(L);
-  uint64_t n = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE);
-  lua_createtable(L, 0, n > (1 << 24) ? 1 << 24 : (int)n);
+  uint64_t n = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE), seen = 0;
+  if (ti->ct.kind == MM3_FMAP && n > ti->ct.cap) n = ti->ct.cap;
+  /* the count is only a size hint: it comes from the file */
+  lua_createtable(L, 0, n > (1 << 16) ? 1 << 16 : (int)n);
   uint64_t pos[3] = {0, 0, 0};
   uint8_t *k, *val;
   int64_t kd = ti->kdesc;
-  while (mm3_hmap_next(f, p, &ti->ct, pos, &k, &val) == 0) {
+  int rc;
+  while ((rc = mm3_hmap_next(f, p, &ti->ct, pos, &k, &val)) == 0) {
+    if (seen++ > n) luaL_error(L, "memmap3: map is damaged (its links loop)");
     lmm3_push_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF));
     lmm3_push_copy(L, f, ti->edesc, d, val);
     lua_rawset(L, -3);
   }
+  if (rc != MM3_ENOTFOUND) luaL_error(L, "memmap3: map: %s", mm3_strerror(rc));
   lua_replace(L, d - 1);
   lua_settop(L, d - 1);
 }

@@ -195,7 +195,7 @@ static void decode(rbuf *r, int depth) {
       uint64_t narr = get_varint(r), nhash = get_varint(r);
       /* every entry takes at least one byte: bounds the table sizes */
       need(r, narr);
-      need(r, nhash * 2);
+      if (nhash > (uint64_t)(r->end - r->p) / 2) damaged(r);
       luaL_checkstack(L, 4, "memmap3: value nested too deeply");
       lua_createtable(L, (int)(narr > (1 << 24) ? 1 << 24 : narr), (int)(nhash > (1 << 24) ? 1 << 24 : nhash));
       for (uint64_t i = 1; i <= narr; i++) {

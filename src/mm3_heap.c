@@ -133,7 +133,7 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int top_only) {
   uint64_t b = top_only ? 0 : h->free_list[k];
   if (b) {
     uint64_t *tag = (uint64_t *)(f->base + b);
-    if (!mm3__inside(f, b, bsize) || b < heap_start(f) || tag[0] != (TAG_FREE | (uint64_t)k))
+    if (b % 16 || !mm3__inside(f, b, bsize) || b < heap_start(f) || tag[0] != (TAG_FREE | (uint64_t)k))
       return MM3_ECORRUPT;
     if ((rc = mm3__log(f, &h->free_list[k], 8)) != 0 || (rc = mm3__log(f, tag, 16)) != 0) return rc;
     h->free_list[k] = tag[1];
@@ -169,7 +169,7 @@ int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, 
 
 int mm3__free(mm3_file *f, uint64_t off) {
   mm3_header *h = mm3__hdr(f);
-  if (off < BLOCK_HEAD || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return MM3_ECORRUPT;
+  if (off < BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return MM3_ECORRUPT;
   uint64_t b = off - BLOCK_HEAD;
   uint64_t *tag = (uint64_t *)(f->base + b);
   uint64_t k = tag[0] & 0xff;
@@ -259,7 +259,15 @@ int mm3_file_check(mm3_file *f, char *why, size_t n) {
   }
   /* The undo log's blocks are not counted in alloc_bytes; a log block a dead
      process was about to free is a leak, not damage: used may exceed it. */
-  if (h->log_off && mm3__inside(f, h->log_off - BLOCK_HEAD, BLOCK_HEAD)) used -= mm3__block_end(f, h->log_off) - (h->log_off - BLOCK_HEAD);
+  if (h->log_off) {
+    uint64_t lb = h->log_off - BLOCK_HEAD;
+    uint64_t tag = h->log_off % 16 == 0 && mm3__inside(f, lb, BLOCK_HEAD) ? *(uint64_t *)(f->base + lb) : 0;
+    if ((tag & ~(uint64_t)0xff) != TAG_USED || (tag & 0xff) >= MM3_FREE_CLASSES || ((uint64_t)16 << (tag & 0xff)) > used) {
+      snprintf(why, n, "undo log at %llu is not a heap block in use", (unsigned long long)h->log_off);
+      return MM3_ECORRUPT;
+    }
+    used -= (uint64_t)16 << (tag & 0xff);
+  }
   if (used < h->alloc_bytes) {
     snprintf(why, n, "heap: %llu bytes in used blocks, header says %llu", (unsigned long long)used,
              (unsigned long long)h->alloc_bytes);
@@ -268,7 +276,7 @@ int mm3_file_check(mm3_file *f, char *why, size_t n) {
   uint64_t listed = 0;
   for (int k = 0; k < MM3_FREE_CLASSES; k++)
     for (uint64_t b = h->free_list[k]; b; b = ((uint64_t *)(f->base + b))[1]) {
-      if (b < start || b + ((uint64_t)16 << k) > top || b % 16 ||
+      if (b < start || b > top || ((uint64_t)16 << k) > top - b || b % 16 ||
           *(uint64_t *)(f->base + b) != (TAG_FREE | (uint64_t)k) || ++listed > nfree) {
         snprintf(why, n, "heap: free list %d is damaged at %llu", k, (unsigned long long)b);
         return MM3_ECORRUPT;

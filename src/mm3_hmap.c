@@ -133,7 +133,7 @@ typedef struct ghead {
 _Static_assert(sizeof(ghead) == 48, "map<K,V> head is 48 bytes");
 
 static uint64_t *gtable(mm3_file *f, const ghead *g, int i) {
-  if (!g->tab[i]) return NULL;
+  if (!g->tab[i] || g->tab[i] % 8) return NULL;
   if (g->lg[i] > MAX_LG || !mm3__inside(f, g->tab[i], (uint64_t)8 << g->lg[i])) return NULL;
   return (uint64_t *)(f->base + g->tab[i]);
 }
@@ -476,6 +476,7 @@ int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], 
       if (!off) continue;
       uint8_t *n = gnode(f, t, off);
       if (!n) { rc = MM3_ECORRUPT; goto out; }
+      if (*(uint64_t *)n == off) { rc = MM3_ECORRUPT; goto out; } /* a node linked to itself */
       *key = n + t->key_off;
       *val = n + t->val_off;
       pos[0] = tab_i << 63 | b;

@@ -32,8 +32,9 @@ static int locate(const mm3_ctype *t, uint64_t i, int *k, uint64_t *slot) {
 }
 
 static uint8_t *seg_ptr(mm3_file *f, seghead *h, const mm3_ctype *t, int k, uint64_t slot) {
+  if (k >= NSEG || (t->seg_first << k) > ((uint64_t)1 << 50) / t->elem_size) return NULL; /* no wrap */
   uint64_t cap = t->seg_first << k, off = h->seg[k];
-  if (!off || !mm3__inside(f, off, cap * t->elem_size)) return NULL;
+  if (!off || off % 16 || !mm3__inside(f, off, cap * t->elem_size)) return NULL; /* heap blocks are 16-aligned */
   return f->base + off + slot * t->elem_size;
 }
 

@@ -47,7 +47,7 @@ static int grow_log(mm3_file *f, uint64_t need) {
 static int ensure_log(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
   if (!h->log_off) return grow_log(f, 0);
-  if (!mm3__inside(f, h->log_off, h->log_cap)) return MM3_ECORRUPT;
+  if (h->log_off % 16 || !mm3__inside(f, h->log_off, h->log_cap)) return MM3_ECORRUPT;
   return 0;
 }
 
@@ -87,7 +87,8 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
   mm3_header *h = mm3__hdr(f);
   uint64_t pos = h->log_len;
   if (!pos) return;
-  if (mm3_file_refresh(f) || !h->log_off || !mm3__inside(f, h->log_off, h->log_cap) || pos > h->log_cap) {
+  if (mm3_file_refresh(f) || !h->log_off || h->log_off % 16 || !mm3__inside(f, h->log_off, h->log_cap) ||
+      pos > h->log_cap || pos % 8) {
     h->log_len = 0; /* a damaged log cannot be replayed */
     return;
   }

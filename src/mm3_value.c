@@ -27,7 +27,7 @@ static int locate(mm3_file *f, uint8_t *c, const mm3_ctype *t, const uint8_t **d
   if (!off) return 0;
   int rc = mm3_file_refresh(f);
   if (rc) return rc;
-  if (off < 8 || !mm3__inside(f, off - 8, n + 8)) return MM3_ECORRUPT;
+  if (off < 8 || (off - 8) % 16 || n > f->mapped || !mm3__inside(f, off - 8, n + 8)) return MM3_ECORRUPT;
   if (*(uint64_t *)(f->base + off - 8) != n) return MM3_ECORRUPT; /* the block keeps its length */
   *data = f->base + off;
   *len = n;

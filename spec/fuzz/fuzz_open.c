@@ -7,6 +7,10 @@
  * Any Lua error is a clean refusal and is ignored. A crash, an ASan/UBSan
  * report, a leak or a hang (libFuzzer -timeout) is a finding.
  *
+ * Every step (check, totable, the walk of each field, element and entry)
+ * runs under its own pcall, so a part that is refused does not hide the
+ * parts after it; the first error is reported with MM3_FUZZ_VERBOSE=1.
+ *
  * Input: the bytes of the file. The header check (FNV-1a of header bytes
  * 0-15, 24-71 and the schema) and the layout fingerprint cover the schema
  * text, so nearly every mutation of the schema or of the fixed header would
@@ -22,7 +26,11 @@
  *
  * Environment: MM3_FUZZ_NOFIX=1 runs inputs only as they are (no second run
  * with a repaired check); MM3_FUZZ_VERBOSE=1 prints each Lua error (useful
- * when replaying one input: ./build/fuzz/fuzz_open crash-file).
+ * when replaying one input: ./build/fuzz/fuzz_open crash-file);
+ * MM3_FUZZ_MEM_MB=N caps the Lua state's memory at N MiB, so that an input
+ * making the reader allocate more fails with Lua's "not enough memory" (a
+ * clean error) instead of being reported as an OOM (default: no cap; used to
+ * look past a known OOM).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -55,59 +63,77 @@
 /* The walker, compiled once; returns function(path). */
 static const char WALKER[] =
     "local mm = require 'memmap3'\n"
-    "local pairs, ipairs, pcall, error, type, tostring = pairs, ipairs, pcall, error, type, tostring\n"
+    "local pairs, ipairs, pcall, error, tostring = pairs, ipairs, pcall, error, tostring\n"
     "local CONTAINER = {vec = true, ring = true, string_array = true, map = true, segmented = true}\n"
     "local walk\n"
+    "-- Each part is walked under its own pcall: a part the reader refuses\n"
+    "-- must not hide the parts after it.\n"
+    "local function try(f, ...) pcall(f, ...) end\n"
+    "local function field(x, f)\n"
+    "  local fv = x[f.name]\n"
+    "  if f.atomic then fv:load() else walk(fv, f.type) end\n"
+    "end\n"
+    "local function elem(x, i, t) walk(x[i], t) end\n"
+    "-- Elements that are views (structs, arrays, containers) are walked one by\n"
+    "-- one; scalars were read by pairs / ipairs already.\n"
+    "local function composite(t) return t.kind == 'struct' or t.kind == 'array' or CONTAINER[t.kind] end\n"
+    "local function seq(x, t, k)\n"
+    "  local n = #x\n"
+    "  tostring(x)\n"
+    "  local deep = composite(t.elem)\n"
+    "  for _, e in pairs(x) do if deep then try(walk, e, t.elem) end end\n"
+    "  for _, e in ipairs(x) do local _ = e end\n"
+    "  for _, i in ipairs({0, 1, n, n + 1, -1}) do try(elem, x, i, t.elem) end\n"
+    "  if k == 'ring' then try(x.latest, x) try(x.latest, x, n) try(x.latest, x, n + 1) end\n"
+    "  if k == 'string_array' then x:count() end\n"
+    "end\n"
+    "local function map(x, t)\n"
+    "  local _ = #x\n"
+    "  tostring(x)\n"
+    "  local keys = {}\n"
+    "  local deep = composite(t.elem)\n"
+    "  for key, val in pairs(x) do\n"
+    "    keys[#keys + 1] = key\n"
+    "    if deep then try(walk, val, t.elem) end\n"
+    "  end\n"
+    "  for _, key in ipairs(keys) do try(elem, x, key, t.elem) end\n"
+    "  for _, key in ipairs({0, 1, -1, '', 'k'}) do try(elem, x, key, t.elem) end\n"
+    "end\n"
     "-- x: a value read from the file; t: its type (memmap3 type object)\n"
     "function walk(x, t)\n"
     "  local k = t.kind\n"
     "  if k == 'struct' then\n"
-    "    for _, f in ipairs(t.fields) do\n"
-    "      local fv = x[f.name]\n"
-    "      if f.atomic then fv:load() else walk(fv, f.type) end\n"
-    "    end\n"
+    "    for _, f in ipairs(t.fields) do try(field, x, f) end\n"
     "    for _ in pairs(x) do end\n"
     "    tostring(x)\n"
     "  elseif k == 'array' then\n"
-    "    local n = #x\n"
-    "    for i = 1, t.n do walk(x[i], t.elem) end\n"
-    "    local _ = x[0], x[n + 1]\n"
+    "    local _ = #x\n"
+    "    if composite(t.elem) then\n"
+    "      for i = 1, t.n do try(elem, x, i, t.elem) end\n"
+    "    end\n"
+    "    for _, i in ipairs({0, 1, t.n, t.n + 1}) do try(elem, x, i, t.elem) end\n"
     "    for _, e in ipairs(x) do local _ = e end\n"
     "    for _, e in pairs(x) do local _ = e end\n"
+    "  elseif k == 'map' then\n"
+    "    map(x, t)\n"
     "  elseif CONTAINER[k] then\n"
-    "    local n = #x\n"
-    "    tostring(x)\n"
-    "    if k == 'map' then\n"
-    "      local keys = {}\n"
-    "      for key, val in pairs(x) do\n"
-    "        keys[#keys + 1] = key\n"
-    "        walk(val, t.elem)\n"
-    "      end\n"
-    "      for _, key in ipairs(keys) do local _ = x[key] end\n"
-    "      local _ = x[0], x[1], x[-1], x[''], x['k']\n"
-    "    else\n"
-    "      for i, e in pairs(x) do\n"
-    "        local _ = i\n"
-    "        walk(e, t.elem)\n"
-    "      end\n"
-    "      for _, e in ipairs(x) do local _ = e end\n"
-    "      local _ = x[0], x[1], x[n], x[n + 1], x[-1]\n"
-    "      if k == 'ring' then local _ = x:latest(), x:latest(n), x:latest(n + 1) end\n"
-    "      if k == 'string_array' then x:count() end\n"
-    "    end\n"
+    "    seq(x, t, k)\n"
     "  end\n"
     "  -- scalars, strings, enums and values were decoded when read\n"
     "end\n"
     "return function(path)\n"
     "  local v = mm.open(path, {readonly = true})\n"
     "  if not v then return end\n"
-    "  local ok, err = pcall(function()\n"
-    "    if mm.check then mm.check(path) end\n"
-    "    mm.totable(v)\n"
-    "    mm.info(v)\n"
-    "    tostring(v)\n"
-    "    walk(v, mm.schema(v))\n"
-    "  end)\n"
+    "  local ok, err = true, nil\n"
+    "  local function step(f, ...)\n"
+    "    local ok2, err2 = pcall(f, ...)\n"
+    "    if not ok2 and ok then ok, err = false, err2 end\n"
+    "  end\n"
+    "  if mm.check then step(mm.check, path) end\n"
+    "  step(mm.totable, v)\n"
+    "  step(mm.info, v)\n"
+    "  step(tostring, v)\n"
+    "  step(walk, v, mm.schema(v))\n"
     "  mm.close(v)\n"
     "  if not ok then error(err, 0) end\n"
     "end\n";
@@ -118,6 +144,26 @@ static int fd = -1;
 static char path[64];
 static int nofix, verbose;
 static uint8_t *fixbuf;
+static size_t mem_used, mem_cap; /* bytes held by the Lua state; cap 0: none */
+
+static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  if (!ptr) osize = 0;
+  if (nsize == 0) {
+    free(ptr);
+    mem_used -= osize;
+    return NULL;
+  }
+  if (mem_cap && nsize > osize && mem_used + (nsize - osize) > mem_cap) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p) mem_used = mem_used - osize + nsize;
+  return p;
+}
+
+static int panic(lua_State *l) {
+  fprintf(stderr, "fuzz_open: Lua panic: %s\n", lua_tostring(l, -1));
+  abort();
+}
 
 static void die(const char *what) {
   fprintf(stderr, "fuzz_open: setup failed: %s\n", what);
@@ -139,8 +185,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   if (fd < 0) die(strerror(errno));
   snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
 
-  L = luaL_newstate();
-  if (!L) die("luaL_newstate");
+  const char *mb = getenv("MM3_FUZZ_MEM_MB");
+  mem_cap = mb ? (size_t)strtoul(mb, NULL, 10) << 20 : 0;
+  L = lua_newstate(lalloc, NULL);
+  if (!L) die("lua_newstate");
+  lua_atpanic(L, panic);
   luaL_openlibs(L);
   luaL_requiref(L, "memmap3.core", luaopen_memmap3_core, 0);
   lua_pop(L, 1);
@@ -157,7 +206,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 static void run_file(const uint8_t *data, size_t size) {
-  if (ftruncate(fd, 0) != 0) die("ftruncate");
+  /* to the new size, then overwritten: the pages both inputs cover are reused */
+  if (ftruncate(fd, (off_t)size) != 0) die("ftruncate");
   size_t done = 0;
   while (done < size) {
     ssize_t w = pwrite(fd, data + done, size - done, (off_t)done);

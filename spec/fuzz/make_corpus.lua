@@ -19,13 +19,49 @@ local function fresh(name)
   return p
 end
 
+local PAGE = mm.page_size
+
+-- The heap grows the file in steps of 1 MiB: cut the file after the last
+-- heap block (header offset 144, the heap top; 0 when nothing was allocated)
+-- and publish that size (header offset 16, outside the header check), so a
+-- seed holds only real data. The result is a valid file of the same content.
+local function shrink(p)
+  local f = assert(io.open(p, "rb"))
+  local all = f:read("a")
+  f:close()
+  local size = string.unpack("<I8", all, 17)
+  local root_off, root_size = string.unpack("<I8I8", all, 49)
+  local top = string.unpack("<I8", all, 145)
+  local log_off, log_len, log_cap = string.unpack("<I8I8I8", all, 553)
+  local alloc = string.unpack("<I8", all, 545)
+  local hdr = all:sub(1, 1024)
+  -- An idle undo log that is the last heap block (files whose only heap
+  -- block is the log: fixed-size data written by logged operations) goes
+  -- too: the file is then as it was before its first logged write.
+  if log_off ~= 0 and log_len == 0 and log_off + log_cap == top then
+    local block = log_cap + 16
+    top = log_off - 16
+    if top == (root_off + root_size + 63) // 64 * 64 then top = 0 end
+    hdr = hdr:sub(1, 144) .. string.pack("<I8", top) .. hdr:sub(153, 544)
+      .. string.pack("<I8I8I8I8", alloc - block, 0, 0, 0) .. hdr:sub(577)
+  end
+  local used = math.max(top, root_off + root_size)
+  local new = (used + PAGE - 1) // PAGE * PAGE
+  if new >= size then return end
+  f = assert(io.open(p, "wb"))
+  f:write(hdr:sub(1, 16), string.pack("<I8", new), hdr:sub(25), all:sub(1025, new))
+  f:close()
+end
+
 -- Creates OUTDIR/name.mm3 holding root type t, lets fill(root) write data,
--- closes it, and checks it reopens (read-only, schema from the file).
+-- closes it, shrinks it, and checks it reopens (read-only, schema from the
+-- file) with the same contents.
 local function seed(name, t, fill)
   local p = fresh(name)
   local v = assert(mm.create(p, t))
   if fill then fill(v) end
   mm.close(v)
+  shrink(p)
   local back = assert(mm.open(p, {readonly = true}))
   mm.totable(back)
   mm.close(back)
@@ -78,7 +114,9 @@ local World = mm.struct("World", {
 })
 seed("nested", World, function(w)
   w.version = 3
-  w.players[1] = {id = 7, name = "Ana", pos = {x = 1, y = 2, z = 3}, class = "blue", grid = {{1, 2, 3}, {4, 5, 6}}}
+  w.players[1] = {
+    id = 7, name = "Ana", pos = {x = 1, y = 2, z = 3}, class = "blue", grid = {{1, 2, 3}, {4, 5, 6}},
+  }
   w.players[3].name = "Zoë"
   w.players[3].kills:fetch_add(9)
   w.cube[2][2][2] = -5
@@ -292,7 +330,8 @@ seed("all", All, function(a)
   a.tags[2] = "ab"
 end)
 
-seed("churn", mm.struct("Churn", {{"m", "map<u32, u64>"}, {"v", "value"}, {"l", "segmented<u32>"}}), function(s)
+local Churn = mm.struct("Churn", {{"m", "map<u32, u64>"}, {"v", "value"}, {"l", "segmented<u32>"}})
+seed("churn", Churn, function(s)
   for round = 1, 3 do
     for i = 1, 30 do s.m[i] = i * round end
     for i = 1, 30, 2 do s.m[i] = nil end

@@ -350,7 +350,8 @@ MM3_API int mm3_file_grow(mm3_file *f, uint64_t new_size);
 
 /** Map whatever another process has grown the file by (reads the published
  *  size). Cheap when nothing changed: one atomic load.
- *  @return 0 or an errno from mmap. */
+ *  @return 0, MM3_ERESERVE (the file grew past this handle's reserved range:
+ *          reopen it with a larger reserve), or an errno from mmap. */
 MM3_API int mm3_file_refresh(mm3_file *f);
 
 /* ------------------------------------------------------------------------

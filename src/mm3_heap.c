@@ -39,7 +39,17 @@ typedef struct held_file {
 static held_file held_tab[HELD_SLOTS];
 static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* After fork() the child holds no lock, whatever its parent held. */
+static void held_after_fork(void) {
+  for (int i = 0; i < HELD_SLOTS; i++) held_tab[i].depth = 0;
+  mm3__guard_forget_locks();
+}
+
+static void mm3__held_register_fork(void) { pthread_atfork(NULL, NULL, held_after_fork); }
+
 void mm3__held_attach(mm3_file *f, uint64_t dev, uint64_t ino) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, mm3__held_register_fork);
   held_file *free_slot = NULL;
   f->held = &f->own_held;
   pthread_mutex_lock(&held_mu);
@@ -150,13 +160,16 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int top_only) {
     }
     b = top;
     if ((rc = mm3__log(f, &h->heap_top, 8)) != 0) return rc;
-    h->heap_top = top + bsize;
+    /* the tag first, then the top: the heap below the top is always tagged */
+    ((uint64_t *)(f->base + b))[1] = 0;
+    ((uint64_t *)(f->base + b))[0] = TAG_USED | (uint64_t)k;
+    __atomic_store_n(&h->heap_top, top + bsize, __ATOMIC_RELEASE);
   }
   if ((rc = mm3__log(f, &h->alloc_bytes, 8)) != 0) return rc;
   uint64_t *tag = (uint64_t *)(f->base + b);
-  memset(f->base + b + BLOCK_HEAD, 0, bsize - BLOCK_HEAD);
   tag[1] = 0;
   tag[0] = TAG_USED | (uint64_t)k;
+  memset(f->base + b + BLOCK_HEAD, 0, bsize - BLOCK_HEAD);
   h->alloc_bytes += bsize;
   *off = b + BLOCK_HEAD;
   return 0;

@@ -96,6 +96,8 @@ MM3_INTERNAL void mm3__held_detach(mm3_file *f);
    flags the file instead of killing the process. */
 MM3_INTERNAL void mm3__guard_add(mm3_file *f);
 MM3_INTERNAL void mm3__guard_remove(mm3_file *f);
+/* In a child after fork(): no handle holds the lock or a transaction. */
+MM3_INTERNAL void mm3__guard_forget_locks(void);
 
 /* Record the old bytes of [p, p + n) in the undo log before changing them
    (the caller holds the lock, through mm3__op_begin or a transaction).

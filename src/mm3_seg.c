@@ -55,10 +55,15 @@ static int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src) {
   int rc = locate(t, n, &k, &slot);
   if (rc) return rc;
   if (!h->seg[k]) {
+    /* a new segment is logged even in an unlogged push: a crash then rolls
+       the allocation back instead of leaking it */
+    int saved = f->no_log;
+    f->no_log = 0;
     uint64_t off;
     rc = mm3__alloc(f, (t->seg_first << k) * t->elem_size, &off);
+    if (!rc) rc = mm3__log(f, &h->seg[k], 8);
+    f->no_log = saved;
     if (rc) return rc;
-    LOG(f, &h->seg[k], 8);
     h->seg[k] = off;
   }
   uint8_t *p = seg_ptr(f, h, t, k, slot);

@@ -1,0 +1,1114 @@
+/*
+ * test_txn.c - transactions, crash recovery and atomics through the public C
+ * API: mm3_txn_*, mm3_file_write, mm3_file_set_durable, mm3_file_recovered,
+ * and mm3_atomic_* on mapped memory, across real processes (fork, _exit,
+ * SIGKILL).
+ *
+ * Every test runs inside mm3_fixture.h's fixture: its files are closed and
+ * removed afterwards. Children open files of their own and leave with
+ * _exit(); a child that deadlocks is ended by the alarm fork_child sets.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "memmap3.h"
+#include "mm3_test.h"
+#include "mm3_fixture.h"
+
+/* ------------------------------------------------------------------------
+ * The file most tests use: plain fields and containers in one struct
+ * ------------------------------------------------------------------------ */
+
+#define SCHEMA_T "struct T{a:u64;b:u64;c:u64;n:u64;v:vec<u32,8>;m:map<u64,u64>;x:value}\nroot T"
+
+enum { OFF_A = 0, OFF_B = 8, OFF_C = 16, OFF_N = 24, OFF_V = 32, OFF_M = 72, OFF_X = 120, T_SIZE = 136 };
+
+static mm3_ctype tv, tm, tx; /* vec<u32,8>, map<u64,u64>, value */
+
+static int types_init(void) {
+  memset(&tv, 0, sizeof tv);
+  tv.kind = MM3_VEC;
+  tv.elem_size = tv.elem_align = 4;
+  tv.cap = 8;
+  memset(&tm, 0, sizeof tm);
+  tm.kind = MM3_HMAP;
+  tm.elem_size = tm.elem_align = tm.key_size = tm.key_align = 8;
+  memset(&tx, 0, sizeof tx);
+  tx.kind = MM3_VALUE;
+  if (mm3_ctype_init(&tv) || mm3_ctype_init(&tm) || mm3_ctype_init(&tx)) return -1;
+  /* the struct's layout as the schema has it */
+  return tv.size == OFF_M - OFF_V && tm.size == OFF_X - OFF_M && tx.size == T_SIZE - OFF_X ? 0 : -1;
+}
+
+static mm3_file *t_file(const char *tag, const char **path) {
+  if (types_init() != 0) {
+    CHECK(!"container layouts differ from the struct's");
+    return NULL;
+  }
+  return new_file(tag, SCHEMA_T, T_SIZE, path);
+}
+
+static uint64_t get64(mm3_file *f, size_t off) {
+  uint64_t v;
+  memcpy(&v, mm3_file_root(f) + off, 8);
+  return v;
+}
+
+static int put64(mm3_file *f, size_t off, uint64_t v) { return mm3_file_write(f, mm3_file_root(f) + off, &v, 8); }
+
+static uint8_t *cv(mm3_file *f) { return mm3_file_root(f) + OFF_V; }
+static uint8_t *cm(mm3_file *f) { return mm3_file_root(f) + OFF_M; }
+static uint8_t *cx(mm3_file *f) { return mm3_file_root(f) + OFF_X; }
+
+/* The value's bytes as a NUL-terminated string in buf (or "<error>"). */
+static const char *value_str(mm3_file *f, char *buf, size_t n) {
+  uint64_t len = 0;
+  if (mm3_value_get(f, cx(f), &tx, buf, n - 1, &len) != 0) return "<error>";
+  buf[len] = 0;
+  return buf;
+}
+
+static int map_get(mm3_file *f, uint64_t k, uint64_t *v) { return mm3_hmap_get(f, cm(f), &tm, &k, v, NULL); }
+static int map_put(mm3_file *f, uint64_t k, uint64_t v) { return mm3_hmap_put(f, cm(f), &tm, &k, &v, NULL); }
+
+static uint32_t vec_item(mm3_file *f, uint64_t i) {
+  uint8_t *p = mm3_vec_at(f, cv(f), &tv, i);
+  uint32_t v = 0xFFFFFFFFu;
+  if (p) memcpy(&v, p, 4);
+  return v;
+}
+
+static int file_ok(mm3_file *f) {
+  char why[160];
+  int rc = mm3_file_check(f, why, sizeof why);
+  if (rc) fprintf(stderr, "  %s: mm3_file_check: %s\n", mm3t_current, why);
+  return rc == 0;
+}
+
+static int containers_ok(mm3_file *f) {
+  char why[160];
+  int rc = mm3_container_check(f, cv(f), &tv, why, sizeof why);
+  if (!rc) rc = mm3_container_check(f, cm(f), &tm, why, sizeof why);
+  if (!rc) rc = mm3_container_check(f, cx(f), &tx, why, sizeof why);
+  if (rc) fprintf(stderr, "  %s: mm3_container_check: %s\n", mm3t_current, why);
+  return rc == 0;
+}
+
+/* Committed state most tests start from: a = 5, v = [1], m = {1: 10}, x = "old". */
+static int seed_state(mm3_file *f) {
+  uint32_t one = 1;
+  return put64(f, OFF_A, 5) || mm3_vec_push(f, cv(f), &tv, &one) || map_put(f, 1, 10) ||
+         mm3_value_set(f, cx(f), &tx, "old", 3);
+}
+
+/* Check the state seed_state left (after a rollback or a recovery). */
+static void check_seed_state(mm3_file *f) {
+  char buf[64];
+  uint64_t v = 0;
+  CHECK_EQ(get64(f, OFF_A), 5);
+  CHECK_EQ(get64(f, OFF_B), 0);
+  CHECK_EQ(mm3_container_len(f, cv(f), &tv), 1);
+  CHECK_EQ(vec_item(f, 0), 1);
+  CHECK_EQ(mm3_container_len(f, cm(f), &tm), 1);
+  CHECK_RC(map_get(f, 1, &v));
+  CHECK_EQ(v, 10);
+  CHECK_EQ(map_get(f, 2, &v), MM3_ENOTFOUND);
+  CHECK(strcmp(value_str(f, buf, sizeof buf), "old") == 0);
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+}
+
+/* Writes of every kind on top of the seed state (inside a transaction). */
+static int dirty_state(mm3_file *f) {
+  uint32_t two = 2, nine = 9;
+  int rc = put64(f, OFF_A, 6);
+  if (!rc) rc = put64(f, OFF_B, 6);
+  if (!rc) rc = mm3_vec_push(f, cv(f), &tv, &two);
+  if (!rc) rc = mm3_vec_set(f, cv(f), &tv, 0, &nine);
+  if (!rc) rc = map_put(f, 2, 20);
+  if (!rc) rc = map_put(f, 1, 100);
+  for (uint64_t k = 100; !rc && k < 140; k++) rc = map_put(f, k, k); /* the table grows */
+  if (!rc) rc = mm3_value_set(f, cx(f), &tx, "new and longer", 14);
+  return rc;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Wait until *w >= v (written by a child); 0 on success, -1 after 10 s. */
+static int wait_for(volatile uint64_t *w, uint64_t v) {
+  for (int i = 0; i < 10000; i++) {
+    if (__atomic_load_n(w, __ATOMIC_SEQ_CST) >= v) return 0;
+    sleep_ms(1);
+  }
+  return -1;
+}
+
+/* A child that opens path, takes the lock, writes c = 77, and exits 0. */
+static int locker_child(const char *path) {
+  mm3_file_opts o = {0};
+  mm3_file *f = NULL;
+  if (mm3_file_open(path, &o, &f)) return 10;
+  if (mm3_file_lock(f)) return 11;
+  uint64_t v = 77;
+  int rc = mm3_file_write(f, mm3_file_root(f) + OFF_C, &v, 8);
+  mm3_file_unlock(f);
+  mm3_file_close(f);
+  return rc ? 12 : 0;
+}
+
+/* The lock works again for this process and for another one. */
+static void check_lock_usable(mm3_file *f, const char *path) {
+  CHECK_RC(mm3_file_lock(f));
+  mm3_file_unlock(f);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(put64(f, OFF_B, 4));
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_EQ(get64(f, OFF_B), 4);
+  CHECK_RC(put64(f, OFF_C, 0));
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) _exit(locker_child(path));
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK_EQ(get64(f, OFF_C), 77);
+  CHECK_EQ(mm3_txn_depth(f), 0);
+}
+
+/* ========================================================================
+ * Transactions
+ * ======================================================================== */
+
+FTEST(txn_commit_keeps_writes) {
+  const char *path;
+  mm3_file *f = t_file("commit", &path);
+  REQUIRE(f);
+  CHECK_EQ(mm3_txn_depth(f), 0);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_EQ(mm3_txn_depth(f), 1);
+  CHECK_RC(seed_state(f));
+  CHECK_RC(dirty_state(f));
+  CHECK(hdr_u64(f, 560) > 0); /* the undo log holds the transaction */
+  CHECK_EQ(mm3_txn_depth(f), 1);
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_EQ(mm3_txn_depth(f), 0);
+  CHECK_EQ(hdr_u64(f, 560), 0); /* and is empty after it */
+  char buf[64];
+  uint64_t v = 0;
+  CHECK_EQ(get64(f, OFF_A), 6);
+  CHECK_EQ(vec_item(f, 0), 9);
+  CHECK_EQ(vec_item(f, 1), 2);
+  CHECK_RC(map_get(f, 1, &v));
+  CHECK_EQ(v, 100);
+  CHECK_EQ(mm3_container_len(f, cm(f), &tm), 42);
+  CHECK(strcmp(value_str(f, buf, sizeof buf), "new and longer") == 0);
+  CHECK(file_ok(f));
+  close_file(f);
+  mm3_file *g = open_existing(path, 0);
+  REQUIRE(g);
+  CHECK_EQ(mm3_file_recovered(g), 0);
+  CHECK_EQ(get64(g, OFF_A), 6);
+  CHECK_EQ(get64(g, OFF_B), 6);
+  CHECK_RC(map_get(g, 2, &v));
+  CHECK_EQ(v, 20);
+  CHECK(strcmp(value_str(g, buf, sizeof buf), "new and longer") == 0);
+  CHECK(containers_ok(g));
+}
+
+FTEST(txn_rollback_restores) {
+  mm3_file *f = t_file("rollback", NULL);
+  REQUIRE(f);
+  REQUIRE(seed_state(f) == 0);
+  uint64_t used = hdr_u64(f, 544), top = hdr_u64(f, 144);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(dirty_state(f));
+  CHECK_EQ(get64(f, OFF_A), 6); /* visible inside the transaction */
+  CHECK_EQ(mm3_container_len(f, cm(f), &tm), 42);
+  mm3_txn_rollback(f, sp);
+  CHECK_EQ(mm3_txn_depth(f), 0);
+  CHECK_EQ(hdr_u64(f, 560), 0);
+  check_seed_state(f);
+  CHECK_EQ(hdr_u64(f, 544), used); /* the heap is as it was */
+  CHECK_EQ(hdr_u64(f, 144), top);
+  CHECK_EQ(mm3_file_recovered(f), 0);
+  /* and the file goes on working */
+  CHECK_RC(map_put(f, 3, 30));
+  CHECK_EQ(mm3_container_len(f, cm(f), &tm), 2);
+  CHECK(file_ok(f));
+}
+
+FTEST(txn_nested_savepoints) {
+  mm3_file *f = t_file("nested", NULL);
+  REQUIRE(f);
+  uint64_t sp1, sp2, sp3;
+  CHECK_RC(mm3_txn_begin(f, &sp1));
+  CHECK_RC(put64(f, OFF_A, 1));
+  CHECK_RC(map_put(f, 1, 1));
+  CHECK_RC(mm3_txn_begin(f, &sp2));
+  CHECK_EQ(mm3_txn_depth(f), 2);
+  CHECK(sp2 > sp1); /* past the outer transaction's entries */
+  CHECK_RC(put64(f, OFF_A, 2));
+  CHECK_RC(put64(f, OFF_B, 2));
+  CHECK_RC(map_put(f, 2, 2));
+  mm3_txn_rollback(f, sp2); /* only the inner writes go */
+  CHECK_EQ(mm3_txn_depth(f), 1);
+  CHECK_EQ(get64(f, OFF_A), 1);
+  CHECK_EQ(get64(f, OFF_B), 0);
+  uint64_t v;
+  CHECK_RC(map_get(f, 1, &v));
+  CHECK_EQ(map_get(f, 2, &v), MM3_ENOTFOUND);
+  CHECK_RC(mm3_txn_begin(f, &sp3));
+  CHECK_EQ(mm3_txn_depth(f), 2);
+  CHECK_RC(put64(f, OFF_B, 3));
+  CHECK_RC(mm3_txn_commit(f)); /* inner commit: still inside the outer one */
+  CHECK_EQ(mm3_txn_depth(f), 1);
+  CHECK(hdr_u64(f, 560) > 0);
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_EQ(mm3_txn_depth(f), 0);
+  CHECK_EQ(get64(f, OFF_A), 1);
+  CHECK_EQ(get64(f, OFF_B), 3);
+  CHECK_RC(map_get(f, 1, &v));
+  CHECK_EQ(v, 1);
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+}
+
+/* An inner commit is undone by the outer rollback. */
+FTEST(txn_inner_commit_outer_rollback) {
+  mm3_file *f = t_file("innerouter", NULL);
+  REQUIRE(f);
+  REQUIRE(seed_state(f) == 0);
+  uint64_t sp1, sp2, sp3;
+  CHECK_RC(mm3_txn_begin(f, &sp1));
+  CHECK_RC(put64(f, OFF_A, 50));
+  CHECK_RC(mm3_txn_begin(f, &sp2));
+  CHECK_RC(dirty_state(f));
+  CHECK_RC(mm3_txn_begin(f, &sp3));
+  CHECK_EQ(mm3_txn_depth(f), 3);
+  CHECK_RC(put64(f, OFF_B, 51));
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_EQ(mm3_txn_depth(f), 1);
+  CHECK_EQ(get64(f, OFF_B), 51);
+  mm3_txn_rollback(f, sp1);
+  CHECK_EQ(mm3_txn_depth(f), 0);
+  check_seed_state(f);
+}
+
+/* commit and rollback outside a transaction do nothing. */
+FTEST(txn_end_without_begin) {
+  mm3_file *f = t_file("nobegin", NULL);
+  REQUIRE(f);
+  CHECK_RC(put64(f, OFF_A, 8));
+  CHECK_RC(mm3_txn_commit(f));
+  mm3_txn_rollback(f, 0);
+  CHECK_EQ(mm3_txn_depth(f), 0);
+  CHECK_EQ(get64(f, OFF_A), 8);
+  /* a commit too many after a real transaction */
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(put64(f, OFF_A, 9));
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_RC(mm3_txn_commit(f));
+  mm3_txn_rollback(f, sp);
+  CHECK_EQ(get64(f, OFF_A), 9);
+  CHECK_EQ(mm3_txn_depth(f), 0);
+  CHECK(file_ok(f));
+}
+
+FTEST(txn_readonly) {
+  const char *path;
+  mm3_file *w = t_file("txnro", &path);
+  REQUIRE(w);
+  close_file(w);
+  mm3_file *f = open_existing(path, 1);
+  REQUIRE(f);
+  uint64_t sp = 777;
+  CHECK_EQ(mm3_txn_begin(f, &sp), MM3_EREADONLY);
+  CHECK_EQ(sp, 777);
+  CHECK_EQ(mm3_txn_depth(f), 0);
+  CHECK_RC(mm3_txn_commit(f));
+  mm3_txn_rollback(f, 0);
+}
+
+FTEST(txn_durable_commit) {
+  const char *path;
+  mm3_file *f = t_file("durable", &path);
+  REQUIRE(f);
+  mm3_file_set_durable(f, 1);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(put64(f, OFF_A, 0x0D0D0D0DULL));
+  CHECK_RC(map_put(f, 5, 55));
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_EQ(mm3_txn_depth(f), 0);
+  /* on disk, read through a descriptor of our own */
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  uint64_t back = 0;
+  CHECK_EQ(pread(fd, &back, 8, mm3_file_root(f) + OFF_A - mm3_file_base(f)), 8);
+  close(fd);
+  CHECK_EQ(back, 0x0D0D0D0DULL);
+  /* nested: only the outermost commit flushes, every one succeeds */
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(put64(f, OFF_B, 2));
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_RC(mm3_txn_commit(f));
+  mm3_file_set_durable(f, 0);
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(put64(f, OFF_B, 3));
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_EQ(get64(f, OFF_B), 3);
+  CHECK(file_ok(f));
+}
+
+/* A transaction that outgrows the first 64 KiB log: the log doubles, and a
+   rollback still restores every byte. */
+FTEST(txn_large_log) {
+  enum { ROOT = 1 << 20, CHANGED = 512 << 10, PIECE = 4096 };
+  mm3_file *f = new_file("largelog", "root u8[1048576]", ROOT, NULL);
+  REQUIRE(f);
+  uint8_t *root = mm3_file_root(f);
+  uint8_t piece[PIECE];
+  memset(piece, 0x5C, sizeof piece);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  for (int off = 0; off < CHANGED; off += PIECE) CHECK_RC(mm3_file_write(f, root + off, piece, PIECE));
+  CHECK(hdr_u64(f, 568) >= CHANGED); /* log capacity */
+  CHECK(hdr_u64(f, 560) >= CHANGED);
+  CHECK_EQ(root[CHANGED - 1], 0x5C);
+  mm3_txn_rollback(f, sp);
+  CHECK(all_zero(root, ROOT));
+  CHECK(file_ok(f));
+  /* the same, committed */
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  for (int off = 0; off < CHANGED; off += PIECE) CHECK_RC(mm3_file_write(f, root + off, piece, PIECE));
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_EQ(root[0], 0x5C);
+  CHECK_EQ(root[CHANGED - 1], 0x5C);
+  CHECK_EQ(root[CHANGED], 0);
+  CHECK(file_ok(f));
+}
+
+/* A transaction that allocates (a value set) and then outgrows the first log
+   (a 100 KB write) is rolled back: the file checks clean and the bytes in
+   use are as before (until 8933866 the rollback restored them to before the
+   new log block was counted: "heap: N bytes in used blocks, header says M"). */
+FTEST(txn_rollback_after_log_growth_keeps_heap_consistent) {
+  mm3_file *f = new_file("loggrowth", "struct B{x:value;pad:u8[200000]}\nroot B", 16 + 200000, NULL);
+  REQUIRE(f);
+  REQUIRE(types_init() == 0);
+  uint8_t *root = mm3_file_root(f);
+  CHECK_RC(mm3_value_set(f, root, &tx, "before", 6));
+  uint64_t used = hdr_u64(f, 544);
+  CHECK(file_ok(f));
+  static uint8_t big[100000];
+  memset(big, 7, sizeof big);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(mm3_value_set(f, root, &tx, "hello", 5));
+  CHECK_RC(mm3_file_write(f, root + 16, big, sizeof big));
+  mm3_txn_rollback(f, sp);
+  CHECK(all_zero(root + 16, sizeof big));
+  char buf[16];
+  uint64_t len = 0;
+  CHECK_RC(mm3_value_get(f, root, &tx, buf, sizeof buf, &len));
+  CHECK(len == 6 && memcmp(buf, "before", 6) == 0);
+  CHECK(file_ok(f));
+  /* what is in use: the value's block and the log (now a bigger one) */
+  CHECK(hdr_u64(f, 544) >= used);
+}
+
+/* The same through crash recovery: a child allocates, outgrows the log, dies. */
+FTEST(crash_recovery_after_log_growth_keeps_heap_consistent) {
+  const char *path;
+  mm3_file *f = new_file("crashgrowth", "struct B{x:value;pad:u8[200000]}\nroot B", 16 + 200000, &path);
+  REQUIRE(f);
+  REQUIRE(types_init() == 0);
+  CHECK_RC(mm3_value_set(f, mm3_file_root(f), &tx, "before", 6));
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file_opts o = {0};
+    mm3_file *c = NULL;
+    static uint8_t big[100000];
+    memset(big, 7, sizeof big);
+    uint64_t sp;
+    if (mm3_file_open(path, &o, &c) || mm3_txn_begin(c, &sp)) _exit(10);
+    if (mm3_value_set(c, mm3_file_root(c), &tx, "hello", 5)) _exit(11);
+    if (mm3_file_write(c, mm3_file_root(c) + 16, big, sizeof big)) _exit(12);
+    _exit(0); /* dies inside the transaction */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK_RC(mm3_file_lock(f));
+  mm3_file_unlock(f);
+  CHECK_EQ(mm3_file_recovered(f), 1);
+  CHECK(all_zero(mm3_file_root(f) + 16, 100000));
+  CHECK(file_ok(f));
+}
+
+/* ========================================================================
+ * mm3_file_write
+ * ======================================================================== */
+
+FTEST(file_write_range) {
+  const char *path;
+  mm3_file *f = t_file("write", &path);
+  REQUIRE(f);
+  uint8_t *base = mm3_file_base(f);
+  uint64_t size = mm3_file_size(f);
+  uint64_t v = 0xABABABABABABABABULL;
+  uint8_t hdr[MM3_HEADER_SIZE];
+  memcpy(hdr, base, sizeof hdr);
+  CHECK_EQ(mm3_file_write(f, base, &v, 8), MM3_ERANGE); /* the header */
+  CHECK_EQ(mm3_file_write(f, base + 144, &v, 8), MM3_ERANGE);
+  CHECK_EQ(mm3_file_write(f, base + MM3_HEADER_SIZE - 1, &v, 8), MM3_ERANGE);
+  CHECK(memcmp(hdr, base, sizeof hdr) == 0);
+  CHECK_EQ(mm3_file_write(f, base + size - 4, &v, 8), MM3_ERANGE); /* straddles the end */
+  CHECK_EQ(mm3_file_write(f, base + size, &v, 1), MM3_ERANGE);
+  CHECK_EQ(mm3_file_write(f, base + size + 4096, &v, 8), MM3_ERANGE);
+  CHECK_EQ(mm3_file_write(f, base + 2048, &v, SIZE_MAX), MM3_ERANGE); /* overflow */
+  uint64_t local = 0;
+  CHECK_EQ(mm3_file_write(f, &local, &v, 8), MM3_ERANGE); /* not file memory */
+  CHECK_EQ(local, 0);
+  CHECK(all_zero(base + size - 4, 4));
+  /* inside: the last bytes, an empty write at the very end, the root */
+  CHECK_RC(mm3_file_write(f, base + size - 8, &v, 8));
+  CHECK(memcmp(base + size - 8, &v, 8) == 0);
+  CHECK_RC(mm3_file_write(f, base + size, &v, 0));
+  CHECK_RC(mm3_file_write(f, mm3_file_root(f) + OFF_C, &v, 8));
+  CHECK(get64(f, OFF_C) == v);
+  /* a grown file accepts writes in the new extent */
+  CHECK_RC(mm3_file_grow(f, size * 2));
+  CHECK_RC(mm3_file_write(f, base + size, &v, 8));
+  CHECK_EQ(hdr_u64(f, 560), 0);
+  close_file(f);
+  mm3_file *r = open_existing(path, 1);
+  REQUIRE(r);
+  CHECK_EQ(mm3_file_write(r, mm3_file_root(r) + OFF_C, &v, 8), MM3_EREADONLY);
+  CHECK_EQ(mm3_file_write(r, mm3_file_base(r), &v, 8), MM3_ERANGE);
+}
+
+/* Closing inside a transaction undoes it and frees the lock. */
+FTEST(close_inside_txn_rolls_back) {
+  const char *path;
+  mm3_file *f = t_file("closetxn", &path);
+  REQUIRE(f);
+  REQUIRE(seed_state(f) == 0);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(dirty_state(f));
+  close_file(f);
+  mm3_file *g = open_existing(path, 0);
+  REQUIRE(g);
+  check_seed_state(g);
+  CHECK_EQ(mm3_file_recovered(g), 0); /* nothing left for the opener */
+  check_lock_usable(g, path);
+}
+
+/* ========================================================================
+ * Crash recovery with real processes
+ * ======================================================================== */
+
+/* Child: open path, begin a transaction, make every kind of write, then
+   leave without committing (flag[0] says it got there). */
+static void die_in_txn(const char *path, volatile uint64_t *flag, int spin) {
+  mm3_file_opts o = {0};
+  mm3_file *c = NULL;
+  uint64_t sp;
+  if (mm3_file_open(path, &o, &c) || mm3_txn_begin(c, &sp)) _exit(10);
+  if (dirty_state(c)) _exit(11);
+  __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
+  while (spin) sleep_ms(1); /* holding the lock until killed */
+  _exit(0);
+}
+
+/* The parent keeps the file open: the next lock rolls the dead child's
+   transaction back. */
+FTEST(crash_exit_in_txn_file_open) {
+  const char *path;
+  mm3_file *f = t_file("crashexit", &path);
+  REQUIRE(f);
+  REQUIRE(seed_state(f) == 0);
+  volatile uint64_t *flag = shared_words();
+  REQUIRE(flag);
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) die_in_txn(path, flag, 0);
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK_EQ(*flag, 1);
+  CHECK(hdr_u64(f, 560) > 0); /* its log is left */
+  CHECK_EQ(mm3_file_recovered(f), 0);
+  CHECK_RC(mm3_file_lock(f));
+  CHECK_EQ(mm3_file_recovered(f), 1);
+  CHECK_EQ(hdr_u64(f, 560), 0);
+  mm3_file_unlock(f);
+  check_seed_state(f);
+  check_lock_usable(f, path);
+  CHECK_EQ(mm3_file_recovered(f), 1);
+  /* a container operation recovers as well (it takes the lock itself) */
+  *flag = 0;
+  pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) die_in_txn(path, flag, 0);
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK_RC(map_put(f, 3, 33));
+  CHECK_EQ(mm3_file_recovered(f), 2);
+  uint64_t v;
+  CHECK_EQ(map_get(f, 2, &v), MM3_ENOTFOUND);
+  CHECK_RC(map_get(f, 3, &v));
+  CHECK_EQ(v, 33);
+  CHECK_EQ(get64(f, OFF_A), 5);
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+}
+
+/* Nobody has the file open when the child dies: the next read-write opener
+   recovers; a read-only opener is told to let one do it first. */
+FTEST(crash_exit_in_txn_reopen) {
+  const char *path;
+  mm3_file *f = t_file("crashreopen", &path);
+  REQUIRE(f);
+  REQUIRE(seed_state(f) == 0);
+  close_file(f);
+  volatile uint64_t *flag = shared_words();
+  REQUIRE(flag);
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) die_in_txn(path, flag, 0);
+  CHECK_EQ(wait_child(pid), 0);
+  mm3_file_opts ro = {0};
+  ro.readonly = 1;
+  mm3_file *r = (mm3_file *)&fx;
+  CHECK_EQ(mm3_file_open(path, &ro, &r), MM3_ERECOVER);
+  CHECK(r == (mm3_file *)&fx);
+  mm3_file *g = open_existing(path, 0);
+  REQUIRE(g);
+  CHECK_EQ(mm3_file_recovered(g), 1);
+  check_seed_state(g);
+  mm3_file *r2 = open_existing(path, 1); /* now fine */
+  REQUIRE(r2);
+  CHECK_EQ(get64(r2, OFF_A), 5);
+  check_lock_usable(g, path);
+  /* the parent had it open while the child died, then reopened */
+  *flag = 0;
+  pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) die_in_txn(path, flag, 0);
+  CHECK_EQ(wait_child(pid), 0);
+  close_file(r2);
+  close_file(g);
+  mm3_file *h = open_existing(path, 0);
+  REQUIRE(h);
+  CHECK_EQ(mm3_file_recovered(h), 1);
+  CHECK_EQ(get64(h, OFF_B), 4); /* check_lock_usable's committed write stays */
+  CHECK_EQ(get64(h, OFF_A), 5);
+  CHECK_EQ(mm3_container_len(h, cm(h), &tm), 1);
+  CHECK(containers_ok(h));
+  CHECK(file_ok(h));
+}
+
+/* SIGKILL while the child holds the lock inside a transaction. */
+FTEST(crash_kill_holding_lock) {
+  const char *path;
+  mm3_file *f = t_file("crashkill", &path);
+  REQUIRE(f);
+  REQUIRE(seed_state(f) == 0);
+  volatile uint64_t *flag = shared_words();
+  REQUIRE(flag);
+  alarm(120); /* a lock that never comes back fails the run instead of hanging it */
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) die_in_txn(path, flag, 1);
+  CHECK_EQ(wait_for(flag, 1), 0);
+  CHECK_EQ(get64(f, OFF_A), 6); /* its writes are in place while it lives */
+  kill(pid, SIGKILL);
+  CHECK_EQ(wait_child(pid), 128 + SIGKILL);
+  CHECK_RC(mm3_file_lock(f));
+  CHECK_EQ(mm3_file_recovered(f), 1);
+  mm3_file_unlock(f);
+  check_seed_state(f);
+  check_lock_usable(f, path);
+  alarm(0);
+}
+
+/* A child loops on transactions holding the lock throughout; it is killed at
+   arbitrary points. Each transaction sets a and b together: they are always
+   equal afterwards, and no committed one is lost. */
+FTEST(crash_kill_in_loop) {
+  const char *path;
+  mm3_file *f = t_file("crashloop", &path);
+  REQUIRE(f);
+  volatile uint64_t *w = shared_words(); /* w[0]: committed count, w[1]: started */
+  REQUIRE(w);
+  alarm(120);
+  static const long delays_ms[] = {0, 1, 3, 7, 20};
+  uint64_t recovered_before = 0;
+  for (int round = 0; round < 5; round++) {
+    w[0] = w[1] = 0;
+    pid_t pid = fork_child();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mm3_file_opts o = {0};
+      mm3_file *c = NULL;
+      if (mm3_file_open(path, &o, &c) || mm3_file_lock(c)) _exit(10);
+      uint64_t i = get64(c, OFF_A);
+      __atomic_store_n(&w[1], 1, __ATOMIC_SEQ_CST);
+      for (;;) {
+        uint64_t sp;
+        i++;
+        if (mm3_txn_begin(c, &sp) || put64(c, OFF_A, i) || map_put(c, i % 64, i) || put64(c, OFF_B, i) ||
+            mm3_txn_commit(c))
+          _exit(11);
+        __atomic_store_n(&w[0], i, __ATOMIC_SEQ_CST);
+      }
+    }
+    CHECK_EQ(wait_for(&w[1], 1), 0);
+    uint64_t start = get64(f, OFF_A);
+    CHECK_EQ(wait_for(&w[0], start + 100), 0); /* at least 100 commits */
+    sleep_ms(delays_ms[round]);
+    kill(pid, SIGKILL);
+    CHECK_EQ(wait_child(pid), 128 + SIGKILL);
+    uint64_t done = w[0];
+    CHECK_RC(mm3_file_lock(f));
+    uint64_t a = get64(f, OFF_A), b = get64(f, OFF_B);
+    mm3_file_unlock(f);
+    CHECK_EQ(a, b);
+    CHECK(a >= done && a <= done + 1); /* committed, or committed just before the count */
+    uint64_t v = 0;
+    CHECK_RC(map_get(f, a % 64, &v));
+    CHECK_EQ(v, a);
+    CHECK(mm3_file_recovered(f) - recovered_before <= 1);
+    recovered_before = mm3_file_recovered(f);
+    CHECK(containers_ok(f));
+    CHECK(file_ok(f));
+  }
+  check_lock_usable(f, path);
+  alarm(0);
+}
+
+/* Segmented pushes inside a transaction (allocating new segments) roll back
+   with it; pointers to the surviving elements stay valid. */
+FTEST(txn_rollback_seg_push) {
+  mm3_ctype ts;
+  memset(&ts, 0, sizeof ts);
+  ts.kind = MM3_SEGMENTED;
+  ts.elem_size = ts.elem_align = 8;
+  REQUIRE(mm3_ctype_init(&ts) == 0);
+  mm3_file *f = new_file("txnseg", "root segmented<u64>", ts.size, NULL);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  for (uint64_t i = 0; i < 10; i++) CHECK_RC(mm3_seg_push(f, c, &ts, &i));
+  uint8_t *p3 = mm3_seg_at(f, c, &ts, 3);
+  REQUIRE(p3);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  for (uint64_t i = 10; i < 5000; i++) CHECK_RC(mm3_seg_push(f, c, &ts, &i)); /* segments 1..3 */
+  uint64_t v = 999;
+  CHECK_RC(mm3_seg_set(f, c, &ts, 3, &v));
+  CHECK_RC(mm3_seg_truncate(f, c, &ts, 2));
+  mm3_txn_rollback(f, sp);
+  CHECK_EQ(mm3_container_len(f, c, &ts), 10);
+  CHECK(mm3_seg_at(f, c, &ts, 3) == p3);
+  int bad = 0;
+  for (uint64_t i = 0; i < 10; i++) {
+    uint8_t *p = mm3_seg_at(f, c, &ts, i);
+    uint64_t got;
+    if (!p) bad++;
+    else if (memcpy(&got, p, 8), got != i) bad++;
+  }
+  CHECK_EQ(bad, 0);
+  CHECK(mm3_seg_at(f, c, &ts, 10) == NULL);
+  char why[160];
+  CHECK_RC(mm3_container_check(f, c, &ts, why, sizeof why));
+  CHECK(file_ok(f));
+  for (uint64_t i = 10; i < 5000; i++) CHECK_RC(mm3_seg_push(f, c, &ts, &i)); /* and again, committed */
+  CHECK_EQ(mm3_container_len(f, c, &ts), 5000);
+  CHECK(file_ok(f));
+}
+
+/* Outside a transaction a segmented push skips the undo log (commit 3149342).
+   A push that starts a new segment bumps the heap top, zeroes the block, and
+   only then writes the block's tag; killed in between (SIGKILL, power loss),
+   it leaves a block without a tag below the heap top, which mm3_file_check
+   reports for good ("heap block at N has a damaged tag"), and whose space is
+   never reused: every killed attempt leaks another segment.
+     child:  mm3_seg_push(...) in a loop on segmented<bytes<4096>>, killed
+             while it allocates segment 11 (2048 x 4 KiB: a 16 MiB block)
+     parent: mm3_file_lock(f); mm3_file_unlock(f);
+             mm3_file_check(f, ...) -> MM3_ECORRUPT
+   Whether a kill lands inside that window is a matter of timing: the test
+   tries up to 8 kills at varied delays, and fails on the first damage. */
+FTEST(kill_in_seg_push_keeps_heap_consistent) {
+  enum { ITEM = 4096, BOUNDARY = 2047 }; /* segment 11 starts at element 2^11 - 1 */
+  mm3_ctype ts;
+  memset(&ts, 0, sizeof ts);
+  ts.kind = MM3_SEGMENTED;
+  ts.elem_size = ITEM;
+  ts.elem_align = 8;
+  REQUIRE(mm3_ctype_init(&ts) == 0);
+  REQUIRE(ts.seg_first == 1);
+  const char *path;
+  mm3_file *f = new_file("segkill", "root segmented<bytes<4096>>", ts.size, &path);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  static uint8_t item[ITEM];
+  for (uint64_t i = 0; i < BOUNDARY; i++) {
+    memcpy(item, &i, 8);
+    CHECK_RC(mm3_seg_push(f, c, &ts, item));
+  }
+  volatile uint64_t *w = shared_words();
+  REQUIRE(w);
+  alarm(120);
+  static const long delay_us[] = {0, 200, 500, 1000, 1500, 2000, 3000, 5000};
+  int damaged = 0, completed = 0;
+  for (int round = 0; round < 8 && !damaged; round++) {
+    w[0] = 0;
+    pid_t pid = fork_child();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mm3_file_opts o = {0};
+      mm3_file *g = NULL;
+      if (mm3_file_open(path, &o, &g)) _exit(10);
+      uint8_t *cc = mm3_file_root(g);
+      uint64_t n = mm3_container_len(g, cc, &ts);
+      memcpy(item, &n, 8);
+      __atomic_store_n(&w[0], 1, __ATOMIC_SEQ_CST);
+      int rc = mm3_seg_push(g, cc, &ts, item); /* allocates the 16 MiB segment */
+      __atomic_store_n(&w[0], 2, __ATOMIC_SEQ_CST);
+      for (;;) sleep_ms(1); /* wait to be killed */
+      _exit(rc);
+    }
+    CHECK_EQ(wait_for(&w[0], 1), 0);
+    struct timespec ts_delay = {0, delay_us[round] * 1000L};
+    nanosleep(&ts_delay, NULL);
+    kill(pid, SIGKILL);
+    CHECK_EQ(wait_child(pid), 128 + SIGKILL);
+    completed += w[0] == 2;
+    CHECK_RC(mm3_file_lock(f));
+    mm3_file_unlock(f);
+    uint64_t n = mm3_container_len(f, c, &ts);
+    CHECK(n == BOUNDARY || n == BOUNDARY + 1); /* the push happened or did not */
+    char why[160];
+    int rc = mm3_file_check(f, why, sizeof why);
+    if (rc) {
+      fprintf(stderr, "  %s: kill %d (%ld us): %s\n", mm3t_current, round, delay_us[round], why);
+      damaged = 1;
+    }
+    CHECK_RC(rc);
+    CHECK_RC(mm3_container_check(f, c, &ts, why, sizeof why));
+    if (n == BOUNDARY + 1) CHECK_RC(mm3_seg_truncate(f, c, &ts, BOUNDARY)); /* aim at the same segment */
+  }
+  alarm(0);
+  /* A later push still works and lands where the list says. */
+  uint64_t n = mm3_container_len(f, c, &ts);
+  memcpy(item, &n, 8);
+  CHECK_RC(mm3_seg_push(f, c, &ts, item));
+  uint8_t *p = mm3_seg_at(f, c, &ts, n);
+  CHECK(p && memcmp(p, &n, 8) == 0);
+}
+
+/* A process that forks while it holds the lock (inside a transaction), then
+   dies: the child, waiting on the lock, must roll the dead transaction back
+   when it gets the lock. Since 8933866 a process keeps one lock depth per
+   file for all its handles (held_tab in src/mm3_heap.c); a forked child
+   inherits its parent's depth of 1 for the file, so its first lock does not
+   look for a dead writer's log, and its own write then ends the log: the
+   dead transaction's writes become permanent (it worked before 8933866).
+     P: mm3_txn_begin(p, &sp); write a = 2; fork() -> G
+     G: mm3_file_open(path); mm3_file_write(g, &b, 7)   // waits for the lock
+     P: _exit(0)                                        // dies in the transaction
+     G: gets the lock (EOWNERDEAD), writes b = 7: a stays 2, recovered(G) == 0 */
+FTEST(fork_in_txn_child_recovers_dead_parent) {
+  const char *path;
+  mm3_file *f = t_file("forkheld", &path);
+  REQUIRE(f);
+  REQUIRE(seed_state(f) == 0);
+  volatile uint64_t *w = shared_words(); /* w[0]: G opened, w[1]: G done, w[2]: G's recovered, w[3]: G's rc */
+  REQUIRE(w);
+  alarm(120);
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file_opts o = {0};
+    mm3_file *pf = NULL;
+    uint64_t sp;
+    if (mm3_file_open(path, &o, &pf) || mm3_txn_begin(pf, &sp) || put64(pf, OFF_A, 2)) _exit(10);
+    pid_t g = fork_child();
+    if (g < 0) _exit(11);
+    if (g == 0) {
+      mm3_file *gf = NULL;
+      if (mm3_file_open(path, &o, &gf)) _exit(12);
+      __atomic_store_n(&w[0], 1, __ATOMIC_SEQ_CST);
+      int rc = put64(gf, OFF_B, 7); /* waits for P's lock */
+      w[2] = mm3_file_recovered(gf);
+      w[3] = (uint64_t)rc;
+      __atomic_store_n(&w[1], 1, __ATOMIC_SEQ_CST);
+      mm3_file_close(gf);
+      _exit(0);
+    }
+    if (wait_for(&w[0], 1)) _exit(13);
+    sleep_ms(50);
+    _exit(0); /* dies holding the lock, inside the transaction */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK_EQ(wait_for(&w[1], 1), 0);
+  CHECK_EQ(w[3], 0);
+  CHECK_EQ(w[2], 1); /* G rolled P's transaction back */
+  CHECK_RC(mm3_file_lock(f));
+  mm3_file_unlock(f);
+  CHECK_EQ(get64(f, OFF_A), 5);
+  CHECK_EQ(get64(f, OFF_B), 7);
+  alarm(0);
+}
+
+/* Two handles on one file in one thread share the (recursive) lock: the
+   second one's first lock must not take the first one's open transaction for
+   a dead writer's (before 8933866 it rolled it back, recovered(b) == 1, and
+   the commit that followed returned 0 with its writes lost). */
+FTEST(two_handles_one_thread_keep_txn) {
+  const char *path;
+  mm3_file *a = t_file("twohandles", &path);
+  REQUIRE(a);
+  mm3_file *b = open_existing(path, 0);
+  REQUIRE(b);
+  CHECK_RC(put64(a, OFF_A, 1));
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(a, &sp));
+  CHECK_RC(put64(a, OFF_A, 2));
+  CHECK_EQ(get64(b, OFF_A), 2);
+  CHECK_RC(mm3_file_lock(b));
+  CHECK_EQ(mm3_file_recovered(b), 0); /* nobody died */
+  mm3_file_unlock(b);
+  CHECK_RC(mm3_txn_commit(a));
+  CHECK_EQ(get64(a, OFF_A), 2);
+}
+
+/* ========================================================================
+ * Atomics
+ * ======================================================================== */
+
+static const int widths[] = {1, 2, 4, 8};
+
+static uint64_t mask_of(int w) { return w == 8 ? UINT64_MAX : (((uint64_t)1 << (8 * w)) - 1); }
+
+/* A file whose root is 64 bytes of atomics. */
+static mm3_file *atomic_file(const char *tag, const char **path) {
+  return new_file(tag, "struct A{w:u64[8]}\nroot A", 64, path);
+}
+
+FTEST(atomic_load_store_widths) {
+  mm3_file *f = atomic_file("atomls", NULL);
+  REQUIRE(f);
+  uint8_t *r = mm3_file_root(f);
+  for (size_t i = 0; i < 4; i++) {
+    int w = widths[i];
+    memset(r, 0xEE, 64);
+    uint8_t *p = r + 16;
+    mm3_atomic_store(p, w, 0x1122334455667788ULL);
+    CHECK(mm3_atomic_load(p, w) == (0x1122334455667788ULL & mask_of(w)));
+    CHECK_EQ(p[0], 0x88); /* little-endian, the low bytes */
+    CHECK_EQ(p[w - 1], (0x1122334455667788ULL >> (8 * (w - 1))) & 0xff);
+    for (int j = w; j < 16; j++) CHECK_EQ(p[j], 0xEE); /* nothing past the width */
+    for (int j = 0; j < 16; j++) CHECK_EQ(r[j], 0xEE); /* or before */
+    mm3_atomic_store(p, w, 0);
+    CHECK_EQ(mm3_atomic_load(p, w), 0);
+    mm3_atomic_store(p, w, UINT64_MAX);
+    CHECK(mm3_atomic_load(p, w) == mask_of(w)); /* zero-extended */
+  }
+}
+
+FTEST(atomic_fetch_every_op) {
+  mm3_file *f = atomic_file("atomops", NULL);
+  REQUIRE(f);
+  uint8_t *r = mm3_file_root(f);
+  for (size_t i = 0; i < 4; i++) {
+    int w = widths[i];
+    uint64_t m = mask_of(w);
+    uint8_t *p = r + 8;
+    memset(r, 0xEE, 64);
+    mm3_atomic_store(p, w, 5);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_ADD, 3, 0), 5);
+    CHECK_EQ(mm3_atomic_load(p, w), 8);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_SUB, 10, 0), 8);
+    CHECK(mm3_atomic_load(p, w) == ((uint64_t)-2 & m)); /* wraps */
+    mm3_atomic_store(p, w, m);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_ADD, 1, 0) == m);
+    CHECK_EQ(mm3_atomic_load(p, w), 0); /* wraps */
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_SUB, 1, 1), 0);
+    CHECK(mm3_atomic_load(p, w) == m);
+    mm3_atomic_store(p, w, 0xC);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_AND, 0xA, 0), 0xC);
+    CHECK_EQ(mm3_atomic_load(p, w), 0x8);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_OR, 0x3, 0), 0x8);
+    CHECK_EQ(mm3_atomic_load(p, w), 0xB);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_XOR, 0xF, 0), 0xB);
+    CHECK_EQ(mm3_atomic_load(p, w), 0x4);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_SWAP, m, 0), 0x4);
+    CHECK(mm3_atomic_load(p, w) == m);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_SWAP, 1, 0) == m); /* previous, zero-extended */
+    /* operands wider than the field count by their low bytes only */
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_ADD, (uint64_t)-1, 0), 1);
+    CHECK_EQ(mm3_atomic_load(p, w), 0);
+    mm3_atomic_fetch(p, w, MM3_ATOMIC_OR, UINT64_MAX, 0);
+    CHECK(mm3_atomic_load(p, w) == m);
+    for (int j = w; j < 24; j++) CHECK_EQ(p[j], 0xEE);
+    CHECK_EQ(r[7], 0xEE);
+  }
+}
+
+FTEST(atomic_max_min_signed_unsigned) {
+  mm3_file *f = atomic_file("atommax", NULL);
+  REQUIRE(f);
+  uint8_t *p = mm3_file_root(f) + 32;
+  for (size_t i = 0; i < 4; i++) {
+    int w = widths[i];
+    uint64_t m = mask_of(w), smax = m >> 1, smin = smax + 1, neg1 = m;
+    uint64_t neg5 = (uint64_t)-5 & m;
+    /* unsigned */
+    mm3_atomic_store(p, w, 0);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, m, 0), 0);
+    CHECK(mm3_atomic_load(p, w) == m);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, 5, 0) == m); /* no change */
+    CHECK(mm3_atomic_load(p, w) == m);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_MIN, 5, 0) == m);
+    CHECK_EQ(mm3_atomic_load(p, w), 5);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_MIN, m, 0), 5);
+    CHECK_EQ(mm3_atomic_load(p, w), 5);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_MIN, 0, 0), 5);
+    CHECK_EQ(mm3_atomic_load(p, w), 0);
+    mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, smin, 0); /* unsigned: smin is large */
+    CHECK(mm3_atomic_load(p, w) == smin);
+    mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, smax, 0);
+    CHECK(mm3_atomic_load(p, w) == smin);
+    /* signed */
+    mm3_atomic_store(p, w, 0);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, neg1, 1), 0); /* -1 < 0 */
+    CHECK_EQ(mm3_atomic_load(p, w), 0);
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, smax, 1), 0);
+    CHECK(mm3_atomic_load(p, w) == smax);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, smin, 1) == smax); /* the most negative */
+    CHECK(mm3_atomic_load(p, w) == smax);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_MIN, smin, 1) == smax);
+    CHECK(mm3_atomic_load(p, w) == smin);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_MIN, neg1, 1) == smin);
+    CHECK(mm3_atomic_load(p, w) == smin);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, neg1, 1) == smin);
+    CHECK(mm3_atomic_load(p, w) == neg1);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_MIN, smax, 1) == neg1);
+    CHECK(mm3_atomic_load(p, w) == neg1);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, 0, 1) == neg1);
+    CHECK_EQ(mm3_atomic_load(p, w), 0);
+    /* a negative operand as a sign-extended 64-bit value */
+    CHECK_EQ(mm3_atomic_fetch(p, w, MM3_ATOMIC_MIN, (uint64_t)(int64_t)-5, 1), 0);
+    CHECK(mm3_atomic_load(p, w) == neg5);
+    CHECK(mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, (uint64_t)(int64_t)-7, 1) == neg5);
+    CHECK(mm3_atomic_load(p, w) == neg5);
+    mm3_atomic_store(p, w, 0);
+    mm3_atomic_fetch(p, w, MM3_ATOMIC_MAX, (uint64_t)(int64_t)-5, 0); /* unsigned: huge */
+    CHECK(mm3_atomic_load(p, w) == neg5);
+  }
+}
+
+FTEST(atomic_cas) {
+  mm3_file *f = atomic_file("atomcas", NULL);
+  REQUIRE(f);
+  uint8_t *r = mm3_file_root(f);
+  for (size_t i = 0; i < 4; i++) {
+    int w = widths[i];
+    uint64_t m = mask_of(w);
+    uint8_t *p = r + 24;
+    memset(r, 0xEE, 64);
+    mm3_atomic_store(p, w, 7);
+    uint64_t e = 7;
+    CHECK_EQ(mm3_atomic_cas(p, w, &e, 9), 1);
+    CHECK_EQ(e, 7); /* written only on failure */
+    CHECK_EQ(mm3_atomic_load(p, w), 9);
+    e = 7;
+    CHECK_EQ(mm3_atomic_cas(p, w, &e, 11), 0);
+    CHECK_EQ(e, 9); /* the current value */
+    CHECK_EQ(mm3_atomic_load(p, w), 9);
+    CHECK_EQ(mm3_atomic_cas(p, w, &e, m), 1); /* retry with it */
+    CHECK(mm3_atomic_load(p, w) == m);
+    e = 0;
+    CHECK_EQ(mm3_atomic_cas(p, w, &e, 1), 0);
+    CHECK(e == m); /* zero-extended */
+    CHECK_EQ(mm3_atomic_cas(p, w, &e, 0), 1);
+    CHECK_EQ(mm3_atomic_load(p, w), 0);
+    for (int j = w; j < 16; j++) CHECK_EQ(p[j], 0xEE);
+    CHECK_EQ(r[23], 0xEE);
+  }
+}
+
+/* 4 processes x 100000 atomic updates of every width end exact. */
+FTEST(atomic_across_processes) {
+  enum { P = 4, N = 100000 };
+  const char *path;
+  mm3_file *f = atomic_file("atomproc", &path);
+  REQUIRE(f);
+  uint8_t *r = mm3_file_root(f);
+  /* r+0 u64 add, r+8 u32 add, r+12 u16 add, r+14 u8 add, r+16 u64 max,
+     r+24 i64 min, r+32 u32 cas counter, r+40 i16 signed max */
+  mm3_atomic_store(r + 24, 8, 0);
+  pid_t pids[P];
+  for (int c = 0; c < P; c++) {
+    pids[c] = fork_child();
+    REQUIRE(pids[c] >= 0);
+    if (pids[c] == 0) {
+      mm3_file_opts o = {0};
+      mm3_file *g = NULL;
+      if (mm3_file_open(path, &o, &g)) _exit(10);
+      uint8_t *q = mm3_file_root(g);
+      uint64_t last = 0;
+      int bad = 0;
+      for (uint64_t i = 0; i < N; i++) {
+        uint64_t prev = mm3_atomic_fetch(q, 8, MM3_ATOMIC_ADD, 1, 0);
+        if (i && prev <= last) bad = 1; /* this process's view only moves forward */
+        last = prev;
+        mm3_atomic_fetch(q + 8, 4, MM3_ATOMIC_ADD, 1, 0);
+        mm3_atomic_fetch(q + 12, 2, MM3_ATOMIC_ADD, 1, 0);
+        mm3_atomic_fetch(q + 14, 1, MM3_ATOMIC_ADD, 1, 0);
+        uint64_t mine = (uint64_t)c * N + i;
+        mm3_atomic_fetch(q + 16, 8, MM3_ATOMIC_MAX, mine, 0);
+        mm3_atomic_fetch(q + 24, 8, MM3_ATOMIC_MIN, (uint64_t)-(int64_t)mine, 1);
+        mm3_atomic_fetch(q + 40, 2, MM3_ATOMIC_MAX, (uint64_t)(int64_t)(i % 30000) - 15000, 1);
+        if (i % 10 == 0) {
+          uint64_t e = mm3_atomic_load(q + 32, 4);
+          while (!mm3_atomic_cas(q + 32, 4, &e, e + 1)) {
+          }
+        }
+      }
+      mm3_file_close(g);
+      _exit(bad ? 12 : 0);
+    }
+  }
+  for (int c = 0; c < P; c++) CHECK_EQ(wait_child(pids[c]), 0);
+  CHECK_EQ(mm3_atomic_load(r, 8), P * N);
+  CHECK_EQ(mm3_atomic_load(r + 8, 4), P * N);
+  CHECK_EQ(mm3_atomic_load(r + 12, 2), (P * N) & 0xFFFF);
+  CHECK_EQ(mm3_atomic_load(r + 14, 1), (P * N) & 0xFF);
+  CHECK_EQ(mm3_atomic_load(r + 16, 8), P * N - 1);
+  CHECK(mm3_atomic_load(r + 24, 8) == (uint64_t)-(int64_t)(P * N - 1));
+  CHECK_EQ(mm3_atomic_load(r + 32, 4), P * (N / 10));
+  CHECK_EQ(mm3_atomic_load(r + 40, 2), 29999 - 15000);
+  /* atomics are shared live, never logged: the file's log stayed empty */
+  CHECK_EQ(hdr_u64(f, 560), 0);
+}
+
+RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints, txn_inner_commit_outer_rollback,
+          txn_end_without_begin, txn_readonly, txn_durable_commit, txn_large_log,
+          txn_rollback_after_log_growth_keeps_heap_consistent,
+          crash_recovery_after_log_growth_keeps_heap_consistent, file_write_range, close_inside_txn_rolls_back,
+          crash_exit_in_txn_file_open, crash_exit_in_txn_reopen, crash_kill_holding_lock, crash_kill_in_loop,
+          txn_rollback_seg_push, kill_in_seg_push_keeps_heap_consistent, fork_in_txn_child_recovers_dead_parent,
+          two_handles_one_thread_keep_txn, atomic_load_store_widths, atomic_fetch_every_op,
+          atomic_max_min_signed_unsigned, atomic_cas, atomic_across_processes)

@@ -93,7 +93,7 @@ test:
 lint:
 	@tools/deps.sh test
 	$(MAKE) --no-print-directory B=$(B)/lint CFLAGS="$(OPT) -Werror" all
-	$(LUACHECK) lua spec bench examples bin/memmap3
+	$(LUACHECK) lua spec bench examples tools bin/memmap3
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer. The
 # lua5.4 binary is not instrumented, so the runtime is preloaded for it.

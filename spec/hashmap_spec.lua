@@ -219,7 +219,7 @@ describe("hash maps", function()
         assert.same({}, mm.totable(m))
       end)
 
-      it("clearing other fields inside pairs (Lua allows it) never skips an entry still in the map", function()
+      it("clearing other fields inside pairs (Lua allows it) never skips an entry still there", function()
         local n = cap and cap // 2 or 1000
         for i = 1, n do m["k" .. i] = i end
         local order, pos = {}, {}

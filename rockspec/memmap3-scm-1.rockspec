@@ -52,6 +52,7 @@ build = {
         "src/mm3_heap.c",
         "src/mm3_hmap.c",
         "src/mm3_map.c",
+        "src/mm3_schema.c",
         "src/mm3_seg.c",
         "src/mm3_txn.c",
         "src/mm3_value.c",

@@ -193,6 +193,17 @@ static int l_recovered(lua_State *L) {
   return 1;
 }
 
+/* core.schema_layout(text) -> size, align | fail, msg, code (the C layout) */
+static int l_schema_layout(lua_State *L) {
+  uint64_t size;
+  uint32_t align;
+  int rc = mm3_schema_layout(luaL_checkstring(L, 1), &size, &align);
+  if (rc) return lmm3_fail(L, "schema", rc);
+  lua_pushinteger(L, (lua_Integer)size);
+  lua_pushinteger(L, (lua_Integer)align);
+  return 2;
+}
+
 /* core.file_check(file) -> true | nil, why */
 static int l_file_check(lua_State *L) {
   lmm3_file *fb = tofile(L, 1);
@@ -222,7 +233,7 @@ void lmm3_open_file(lua_State *L) {
       {"file_info", l_file_info},   {"txn_begin", l_txn_begin},
       {"txn_commit", l_txn_commit}, {"txn_rollback", l_txn_rollback},
       {"file_set_durable", l_set_durable}, {"file_recovered", l_recovered},
-      {"file_check", l_file_check},
+      {"file_check", l_file_check}, {"schema_layout", l_schema_layout},
       {NULL, NULL}};
   luaL_newmetatable(L, LMM3_FILE_MT);
   lua_pushcfunction(L, f_gc);

@@ -283,7 +283,8 @@ typedef struct mm3_file_opts {
   uint64_t reserve;     /**< address space to reserve (0: MM3_DEFAULT_RESERVE) */
   const char *schema;   /**< the schema text (NUL-terminated); NULL to accept
                              the file's own (only when opening, not creating) */
-  uint64_t root_size;   /**< bytes of the root object (when creating) */
+  uint64_t root_size;   /**< bytes of the root object (when creating); 0:
+                             computed from the schema (mm3_schema_layout) */
 } mm3_file_opts;
 
 /** Open (or create) a memmap3 file.
@@ -300,6 +301,15 @@ typedef struct mm3_file_opts {
  *          MM3_ESCHEMA (opts->schema differs from the file's schema: read
  *          the file's with mm3_file_read_schema to explain how). */
 MM3_API int mm3_file_open(const char *path, const mm3_file_opts *opts, mm3_file **out);
+
+/** The size and alignment of the root of a canonical schema text (as
+ *  memmap3 stores it in files and `memmap3 cheader` prints it), computed
+ *  with the same rules as the Lua layer (C's natural alignment and padding).
+ *  mm3_file_open calls it when creating a file with root_size 0.
+ *  @param align may be NULL
+ *  @return 0, MM3_ESCHEMA (a text that does not parse, or an unknown type),
+ *          MM3_ETOOBIG. */
+MM3_API int mm3_schema_layout(const char *text, uint64_t *size, uint32_t *align);
 
 /** Read only the schema text of a file, without mapping it.
  *  @param buf  receives a malloc'ed NUL-terminated copy (free() it)

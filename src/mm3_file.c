@@ -218,6 +218,13 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
   if (!path || !o) return MM3_EINVAL;
   int fd = -1, rc;
   int created = 0;
+  mm3_file_opts computed;
+  if (o->create && o->schema && !o->root_size) { /* the layout from the text */
+    computed = *o;
+    int lrc = mm3_schema_layout(o->schema, &computed.root_size, NULL);
+    if (lrc) return lrc;
+    o = &computed;
+  }
   if (o->create && !o->readonly && (o->schema || o->exclusive)) {
     if (!o->schema || !o->root_size) return MM3_EINVAL;
     if (o->exclusive || access(path, F_OK) != 0) {

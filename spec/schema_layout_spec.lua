@@ -13,7 +13,8 @@ describe("C layout of canonical schema text", function()
     "map<u64, bool>", "map<bytes<5>, u8, 3>", "segmented<u64>", "value<1024>", "value", "value<3>",
     mm.struct("LAll", {
       {"a", "u8"}, {"b", "u64", atomic = true}, {"c", "i16"}, {"d", Inner}, {"e", mm.array(Inner, 3)},
-      {"f", E}, {"g", "f64[2][3]"}, {"h", "string<5>"}, {"i", mm.vec(Inner, 4)}, {"j", mm.map("u32", Inner, 10)},
+      {"f", E}, {"g", "f64[2][3]"}, {"h", "string<5>"}, {"i", mm.vec(Inner, 4)},
+      {"j", mm.map("u32", Inner, 10)},
       {"k", mm.segmented(Inner)}, {"l", "map<string<8>, u16>"}, {"m", "value<9>"}, {"n", mm.ring(E, 5)},
       {"o", "string_array<3, 5>"}, {"p", "bool"},
     }),

@@ -387,7 +387,8 @@ describe("atomic fields", function()
       f:close()
       local root = cwd()
       local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
-        sh_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), sh_quote(root .. "/build/?.so;;"))
+        sh_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
+    sh_quote(root .. "/" .. (os.getenv("MM3_BUILD") or "build") .. "/?.so;;"))
       local procs = {}
       for i = 1, 4 do
         procs[i] = assert(io.popen(("%s lua5.4 %s %s %s %d %d 2>&1"):format(

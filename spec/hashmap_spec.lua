@@ -55,7 +55,8 @@ end
 local function lua_command(script, args)
   local root = cwd()
   local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
-    sh_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), sh_quote(root .. "/build/?.so;;"))
+    sh_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
+    sh_quote(root .. "/" .. (os.getenv("MM3_BUILD") or "build") .. "/?.so;;"))
   local quoted = {}
   for j, a in ipairs(args) do quoted[j] = sh_quote(a) end
   return ("%s lua5.4 %s %s 2>&1"):format(env, sh_quote(script), table.concat(quoted, " "))

@@ -61,6 +61,8 @@ describe("a file truncated underneath", function()
       os.remove(... .. ".raw")
       return m[5000]]=], {args = {p}})
     os.remove(p .. ".raw")
-    assert.equal(128 + 7, status) -- killed by SIGBUS, as without memmap3
+    -- killed by SIGBUS, as without memmap3 (AddressSanitizer turns it into an abort)
+    assert.is_true(status == 128 + 7 or (os.getenv("LD_PRELOAD") or ""):find("asan") and status == 128 + 6,
+      "status " .. tostring(status))
   end)
 end)

@@ -60,7 +60,8 @@ local function run_together(dir, code, arglists)
   f:close()
   local root = cwd()
   local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
-    sh_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), sh_quote(root .. "/build/?.so;;"))
+    sh_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
+    sh_quote(root .. "/" .. (os.getenv("MM3_BUILD") or "build") .. "/?.so;;"))
   local procs = {}
   for i, args in ipairs(arglists) do
     local quoted = {}

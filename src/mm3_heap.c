@@ -129,6 +129,7 @@ static uint64_t heap_start(const mm3_file *f) {
 
 uint64_t mm3__block_end(const mm3_file *f, uint64_t off) {
   uint64_t tag = *(const uint64_t *)(f->base + off - BLOCK_HEAD);
+  if ((tag & 0xff) >= MM3_FREE_CLASSES) return off; /* damaged: no block */
   return off - BLOCK_HEAD + ((uint64_t)16 << (tag & 0xff));
 }
 

@@ -3,33 +3,8 @@
 -- assignment, for every integer width and bool; and real concurrency: four
 -- lua5.4 processes incrementing one counter in one file.
 local mm = require "memmap3"
-
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function tmpdir()
-  local p = assert(io.popen("mktemp -d /tmp/mm3atomic.XXXXXX"))
-  local d = p:read("l")
-  p:close()
-  assert(d and d ~= "", "mktemp -d failed")
-  return d
-end
-
-local function rmrf(d)
-  if d and d:match("^/tmp/mm3atomic%.") then os.execute("rm -rf " .. sh_quote(d)) end
-end
-
--- Raises an error whose message contains every phrase (plain text).
-local function raises(phrases, fn, ...)
-  local args = table.pack(...)
-  local ok, err = pcall(fn, table.unpack(args, 1, args.n))
-  assert.is_false(ok, "expected an error, got success")
-  err = tostring(err)
-  if type(phrases) == "string" then phrases = {phrases} end
-  for _, p in ipairs(phrases) do
-    assert.is_truthy(err:find(p, 1, true), ("error %q does not contain %q"):format(err, p))
-  end
-  return err
-end
+local h = require "helpers"
+local sh_quote, tmpdir, rmrf, raises, cwd = h.shell_quote, h.tmpdir, h.rmrf, h.raises, h.cwd
 
 -- name, min, max (as Lua reads them), signed
 local WIDTHS = {
@@ -50,14 +25,6 @@ local Item = mm.struct("Item", {
 local Shared = mm.struct("Shared", {
   {"ready", "u32", atomic = true}, {"counter", "u64", atomic = true}, {"items", mm.array(Item, 6)},
 })
-
--- The directory this spec runs from (busted runs in the repository).
-local function cwd()
-  local p = assert(io.popen("pwd"))
-  local d = p:read("l")
-  p:close()
-  return d
-end
 
 describe("atomic fields", function()
   local dir, s

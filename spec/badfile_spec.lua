@@ -16,25 +16,7 @@
 -- the schema text at 1024.
 local mm = require "memmap3"
 local h = require "helpers"
-
-local sh = h.shell_quote
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("a")
-  p:close()
-  return s
-end
-
-local function tmpdir()
-  local d = capture("mktemp -d /tmp/mm3bad.XXXXXX"):match("^(%S+)")
-  assert(d and d:match("^/tmp/mm3bad%."), "mktemp -d failed")
-  return d
-end
-
-local function rmrf(d)
-  if d and d:match("^/tmp/mm3bad%.") then os.execute("rm -rf " .. sh(d)) end
-end
+local tmpdir, rmrf = h.tmpdir, h.rmrf
 
 local SCHEMA = [[
 local mm = require "memmap3"

@@ -7,6 +7,7 @@
 -- at every instant while they run.
 local mm = require "memmap3"
 local h = require "helpers"
+local tmpdir, rmrf = h.tmpdir, h.rmrf
 
 local sh = h.shell_quote
 
@@ -15,16 +16,6 @@ local function capture(cmd)
   local s = p:read("a")
   p:close()
   return s
-end
-
-local function tmpdir()
-  local d = capture("mktemp -d /tmp/mm3conc.XXXXXX"):match("^(%S+)")
-  assert(d and d:match("^/tmp/mm3conc%."), "mktemp -d failed")
-  return d
-end
-
-local function rmrf(d)
-  if d and d:match("^/tmp/mm3conc%.") then os.execute("rm -rf " .. sh(d)) end
 end
 
 local PROCS, ITERS, ACCOUNTS, START = 4, 25000, 16, 1000

@@ -231,4 +231,43 @@ function M.read_sys(path)
   return s
 end
 
+-- ---------------------------------------------------------------------------
+-- Shared by the specs (one copy of what each used to define for itself)
+
+--- A fresh temporary directory /tmp/mm3<tag>.XXXXXX; remove it with M.rmrf.
+function M.tmpdir(tag)
+  local p = assert(io_popen("mktemp -d /tmp/mm3" .. (tag or "spec") .. ".XXXXXX"))
+  local d = p:read("l")
+  p:close()
+  assert(d and d ~= "", "mktemp -d failed")
+  return d
+end
+
+--- Remove a directory made by M.tmpdir (and only such a directory).
+function M.rmrf(d)
+  if d and d:match("^/tmp/mm3") then os.execute("rm -rf " .. M.shell_quote(d)) end
+end
+
+--- The current directory.
+function M.cwd()
+  local p = assert(io_popen("pwd"))
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
+--- Call fn(...) and check that it raises an error whose message contains
+-- every phrase (plain text; one string or a list). Returns the message.
+function M.raises(phrases, fn, ...)
+  local args = table.pack(...)
+  local ok, err = pcall(fn, table.unpack(args, 1, args.n))
+  assert(not ok, "expected an error, got success")
+  err = tostring(err)
+  if type(phrases) == "string" then phrases = {phrases} end
+  for _, p in ipairs(phrases) do
+    assert(err:find(p, 1, true), string_format("error %q does not contain %q", err, p))
+  end
+  return err
+end
+
 return M

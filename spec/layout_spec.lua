@@ -4,20 +4,8 @@
 -- memmap3 computed. A last test reads a file memmap3 wrote through the C
 -- struct, byte for byte.
 local mm = require "memmap3"
-
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function tmpdir()
-  local p = assert(io.popen("mktemp -d /tmp/mm3layout.XXXXXX"))
-  local d = p:read("l")
-  p:close()
-  assert(d and d ~= "", "mktemp -d failed")
-  return d
-end
-
-local function rmrf(d)
-  if d and d:match("^/tmp/mm3layout%.") then os.execute("rm -rf " .. sh_quote(d)) end
-end
+local h = require "helpers"
+local sh_quote, tmpdir, rmrf = h.shell_quote, h.tmpdir, h.rmrf
 
 local function write(path, s)
   local f = assert(io.open(path, "wb"))

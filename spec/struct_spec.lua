@@ -4,41 +4,15 @@
 -- the module functions mm.flush / mm.close / mm.schema / mm.path / mm.info.
 local mm = require "memmap3"
 local h = require "helpers"
+local sh_quote, tmpdir, rmrf, raises = h.shell_quote, h.tmpdir, h.rmrf, h.raises
 
 local spack, sunpack = string.pack, string.unpack
-
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function tmpdir()
-  local p = assert(io.popen("mktemp -d /tmp/mm3struct.XXXXXX"))
-  local d = p:read("l")
-  p:close()
-  assert(d and d ~= "", "mktemp -d failed")
-  return d
-end
-
-local function rmrf(d)
-  if d and d:match("^/tmp/mm3struct%.") then os.execute("rm -rf " .. sh_quote(d)) end
-end
 
 local function shell(cmd)
   local p = assert(io.popen(cmd))
   local out = p:read("a")
   p:close()
   return (out:gsub("%s+$", ""))
-end
-
--- Raises an error whose message contains every phrase (plain text).
-local function raises(phrases, fn, ...)
-  local args = table.pack(...)
-  local ok, err = pcall(fn, table.unpack(args, 1, args.n))
-  assert.is_false(ok, "expected an error, got success")
-  err = tostring(err)
-  if type(phrases) == "string" then phrases = {phrases} end
-  for _, p in ipairs(phrases) do
-    assert.is_truthy(err:find(p, 1, true), ("error %q does not contain %q"):format(err, p))
-  end
-  return err
 end
 
 -- Calls fn(...) and checks it returned fail, "path: ...phrase...", code

@@ -6,6 +6,7 @@
 -- verifier can fail: with TORTURE_SABOTAGE=1 the workers run transaction
 -- bodies outside any transaction, and the driver must report violations.
 local h = require "helpers"
+local tmpdir, rmrf = h.tmpdir, h.rmrf
 
 local sh = h.shell_quote
 
@@ -14,16 +15,6 @@ local function capture(cmd)
   local s = p:read("a")
   p:close()
   return s
-end
-
-local function tmpdir()
-  local d = capture("mktemp -d /tmp/mm3tort.XXXXXX"):match("^(%S+)")
-  assert(d and d:match("^/tmp/mm3tort%."), "mktemp -d failed")
-  return d
-end
-
-local function rmrf(d)
-  if d and d:match("^/tmp/mm3tort%.") then os.execute("rm -rf " .. sh(d)) end
 end
 
 -- Runs the driver (under timeout, which kills its whole process group, the

@@ -8,40 +8,7 @@
 -- process is read by another, and a reader never sees half a write.
 local mm = require "memmap3"
 local h = require "helpers"
-
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function tmpdir()
-  local p = assert(io.popen("mktemp -d /tmp/mm3value.XXXXXX"))
-  local d = p:read("l")
-  p:close()
-  assert(d and d ~= "", "mktemp -d failed")
-  return d
-end
-
-local function rmrf(d)
-  if d and d:match("^/tmp/mm3value%.") then os.execute("rm -rf " .. sh_quote(d)) end
-end
-
-local function cwd()
-  local p = assert(io.popen("pwd"))
-  local d = p:read("l")
-  p:close()
-  return d
-end
-
--- Raises an error whose message contains every phrase (plain text).
-local function raises(phrases, fn, ...)
-  local args = table.pack(...)
-  local ok, err = pcall(fn, table.unpack(args, 1, args.n))
-  assert.is_false(ok, "expected an error, got success")
-  err = tostring(err)
-  if type(phrases) == "string" then phrases = {phrases} end
-  for _, p in ipairs(phrases) do
-    assert.is_truthy(err:find(p, 1, true), ("error %q does not contain %q"):format(err, p))
-  end
-  return err
-end
+local sh_quote, tmpdir, rmrf, cwd, raises = h.shell_quote, h.tmpdir, h.rmrf, h.cwd, h.raises
 
 -- Runs code in a fresh lua5.4 process with args; returns its stdout.
 local function fresh(code, ...)

@@ -318,7 +318,9 @@ describe("memmap3.Map", function()
           assert.is_true(m:protect(prot))
           assert.equal(ptr, m:ptr())
         end
-        assert.equal(h.address(ptr), h.mapping_at(ptr).start)
+        -- the mapping is still there, whole (the kernel may merge it with a neighbour)
+        local info = h.mapping_at(ptr)
+        assert.is_true(info.start <= h.address(ptr) and info.stop >= h.address(ptr) + #m)
       end
     end)
 

@@ -141,12 +141,8 @@ static int q_newindex(lua_State *L) {
   int rc;
   switch (v->ti->kind) {
     case LMM3_SEG: rc = mm3_seg_set(v->fb->f, v->p, ct, (uint64_t)i - 1, buf); break;
-    case LMM3_SARRAY:
-      rc = mm3_file_lock(v->fb->f);
-      if (!rc) {
-        memcpy(v->p + (uint64_t)(i - 1) * ct->elem_size, buf, ct->elem_size);
-        mm3_file_unlock(v->fb->f);
-      }
+    case LMM3_SARRAY: /* a string of up to LEN bytes: through the undo log */
+      rc = mm3_file_write(v->fb->f, v->p + (uint64_t)(i - 1) * ct->elem_size, buf, ct->elem_size);
       break;
     default: rc = mm3_vec_set(v->fb->f, v->p, ct, (uint64_t)i - 1, buf);
   }
@@ -260,6 +256,16 @@ static int m_remove(lua_State *L) {
   return finish_removed(L, v, buf, mm3_vec_remove(v->fb->f, v->p, ct, (uint64_t)i - 1, buf));
 }
 
+/* Zero n bytes of a string_array as one crash-atomic, logged operation. */
+static int zero_logged(mm3_file *f, uint8_t *p, size_t n) {
+  uint64_t sp;
+  int rc = mm3__op_begin(f, &sp);
+  if (rc) return rc;
+  rc = mm3__log(f, p, n);
+  if (!rc) memset(p, 0, n);
+  return mm3__op_end(f, sp, rc);
+}
+
 static int clear_any(lua_State *L, int idx) {
   lmm3_view *v = lua_touserdata(L, idx);
   const mm3_ctype *ct = &v->ti->ct;
@@ -267,13 +273,7 @@ static int clear_any(lua_State *L, int idx) {
   switch (v->ti->kind) {
     case LMM3_SEG: rc = mm3_seg_truncate(v->fb->f, v->p, ct, 0); break;
     case LMM3_FMAP: case LMM3_HMAP: rc = mm3_hmap_clear(v->fb->f, v->p, ct); break;
-    case LMM3_SARRAY:
-      rc = mm3_file_lock(v->fb->f);
-      if (!rc) {
-        memset(v->p, 0, ct->cap * ct->elem_size);
-        mm3_file_unlock(v->fb->f);
-      }
-      break;
+    case LMM3_SARRAY: rc = zero_logged(v->fb->f, v->p, ct->cap * ct->elem_size); break;
     default: rc = mm3_vec_clear(v->fb->f, v->p, ct);
   }
   if (rc) return lmm3_cont_error(L, idx, rc);
@@ -393,13 +393,16 @@ void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3
     lmm3_encode(L, -1, ti->edesc, edesc_idx, all + (i - 1) * ct->elem_size, ct->elem_size, where);
     lua_pop(L, 1);
   }
+  /* One transaction: a push that fails part way (a full disk) puts the old
+     contents back instead of leaving the container half replaced. */
   mm3_file *f = fb->f;
-  int rc = mm3_file_lock(f);
+  uint64_t sp;
+  int rc = mm3_txn_begin(f, &sp);
   if (!rc) {
     switch (ti->kind) {
       case LMM3_SARRAY:
-        memset(p, 0, ct->cap * ct->elem_size);
-        memcpy(p, all, (size_t)n * ct->elem_size);
+        rc = zero_logged(f, p, ct->cap * ct->elem_size);
+        if (!rc) rc = mm3_file_write(f, p, all, (size_t)n * ct->elem_size);
         break;
       case LMM3_SEG:
         rc = mm3_seg_truncate(f, p, ct, 0);
@@ -409,7 +412,8 @@ void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3
         rc = mm3_vec_clear(f, p, ct);
         for (lua_Integer i = 0; !rc && i < n; i++) rc = mm3_vec_push(f, p, ct, all + i * ct->elem_size);
     }
-    mm3_file_unlock(f);
+    if (rc) mm3_txn_rollback(f, sp);
+    else rc = mm3_txn_commit(f);
   }
   if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
   lua_settop(L, meta - 1);

@@ -277,12 +277,14 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
     lua_pop(L, 1);
     i++;
   }
-  int rc = mm3_file_lock(fb->f);
+  uint64_t sp; /* one transaction: a failed put restores the old entries */
+  int rc = mm3_txn_begin(fb->f, &sp);
   if (!rc) {
     rc = mm3_hmap_clear(fb->f, p, ct);
     for (lua_Integer j = 0; !rc && j < n; j++)
       rc = mm3_hmap_put(fb->f, p, ct, all + j * one, all + j * one + ct->key_size, NULL);
-    mm3_file_unlock(fb->f);
+    if (rc) mm3_txn_rollback(fb->f, sp);
+    else rc = mm3_txn_commit(fb->f);
   }
   if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
   lua_settop(L, d - 2);

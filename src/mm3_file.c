@@ -354,6 +354,7 @@ void mm3_file_close(mm3_file *f) {
   if (f->fd >= 0) close(f->fd);
   free(f->schema);
   free(f->path);
+  free(f->pending);
   free(f);
 }
 

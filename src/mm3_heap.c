@@ -13,6 +13,7 @@
 #endif
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -149,6 +150,9 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int top_only) {
     if ((rc = mm3__log(f, &h->free_list[k], 8)) != 0 || (rc = mm3__log(f, tag, 16)) != 0) return rc;
     h->free_list[k] = tag[1];
   } else {
+    /* Log the top before reading it: logging may grow the undo log, which
+       takes its block from this same top. */
+    if ((rc = mm3__log(f, &h->heap_top, 8)) != 0) return rc;
     uint64_t top = h->heap_top ? h->heap_top : heap_start(f);
     if (top < heap_start(f) || top % 16) return MM3_ECORRUPT;
     if (top + bsize > f->mapped) {
@@ -160,7 +164,6 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int top_only) {
       if (rc) return rc;
     }
     b = top;
-    if ((rc = mm3__log(f, &h->heap_top, 8)) != 0) return rc;
     /* the tag first, then the top: the heap below the top is always tagged */
     ((uint64_t *)(f->base + b))[1] = 0;
     ((uint64_t *)(f->base + b))[0] = TAG_USED | (uint64_t)k;
@@ -181,22 +184,47 @@ int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, size
 /* Always from the heap top (the undo log's blocks: see mm3_txn.c). */
 int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, size, off, 1); }
 
-int mm3__free(mm3_file *f, uint64_t off) {
+/* Put a block on its free list now (its tag checked). */
+static int free_now(mm3_file *f, uint64_t off) {
   mm3_header *h = mm3__hdr(f);
   if (off < BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return MM3_ECORRUPT;
   uint64_t b = off - BLOCK_HEAD;
   uint64_t *tag = (uint64_t *)(f->base + b);
   uint64_t k = tag[0] & 0xff;
   if ((tag[0] & ~(uint64_t)0xff) != TAG_USED || k >= MM3_FREE_CLASSES) return MM3_ECORRUPT;
-  int rc;
-  if ((rc = mm3__log(f, tag, 16)) != 0 || (rc = mm3__log(f, &h->free_list[k], 8)) != 0 ||
-      (rc = mm3__log(f, &h->alloc_bytes, 8)) != 0)
-    return rc;
   tag[0] = TAG_FREE | k;
   tag[1] = h->free_list[k];
   h->free_list[k] = b;
   h->alloc_bytes -= (uint64_t)16 << k;
   return 0;
+}
+
+/* A block freed inside a logged operation or transaction is only put on its
+   free list when that commits: until then a rollback may make it live again,
+   and its bytes must still be there (a reuse would overwrite them unlogged). */
+int mm3__free(mm3_file *f, uint64_t off) {
+  if (f->no_log || f->lock_depth == 0) return free_now(f, off);
+  if (off < BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return MM3_ECORRUPT;
+  if (f->npending == f->cpending) {
+    size_t n = f->cpending ? f->cpending * 2 : 16;
+    uint64_t *p = realloc(f->pending, n * 2 * sizeof *p);
+    if (!p) return ENOMEM;
+    f->pending = p;
+    f->cpending = n;
+  }
+  f->pending[2 * f->npending] = off;
+  f->pending[2 * f->npending + 1] = mm3__hdr(f)->log_len; /* dropped by a rollback below this */
+  f->npending++;
+  return 0;
+}
+
+void mm3__free_commit(mm3_file *f) {
+  for (size_t i = 0; i < f->npending; i++) free_now(f, f->pending[2 * i]); /* a crash here leaks, no more */
+  f->npending = 0;
+}
+
+void mm3__free_rollback(mm3_file *f, uint64_t sp) {
+  while (f->npending > 0 && f->pending[2 * (f->npending - 1) + 1] >= sp) f->npending--;
 }
 
 /* ---- SipHash-1-3, keyed by the file's random seed ---- */

@@ -84,6 +84,8 @@ struct mm3_file {
   int durable;         /* flush at every commit */
   uint64_t recovered;  /* writes of dead processes rolled back by this one */
   uint64_t retired_log; /* a log block replaced by a bigger one, to free */
+  uint64_t *pending;   /* blocks freed by what is not committed yet: offset, log position */
+  size_t npending, cpending;
 };
 
 /* Bind f->held to the process-wide lock depth of the file (dev, ino), so
@@ -122,6 +124,11 @@ MM3_INTERNAL int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off);
 MM3_INTERNAL uint64_t mm3__block_end(const mm3_file *f, uint64_t off);
 /* Return a block from mm3__alloc (caller holds the lock). */
 MM3_INTERNAL int mm3__free(mm3_file *f, uint64_t off);
+/* Frees made inside an operation or transaction take effect when it
+   commits (mm3__free_commit) and are forgotten when it rolls back below the
+   log position they were made at (mm3__free_rollback). */
+MM3_INTERNAL void mm3__free_commit(mm3_file *f);
+MM3_INTERNAL void mm3__free_rollback(mm3_file *f, uint64_t sp);
 /* Initialise the lock bytes of a new header. */
 MM3_INTERNAL int mm3__lock_init(void *lock);
 /* 1 if [off, off + len) lies inside the mapped file after the header. */

@@ -85,6 +85,7 @@ int mm3__log(mm3_file *f, const void *p, size_t n) {
 
 void mm3__rollback(mm3_file *f, uint64_t sp) {
   mm3_header *h = mm3__hdr(f);
+  mm3__free_rollback(f, sp); /* those blocks are live again */
   uint64_t pos = h->log_len;
   if (!pos) return;
   if (mm3_file_refresh(f) || !h->log_off || h->log_off % 16 || !mm3__inside(f, h->log_off, h->log_cap) ||
@@ -133,6 +134,7 @@ int mm3__op_end(mm3_file *f, uint64_t sp, int rc) {
   if (rc) mm3__rollback(f, sp); /* a failed operation changes nothing */
   if (f->txn_depth == 0) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
+    mm3__free_commit(f);
     release_retired(f);
   }
   mm3_file_unlock(f);
@@ -159,6 +161,7 @@ int mm3_txn_commit(mm3_file *f) {
   if (--f->txn_depth == 0) {
     if (f->durable) rc = mm3_file_flush(f); /* the data before the log is dropped */
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
+    mm3__free_commit(f);
     release_retired(f);
   }
   mm3_file_unlock(f);
@@ -170,6 +173,7 @@ void mm3_txn_rollback(mm3_file *f, uint64_t savepoint) {
   mm3__rollback(f, savepoint);
   if (--f->txn_depth == 0) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
+    f->npending = 0;
     release_retired(f);
   }
   mm3_file_unlock(f);

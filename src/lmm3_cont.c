@@ -156,22 +156,6 @@ static int q_len(lua_State *L) {
   return 1;
 }
 
-static int q_next(lua_State *L) {
-  lua_Integer i = lua_isnil(L, 2) ? 1 : lua_tointeger(L, 2) + 1;
-  lua_pushinteger(L, i);
-  if (lua_geti(L, 1, i) == LUA_TNIL) return 1;
-  return 2;
-}
-
-static int q_pairs(lua_State *L) {
-  lmm3_cont_view(L, 1);
-  lua_pushcfunction(L, q_next);
-  lua_pushvalue(L, 1);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  return 4;
-}
-
 /* Append the value at idx (vec, ring, segmented). */
 static void push_value(lua_State *L, int viewidx, int idx, int descidx) {
   lmm3_view *v = lua_touserdata(L, viewidx);
@@ -548,7 +532,7 @@ static int l_new_container(lua_State *L) {
     lua_pop(L, 1);
     lua_pushcfunction(L, q_len);
     lua_setfield(L, mt, "__len");
-    lua_pushcfunction(L, q_pairs);
+    lua_pushcfunction(L, lmm3_seq_pairs);
     lua_setfield(L, mt, "__pairs");
   }
   lua_pushcfunction(L, c_shl);

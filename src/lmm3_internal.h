@@ -107,6 +107,9 @@ enum {
 #define LMM3_D_VALUES 6
 #define LMM3_D_BASE 7
 
+/* __pairs of arrays and sequences: 1..n through __index, four values. */
+MM3_INTERNAL int lmm3_seq_pairs(lua_State *L);
+
 /* Raise "file was truncated by another program". */
 MM3_INTERNAL int lmm3_truncated_error(lua_State *L, lmm3_file *fb);
 

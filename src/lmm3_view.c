@@ -1145,7 +1145,7 @@ static int a_next(lua_State *L) {
   return 2;
 }
 
-static int a_pairs(lua_State *L) {
+int lmm3_seq_pairs(lua_State *L) {
   toview(L, 1);
   lua_pushcfunction(L, a_next);
   lua_pushvalue(L, 1);
@@ -1185,7 +1185,7 @@ static int l_new_array(lua_State *L) {
   lua_pushinteger(L, n);
   lua_pushcclosure(L, a_len, 1);
   lua_setfield(L, mt, "__len");
-  lua_pushcfunction(L, a_pairs);
+  lua_pushcfunction(L, lmm3_seq_pairs);
   lua_setfield(L, mt, "__pairs");
   lua_pushcfunction(L, v_tostring);
   lua_setfield(L, mt, "__tostring");

@@ -403,6 +403,14 @@ void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3
   lua_settop(L, meta - 1);
 }
 
+static uint8_t *copy_at(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint64_t i) {
+  switch (ti->kind) {
+    case LMM3_SEG: return mm3_seg_at(f, p, &ti->ct, i);
+    case LMM3_SARRAY: return p + i * ti->ct.elem_size;
+    default: return mm3_vec_at(f, p, &ti->ct, i);
+  }
+}
+
 void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   meta = lua_absindex(L, meta);
   lua_getfield(L, meta, "__mm3ti");
@@ -417,14 +425,30 @@ void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   int d = lua_gettop(L);
   const mm3_ctype *ct = &ti->ct;
   uint64_t n = ti->kind == LMM3_SARRAY ? ct->cap : mm3_container_len(f, p, ct);
-  lua_createtable(L, n > (1 << 16) ? 1 << 16 : (int)n, 0); /* n comes from the file: a hint */
-  for (uint64_t i = 0; i < n; i++) {
-    uint8_t *e;
-    switch (ti->kind) {
-      case LMM3_SEG: e = mm3_seg_at(f, p, ct, i); break;
-      case LMM3_SARRAY: e = p + i * ct->elem_size; break;
-      default: e = mm3_vec_at(f, p, ct, i);
+  uint64_t i = 0;
+  if (ti->edesc >= 0 && n > 0) {
+    /* scalars: the first batch is built at once (lmm3_list_begin) */
+    int code = (int)(ti->edesc & 0xFF);
+    uint32_t size = (uint32_t)((ti->edesc >> 8) & 0xFFFFFF);
+    lua_Integer m = lmm3_list_begin(L, n > (uint64_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)n);
+    uint8_t *e0 = ti->kind == LMM3_SEG ? NULL : mm3_vec_at(f, p, ct, 0);
+    if (ti->kind == LMM3_VEC && e0 && mm3_vec_at(f, p, ct, (uint64_t)m - 1) == e0 + ((uint64_t)m - 1) * ct->elem_size) {
+      lmm3_push_scalars(L, e0, m, ct->elem_size, code, size); /* contiguous */
+      i = (uint64_t)m;
+    } else {
+      for (; i < (uint64_t)m; i++) {
+        uint8_t *e = copy_at(f, p, ti, i);
+        if (!e) break;
+        lmm3_push_scalar(L, e, code, size);
+      }
     }
+    lmm3_list_end(L, (lua_Integer)i);
+    if (i < (uint64_t)m) n = i; /* cut short: a damaged container */
+  } else {
+    lua_createtable(L, n > (1 << 16) ? 1 << 16 : (int)n, 0); /* n comes from the file: a hint */
+  }
+  for (; i < n; i++) {
+    uint8_t *e = copy_at(f, p, ti, i);
     if (!e) break;
     lmm3_push_copy(L, f, ti->edesc, d, e);
     lua_rawseti(L, -2, (lua_Integer)i + 1);

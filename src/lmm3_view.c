@@ -183,6 +183,32 @@ void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
   push_scalar(L, p, code, size);
 }
 
+/* Push the n scalars at p, p + stride, ... (the stack has room): one switch,
+   then a plain loop for the common numeric types. */
+#define PUSH_EACH(T, push)                          \
+  for (lua_Integer i = 0; i < n; i++, p += stride) { \
+    T x_;                                           \
+    memcpy(&x_, p, sizeof x_);                      \
+    push(L, x_);                                    \
+  }                                                 \
+  return
+void lmm3_push_scalars(lua_State *L, const uint8_t *p, lua_Integer n, size_t stride, int code, uint32_t size) {
+  switch (code) {
+    case LMM3_F64: PUSH_EACH(double, lua_pushnumber);
+    case LMM3_F32: PUSH_EACH(float, lua_pushnumber);
+    case LMM3_I64: case LMM3_U64: PUSH_EACH(int64_t, lua_pushinteger);
+    case LMM3_I32: PUSH_EACH(int32_t, lua_pushinteger);
+    case LMM3_U32: PUSH_EACH(uint32_t, lua_pushinteger);
+    case LMM3_I16: PUSH_EACH(int16_t, lua_pushinteger);
+    case LMM3_U16: PUSH_EACH(uint16_t, lua_pushinteger);
+    case LMM3_I8: PUSH_EACH(int8_t, lua_pushinteger);
+    case LMM3_U8: PUSH_EACH(uint8_t, lua_pushinteger);
+    default:
+      for (lua_Integer i = 0; i < n; i++, p += stride) push_scalar(L, p, code, size);
+  }
+}
+#undef PUSH_EACH
+
 /* Parse a decimal or 0x-hex string into a 128-bit value. */
 static const char *parse_u128(const char *s, u128 *out, int *neg) {
   u128 v = 0, lim = ~(u128)0;
@@ -497,16 +523,19 @@ static void push_deep(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
     lua_Integer esize = lua_tointeger(L, -1);
     lua_getfield(L, meta, "__mm3elem");
     int d = lua_gettop(L);
-    lua_createtable(L, (int)(n > 1 << 24 ? 1 << 24 : n), 0);
     if (lua_type(L, d) == LUA_TNUMBER) {
       lua_Integer dd = lua_tointeger(L, d);
       int code = (int)(dd & 0xFF);
       uint32_t size = (uint32_t)((dd >> 8) & 0xFFFFFF);
-      for (lua_Integer i = 0; i < n; i++) {
+      lua_Integer m = lmm3_list_begin(L, n);
+      lmm3_push_scalars(L, p, m, (size_t)esize, code, size);
+      lmm3_list_end(L, m);
+      for (lua_Integer i = m; i < n; i++) {
         lmm3_push_scalar(L, p + i * esize, code, size);
         lua_rawseti(L, -2, i + 1);
       }
     } else {
+      lua_createtable(L, (int)(n > 1 << 24 ? 1 << 24 : n), 0);
       for (lua_Integer i = 0; i < n; i++) {
         push_desc_copy(L, f, d, p + i * esize);
         lua_rawseti(L, -2, i + 1);
@@ -597,7 +626,21 @@ static void write_bytes(lua_State *L, lmm3_file *fb, uint8_t *dst, const void *s
 
 /* lmm3_set_scalar for live data (see write_bytes): returns why it refused. */
 static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int code, uint32_t size, int idx) {
-  if (!fb || (fb->f->txn_depth == 0 && size <= 8)) return lmm3_set_scalar(L, p, code, size, idx);
+  if (!fb || (fb->f->txn_depth == 0 && size <= 8)) {
+    if (code == LMM3_I64 || code == LMM3_U64) { /* the common case, inline */
+      int isint;
+      lua_Integer x = lua_tointegerx(L, idx, &isint);
+      if (isint && lua_type(L, idx) == LUA_TNUMBER) {
+        memcpy(p, &x, 8);
+        return NULL;
+      }
+    } else if (code == LMM3_F64 && lua_type(L, idx) == LUA_TNUMBER) {
+      double x = (double)lua_tonumber(L, idx);
+      memcpy(p, &x, 8);
+      return NULL;
+    }
+    return lmm3_set_scalar(L, p, code, size, idx);
+  }
   if (fb->f->txn_depth > 0 && size <= 8) { /* in a transaction: validate, log, store */
     uint8_t tmp[8];
     const char *why = lmm3_set_scalar(L, tmp, code, size, idx);
@@ -1207,6 +1250,25 @@ static int l_new_array(lua_State *L) {
   return 1;
 }
 
+/* ---- lists built in one step ----
+   A table of n values is built fastest by Lua's own `{...}`: the values are
+   pushed on the stack and copied into the table's array part at once (one
+   SETLIST), where lua_rawseti looks each index up. lmm3_list_begin(L, n)
+   pushes the builder and returns how many values (at most LMM3_LIST_BATCH)
+   to push next; lmm3_list_end(L, m) replaces them with the table, and the
+   caller adds any further values with lua_rawseti. */
+#define LMM3_LIST_BATCH 65536
+static const char list_builder_key = 'l';
+
+lua_Integer lmm3_list_begin(lua_State *L, lua_Integer n) {
+  lua_Integer m = n < 0 ? 0 : n > LMM3_LIST_BATCH ? LMM3_LIST_BATCH : n;
+  luaL_checkstack(L, (int)m + 4, "memmap3: no stack space for a list");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &list_builder_key);
+  return m;
+}
+
+void lmm3_list_end(lua_State *L, lua_Integer m) { lua_call(L, (int)m, 1); }
+
 /* ---- module functions ---- */
 
 /* core.totable(view) -> plain table */
@@ -1251,4 +1313,6 @@ void lmm3_open_view(lua_State *L) {
                                    {"view_ptr", l_view_ptr},     {"set_keep", l_set_keep},
                                    {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
+  if (luaL_loadstring(L, "return {...}") != LUA_OK) lua_error(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &list_builder_key);
 }

@@ -1,10 +1,12 @@
 /*
  * floor.c - the cheapest possible C __index/__newindex for a userdata, the
- * floor that bench/struct_bench.lua measures memmap3's field access against.
+ * floor that bench/struct_bench.lua measures memmap3's field access against,
+ * and the cheapest C `<<` append (floor.list()) for bench/append_bench.lua.
  * Built only for the benchmark (make bench).
  */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct rec { long long level; } rec;
@@ -31,6 +33,43 @@ static int f_new(lua_State *L) {
   return 1;
 }
 
+/* A growable array of integers in C memory, appended to with `<<`: no lock,
+   no file, no crash safety; the cost of the Lua metamethod call itself. */
+typedef struct list { long long *v; size_t n, cap; } list;
+
+static int l_shl(lua_State *L) {
+  list *l = lua_touserdata(L, 1);
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    long long *v = realloc(l->v, cap * sizeof *v);
+    if (!v) return luaL_error(L, "out of memory");
+    l->v = v, l->cap = cap;
+  }
+  l->v[l->n++] = lua_tointeger(L, 2);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_len(lua_State *L) {
+  list *l = lua_touserdata(L, 1);
+  lua_pushinteger(L, (lua_Integer)l->n);
+  return 1;
+}
+
+static int l_gc(lua_State *L) {
+  list *l = lua_touserdata(L, 1);
+  free(l->v);
+  l->v = NULL;
+  return 0;
+}
+
+static int l_new(lua_State *L) {
+  list *l = lua_newuserdatauv(L, sizeof *l, 0);
+  memset(l, 0, sizeof *l);
+  luaL_setmetatable(L, "bench.floor.list");
+  return 1;
+}
+
 int luaopen_floor(lua_State *L);
 int luaopen_floor(lua_State *L) {
   luaL_newmetatable(L, "bench.floor");
@@ -39,8 +78,18 @@ int luaopen_floor(lua_State *L) {
   lua_pushcfunction(L, f_newindex);
   lua_setfield(L, -2, "__newindex");
   lua_pop(L, 1);
+  luaL_newmetatable(L, "bench.floor.list");
+  lua_pushcfunction(L, l_shl);
+  lua_setfield(L, -2, "__shl");
+  lua_pushcfunction(L, l_len);
+  lua_setfield(L, -2, "__len");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   lua_newtable(L);
   lua_pushcfunction(L, f_new);
   lua_setfield(L, -2, "new");
+  lua_pushcfunction(L, l_new);
+  lua_setfield(L, -2, "list");
   return 1;
 }

@@ -21,20 +21,26 @@ typedef struct seghead {
   uint64_t seg[NSEG];
 } seghead;
 
-/* Segment and slot of element i. */
+/* Segment and slot of element i. seg_first is a power of two (mm3_ctype_init),
+   so this takes shifts, never a division. */
 static int locate(const mm3_ctype *t, uint64_t i, int *k, uint64_t *slot) {
-  uint64_t q = i / t->seg_first + 1; /* segments before are 2^k - 1 firsts */
+  int sh = __builtin_ctzll(t->seg_first | ((uint64_t)1 << 63));
+  uint64_t q = (i >> sh) + 1; /* segments before are 2^k - 1 firsts */
   int s = 63 - __builtin_clzll(q);
   if (s >= NSEG) return MM3_ETOOBIG;
   *k = s;
-  *slot = i - t->seg_first * (((uint64_t)1 << s) - 1);
+  *slot = i - ((((uint64_t)1 << s) - 1) << sh);
   return 0;
 }
 
 static uint8_t *seg_ptr(mm3_file *f, seghead *h, const mm3_ctype *t, int k, uint64_t slot) {
-  if (k >= NSEG || (t->seg_first << k) > ((uint64_t)1 << 50) / t->elem_size) return NULL; /* no wrap */
-  uint64_t cap = t->seg_first << k, off = h->seg[k];
-  if (!off || off % 16 || !mm3__inside(f, off, cap * t->elem_size)) return NULL; /* heap blocks are 16-aligned */
+  int sh = __builtin_ctzll(t->seg_first | ((uint64_t)1 << 63)) + k;
+  uint64_t bytes; /* of segment k: at most 2^50, and no wrap */
+  if (k >= NSEG || sh > 50 || __builtin_mul_overflow((uint64_t)1 << sh, (uint64_t)t->elem_size, &bytes) ||
+      bytes > ((uint64_t)1 << 50))
+    return NULL;
+  uint64_t off = h->seg[k];
+  if (!off || off % 16 || !mm3__inside(f, off, bytes)) return NULL; /* heap blocks are 16-aligned */
   return f->base + off + slot * t->elem_size;
 }
 

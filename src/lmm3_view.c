@@ -937,7 +937,13 @@ static int s_newindex(lua_State *L) {
   if (key) {
     const lmm3_slot *s = probe(v->ti, key);
     if (s && s->desc >= 0) {
-      const char *why = set_scalar_live(L, v->fb, v->p + (s->desc >> 32), (int)(s->desc & 0xFF),
+      int code = (int)(s->desc & 0xFF);
+      if ((code == LMM3_I64 || code == LMM3_U64) && lua_isinteger(L, 3) && v->fb->f->txn_depth == 0) {
+        lua_Integer x = lua_tointegerx(L, 3, NULL); /* the common case: one aligned store */
+        memcpy(v->p + (s->desc >> 32), &x, 8);
+        return 0;
+      }
+      const char *why = set_scalar_live(L, v->fb, v->p + (s->desc >> 32), code,
                                         (uint32_t)((s->desc >> 8) & 0xFFFFFF), 3);
       if (why) return luaL_error(L, "%s field '%s': %s", type_name(L, 2), lua_tostring(L, 2), why);
       return 0;

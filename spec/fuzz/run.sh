@@ -4,9 +4,11 @@
 # and fuzz.
 #
 #   spec/fuzz/run.sh short        CI: about 60 s in all, builds included
-#   spec/fuzz/run.sh long         at least RUNS executions (default 10 million),
-#                                 JOBS processes (default: every core), going on
-#                                 past crashes, hangs and OOMs
+#   spec/fuzz/run.sh long         at least RUNS executions (default 10 million)
+#                                 in JOBS fuzzers (default: every core) sharing
+#                                 the corpus; FORK=1 uses libFuzzer's fork mode
+#                                 instead, which goes on past crashes, hangs and
+#                                 OOMs but runs slower
 #   spec/fuzz/run.sh build        only build build/fuzz/fuzz_open
 #   spec/fuzz/run.sh repro FILE.. run inputs once with the last build, printing
 #                                 why each was refused (libFuzzer flags may follow)
@@ -172,15 +174,43 @@ case "$MODE" in
     snapshot
     t0=$(date +%s)
     status=0
-    # Fork mode: JOBS children, each fuzzing for a while and merging what it
-    # found; a crash, hang or OOM is saved and fuzzing goes on.
-    # shellcheck disable=SC2086
-    "$OUT/fuzz_open" $FLAGS -fork="$jobs" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
-      -runs="$runs" -use_value_profile=1 "$OUT/corpus" "$OUT/seeds" > "$OUT/long.log" 2>&1 || status=$?
-    t=$(( $(date +%s) - t0 ))
-    done_runs=$(sed -n 's/^#\([0-9][0-9]*\).*/\1/p' "$OUT/long.log" | tail -1)
-    tail -3 "$OUT/long.log"
-    report "${done_runs:-0}" "$t" "$status"
+    if [ "${FORK:-0}" = 1 ]; then
+      # Fork mode: JOBS children, each fuzzing for a while and merging what
+      # it found; a crash, hang or OOM is saved and fuzzing goes on. Slower:
+      # every child reloads its share of the corpus.
+      # shellcheck disable=SC2086
+      "$OUT/fuzz_open" $FLAGS -fork="$jobs" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
+        -runs="$runs" -use_value_profile=1 "$OUT/corpus" "$OUT/seeds" > "$OUT/long.log" 2>&1 || status=$?
+      done_runs=$(sed -n 's/^#\([0-9][0-9]*\).*/\1/p' "$OUT/long.log" | tail -1)
+      tail -3 "$OUT/long.log"
+    else
+      # JOBS independent fuzzers sharing the corpus, RUNS/JOBS executions
+      # each (a worker stops at its first crash, which is saved and reported).
+      per=$(( (runs + jobs - 1) / jobs ))
+      rm -f "$OUT"/long-*.log
+      i=0
+      while [ $i -lt "$jobs" ]; do
+        # shellcheck disable=SC2086
+        "$OUT/fuzz_open" $FLAGS -runs="$per" -use_value_profile=1 "$OUT/corpus" "$OUT/seeds" \
+          > "$OUT/long-$i.log" 2>&1 &
+        eval "pid_$i=\$!"
+        i=$((i + 1))
+      done
+      i=0
+      while [ $i -lt "$jobs" ]; do
+        eval "p=\$pid_$i"
+        wait "$p" || status=$?
+        i=$((i + 1))
+      done
+      done_runs=0
+      for log in "$OUT"/long-*.log; do
+        r=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+        [ -n "$r" ] || r=$(sed -n 's/^#\([0-9][0-9]*\).*/\1/p' "$log" | tail -1)
+        done_runs=$((done_runs + ${r:-0}))
+        tail -1 "$log"
+      done
+    fi
+    report "${done_runs:-0}" "$(( $(date +%s) - t0 ))" "$status"
     ;;
   *)
     die "unknown mode '$MODE' (short, long, build, repro FILE...)"

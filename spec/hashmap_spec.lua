@@ -798,22 +798,22 @@ describe("hash maps", function()
       for i = 1, 1024 do m[i] = i end
       local hd = head()
       assert.equal(1024, hd.count)
-      assert.equal(10, hd.lg0)
+      assert.equal(11, hd.lg0) -- 2048 buckets: a map doubles at half full
       assert.equal(0, hd.t1) -- not resizing
-      m[1025] = 1025 -- the table is full: doubling starts, but only a few buckets move now
+      m[1025] = 1025 -- the table is half full: doubling starts, but only a few buckets move now
       hd = head()
       assert.is_true(hd.t1 ~= 0, "a second table is being filled")
-      assert.equal(11, hd.lg1)
+      assert.equal(12, hd.lg1)
       assert.is_true(hd.pos > 1 and hd.pos <= 1 + 16, "moved " .. (hd.pos - 1) .. " of 1024 buckets at once")
       for i = 1, 1025 do assert.equal(i, m[i]) end -- all reachable mid-resize
       for i = 1026, 1060 do m[i] = i end
       hd = head()
       assert.is_true(hd.t1 ~= 0 and hd.pos > 1 + 16, "each later operation moves a few more")
       for i = 1, 1060 do assert.equal(i, m[i]) end
-      for i = 1061, 1300 do m[i] = i end -- enough operations to finish
+      for i = 1061, 1300 do m[i] = i end -- enough operations to finish (2048 buckets, 8 per operation)
       hd = head()
       assert.equal(0, hd.t1)
-      assert.equal(11, hd.lg0)
+      assert.equal(12, hd.lg0)
       assert.equal(1300, #m)
       local _, n = entries(m)
       assert.equal(1300, n)

@@ -139,8 +139,8 @@ local function main()
   local results = {}
   for _, w in ipairs(workloads) do
     local ratio = w.best / best_tbl
-    print(format("%-16s %10s (%.3f s)  ratio %5.2fx  (%.2fx the C floor)", w.name, bench.rate(N / w.best), w.best,
-      ratio, w.best / best_floor))
+    print(format("%-16s %10s (%.3f s)  ratio %5.2fx  (%.2fx the C floor)", w.name, bench.rate(N / w.best),
+      w.best, ratio, w.best / best_floor))
     if w.target then
       results[#results + 1] = format("%-16s time / Lua table %6.2fx  target <= 2x  %s", w.name, ratio,
         ratio <= 2 and "met" or "MISSED")

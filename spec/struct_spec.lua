@@ -197,6 +197,39 @@ describe("memmap3 files and values", function()
       mm.close(s)
     end)
 
+    it("files of one stored schema share one type; 100 different schemas each open with their own", function()
+      local pa, pb = path("a.mm3"), path("b.mm3")
+      local a0 = assert(mm.create(pa, Save))
+      local b0 = assert(mm.create(pb, Save))
+      mm.close(a0)
+      mm.close(b0)
+      local a, b = assert(mm.open(pa)), assert(mm.open(pb))
+      collectgarbage("collect") -- the parsed schema survives collections between opens
+      local c = assert(mm.open(pa))
+      assert.equal(mm.schema(a), mm.schema(b))
+      assert.equal(mm.schema(a), mm.schema(c))
+      mm.close(a)
+      mm.close(b)
+      mm.close(c)
+      -- more schemas than the parsed-schema cache holds (64): each file still gets its own layout
+      local paths = {}
+      for i = 1, 100 do
+        paths[i] = path("s" .. i .. ".mm3")
+        local s = assert(mm.create(paths[i], mm.struct("S" .. i, { { "a", "u8[" .. i .. "]" }, { "n", "i64" } })))
+        s.n = i
+        mm.close(s)
+      end
+      for round = 1, 2 do
+        for i = 1, 100 do
+          local s = assert(mm.open(paths[i]))
+          assert.equal(i, #s.a, "round " .. round)
+          assert.equal(i, s.n)
+          assert.equal("S" .. i, mm.schema(s).name)
+          mm.close(s)
+        end
+      end
+    end)
+
     it("{create = true} creates a missing file and opens an existing one", function()
       local p = path()
       local s = assert(mm.open(p, Save, {create = true}))

@@ -232,6 +232,13 @@ local function perm_bits(mode, what)
   error(format("%s: option 'mode' must be permission bits (420 or \"644\"), got %s", what, tostring(mode)), 3)
 end
 
+-- Schema text stored in a file -> its type, so that opening files of one
+-- schema again and again parses it once (types never change once made).
+-- Held strongly (a weak cache would lose them at every collection between
+-- two opens), and emptied when it holds TEXT_CACHE_MAX texts.
+local TEXT_CACHE_MAX = 64
+local type_of_text, n_texts = {}, 0
+
 local function open_file(path, t, opts, create, exclusive, what)
   if type(path) ~= "string" then error(format("%s: path must be a string", what), 3) end
   opts = check_opts(opts, what)
@@ -263,13 +270,18 @@ local function open_file(path, t, opts, create, exclusive, what)
     return nil, msg, code
   end
   if not t then
-    local perr
-    t, perr = schema.parse_schema(core.file_schema(f))
+    local stored = core.file_schema(f)
+    t = type_of_text[stored]
     if not t then
-      core.file_close(f)
-      return nil, format("%s: %s", path, perr), M.ECORRUPT
+      local perr
+      t, perr = schema.parse_schema(stored)
+      if not t then
+        core.file_close(f)
+        return nil, format("%s: %s", path, perr), M.ECORRUPT
+      end
+      if n_texts >= TEXT_CACHE_MAX then type_of_text, n_texts = {}, 0 end
+      type_of_text[stored], n_texts = t, n_texts + 1
     end
-
   end
   if opts.durable then core.file_set_durable(f, true) end
   local info = core.file_info(f)

@@ -161,6 +161,13 @@ static void push_value(lua_State *L, int viewidx, int idx, int descidx) {
   lmm3_view *v = lua_touserdata(L, viewidx);
   check_writable(L, v, viewidx);
   const mm3_ctype *ct = &v->ti->ct;
+  int code = v->ti->edesc >= 0 ? (int)(v->ti->edesc & 0xFF) : 0;
+  if ((code == LMM3_I64 || code == LMM3_U64) && lua_isinteger(L, idx)) {
+    int64_t x = (int64_t)lua_tointegerx(L, idx, NULL); /* the common case: no encoding step */
+    int rc = v->ti->kind == LMM3_SEG ? mm3_seg_push(v->fb->f, v->p, ct, &x) : mm3_vec_push(v->fb->f, v->p, ct, &x);
+    if (rc) lmm3_cont_error(L, viewidx, rc);
+    return;
+  }
   elembuf b;
   uint8_t *buf = buf_for(L, &b, ct->elem_size);
   encode(L, viewidx, idx, descidx, buf);

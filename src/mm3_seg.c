@@ -74,9 +74,12 @@ static int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src) {
   }
   uint8_t *p = seg_ptr(f, h, t, k, slot);
   if (!p) return MM3_ECORRUPT;
-  LOG(f, p, t->elem_size);
-  LOG(f, &h->len, 8);
-  memcpy(p, src, t->elem_size);
+  if (!f->no_log) { /* in a transaction */
+    LOG(f, p, t->elem_size);
+    LOG(f, &h->len, 8);
+  }
+  if (t->elem_size == 8) memcpy(p, src, 8); /* the common case, inline */
+  else memcpy(p, src, t->elem_size);
   __atomic_store_n(&h->len, n + 1, __ATOMIC_RELEASE); /* published after the element */
   return 0;
 }

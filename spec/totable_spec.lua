@@ -1,6 +1,7 @@
 --- mm.totable of arrays and sequences of scalars: every element type, sizes
--- on both sides of the batch built in one step (65536 elements), rings that
--- wrap, and containers cut short by damage.
+-- on both sides of the batch built in one step (65536 elements), vecs,
+-- segmented lists, string arrays and rings that wrap. (Damaged containers are
+-- the fuzzer's: spec/fuzz/.)
 local mm = require "memmap3"
 local h = require "helpers"
 

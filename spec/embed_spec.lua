@@ -162,11 +162,10 @@ describe("C hosts embedding Lua", function()
     end
   end)
 
-  -- A known bug (lua/memmap3/init.lua): mm.transaction and mm.lock skip the
-  -- commit (and the rollback) when the File is closed inside fn; for a
-  -- borrowed root, closing only detaches it, so the host's mm3_file stays in
-  -- the transaction, holding the lock, and rolls the host's own later writes
-  -- back when it closes.
+  -- Closing a borrowed root only detaches it from the script, so the host's
+  -- mm3_file would stay in a transaction the script left open (holding the
+  -- lock, and rolling the host's own later writes back when it closes):
+  -- detaching ends (rolls back) every transaction the script opened on it.
   it("a script closing its borrowed root inside mm.transaction leaves no transaction open", function()
     local out, status, err = run(sh(host, "txn_close", h.missing_path()))
     assert.equal(0, status, err .. out)

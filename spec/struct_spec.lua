@@ -215,7 +215,8 @@ describe("memmap3 files and values", function()
       local paths = {}
       for i = 1, 100 do
         paths[i] = path("s" .. i .. ".mm3")
-        local s = assert(mm.create(paths[i], mm.struct("S" .. i, { { "a", "u8[" .. i .. "]" }, { "n", "i64" } })))
+        local T = mm.struct("S" .. i, { { "a", "u8[" .. i .. "]" }, { "n", "i64" } })
+        local s = assert(mm.create(paths[i], T))
         s.n = i
         mm.close(s)
       end

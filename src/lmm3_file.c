@@ -183,6 +183,36 @@ static int l_txn_rollback(lua_State *L) {
   return 0;
 }
 
+/* core.transaction(v, fn) -> what fn(v) returns: mm.transaction in one C
+   call (begin, protected call, commit; or rollback and raise again). */
+static int l_transaction(lua_State *L) {
+  const lmm3_view *v = lua_touserdata(L, 1);
+  if (lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof *v || v->magic != LMM3_VIEW_MAGIC)
+    return luaL_error(L, "mm.transaction: expected a memmap3 view, got %s", luaL_typename(L, 1));
+  if (lua_type(L, 2) != LUA_TFUNCTION) return luaL_error(L, "mm.transaction: expected a function");
+  lmm3_check_view(L, 1); /* a closed or truncated file raises here */
+  lmm3_file *fb = v->fb;
+  uint64_t sp;
+  int rc = mm3_txn_begin(fb->f, &sp);
+  if (rc) return luaL_error(L, "%s: cannot begin a transaction: %s", mm3_file_path(fb->f), mm3_strerror(rc));
+  fb->txn_open++;
+  lua_settop(L, 2);
+  lua_pushvalue(L, 1);
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
+    if (fb->f) { /* fn may have closed the file (closing rolled it back) */
+      if (fb->txn_open > 0) fb->txn_open--;
+      mm3_txn_rollback(fb->f, sp);
+    }
+    return lua_error(L);
+  }
+  if (!fb->f) return luaL_error(L, "attempt to use a closed memmap3 file");
+  if (fb->txn_open > 0) fb->txn_open--;
+  rc = mm3_txn_commit(fb->f);
+  if (rc) return luaL_error(L, "%s: commit failed, the data may not be on disk: %s", mm3_file_path(fb->f),
+                            mm3_strerror(rc));
+  return lua_gettop(L) - 1;
+}
+
 static int l_set_durable(lua_State *L) {
   mm3_file_set_durable(tofile(L, 1)->f, lua_toboolean(L, 2));
   return 0;
@@ -230,7 +260,7 @@ void lmm3_open_file(lua_State *L) {
       {"file_root", l_file_root},   {"file_schema", l_file_schema},
       {"file_path", l_file_path},   {"file_flush", l_file_flush},
       {"file_close", l_file_close}, {"file_isopen", l_file_isopen},
-      {"file_info", l_file_info},   {"txn_begin", l_txn_begin},
+      {"file_info", l_file_info},   {"txn_begin", l_txn_begin}, {"transaction", l_transaction},
       {"txn_commit", l_txn_commit}, {"txn_rollback", l_txn_rollback},
       {"file_set_durable", l_set_durable}, {"file_recovered", l_recovered},
       {"file_check", l_file_check}, {"schema_layout", l_schema_layout},

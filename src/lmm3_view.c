@@ -938,9 +938,16 @@ static int s_newindex(lua_State *L) {
     const lmm3_slot *s = probe(v->ti, key);
     if (s && s->desc >= 0) {
       int code = (int)(s->desc & 0xFF);
-      if ((code == LMM3_I64 || code == LMM3_U64) && lua_isinteger(L, 3) && v->fb->f->txn_depth == 0) {
+      if ((code == LMM3_I64 || code == LMM3_U64) && lua_isinteger(L, 3)) {
         lua_Integer x = lua_tointegerx(L, 3, NULL); /* the common case: one aligned store */
-        memcpy(v->p + (s->desc >> 32), &x, 8);
+        uint8_t *p = v->p + (s->desc >> 32);
+        if (v->fb->f->txn_depth > 0) { /* this process holds the lock: log, then store */
+          int rc = mm3__log(v->fb->f, p, 8);
+          if (rc)
+            return luaL_error(L, "%s field '%s': %s", type_name(L, 2), lua_tostring(L, 2),
+                              rc == MM3_ETOOBIG ? "transaction too large for the undo log" : mm3_strerror(rc));
+        }
+        memcpy(p, &x, 8);
         return 0;
       }
       const char *why = set_scalar_live(L, v->fb, v->p + (s->desc >> 32), code,

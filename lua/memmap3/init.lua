@@ -356,15 +356,6 @@ function M.info(v)
   return info
 end
 
-local function finish_txn(f, sp, ok, ...)
-  if ok then
-    core.txn_commit(f)
-    return ...
-  end
-  if core.file_isopen(f) then core.txn_rollback(f, sp) end
-  error((...), 0)
-end
-
 --- Run fn(v) as one transaction on v's file: after a crash (kill -9
 -- included) the next open sees all of its writes or none; an error inside fn
 -- undoes them and is raised again. Nested transactions are savepoints: an
@@ -372,9 +363,7 @@ end
 -- file's cross-process lock while fn runs. Atomic fields are not rolled back.
 -- @return what fn returns
 function M.transaction(v, fn)
-  local f = file_of(v, "mm.transaction")
-  if type(fn) ~= "function" then error("mm.transaction: expected a function", 2) end
-  return finish_txn(f, core.txn_begin(f), pcall(fn, v))
+  return core.transaction(v, fn) -- all in C: begin, pcall, commit or rollback
 end
 
 --- Run fn(v) holding v's file's cross-process writer lock. If the holder

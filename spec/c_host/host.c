@@ -10,7 +10,8 @@
  *                          stays open and usable
  *   host txn_close PATH    a script that closes its borrowed root inside
  *                          mm.transaction or mm.lock leaves the host's file
- *                          outside any transaction (a known bug: it does not)
+ *                          outside any transaction (closing a borrowed root
+ *                          ends the transactions the script left open)
  *
  * Prints "ok: <step>" as each step passes; on a failure prints why to stderr
  * and exits 1. MM3_LUA_DIR: where memmap3/init.lua is (default "lua").

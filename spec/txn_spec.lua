@@ -1,0 +1,288 @@
+--- mm.transaction and mm.lock through the Lua API (SPEC §5): what a
+-- transaction makes visible, what an error inside one undoes, savepoints,
+-- results and errors passed through, argument errors, atomic fields, and a
+-- writer killed inside a transaction (a real process, SIGKILL).
+local mm = require "memmap3"
+local h = require "helpers"
+
+local Pos = mm.struct("Pos", { { "x", "f64" }, { "y", "f64" } })
+local Save = mm.struct("TxnSave", {
+  { "level", "i64" },
+  { "gold", "u32" },
+  { "name", "string<24>" },
+  { "pos", Pos },
+  { "slots", "i16[4]" },
+  { "hits", "u64", atomic = true },
+  { "inv", mm.vec("u32", 8) },
+  { "log", mm.segmented("i64") },
+  { "scores", mm.map("string<8>", "i32") },
+  { "note", "value" },
+})
+
+-- The state every test starts from, as mm.totable sees it (atomic aside).
+local function fill(s)
+  s.level, s.gold, s.name = 1, 10, "ana"
+  s.pos = { x = 1.5, y = -2 }
+  s.slots = { 1, 2, 3, 4 }
+  local _ = s.inv << 7 << 8
+  _ = s.log << 100
+  s.scores["bo"] = 5
+  s.note = { "a", b = true }
+end
+
+local function snapshot(s)
+  local t = mm.totable(s)
+  t.hits = nil
+  return t
+end
+
+-- Changes every kind of thing the struct holds.
+local function change_all(s)
+  s.level = 2
+  s.gold = 20
+  s.name = "carla"
+  s.pos.x = 9.25
+  s.slots[3] = -3
+  s.inv:push(9)
+  s.inv[1] = 70
+  s.log:push(200)
+  s.log[1] = 101
+  s.scores["cy"] = 6
+  s.scores["bo"] = nil
+  s.note = { 1, 2, 3 }
+end
+
+describe("mm.transaction", function()
+  after_each(h.cleanup)
+
+  local function new_save()
+    local p = h.missing_path()
+    local s = assert(mm.create(p, Save))
+    fill(s)
+    return s, p
+  end
+
+  it("makes every write fn makes visible, and returns what fn returns", function()
+    local s, p = new_save()
+    local a, b, c, n = mm.transaction(s, function(v)
+      assert.equal(s, v)
+      change_all(v)
+      return "done", nil, 3
+    end)
+    assert.same({ "done", nil, 3 }, { a, b, c })
+    assert.is_nil(n)
+    local expect = snapshot(s)
+    assert.equal(2, expect.level)
+    assert.same({ 70, 8, 9 }, expect.inv)
+    assert.same({ 101, 200 }, expect.log)
+    assert.same({ cy = 6 }, expect.scores)
+    mm.close(s)
+    -- the same in a fresh process
+    local out, status, err = h.run_lua([[
+      local mm = require "memmap3"
+      local s = assert(mm.open(...))
+      print(s.level, s.gold, s.name, s.pos.x, s.slots[3], #s.inv, s.inv[1], #s.log, s.scores["cy"],
+        s.scores["bo"], #s.note)
+    ]], { args = { p } })
+    assert.equal(0, status, err)
+    assert.equal("2\t20\tcarla\t9.25\t-3\t3\t70\t2\t6\tnil\t3\n", out)
+  end)
+
+  it("an error inside fn undoes every write (fields, nested, arrays, containers, values) and is raised again",
+    function()
+      local s = new_save()
+      local before = snapshot(s)
+      local ok, err = pcall(mm.transaction, s, function(v)
+        change_all(v)
+        error("stop here")
+      end)
+      assert.is_false(ok)
+      assert.matches("stop here", err)
+      assert.same(before, snapshot(s))
+      assert.is_true(mm.check(s))
+      -- and the file works normally afterwards
+      s.level = 5
+      s.inv:push(1)
+      assert.equal(5, s.level)
+      assert.equal(3, #s.inv)
+      mm.close(s)
+    end)
+
+  it("raises the very error object fn raised (tables too), undoing its writes", function()
+    local s = new_save()
+    local obj = { code = 42 }
+    local ok, err = pcall(mm.transaction, s, function(v)
+      v.level = 99
+      error(obj)
+    end)
+    assert.is_false(ok)
+    assert.equal(obj, err)
+    assert.equal(1, s.level)
+    mm.close(s)
+  end)
+
+  it("a failed write inside fn (out of range) rolls back the writes before it", function()
+    local s = new_save()
+    local ok, err = pcall(mm.transaction, s, function(v)
+      v.level = 3
+      v.inv:push(1)
+      v.gold = -1 -- u32: raises
+    end)
+    assert.is_false(ok)
+    assert.matches("gold", err)
+    assert.equal(1, s.level)
+    assert.equal(2, #s.inv)
+    assert.equal(10, s.gold)
+    mm.close(s)
+  end)
+
+  it("nested transactions are savepoints: a caught inner error undoes only the inner writes", function()
+    local s = new_save()
+    mm.transaction(s, function(v)
+      v.level = 2
+      local ok = pcall(mm.transaction, v, function(w)
+        w.gold = 30
+        w.inv:push(5)
+        error("inner")
+      end)
+      assert.is_false(ok)
+      assert.equal(10, v.gold) -- inner undone at once
+      assert.equal(2, #v.inv)
+      mm.transaction(v, function(w) w.name = "inner ok" end)
+    end)
+    assert.equal(2, s.level)
+    assert.equal(10, s.gold)
+    assert.equal("inner ok", s.name)
+    assert.equal(2, #s.inv)
+    mm.close(s)
+  end)
+
+  it("nesting is flattened: an outer error undoes a committed inner transaction too", function()
+    local s = new_save()
+    pcall(mm.transaction, s, function(v)
+      mm.transaction(v, function(w) w.level = 7; w.log:push(1) end)
+      assert.equal(7, v.level)
+      error("outer")
+    end)
+    assert.equal(1, s.level)
+    assert.equal(1, #s.log)
+    mm.close(s)
+  end)
+
+  it("atomic fields are not rolled back (they are shared live)", function()
+    local s = new_save()
+    s.hits:store(1)
+    pcall(mm.transaction, s, function(v)
+      v.hits:fetch_add(5)
+      v.level = 50
+      error("x")
+    end)
+    assert.equal(6, s.hits:load())
+    assert.equal(1, s.level)
+    mm.close(s)
+  end)
+
+  it("takes any view of the file: a nested struct or a container", function()
+    local s = new_save()
+    mm.transaction(s.pos, function(p) p.y = 4 end)
+    pcall(mm.transaction, s.inv, function(inv) inv:push(1); s.level = 8; error("x") end)
+    assert.equal(4, s.pos.y)
+    assert.equal(2, #s.inv)
+    assert.equal(1, s.level)
+    mm.close(s)
+  end)
+
+  it("refuses what is not a view or not a function, a read-only file and a closed one, naming the problem",
+    function()
+      local s, p = new_save()
+      h.raises("mm.transaction: expected a memmap3 view, got number", mm.transaction, 5, function() end)
+      h.raises("mm.transaction: expected a memmap3 view, got table", mm.transaction, {}, function() end)
+      h.raises("mm.transaction: expected a function", mm.transaction, s, "fn")
+      mm.close(s)
+      h.raises("closed", mm.transaction, s, function() end)
+      local r = assert(mm.open(p, { readonly = true }))
+      h.raises("read-only", mm.transaction, r, function() end)
+      mm.close(r)
+    end)
+
+  it("with {durable = true} commits the same way (msync and fdatasync before returning)", function()
+    local _, p = new_save()
+    local s = assert(mm.open(p, Save, { durable = true }))
+    mm.transaction(s, function(v) v.level = 77; v.scores["dd"] = 1 end)
+    pcall(mm.transaction, s, function(v) v.level = 78; error("x") end)
+    assert.equal(77, s.level)
+    mm.close(s)
+    s = assert(mm.open(p, Save))
+    assert.equal(77, s.level)
+    assert.equal(1, s.scores["dd"])
+    mm.close(s)
+  end)
+
+  it("a writer killed (SIGKILL) inside a transaction leaves none of it: the next open rolls it back",
+    function()
+      local s, p = new_save()
+      local before = snapshot(s)
+      mm.close(s)
+      local out, status = h.run_lua([[
+        local mm = require "memmap3"
+        local s = assert(mm.open(...))
+        local pid = assert(io.open("/proc/self/stat")):read("n")
+        mm.transaction(s, function(v)
+          v.level = 1000
+          v.inv:push(1)
+          v.scores["zz"] = 9
+          v.note = string.rep("x", 5000)
+          io.stdout:write("inside\n")
+          io.stdout:flush()
+          os.execute("kill -9 " .. pid)
+          v.gold = 1 -- never reached
+        end)
+      ]], { args = { p } })
+      assert.equal("inside\n", out)
+      assert.equal(128 + 9, status)
+      s = assert(mm.open(p, Save))
+      assert.same(before, snapshot(s))
+      assert.is_true(mm.check(s))
+      mm.close(s)
+    end)
+
+  it("after an error inside fn the lock is free: another process writes at once", function()
+    local s, p = new_save()
+    pcall(mm.transaction, s, function(v) v.inv:push(3); error("x") end)
+    local _, status, err = h.run_lua([[
+      local mm = require "memmap3"
+      local s = assert(mm.open(...))
+      s.scores["other"] = 1
+      s.log:push(5)
+    ]], { args = { p } })
+    assert.equal(0, status, err)
+    assert.equal(1, s.scores["other"])
+    assert.equal(2, #s.log)
+    mm.close(s)
+  end)
+end)
+
+describe("mm.lock", function()
+  after_each(h.cleanup)
+
+  it("runs fn(v) holding the lock, returns its results; an error keeps what fn wrote and is raised again",
+    function()
+      local p = h.missing_path()
+      local s = assert(mm.create(p, Save))
+      fill(s)
+      local a, b = mm.lock(s, function(v) v.level = 4; return "r1", "r2" end)
+      assert.same({ "r1", "r2" }, { a, b })
+      local ok, err = pcall(mm.lock, s, function(v)
+        v.gold = 44
+        v.inv:push(3)
+        error("kept")
+      end)
+      assert.is_false(ok)
+      assert.matches("kept", err)
+      assert.equal(4, s.level)
+      assert.equal(44, s.gold)
+      assert.equal(3, #s.inv)
+      h.raises("mm.lock: expected a function", mm.lock, s, nil)
+      mm.close(s)
+    end)
+end)

@@ -324,6 +324,45 @@ describe("schemas", function()
       raises({"'x'", "overflow"}, one, "u8[1099511627776][2]")
     end)
 
+    it("sizes whose product would wrap 64 bits are refused, never laid out (a wrapped size crashed readers)",
+      function()
+        raises({"'x'", "absurd"}, one, "string<4294967297>[4294967295]") -- 2^64 + ...: wrapped to 0
+        raises({"'x'", "absurd"}, one, "string<4294967312>[4294967280]") -- wrapped to -256
+        raises({"'x'", "overflow"}, one, "u8[4294967296][4294967296]")
+        raises({"'x'", "overflow"}, one, "string<65536>[1099511627776]")
+        raises({"'x'", "absurd"}, one, "string_array<1099511627776,1099511627776>")
+        raises({"'x'", "absurd"}, one, "string_array<4294967295,4294967295>")
+        raises({"'x'", "absurd"}, one, "vec<string<4294967295>,4294967295>")
+        raises({"'x'", "too large"}, one, "ring<u64[1073741824],1073741824>")
+        raises({"'x'", "overflow"}, one, "map<u64,u64[1099511627776],16>")
+        raises({"'x'", "too large"}, one, "map<string<4294967295>,u8>")
+        raises({"'x'", "too large"}, one, "segmented<u8[8589934592]>")
+        -- the largest of each still declares
+        assert.equal(4294967295, mm.type("string<4294967295>").size)
+        assert.equal(1 << 40, mm.type("u8[1099511627776]").size)
+        -- and C's own layout (mm3_schema_layout: files opened by C programs) refuses them too
+        local core = mm._core
+        for _, text in ipairs({"root string_array<4294967295,4294967295>", "root string<4294967296>",
+          "root vec<string<4294967296>,1>", "root map<string<4294967295>,u64>",
+          "root u8[4294967296][4294967296]"}) do
+          assert.is_nil((core.schema_layout(text)), text)
+        end
+        assert.equal(4294967295, (core.schema_layout("root string<4294967295>")))
+      end)
+
+    it("an array of structs holding containers is limited to 65536 containers, at open, with a message",
+      function()
+        local h = require "helpers"
+        local V = mm.struct("V", {{"v", mm.vec("u8", 1)}})
+        local p = h.missing_path()
+        raises("more than 65536 containers", mm.create, p, mm.array(V, 70000))
+        local s = assert(mm.create(p, mm.array(V, 60000)))
+        s[60000].v:push(3)
+        assert.equal(3, s[60000].v[1])
+        mm.close(s)
+        h.cleanup()
+      end)
+
     it("array length too large for an integer names the field", function()
       raises("'x'", one, "u8[99999999999999999999]")
     end)

@@ -126,6 +126,14 @@ describe("memmap3 files and values", function()
       raises("path must be a string", mm.create, 5, Save)
       raises("unknown option 'bogus'", mm.create, path(), Save, {bogus = true})
       raises("option 'mode'", mm.create, path(), Save, {mode = "abc"})
+      raises("option 'mode'", mm.create, path(), Save, {mode = -1}) -- would set setuid, setgid, sticky
+      raises("option 'mode'", mm.create, path(), Save, {mode = 1 << 40})
+      raises("option 'mode'", mm.create, path(), Save, {mode = 4095}) -- 07777: permission bits only
+      assert.is_nil(h.file_size(path()))
+      -- a NUL inside a path would name another file to the system
+      raises("the path contains a NUL byte", mm.create, path() .. "\0tail", Save)
+      raises("the path contains a NUL byte", mm.open, path() .. "\0tail", Save, {create = true})
+      raises("the path contains a NUL byte", mm.map, path() .. "\0tail", {create = true})
       assert.is_nil(h.file_size(path()))
     end)
 

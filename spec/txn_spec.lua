@@ -246,6 +246,35 @@ describe("mm.transaction", function()
       mm.close(s)
     end)
 
+  it("a second open of the file in the same thread cannot write through its own handle during a transaction "
+    .. "(it would commit the log): it raises, and the rollback stays whole", function()
+      local s, p = new_save()
+      local other = assert(mm.open(p, Save))
+      local before = snapshot(s)
+      local ok, err = pcall(mm.transaction, s, function(v)
+        v.level = 2
+        v.scores["a1"] = 1
+        other.scores["b1"] = 2 -- raises
+      end)
+      assert.is_false(ok)
+      assert.matches("map 'scores'.*transaction open through another open", err)
+      h.raises("transaction open through another open", function()
+        mm.transaction(s, function() mm.transaction(other, function() end) end)
+      end)
+      h.raises("transaction open through another open", function()
+        mm.transaction(s, function() other.inv:push(1) end)
+      end)
+      assert.same(before, snapshot(s))
+      -- outside the transaction both handles write as usual, and see each other
+      other.scores["b2"] = 3
+      mm.transaction(other, function(o) o.level = 9 end)
+      assert.equal(3, s.scores["b2"])
+      assert.equal(9, s.level)
+      assert.is_true(mm.check(s))
+      mm.close(other)
+      mm.close(s)
+    end)
+
   it("after an error inside fn the lock is free: another process writes at once", function()
     local s, p = new_save()
     pcall(mm.transaction, s, function(v) v.inv:push(3); error("x") end)

@@ -309,6 +309,11 @@ describe("fixed sequences", function()
         raises({"field 'small'", "out of range"}, function() s.small = {1, 2, 300} end)
         raises({"field 'small'", "expected an integer"}, function() s.small = {1, "x"} end)
         raises({"field 'small'", "expected a table"}, function() s.small = 5 end)
+        -- keys that are not positions 1..#t would be dropped: refused, nothing emptied
+        raises({"field 'small'", "key x is not a position 1..0", "takes a sequence"},
+          function() s.small = {x = 1} end)
+        raises({"field 'small'", "key 0 is not a position 1..2"}, function() s.small = {[0] = 5, 1, 2} end)
+        raises({"field 'small'", "key 2.5"}, function() s.small = {1, [2.5] = 2} end)
         assert.same({7, 8, 9}, mm.totable(s.small))
         s.items = {{id = 1, name = "a"}, {id = 2}}
         assert.equal("a", s.items[1].name)

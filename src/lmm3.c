@@ -82,6 +82,13 @@ static int l_strerror(lua_State *L) {
   return 1;
 }
 
+const char *lmm3_checkpath(lua_State *L, int idx, const char *what) {
+  size_t n;
+  const char *s = luaL_checklstring(L, idx, &n);
+  if (strlen(s) != n) luaL_error(L, "%s: the path contains a NUL byte", what);
+  return s;
+}
+
 int luaopen_memmap3_core(lua_State *L) {
   static const luaL_Reg funcs[] = {{"strerror", l_strerror}, {NULL, NULL}};
   luaL_newlib(L, funcs);

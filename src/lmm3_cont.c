@@ -375,6 +375,17 @@ void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3
     luaL_error(L, "%s: expected a table, got %s", where, luaL_typename(L, vidx));
   const mm3_ctype *ct = &ti->ct;
   lua_Integer n = (lua_Integer)lua_rawlen(L, vidx);
+  /* a sequence only: any other key (a name, 0, a hole's far side) would be
+     dropped silently, so it is refused */
+  lua_pushnil(L);
+  while (lua_next(L, vidx)) {
+    lua_pop(L, 1);
+    int isint;
+    lua_Integer k = lua_tointegerx(L, -1, &isint);
+    if (lua_type(L, -1) != LUA_TNUMBER || !isint || k < 1 || k > n)
+      luaL_error(L, "%s: key %s is not a position 1..%I (%s takes a sequence)", where, luaL_tolstring(L, -1, NULL),
+                 n, kind_name(ti->kind));
+  }
   if ((ti->kind == LMM3_VEC || ti->kind == LMM3_SARRAY) && (uint64_t)n > ct->cap)
     luaL_error(L, "%s: %I elements do not fit (capacity %I)", where, n, (lua_Integer)ct->cap);
   /* every element converted before anything changes */

@@ -63,7 +63,7 @@ static int f_gc(lua_State *L) {
                   perm, reserve) -> File | fail, msg, code */
 static int l_file_open(lua_State *L) {
   mm3_file_opts o = {0};
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lmm3_checkpath(L, 1, "memmap3");
   o.schema = luaL_optstring(L, 2, NULL);
   o.root_size = (uint64_t)luaL_optinteger(L, 3, 0);
   o.create = lua_toboolean(L, 4);
@@ -84,7 +84,7 @@ static int l_file_open(lua_State *L) {
 
 /* core.file_read_schema(path) -> text | fail, msg, code */
 static int l_file_read_schema(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lmm3_checkpath(L, 1, "memmap3");
   char *buf;
   size_t len;
   int rc = mm3_file_read_schema(path, &buf, &len);

@@ -108,7 +108,9 @@ int lmm3_hmap_shl(lua_State *L) {
   if (lua_type(L, 2) != LUA_TTABLE || lua_rawlen(L, 2) < 1)
     return luaL_error(L, "map '%s' << expects {key, value}", map_name(L, 1));
   lua_rawgeti(L, 2, 1);
-  lua_rawgeti(L, 2, 2);
+  if (lua_rawgeti(L, 2, 2) == LUA_TNIL) /* not a delete: that is m[k] = nil */
+    return luaL_error(L, "map '%s' << expects {key, value}: the value is missing (m[k] = nil deletes)",
+                      map_name(L, 1));
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__mm3elem");
   put(L, 1, 3, 4, lua_gettop(L));

@@ -116,7 +116,7 @@ static int l_map(lua_State *L) {
   o.create = lmm3_opt_bool(L, 2, "create", 0);
   lmm3_map *u = newmap(L);
   if (lua_type(L, 1) == LUA_TSTRING) {
-    path = lua_tostring(L, 1);
+    path = lmm3_checkpath(L, 1, "mm.map");
     rc = mm3_map_path(path, &o, &u->m);
   } else {
     if (o.create) return luaL_error(L, "mm.map: option 'create' needs a path");

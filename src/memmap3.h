@@ -62,7 +62,8 @@ MM3_API const char *mm3_version(int *major, int *minor, int *patch);
 #define MM3_EBYTEORDER   (-30888) /**< file was written with the other byte order */
 #define MM3_ENOTFOUND    (-30887) /**< no such key or element */
 #define MM3_ERECOVER     (-30886) /**< a dead writer's work must be rolled back: open read-write */
-#define MM3_ERR_LAST     (-30886)
+#define MM3_EBUSY        (-30885) /**< another open of the file in this thread has a transaction open */
+#define MM3_ERR_LAST     (-30885)
 
 /** Describe an error code returned by any mm3_* call.
  *  @param err 0, a positive errno or a negative MM3_E* code.

@@ -21,6 +21,7 @@ static const char *const mm3_errnames[] = {
   "file was written with another byte order",      /* MM3_EBYTEORDER */
   "not found",                                     /* MM3_ENOTFOUND */
   "an unfinished write of a dead process needs recovery: open the file read-write once", /* MM3_ERECOVER */
+  "the file has a transaction open through another open of it in this thread: write through that one", /* MM3_EBUSY */
 };
 
 const char *mm3_strerror(int err) {

@@ -34,6 +34,7 @@ _Static_assert(sizeof(pthread_mutex_t) <= 64, "the lock fits in the header");
 typedef struct held_file {
   uint64_t dev, ino;
   int refs, depth;
+  void *txn_owner; /* the handle with a transaction open, if any: the others may not write meanwhile */
 } held_file;
 
 #define HELD_SLOTS 256
@@ -42,7 +43,7 @@ static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* After fork() the child holds no lock, whatever its parent held. */
 static void held_after_fork(void) {
-  for (int i = 0; i < HELD_SLOTS; i++) held_tab[i].depth = 0;
+  for (int i = 0; i < HELD_SLOTS; i++) held_tab[i].depth = 0, held_tab[i].txn_owner = NULL;
   mm3__guard_forget_locks();
 }
 
@@ -53,12 +54,14 @@ void mm3__held_attach(mm3_file *f, uint64_t dev, uint64_t ino) {
   pthread_once(&once, mm3__held_register_fork);
   held_file *free_slot = NULL;
   f->held = &f->own_held;
+  f->txn_owner = &f->own_txn_owner;
   pthread_mutex_lock(&held_mu);
   for (int i = 0; i < HELD_SLOTS; i++) {
     held_file *h = &held_tab[i];
     if (h->refs && h->dev == dev && h->ino == ino) {
       h->refs++;
       f->held = &h->depth;
+      f->txn_owner = &h->txn_owner;
       free_slot = NULL;
       break;
     }
@@ -69,7 +72,9 @@ void mm3__held_attach(mm3_file *f, uint64_t dev, uint64_t ino) {
     free_slot->ino = ino;
     free_slot->refs = 1;
     free_slot->depth = 0;
+    free_slot->txn_owner = NULL;
     f->held = &free_slot->depth;
+    f->txn_owner = &free_slot->txn_owner;
   }
   pthread_mutex_unlock(&held_mu);
 }
@@ -78,9 +83,11 @@ void mm3__held_detach(mm3_file *f) {
   if (!f->held || f->held == &f->own_held) return;
   pthread_mutex_lock(&held_mu);
   held_file *h = (held_file *)((char *)f->held - offsetof(held_file, depth));
-  if (--h->refs == 0) h->depth = 0;
+  if (h->txn_owner == f) h->txn_owner = NULL;
+  if (--h->refs == 0) h->depth = 0, h->txn_owner = NULL;
   pthread_mutex_unlock(&held_mu);
   f->held = NULL;
+  f->txn_owner = NULL;
 }
 
 int mm3__lock_init(void *lock) {

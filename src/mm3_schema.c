@@ -91,6 +91,7 @@ static int container(parser *ps, mm3_ckind kind, int with_cap, uint64_t *size, u
   uint32_t ea;
   TRY(eat(ps, "<"));
   TRY(type(ps, &es, &ea));
+  if (es > 0xFFFFFFFFu) return MM3_ETOOBIG; /* element sizes are 32-bit */
   t.elem_size = (uint32_t)es;
   t.elem_align = ea;
   if (with_cap) {
@@ -113,6 +114,7 @@ static int base(parser *ps, uint64_t *size, uint32_t *align) {
     TRY(number(ps, &n));
     TRY(eat(ps, ">"));
     if (n == 0) return MM3_EINVAL;
+    if (n > 0xFFFFFFFFu) return MM3_ETOOBIG; /* as the Lua layer: at most 2^32 - 1 */
     *size = n;
     *align = 1;
     return 0;
@@ -127,6 +129,7 @@ static int base(parser *ps, uint64_t *size, uint32_t *align) {
     TRY(number(ps, &m));
     TRY(eat(ps, ">"));
     if (!n || !m) return MM3_EINVAL;
+    if (m > 0xFFFFFFFFu || n > ((uint64_t)1 << 40) / m) return MM3_ETOOBIG;
     *size = n * m;
     *align = 1;
     return 0;
@@ -147,6 +150,7 @@ static int base(parser *ps, uint64_t *size, uint32_t *align) {
       t.kind = MM3_FMAP;
     }
     TRY(eat(ps, ">"));
+    if (ks > 0xFFFFFFFFu || vs > 0xFFFFFFFFu) return MM3_ETOOBIG;
     t.key_size = (uint32_t)ks;
     t.key_align = ka;
     t.elem_size = (uint32_t)vs;

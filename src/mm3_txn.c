@@ -117,9 +117,17 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
   }
 }
 
+/* Another handle of this file in this thread holds a transaction open (the
+   lock is recursive, so f got it too): f's writes would commit its log. */
+static int other_txn(const mm3_file *f) { return f->txn_owner && *f->txn_owner && *f->txn_owner != f; }
+
 int mm3__op_begin(mm3_file *f, uint64_t *sp) {
   int rc = mm3_file_lock(f);
   if (rc) return rc;
+  if (other_txn(f)) {
+    mm3_file_unlock(f);
+    return MM3_EBUSY;
+  }
   rc = mm3_file_refresh(f);
   if (!rc) rc = ensure_log(f); /* made before any logged write, never inside one */
   if (rc) {
@@ -144,13 +152,13 @@ int mm3__op_end(mm3_file *f, uint64_t sp, int rc) {
 int mm3_txn_begin(mm3_file *f, uint64_t *savepoint) {
   int rc = mm3_file_lock(f);
   if (rc) return rc;
-  rc = mm3_file_refresh(f);
+  rc = other_txn(f) ? MM3_EBUSY : mm3_file_refresh(f);
   if (!rc) rc = ensure_log(f);
   if (rc) {
     mm3_file_unlock(f);
     return rc;
   }
-  f->txn_depth++;
+  if (f->txn_depth++ == 0 && f->txn_owner) *f->txn_owner = f;
   *savepoint = mm3__hdr(f)->log_len;
   return 0;
 }
@@ -163,6 +171,7 @@ int mm3_txn_commit(mm3_file *f) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
     mm3__free_commit(f);
     release_retired(f);
+    if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }
   mm3_file_unlock(f);
   return rc;
@@ -175,6 +184,7 @@ void mm3_txn_rollback(mm3_file *f, uint64_t savepoint) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
     f->npending = 0;
     release_retired(f);
+    if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }
   mm3_file_unlock(f);
 }

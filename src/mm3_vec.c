@@ -34,6 +34,10 @@ int mm3_ctype_init(mm3_ctype *t) {
       uint32_t na = 8;
       if (t->key_align > na) na = t->key_align;
       if (t->elem_align > na) na = t->elem_align;
+      /* a node must fit 32 bits: key and value together at most 2 GiB */
+      if ((uint64_t)t->key_size + t->elem_size > ((uint64_t)1 << 31) || t->key_align > 4096 ||
+          t->elem_align > 4096)
+        return MM3_ETOOBIG;
       uint32_t base = t->kind == MM3_FMAP ? 8 : 16; /* {u32 next, u32 live} or {u64 next, u64 hash} */
       t->key_off = (uint32_t)up(base, t->key_align);
       t->val_off = (uint32_t)up(t->key_off + t->key_size, t->elem_align);

@@ -145,12 +145,33 @@ end
 
 -- Byte ranges of containers inside t (offset, size pairs): assigning a table
 -- to a struct or array keeps them (they are assigned on their own).
+local MAX_KEEP = 65536 -- containers in one struct or array type, at most
+
+-- Whether t holds a container (or a heap value) anywhere inside.
+local function holds_container(t)
+  if t.kind == "struct" then
+    for _, f in ipairs(t.fields) do
+      if holds_container(f.type) then return true end
+    end
+    return false
+  elseif t.kind == "array" then
+    return holds_container(t.elem)
+  end
+  return t.code >= CODE.vec and not (t.kind == "value" and t.cap > 0)
+end
+
 local function keep_regions(t, base, out)
   if t.kind == "struct" then
     for _, f in ipairs(t.fields) do keep_regions(f.type, base + f.offset, out) end
   elseif t.kind == "array" then
-    if t.elem.kind == "struct" or t.elem.kind == "array" or t.elem.code >= CODE.vec then
-      for i = 0, t.n - 1 do keep_regions(t.elem, base + i * t.elem.size, out) end
+    if holds_container(t.elem) then
+      for i = 0, t.n - 1 do
+        keep_regions(t.elem, base + i * t.elem.size, out)
+        if #out > 2 * MAX_KEEP then
+          error(format("%s holds more than %d containers (arrays of them are limited to that)", t.canon,
+            MAX_KEEP), 0)
+        end
+      end
     end
   elseif t.code >= CODE.vec and not (t.kind == "value" and t.cap > 0) then
     out[#out + 1] = base
@@ -227,9 +248,10 @@ end
 
 local function perm_bits(mode, what)
   if mode == nil then return nil end
-  if math_type(mode) == "integer" then return mode end
+  if math_type(mode) == "integer" and mode >= 0 and mode <= 511 then return mode end
   if type(mode) == "string" and mode:match "^0?[0-7][0-7][0-7]$" then return tonumber(mode, 8) end
-  error(format("%s: option 'mode' must be permission bits (420 or \"644\"), got %s", what, tostring(mode)), 3)
+  error(format("%s: option 'mode' must be permission bits, 0 to 0777 (420 or \"644\"), got %s", what,
+    tostring(mode)), 3)
 end
 
 -- Schema text stored in a file -> its type, so that opening files of one
@@ -241,6 +263,7 @@ local type_of_text, n_texts = {}, 0
 
 local function open_file(path, t, opts, create, exclusive, what)
   if type(path) ~= "string" then error(format("%s: path must be a string", what), 3) end
+  if path:find("\0", 1, true) then error(format("%s: the path contains a NUL byte", what), 3) end
   opts = check_opts(opts, what)
   if opts.readonly and (create or opts.create) then
     error(format("%s: options 'readonly' and 'create' exclude each other", what), 3)
@@ -290,7 +313,12 @@ local function open_file(path, t, opts, create, exclusive, what)
     return nil, format("%s: root is %d bytes in the file, %d in the schema", path, info.root_size, t.size),
       M.ECORRUPT
   end
-  return core.file_root(f, compile(t))
+  local okc, mt = pcall(compile, t) -- a stored schema may hold what this library refuses
+  if not okc then
+    core.file_close(f)
+    return nil, format("%s: %s", path, tostring(mt)), M.ESCHEMA
+  end
+  return core.file_root(f, mt)
 end
 
 --- Create a new file holding a zeroed root of type t; fails if it exists.
@@ -314,7 +342,9 @@ end
 function M._root(f)
   local t, perr = schema.parse_schema(core.file_schema(f))
   if not t then error(core.file_path(f) .. ": " .. perr, 2) end
-  return core.file_root(f, compile(t))
+  local okc, mt = pcall(compile, t) -- a stored schema may hold what this library refuses
+  if not okc then error(core.file_path(f) .. ": " .. tostring(mt), 2) end
+  return core.file_root(f, mt)
 end
 
 -- The File behind a view, or an error naming what was passed.
@@ -361,10 +391,15 @@ end
 -- undoes them and is raised again. Nested transactions are savepoints: an
 -- inner one that fails (and is caught) undoes only its own writes. Holds the
 -- file's cross-process lock while fn runs. Atomic fields are not rolled back.
+-- While it runs, another open of the same file in the same thread may not
+-- write through its own handle (MM3_EBUSY: it would commit the log).
+-- All in C (begin, protected call, commit or rollback), so errors point at
+-- the caller's line.
+-- @function transaction
+-- @param v a view of the file
+-- @param fn called as fn(v)
 -- @return what fn returns
-function M.transaction(v, fn)
-  return core.transaction(v, fn) -- all in C: begin, pcall, commit or rollback
-end
+M.transaction = core.transaction
 
 --- Run fn(v) holding v's file's cross-process writer lock. If the holder
 -- dies (kill -9), the next locker rolls its unfinished work back. Unlike a

@@ -38,6 +38,12 @@ local ATOMIC_OK = {
 -- Largest size of any type: absurd capacities are refused at declaration.
 local MAX_SIZE = 1 << 40
 M.MAX_SIZE = MAX_SIZE
+-- The largest string<N>, bytes<N> and container element (the C core keeps
+-- element sizes in 32 bits).
+local MAX_ELEM = 0xFFFFFFFF
+
+-- a * b > MAX_SIZE, for 1 <= a, b <= MAX_SIZE, without overflowing.
+local function over(a, b) return a > MAX_SIZE // b end
 
 local Type = { __name = "memmap3.Type" }
 Type.__index = Type
@@ -67,7 +73,9 @@ M.prims = prims
 local function sized(kind, n, what)
   if math_type(n) ~= "integer" then error(format("%s: capacity must be an integer", what), 0) end
   if n < 1 then error(format("%s<%d>: zero capacity (must be at least 1)", kind, n), 0) end
-  if n > MAX_SIZE then error(format("%s<%d>: capacity is absurdly large", kind, n), 0) end
+  if n > MAX_ELEM then
+    error(format("%s<%d>: capacity is absurdly large (at most %d)", kind, n, MAX_ELEM), 0)
+  end
   return setmetatable({
     kind = kind, code = CODE[kind], cap = n, size = n, align = 1,
     canon = format("%s<%d>", kind, n),
@@ -77,12 +85,12 @@ end
 local function array_of(elem, n)
   if math_type(n) ~= "integer" then error("array length must be an integer", 0) end
   if n < 1 then error(format("%s[%d]: zero length (must be at least 1)", elem.canon, n), 0) end
-  if elem.size * n > MAX_SIZE or n > MAX_SIZE then
-    error(format("%s[%d]: size overflows (over %d bytes)", elem.canon, n, MAX_SIZE), 0)
-  end
   -- C order: T[a][b] is a arrays of (b arrays of T).
   local base, dims = elem.canon, ""
   if elem.kind == "array" then base, dims = elem.base_canon, elem.dims_canon end
+  if n > MAX_SIZE or over(elem.size, n) then
+    error(format("%s[%d]%s: size overflows (over %d bytes)", base, n, dims, MAX_SIZE), 0)
+  end
   return setmetatable({
     kind = "array", code = CODE.array, elem = elem, n = n, size = elem.size * n,
     align = elem.align, base_canon = base, dims_canon = format("[%d]", n) .. dims,
@@ -186,13 +194,17 @@ function M.container(kind, elem, n, what)
   what = what or ("mm." .. kind)
   elem = M.totype(elem, what)
   check_elem(elem, what, "element type")
+  if elem.size > MAX_ELEM then
+    error(format("%s: element type %s is too large for a container (over %d bytes)", what, elem.canon,
+      MAX_ELEM), 0)
+  end
   local t = { kind = kind, code = CODE[kind], elem = elem }
   if kind == "segmented" then
     t.size, t.align, t.growable = 8 + 8 * 56, 8, true
     t.canon = format("segmented<%s>", elem.canon)
   else
     check_cap(n, what, kind)
-    if elem.size * n > MAX_SIZE then
+    if over(elem.size, n) or n * elem.size + 16 > MAX_SIZE then
       error(format("%s: %s<%s, %d> is absurdly large", what, kind, elem.canon, n), 0)
     end
     t.cap = n
@@ -208,7 +220,7 @@ function M.string_array(n, len, what)
   what = what or "mm.string_array"
   check_cap(n, what, "string_array")
   local elem = sized("string", len, what)
-  if n * len > MAX_SIZE then error(format("%s: string_array<%d,%d> is absurdly large", what, n, len), 0) end
+  if over(n, len) then error(format("%s: string_array<%d,%d> is absurdly large", what, n, len), 0) end
   return setmetatable({
     kind = "string_array", code = CODE.string_array, elem = elem, cap = n, n = n, len = len,
     size = n * len, align = 1, canon = format("string_array<%d,%d>", n, len),
@@ -227,6 +239,10 @@ function M.hashmap(k, v, n, what)
       what, k.canon), 0)
   end
   check_elem(v, what, "value type")
+  if k.size + v.size > (1 << 31) then
+    error(format("%s: map<%s, %s>: key and value together are too large (over %d bytes)", what, k.canon,
+      v.canon, 1 << 31), 0)
+  end
   local base_align = math.max(8, k.align, v.align)
   local t = { kind = "map", key = k, elem = v }
   if n == nil then
@@ -241,7 +257,9 @@ function M.hashmap(k, v, n, what)
     local buckets = 8
     while buckets < n do buckets = buckets * 2 end
     local nodes_off = align_up(16 + 4 * buckets, base_align)
-    if node * n > MAX_SIZE then error(format("%s: map of %d entries is absurdly large", what, n), 0) end
+    if over(node, n) or nodes_off + n * node > MAX_SIZE then
+      error(format("%s: map of %d entries is absurdly large", what, n), 0)
+    end
     t.code, t.cap, t.align = CODE.fmap, n, base_align
     t.size = align_up(nodes_off + n * node, base_align)
     t.canon = format("map<%s,%s,%d>", k.canon, v.canon, n)

@@ -153,6 +153,7 @@ FTEST(strerror_every_code) {
     {MM3_EBYTEORDER, "file was written with another byte order"},
     {MM3_ENOTFOUND, "not found"},
     {MM3_ERECOVER, "an unfinished write of a dead process needs recovery: open the file read-write once"},
+    {MM3_EBUSY, "the file has a transaction open through another open of it in this thread: write through that one"},
   };
   const int n = (int)(sizeof names / sizeof names[0]);
   CHECK_EQ(n, MM3_ERR_LAST - MM3_ERR_BASE + 1); /* the table covers the range */

@@ -893,6 +893,30 @@ FTEST(two_handles_one_thread_keep_txn) {
   CHECK_EQ(get64(a, OFF_A), 2);
 }
 
+/* While a has a transaction open, b (the same file, the same thread) may not
+   write through the log or begin its own: its commit would drop a's log. */
+FTEST(second_handle_refused_during_txn) {
+  const char *path;
+  mm3_file *a = t_file("busyhandles", &path);
+  REQUIRE(a);
+  mm3_file *b = open_existing(path, 0);
+  REQUIRE(b);
+  CHECK_RC(put64(a, OFF_A, 1));
+  uint64_t sp, sp2;
+  CHECK_RC(mm3_txn_begin(a, &sp));
+  CHECK_RC(put64(a, OFF_A, 2));
+  CHECK_EQ(put64(b, OFF_A, 3), MM3_EBUSY);
+  CHECK_EQ(mm3_txn_begin(b, &sp2), MM3_EBUSY);
+  mm3_txn_rollback(a, sp);
+  CHECK_EQ(get64(b, OFF_A), 1); /* a's rollback is whole */
+  CHECK_RC(mm3_txn_begin(b, &sp2)); /* free again */
+  CHECK_EQ(put64(a, OFF_A, 4), MM3_EBUSY);
+  CHECK_RC(put64(b, OFF_A, 5));
+  CHECK_RC(mm3_txn_commit(b));
+  CHECK_RC(put64(a, OFF_A, 6));
+  CHECK_EQ(get64(b, OFF_A), 6); /* the fixture closes both */
+}
+
 /* ========================================================================
  * Atomics
  * ======================================================================== */
@@ -1110,5 +1134,5 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           crash_recovery_after_log_growth_keeps_heap_consistent, file_write_range, close_inside_txn_rolls_back,
           crash_exit_in_txn_file_open, crash_exit_in_txn_reopen, crash_kill_holding_lock, crash_kill_in_loop,
           txn_rollback_seg_push, kill_in_seg_push_keeps_heap_consistent, fork_in_txn_child_recovers_dead_parent,
-          two_handles_one_thread_keep_txn, atomic_load_store_widths, atomic_fetch_every_op,
+          two_handles_one_thread_keep_txn, second_handle_refused_during_txn, atomic_load_store_widths, atomic_fetch_every_op,
           atomic_max_min_signed_unsigned, atomic_cas, atomic_across_processes)

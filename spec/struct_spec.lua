@@ -281,8 +281,9 @@ describe("memmap3 files and values", function()
       local r = assert(mm.open(p, Save, {readonly = true}))
       assert.equal(4, r.version)
       assert.is_true(mm.info(r).readonly)
-      raises("read-only", function() r.version = 5 end)
-      raises("read-only", function() r.players[1].name = "Bob" end)
+      raises({"field 'version'", p, "read-only"}, function() r.version = 5 end)
+      raises({"field 'name'", p, "read-only"}, function() r.players[1].name = "Bob" end)
+      raises({"element '1'", p, "read-only"}, function() r.grid[1][1] = 1 end)
       raises("read-only", function() r.players[1] = {id = 1} end)
       raises("read-only", function() r.players = {} end)
       raises("read-only", function() r.grid[1][1] = 1 end)
@@ -495,6 +496,15 @@ describe("memmap3 files and values", function()
       s.f64 = 3 -- an integer into a float field
       assert.equal(3.0, s.f64)
       assert.equal("float", math.type(s.f64))
+      -- a finite value beyond f32's range is refused (it would become inf); inf itself is stored
+      s.f32 = 2.5
+      raises({"field 'f32'", "out of range for f32"}, function() s.f32 = 1e300 end)
+      raises({"field 'f32'", "out of range for f32"}, function() s.f32 = -3.5e38 end)
+      assert.equal(2.5, s.f32)
+      s.f32 = math.huge
+      assert.equal(math.huge, s.f32)
+      s.f32 = 3.4e38
+      assert.is_true(s.f32 < math.huge)
     end)
 
     it("a zeroed file reads as zero values", function()

@@ -211,8 +211,15 @@ static int m_pop(lua_State *L) {
   return finish_removed(L, v, buf, rc);
 }
 
+/* vec methods called on another kind (through a method taken from a vec) */
+static void only_vec(lua_State *L, lmm3_view *v, const char *method) {
+  if (v->ti->kind != LMM3_VEC)
+    luaL_error(L, "%s '%s' has no method '%s'", kind_name(v->ti->kind), cont_name(L, 1), method);
+}
+
 static int m_insert(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
+  only_vec(L, v, "insert");
   check_writable(L, v, 1);
   lua_Integer i = luaL_checkinteger(L, 2);
   luaL_checkany(L, 3);
@@ -234,6 +241,7 @@ static int m_insert(lua_State *L) {
 
 static int m_remove(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
+  only_vec(L, v, "remove");
   check_writable(L, v, 1);
   const mm3_ctype *ct = &v->ti->ct;
   uint64_t n = mm3_container_len(v->fb->f, v->p, ct);

@@ -9,6 +9,8 @@
  * (nested structs, arrays, atomics) are cached per parent, so repeated access
  * allocates nothing.
  */
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "lmm3_internal.h"
@@ -47,8 +49,12 @@ static lmm3_view *toview(lua_State *L, int idx) {
 
 lmm3_view *lmm3_check_view(lua_State *L, int idx) { return toview(L, idx); }
 
-static void check_writable(lua_State *L, lmm3_view *v) {
-  if (v->fb->readonly) luaL_error(L, "memmap3 file is open read-only");
+/* A write to a read-only file: names the field (struct) or the element
+   (array) at stack index 2, and the file. upv: the type name's upvalue. */
+static void check_writable(lua_State *L, lmm3_view *v, int upv, const char *what) {
+  if (v->fb->readonly)
+    luaL_error(L, "%s %s '%s': %s is open read-only", lua_tostring(L, lua_upvalueindex(upv)), what,
+               luaL_tolstring(L, 2, NULL), mm3_file_path(v->fb->f));
 }
 
 void lmm3_push_view(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int meta) {
@@ -258,7 +264,11 @@ const char *lmm3_set_scalar(lua_State *L, uint8_t *p, int code, uint32_t size, i
     }
     case LMM3_F32: {
       if (t != LUA_TNUMBER) return lua_pushfstring(L, "expected a number, got %s", luaL_typename(L, idx));
-      float x = (float)lua_tonumber(L, idx);
+      double d = (double)lua_tonumber(L, idx);
+      if (d > FLT_MAX || d < -FLT_MAX) { /* inf and nan are stored as they are; a finite overflow is refused */
+        if (!isinf(d)) return lua_pushfstring(L, "%f is out of range for f32", d);
+      }
+      float x = (float)d;
       memcpy(p, &x, 4);
       return NULL;
     }
@@ -930,7 +940,7 @@ static int s_index(lua_State *L) {
 
 static int s_newindex(lua_State *L) {
   lmm3_view *v = selfview(L);
-  check_writable(L, v);
+  check_writable(L, v, 2, "field");
   /* No type test: a number key converted to a string in place is refused
      below all the same. */
   const char *key = lua_tolstring(L, 2, NULL);
@@ -1159,7 +1169,7 @@ static int a_index(lua_State *L) {
 
 static int a_newindex(lua_State *L) {
   lmm3_view *v = selfview(L);
-  check_writable(L, v);
+  check_writable(L, v, 4, "element");
   if (lua_isinteger(L, 2) && v->ti->edesc >= 0) {
     const lmm3_tinfo *ti = v->ti;
     lua_Integer i = lua_tointeger(L, 2);

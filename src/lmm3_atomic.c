@@ -42,7 +42,7 @@ void lmm3_push_atomic(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int 
 
 static lmm3_atomic *toatomic(lua_State *L, int write) {
   lmm3_atomic *a = luaL_checkudata(L, 1, LMM3_ATOMIC_MT);
-  if (!a->fb->f) luaL_error(L, "attempt to use a closed memmap3 file");
+  if (LMM3_CLOSED(a->fb)) luaL_error(L, "attempt to use a closed memmap3 file");
   if (a->fb->f->truncated) lmm3_truncated_error(L, a->fb);
   if (write && a->fb->readonly) luaL_error(L, "memmap3 file is open read-only");
   return a;
@@ -114,7 +114,7 @@ static int at_compare_exchange(lua_State *L) {
 
 static int at_tostring(lua_State *L) {
   lmm3_atomic *a = luaL_checkudata(L, 1, LMM3_ATOMIC_MT);
-  if (!a->fb->f) {
+  if (LMM3_CLOSED(a->fb)) {
     lua_pushliteral(L, LMM3_ATOMIC_MT " (closed file)");
     return 1;
   }

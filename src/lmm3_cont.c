@@ -33,7 +33,7 @@ lmm3_view *lmm3_cont_view(lua_State *L, int idx) {
         v->magic != LMM3_VIEW_MAGIC || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind))
       luaL_typeerror(L, idx, "memmap3 container");
   }
-  if (!v->fb->f) luaL_error(L, "attempt to use a closed memmap3 file");
+  if (LMM3_CLOSED(v->fb)) luaL_error(L, "attempt to use a closed memmap3 file");
   if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
 }
@@ -175,9 +175,19 @@ static void push_value(lua_State *L, int viewidx, int idx, int descidx) {
   if (rc) lmm3_cont_error(L, viewidx, rc);
 }
 
+/* A method taken from one kind of container may be called on another
+   (s.v.insert(s.r, ...)): each checks that it is one of its kinds. */
+#define K(kind) (1u << ((kind) - LMM3_VEC)) /* container kinds are LMM3_VEC..LMM3_SEG */
+static void only_kinds(lua_State *L, lmm3_view *v, unsigned kinds, const char *method) {
+  if (!(kinds & K(v->ti->kind)))
+    luaL_error(L, "%s '%s' has no method '%s'", kind_name(v->ti->kind), cont_name(L, 1), method);
+}
+#define only_vec(L, v, method) only_kinds(L, v, K(LMM3_VEC), method)
+
 static int m_push(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
   if (v->ti->kind == LMM3_SARRAY) return luaL_error(L, "string_array has a fixed length: assign sa[i] = s");
+  only_kinds(L, v, K(LMM3_VEC) | K(LMM3_RING) | K(LMM3_SEG), "push");
   luaL_checkany(L, 2);
   if (v->ti->edesc >= 0) { /* a scalar element: no descriptor table needed */
     push_value(L, 1, 2, 0);
@@ -211,11 +221,6 @@ static int m_pop(lua_State *L) {
   return finish_removed(L, v, buf, rc);
 }
 
-/* vec methods called on another kind (through a method taken from a vec) */
-static void only_vec(lua_State *L, lmm3_view *v, const char *method) {
-  if (v->ti->kind != LMM3_VEC)
-    luaL_error(L, "%s '%s' has no method '%s'", kind_name(v->ti->kind), cont_name(L, 1), method);
-}
 
 static int m_insert(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
@@ -287,6 +292,7 @@ static int m_clear(lua_State *L) {
 
 static int m_truncate(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
+  only_kinds(L, v, K(LMM3_SEG), "truncate");
   check_writable(L, v, 1);
   lua_Integer n = luaL_checkinteger(L, 2);
   uint64_t len = mm3_container_len(v->fb->f, v->p, &v->ti->ct);
@@ -301,6 +307,7 @@ static int m_truncate(lua_State *L) {
 /* ring:latest([k]): the k-th newest element (1 = the newest), or nil. */
 static int m_latest(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
+  only_kinds(L, v, K(LMM3_RING), "latest");
   lua_Integer k = luaL_optinteger(L, 2, 1);
   uint64_t n = mm3_container_len(v->fb->f, v->p, &v->ti->ct);
   if (k < 1 || (uint64_t)k > n) return 0;
@@ -313,6 +320,7 @@ static int m_latest(lua_State *L) {
 /* string_array:count(): how many strings are not empty. */
 static int m_count(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
+  only_kinds(L, v, K(LMM3_SARRAY), "count");
   lua_Integer c = 0;
   for (uint64_t i = 0; i < v->ti->ct.cap; i++) c += v->p[i * v->ti->ct.elem_size] != 0;
   lua_pushinteger(L, c);
@@ -339,7 +347,7 @@ static int c_tostring(lua_State *L) {
   lmm3_view *v = lua_touserdata(L, 1);
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__name");
-  if (!v->fb->f) lua_pushfstring(L, "%s (closed file)", lua_tostring(L, -1));
+  if (LMM3_CLOSED(v->fb)) lua_pushfstring(L, "%s (closed file)", lua_tostring(L, -1));
   else lua_pushfstring(L, "%s '%s' (%I): %p", lua_tostring(L, -1), cont_name(L, 1),
                        (lua_Integer)(v->ti->kind == LMM3_SARRAY ? v->ti->ct.cap
                                                                 : mm3_container_len(v->fb->f, v->p, &v->ti->ct)),

@@ -10,7 +10,7 @@
 
 static lmm3_file *tofile(lua_State *L, int idx) {
   lmm3_file *fb = luaL_checkudata(L, idx, LMM3_FILE_MT);
-  if (!fb->f) luaL_error(L, "attempt to use a closed memmap3 file");
+  if (LMM3_CLOSED(fb)) luaL_error(L, "attempt to use a closed memmap3 file");
   return fb;
 }
 
@@ -25,6 +25,7 @@ void mm3lua_push_root(lua_State *L, mm3_file *f, int owned) {
   fb->owned = owned;
   fb->readonly = mm3_file_readonly(f);
   fb->txn_open = 0;
+  fb->closing = 0;
   luaL_setmetatable(L, LMM3_FILE_MT);
   lua_call(L, 1, 1);
 }
@@ -46,8 +47,17 @@ void lmm3_file_close(lua_State *L, int idx) {
   lmm3_file *fb = luaL_checkudata(L, idx, LMM3_FILE_MT);
   if (fb->f && fb->txn_open > 0)
     luaL_error(L, "%s: cannot close a memmap3 file inside mm.transaction or mm.lock", mm3_file_path(fb->f));
+  if (fb->f && !fb->closing && lua_gc(L, LUA_GCCOUNT) == -1) {
+    /* In a finalizer (Lua 5.4.4+ refuses lua_gc there): it ran inside some
+       allocation, maybe in the middle of an operation on this very file that
+       holds pointers into it. Close it for every later use now; unmap it
+       when the File is collected (f_gc). */
+    fb->closing = 1;
+    return;
+  }
   if (fb->f && fb->owned) mm3_file_close(fb->f);
   fb->f = NULL;
+  fb->closing = 0;
 }
 
 static int f_gc(lua_State *L) {
@@ -73,6 +83,7 @@ static int l_file_open(lua_State *L) {
   o.reserve = (uint64_t)luaL_optinteger(L, 8, 0);
   lmm3_file *fb = lua_newuserdatauv(L, sizeof *fb, 0);
   fb->f = NULL; /* closed until open succeeds */
+  fb->closing = 0;
   fb->owned = 1;
   fb->txn_open = 0;
   fb->readonly = o.readonly;
@@ -130,7 +141,7 @@ static int l_file_close(lua_State *L) {
 
 static int l_file_isopen(lua_State *L) {
   lmm3_file *fb = luaL_checkudata(L, 1, LMM3_FILE_MT);
-  lua_pushboolean(L, fb->f != NULL);
+  lua_pushboolean(L, !LMM3_CLOSED(fb));
   return 1;
 }
 
@@ -208,6 +219,36 @@ static int l_transaction(lua_State *L) {
   if (!fb->f) return luaL_error(L, "attempt to use a closed memmap3 file");
   if (fb->txn_open > 0) fb->txn_open--;
   rc = mm3_txn_commit(fb->f);
+  if (fb->closing) return luaL_error(L, "attempt to use a closed memmap3 file"); /* closed by a finalizer */
+  if (rc) return luaL_error(L, "%s: commit failed, the data may not be on disk: %s", mm3_file_path(fb->f),
+                            mm3_strerror(rc));
+  return lua_gettop(L) - 1;
+}
+
+/* core.lock(v, fn) -> what fn(v) returns: mm.lock. Like core.transaction,
+   but an error inside fn keeps what fn wrote (the work is committed, then
+   the error raised again). A C call: fn cannot yield out of it (a coroutine
+   abandoned there would keep the lock and the log open). */
+static int l_lock(lua_State *L) {
+  const lmm3_view *v = lua_touserdata(L, 1);
+  if (lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof *v || v->magic != LMM3_VIEW_MAGIC)
+    return luaL_error(L, "mm.lock: expected a memmap3 view, got %s", luaL_typename(L, 1));
+  if (lua_type(L, 2) != LUA_TFUNCTION) return luaL_error(L, "mm.lock: expected a function");
+  lmm3_check_view(L, 1);
+  lmm3_file *fb = v->fb;
+  uint64_t sp;
+  int rc = mm3_txn_begin(fb->f, &sp);
+  if (rc) return luaL_error(L, "%s: cannot take the lock: %s", mm3_file_path(fb->f), mm3_strerror(rc));
+  fb->txn_open++;
+  lua_settop(L, 2);
+  lua_pushvalue(L, 1);
+  int st = lua_pcall(L, 1, LUA_MULTRET, 0);
+  if (fb->f) { /* fn may have closed the file (closing ended the lock) */
+    if (fb->txn_open > 0) fb->txn_open--;
+    rc = mm3_txn_commit(fb->f);
+  }
+  if (st != LUA_OK) return lua_error(L);
+  if (!fb->f || fb->closing) return luaL_error(L, "attempt to use a closed memmap3 file");
   if (rc) return luaL_error(L, "%s: commit failed, the data may not be on disk: %s", mm3_file_path(fb->f),
                             mm3_strerror(rc));
   return lua_gettop(L) - 1;
@@ -249,7 +290,7 @@ static int l_file_check(lua_State *L) {
 
 static int f_tostring(lua_State *L) {
   lmm3_file *fb = luaL_checkudata(L, 1, LMM3_FILE_MT);
-  if (!fb->f) lua_pushliteral(L, LMM3_FILE_MT " (closed)");
+  if (LMM3_CLOSED(fb)) lua_pushliteral(L, LMM3_FILE_MT " (closed)");
   else lua_pushfstring(L, LMM3_FILE_MT " (%s)", mm3_file_path(fb->f));
   return 1;
 }
@@ -260,7 +301,7 @@ void lmm3_open_file(lua_State *L) {
       {"file_root", l_file_root},   {"file_schema", l_file_schema},
       {"file_path", l_file_path},   {"file_flush", l_file_flush},
       {"file_close", l_file_close}, {"file_isopen", l_file_isopen},
-      {"file_info", l_file_info},   {"txn_begin", l_txn_begin}, {"transaction", l_transaction},
+      {"file_info", l_file_info},   {"txn_begin", l_txn_begin}, {"transaction", l_transaction}, {"lock", l_lock},
       {"txn_commit", l_txn_commit}, {"txn_rollback", l_txn_rollback},
       {"file_set_durable", l_set_durable}, {"file_recovered", l_recovered},
       {"file_check", l_file_check}, {"schema_layout", l_schema_layout},

@@ -121,6 +121,8 @@ int lmm3_hmap_shl(lua_State *L) {
 /* pairs: upvalue 1 is the position (two u64 in a userdata). */
 static int map_next(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
+  if (v->ti != lua_touserdata(L, lua_upvalueindex(2))) /* an iterator taken from another map */
+    return luaL_error(L, "map iterator called on another container");
   uint64_t *pos = lua_touserdata(L, lua_upvalueindex(1));
   uint8_t *k, *val;
   int rc = mm3_hmap_next(v->fb->f, v->p, &v->ti->ct, pos, &k, &val);
@@ -143,6 +145,8 @@ static int map_next(lua_State *L) {
    (a userdata), 2 their count, 3 the next index. */
 static int snap_next(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
+  if (v->ti != lua_touserdata(L, lua_upvalueindex(4))) /* the keys are that map type's size */
+    return luaL_error(L, "map iterator called on another container");
   const mm3_ctype *ct = &v->ti->ct;
   const uint8_t *keys = lua_touserdata(L, lua_upvalueindex(1));
   lua_Integer n = lua_tointeger(L, lua_upvalueindex(2)), i = lua_tointeger(L, lua_upvalueindex(3));
@@ -205,7 +209,8 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
   free(keybuf);
   lua_pushinteger(L, (lua_Integer)n);
   lua_pushinteger(L, 0);
-  lua_pushcclosure(L, snap_next, 3);
+  lua_pushlightuserdata(L, (void *)v->ti);
+  lua_pushcclosure(L, snap_next, 4);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   lua_pushnil(L);
@@ -217,7 +222,8 @@ int lmm3_hmap_pairs(lua_State *L) {
   if (v->ti->kind == LMM3_HMAP) return snapshot_pairs(L, v);
   uint64_t *pos = lua_newuserdatauv(L, 3 * sizeof(uint64_t), 0);
   pos[0] = pos[1] = pos[2] = 0;
-  lua_pushcclosure(L, map_next, 1);
+  lua_pushlightuserdata(L, (void *)v->ti);
+  lua_pushcclosure(L, map_next, 2);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   lua_pushnil(L);
@@ -270,6 +276,8 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
   lua_Integer i = 0;
   lua_pushnil(L);
   while (lua_next(L, vidx)) {
+    if (i >= n) /* a finalizer run by an allocation above added keys to it */
+      luaL_error(L, "%s: the table changed while it was being read", where);
     uint8_t *k = all + i * one;
     memset(k, 0, ct->key_size);
     int64_t kd = ti->kdesc;
@@ -279,6 +287,8 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
     lua_pop(L, 1);
     i++;
   }
+  n = i; /* keys removed meanwhile: what was read */
+  if (LMM3_CLOSED(fb)) luaL_error(L, "attempt to use a closed memmap3 file");
   uint64_t sp; /* one transaction: a failed put restores the old entries */
   int rc = mm3_txn_begin(fb->f, &sp);
   if (!rc) {

@@ -52,7 +52,13 @@ typedef struct lmm3_file {
   int owned;      /* 0: borrowed from a C host: close only detaches */
   int readonly;
   int txn_open;   /* transactions begun through this handle and not ended */
+  int closing;    /* closed by a finalizer: f stays mapped until this userdata is
+                     collected, since the operation that ran the finalizer may
+                     still hold pointers into it; every later use raises */
 } lmm3_file;
+
+/* Whether the file is closed (or closing) for every new use. */
+#define LMM3_CLOSED(fb) (!(fb)->f || (fb)->closing)
 
 #define LMM3_VIEW_MAGIC 0x6d6d3376u /* "mm3v" */
 

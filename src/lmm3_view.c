@@ -42,7 +42,7 @@ static lmm3_view *toview(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *v ||
       v->magic != LMM3_VIEW_MAGIC)
     luaL_typeerror(L, idx, "memmap3 view");
-  if (!v->fb->f) closed_error(L);
+  if (LMM3_CLOSED(v->fb)) closed_error(L);
   if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
 }
@@ -183,6 +183,16 @@ static inline void push_scalar(lua_State *L, const uint8_t *p, int code, uint32_
     case LMM3_BYTES: lua_pushlstring(L, (const char *)p, size); break;
     default: luaL_error(L, "memmap3: bad type code %d", code);
   }
+}
+
+/* Push the name of enum value x from the names list on the stack top (nil
+   when no name stands for x, a stored value other code wrote included). */
+static int name_of(lua_State *L, lua_Integer x) {
+  if (x < 0 || x >= LUA_MAXINTEGER) {
+    lua_pushnil(L);
+    return LUA_TNIL;
+  }
+  return lua_rawgeti(L, -1, x + 1);
 }
 
 void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
@@ -429,7 +439,7 @@ static void push_complex(lua_State *L, int viewidx, lmm3_view *v, int descidx, u
       else if (size == 4) { uint32_t y; memcpy(&y, p, 4); x = y; }
       else { int64_t y; memcpy(&y, p, 8); x = y; }
       lua_rawgeti(L, descidx, LMM3_D_NAMES);
-      if (lua_rawgeti(L, -1, x + 1) == LUA_TNIL) {
+      if (name_of(L, x) == LUA_TNIL) {
         lua_pop(L, 2);
         lua_pushinteger(L, x); /* a value no name stands for (written by other code) */
       } else {
@@ -512,7 +522,7 @@ static void push_desc_copy(lua_State *L, mm3_file *f, int descidx, uint8_t *base
     else if (size == 4) { uint32_t y; memcpy(&y, p, 4); x = y; }
     else { int64_t y; memcpy(&y, p, 8); x = y; }
     lua_rawgeti(L, descidx, LMM3_D_NAMES);
-    if (lua_rawgeti(L, -1, x + 1) == LUA_TNIL) {
+    if (name_of(L, x) == LUA_TNIL) {
       lua_pop(L, 1);
       lua_pushinteger(L, x);
     }
@@ -709,7 +719,7 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
       int same = lua_rawequal(L, -1, meta);
       lua_pop(L, 1);
       if (same && lua_rawlen(L, vidx) == sizeof *src && src->magic == LMM3_VIEW_MAGIC) {
-        if (!src->fb->f) closed_error(L);
+        if (LMM3_CLOSED(src->fb)) closed_error(L);
         if (has_containers) {
           /* containers are copied by value, never by sharing their heap */
           push_deep(L, src->fb->f, src->p, meta);
@@ -794,8 +804,7 @@ static void set_enum(lua_State *L, int vidx, int descidx, uint8_t *p, const char
     if (lua_type(L, vidx) == LUA_TNUMBER) x = lua_tointegerx(L, vidx, &isint);
     if (!isint) luaL_error(L, "%s: expected an enum name, got %s", where, luaL_typename(L, vidx));
     lua_rawgeti(L, descidx, LMM3_D_NAMES);
-    if (x < 0 || lua_rawgeti(L, -1, x + 1) == LUA_TNIL)
-      luaL_error(L, "%s: %I is not a value of this enum", where, x);
+    if (name_of(L, x) == LUA_TNIL) luaL_error(L, "%s: %I is not a value of this enum", where, x);
     lua_pop(L, 2);
   }
   uint8_t b[8];
@@ -888,21 +897,24 @@ static const lmm3_slot *probe(const lmm3_tinfo *ti, const char *k) {
   }
 }
 
-/* The view at 1 for a metamethod: the common case costs one load. Only its
-   own metatable calls these metamethods (__metatable hides it from
-   getmetatable; the debug library, which can break anything, aside), so a
-   magic number suffices here; toview does the full check otherwise. */
-static inline lmm3_view *selfview(lua_State *L) {
+/* The view at 1 for a metamethod of a struct or array (kind): the common
+   case costs a few loads. Only its own metatable calls these metamethods
+   (__metatable hides it from getmetatable), but the debug library can hand
+   one any value, so the kind is checked too; toview does the full check
+   otherwise. */
+static inline lmm3_view *selfview(lua_State *L, int kind) {
   lmm3_view *v = lua_touserdata(L, 1);
   if (!v || v->magic != LMM3_VIEW_MAGIC) v = toview(L, 1);
-  if (!v->fb->f) closed_error(L);
+  if (!v->ti || v->ti->kind != kind)
+    luaL_typeerror(L, 1, kind == LMM3_STRUCT ? "memmap3 struct view" : "memmap3 array view");
+  if (LMM3_CLOSED(v->fb)) closed_error(L);
   if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
 }
 
 /* upvalues: 1 fields (name -> desc), 2 type name */
 static int s_index(lua_State *L) {
-  lmm3_view *v = selfview(L);
+  lmm3_view *v = selfview(L, LMM3_STRUCT);
   if (lua_type(L, 2) == LUA_TSTRING) {
     /* Short strings are interned: the name's address identifies the field. */
     const lmm3_slot *s = probe(v->ti, lua_tostring(L, 2));
@@ -939,7 +951,7 @@ static int s_index(lua_State *L) {
 }
 
 static int s_newindex(lua_State *L) {
-  lmm3_view *v = selfview(L);
+  lmm3_view *v = selfview(L, LMM3_STRUCT);
   check_writable(L, v, 2, "field");
   /* No type test: a number key converted to a string in place is refused
      below all the same. */
@@ -1018,7 +1030,7 @@ static int v_tostring(lua_State *L) {
   lmm3_view *v = lua_touserdata(L, 1);
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__name");
-  if (!v->fb->f) lua_pushfstring(L, "%s (closed file)", lua_tostring(L, -1));
+  if (LMM3_CLOSED(v->fb)) lua_pushfstring(L, "%s (closed file)", lua_tostring(L, -1));
   else lua_pushfstring(L, "%s: %p", lua_tostring(L, -1), (void *)v->p);
   return 1;
 }
@@ -1127,7 +1139,7 @@ static int l_new_struct(lua_State *L) {
 
 /* upvalues: 1 n, 2 element size, 3 element desc, 4 type name */
 static int a_index(lua_State *L) {
-  lmm3_view *v = selfview(L);
+  lmm3_view *v = selfview(L, LMM3_ARRAY);
   if (lua_isinteger(L, 2)) {
     const lmm3_tinfo *ti = v->ti;
     lua_Integer i = lua_tointeger(L, 2);
@@ -1168,7 +1180,7 @@ static int a_index(lua_State *L) {
 }
 
 static int a_newindex(lua_State *L) {
-  lmm3_view *v = selfview(L);
+  lmm3_view *v = selfview(L, LMM3_ARRAY);
   check_writable(L, v, 4, "element");
   if (lua_isinteger(L, 2) && v->ti->edesc >= 0) {
     const lmm3_tinfo *ti = v->ti;

@@ -404,15 +404,12 @@ M.transaction = core.transaction
 --- Run fn(v) holding v's file's cross-process writer lock. If the holder
 -- dies (kill -9), the next locker rolls its unfinished work back. Unlike a
 -- transaction, an error inside fn keeps what fn wrote (and is raised again).
-function M.lock(v, fn)
-  local f = file_of(v, "mm.lock")
-  if type(fn) ~= "function" then error("mm.lock: expected a function", 2) end
-  core.txn_begin(f)
-  local res = table.pack(pcall(fn, v))
-  if core.file_isopen(f) then core.txn_commit(f) end
-  if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
-end
+-- fn cannot yield (a coroutine abandoned inside would keep the lock).
+-- @function lock
+-- @param v a view of the file
+-- @param fn called as fn(v)
+-- @return what fn returns
+M.lock = core.lock
 
 --- Verify a file: its header (at open), its heap and every container's
 -- invariants, and that every value can be read. Opens the file read-only when

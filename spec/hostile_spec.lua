@@ -1,0 +1,156 @@
+--- Lua code that tries to break the binding: finalizers that close the file
+-- or change a table in the middle of an operation, methods taken from one
+-- kind of container and called on another, iterators moved between maps,
+-- coroutines abandoned inside mm.lock, extreme enum values. Each must give a
+-- clean result or a clear error, never a crash (these crashed once).
+local mm = require "memmap3"
+local h = require "helpers"
+
+describe("hostile Lua code", function()
+  after_each(function()
+    collectgarbage("incremental", 200, 100) -- Lua's defaults (tests below make the collector eager)
+    collectgarbage()
+    h.cleanup()
+  end)
+
+  local function new(T)
+    return assert(mm.create(h.missing_path(), T))
+  end
+
+  it("a finalizer that closes the file during mm.totable of a big list: the copy finishes or raises",
+    function()
+      local s = new(mm.struct("S", { { "log", "segmented<string<32>>" } }))
+      for i = 1, 20000 do local _ = s.log << ("x"):rep(20) .. i end
+      local root, log = s, s.log
+      s = nil -- luacheck: ignore 311
+      local ran = false
+      setmetatable({}, { __gc = function() mm.close(root); ran = true end })
+      collectgarbage("incremental", 1, 1000) -- eager: the finalizer runs inside the copy's allocations
+      for _ = 1, 50 do
+        local ok, t = pcall(mm.totable, log)
+        if ok then assert.equal(20000, #t) else assert.matches("closed", t) end
+        if ran then break end
+      end
+      collectgarbage("incremental", 200, 100)
+      assert.is_true(ran)
+      collectgarbage()
+      h.raises("closed", function() return #log end) -- closed for every later use
+    end)
+
+  it("a finalizer that closes the file during pushes: each push completes or raises 'closed'", function()
+    local Item = mm.struct("Item", { { "name", "string<24>" }, { "n", "u32" } })
+    local s = new(mm.struct("S", { { "v", mm.vec(Item, 100000) } }))
+    local v, root = s.v, s
+    s = nil -- luacheck: ignore 311
+    local closed = false
+    setmetatable({}, { __gc = function() mm.close(root); closed = true end })
+    collectgarbage("incremental", 1, 1000)
+    local ok, err = pcall(function()
+      for i = 1, 100000 do local _ = v << { name = "item " .. i, n = i } end
+    end)
+    collectgarbage("incremental", 200, 100)
+    assert.is_true(closed)
+    if not ok then assert.matches("closed", err) end
+  end)
+
+  it("a finalizer adding keys to the table being assigned to a map: raises, the map keeps its entries",
+    function()
+      local s = new(mm.struct("S", { { "m", mm.map("u64", "u64") } }))
+      s.m[1] = 10
+      local src = {}
+      for i = 1, 2000 do src[i * 7] = i end
+      local adding = true
+      local function fin()
+        if not adding then return end
+        for i = 1, 300 do src[-i] = i end
+        setmetatable({}, { __gc = fin })
+      end
+      setmetatable({}, { __gc = fin })
+      local failed = 0
+      for _ = 1, 200 do
+        local before = mm.totable(s.m)
+        local ok, err = pcall(function() s.m = src end)
+        if not ok then
+          failed = failed + 1
+          assert.matches("changed while it was being read", err)
+          assert.same(before, mm.totable(s.m)) -- nothing changed
+        end
+        for i = 1, 300 do src[-i] = nil end
+      end
+      assert.is_true(failed > 0, "the finalizer never ran in the middle of an assignment")
+      adding = false
+      assert.is_true(mm.check(s))
+    end)
+
+  it("methods taken from one kind of container refuse another kind, naming it", function()
+    local s = new(mm.struct("S", {
+      { "r", "ring<u64,4>" }, { "g", mm.segmented("u64") }, { "sa", "string_array<2,4>" },
+      { "m", "map<u64,u64>" }, { "f", "map<u64,u64,8>" }, { "v", "vec<u64,4>" },
+    }))
+    for i = 1, 10 do s.g:push(i) end
+    s.sa[1] = "ab"
+    s.m[1] = 1
+    s.f[2] = 2
+    h.raises("segmented 'g' has no method 'latest'", s.r.latest, s.g, 1)
+    h.raises("string_array 'sa' has no method 'truncate'", s.g.truncate, s.sa, 0)
+    h.raises("map 'm' has no method 'truncate'", s.g.truncate, s.m, 0)
+    h.raises("ring 'r' has no method 'truncate'", s.g.truncate, s.r, 0)
+    h.raises("vec 'v' has no method 'count'", s.sa.count, s.v)
+    h.raises("map 'm' has no method 'push'", s.v.push, s.m, 1)
+    h.raises("map 'f' has no method 'push'", s.g.push, s.f, 1)
+    local it = pairs(s.m)
+    h.raises("map iterator called on another container", it, s.g, nil)
+    h.raises("map iterator called on another container", it, s.f, nil)
+    local it2 = pairs(s.f)
+    h.raises("map iterator called on another container", it2, s.v, nil)
+    assert.equal("ab", s.sa[1])
+    assert.equal(10, #s.g)
+    assert.is_true(mm.check(s))
+  end)
+
+  it("a coroutine abandoned inside mm.lock cannot keep the lock: yielding there raises", function()
+    local p = h.missing_path()
+    local S = mm.struct("S", { { "a", "i64" }, { "v", mm.vec("u8", 4) } })
+    local s = assert(mm.create(p, S))
+    local co = coroutine.wrap(function() return mm.lock(s, function() s.a = 1; coroutine.yield() end) end)
+    h.raises("attempt to yield across a C-call boundary", co)
+    s.a = 42
+    local _ = s.v << 1 << 2
+    mm.close(s) -- not "inside mm.lock"
+    local t = assert(mm.open(p, S))
+    assert.equal(42, t.a)
+    assert.equal(2, #t.v)
+    mm.close(t)
+  end)
+
+  it("a struct's or array's metamethods taken with the debug library refuse other views", function()
+    local s = new(mm.struct("S", { { "a", "i64" }, { "v", mm.vec("u8", 4) }, { "arr", "u8[3]" } }))
+    local smt, amt = debug.getmetatable(s), debug.getmetatable(s.arr)
+    h.raises("memmap3 struct view expected", smt.__index, s.v, "n")
+    h.raises("memmap3 struct view expected", smt.__newindex, s.arr, "a", 1)
+    h.raises("memmap3 array view expected", amt.__index, s, 1)
+    h.raises("memmap3 array view expected", amt.__newindex, s.v, 1, 1)
+    assert.equal(0, s.a)
+  end)
+
+  it("enums take and read the extreme integers without overflow", function()
+    local E = mm.enum("E", "i64", { "a", "b" })
+    local p = h.missing_path()
+    local s = assert(mm.create(p, mm.struct("S", { { "e", E }, { "raw", "i64" } })))
+    h.raises("is not a value of this enum", function() s.e = math.maxinteger end)
+    h.raises("is not a value of this enum", function() s.e = math.mininteger end)
+    assert.equal("a", s.e)
+    mm.close(s)
+    -- a stored value no name stands for reads as the integer, the largest one included
+    local view = assert(mm.open(p))
+    local off = mm.info(view).root_offset
+    mm.close(view)
+    local f = assert(io.open(p, "r+b"))
+    f:seek("set", off)
+    f:write(string.pack("<i8", math.maxinteger))
+    f:close()
+    s = assert(mm.open(p))
+    assert.equal(math.maxinteger, s.e)
+    mm.close(s)
+  end)
+end)

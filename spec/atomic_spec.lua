@@ -64,12 +64,14 @@ describe("atomic fields", function()
         assert.equal(5, s[name]:load())
         if name ~= "u64" and name ~= "usize" and name ~= "i64" and name ~= "isize" then
           raises({"field '" .. name .. "'", "out of range"}, function() s[name] = max + 1 end)
-          raises("out of range", function() s[name]:store(max + 1) end)
-          raises("out of range", function() s[name]:store(min - 1) end)
+          raises({"atomic field '" .. name .. "'", "out of range"}, function() s[name]:store(max + 1) end)
+          raises({"atomic field '" .. name .. "'", "out of range"}, function() s[name]:store(min - 1) end)
         end
         raises({"field '" .. name .. "'", "expected an integer"}, function() s[name] = 1.5 end)
         raises({"field '" .. name .. "'", "expected an integer"}, function() s[name] = "1" end)
-        raises("integer", function() s[name]:store(2.5) end)
+        raises({"atomic field '" .. name .. "'", "integer"}, function() s[name]:store(2.5) end)
+        raises({"atomic field '" .. name .. "'", "expected an integer, got string"},
+          function() s[name]:fetch_add("1") end)
         assert.equal(5, s[name]:load())
       end)
 

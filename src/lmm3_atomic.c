@@ -28,9 +28,11 @@ static int is_signed(int code) {
   return code == LMM3_I8 || code == LMM3_I16 || code == LMM3_I32 || code == LMM3_I64;
 }
 
-void lmm3_push_atomic(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int code) {
+/* nameidx: the field's name (for error messages) */
+void lmm3_push_atomic(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int code, int nameidx) {
   fileidx = lua_absindex(L, fileidx);
-  lmm3_atomic *a = lua_newuserdatauv(L, sizeof *a, 1);
+  nameidx = lua_absindex(L, nameidx);
+  lmm3_atomic *a = lua_newuserdatauv(L, sizeof *a, 2);
   a->magic = ATOMIC_MAGIC;
   a->code = code;
   a->p = p;
@@ -38,13 +40,22 @@ void lmm3_push_atomic(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int 
   luaL_setmetatable(L, LMM3_ATOMIC_MT);
   lua_pushvalue(L, fileidx);
   lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, nameidx);
+  lua_setiuservalue(L, -2, 2);
+}
+
+/* "atomic field 'kills'" */
+static const char *where(lua_State *L) {
+  lua_getiuservalue(L, 1, 2);
+  const char *w = lua_pushfstring(L, "atomic field '%s'", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+  return w;
 }
 
 static lmm3_atomic *toatomic(lua_State *L, int write) {
   lmm3_atomic *a = luaL_checkudata(L, 1, LMM3_ATOMIC_MT);
   if (LMM3_CLOSED(a->fb)) luaL_error(L, "attempt to use a closed memmap3 file");
   if (a->fb->f->truncated) lmm3_truncated_error(L, a->fb);
-  if (write && a->fb->readonly) luaL_error(L, "memmap3 file is open read-only");
+  if (write && a->fb->readonly) luaL_error(L, "%s: %s is open read-only", where(L), mm3_file_path(a->fb->f));
   return a;
 }
 
@@ -59,7 +70,7 @@ static void push_bits(lua_State *L, lmm3_atomic *a, uint64_t x) {
 static uint64_t check_bits(lua_State *L, lmm3_atomic *a, int idx) {
   uint8_t tmp[8] = {0};
   const char *why = lmm3_set_scalar(L, tmp, a->code, (uint32_t)width_of(a->code), idx);
-  if (why) luaL_argerror(L, idx, why);
+  if (why) luaL_error(L, "%s: %s", where(L), why);
   uint64_t x;
   memcpy(&x, tmp, 8);
   return x;
@@ -82,10 +93,15 @@ static int fetch(lua_State *L, mm3_atomic_op op) {
   uint64_t v;
   if (a->code == LMM3_BOOL) {
     if (op != MM3_ATOMIC_AND && op != MM3_ATOMIC_OR && op != MM3_ATOMIC_XOR && op != MM3_ATOMIC_SWAP)
-      return luaL_error(L, "atomic bool supports load, store, swap, compare_exchange and fetch_and/or/xor");
+      return luaL_error(L, "%s: atomic bool supports load, store, swap, compare_exchange and fetch_and/or/xor",
+                        where(L));
     v = check_bits(L, a, 2);
   } else if (op == MM3_ATOMIC_ADD || op == MM3_ATOMIC_SUB) {
-    v = (uint64_t)luaL_checkinteger(L, 2); /* wraps around, as C's atomics do */
+    int isint;
+    lua_Integer x = lua_tointegerx(L, 2, &isint);
+    if (!isint || lua_type(L, 2) != LUA_TNUMBER)
+      return luaL_error(L, "%s: expected an integer, got %s", where(L), luaL_typename(L, 2));
+    v = (uint64_t)x; /* wraps around, as C's atomics do */
   } else {
     v = check_bits(L, a, 2);
   }

@@ -168,6 +168,6 @@ MM3_INTERNAL void lmm3_push_scalars(lua_State *L, const uint8_t *p, lua_Integer 
 MM3_INTERNAL lua_Integer lmm3_list_begin(lua_State *L, lua_Integer n);
 MM3_INTERNAL void lmm3_list_end(lua_State *L, lua_Integer m);
 MM3_INTERNAL const char *lmm3_set_scalar(lua_State *L, uint8_t *p, int code, uint32_t size, int idx);
-MM3_INTERNAL void lmm3_push_atomic(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int code);
+MM3_INTERNAL void lmm3_push_atomic(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int code, int nameidx);
 
 #endif

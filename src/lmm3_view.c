@@ -404,7 +404,7 @@ static void push_complex(lua_State *L, int viewidx, lmm3_view *v, int descidx, u
       push_cache(L, viewidx);
       lua_getiuservalue(L, viewidx, 1); /* the File */
       if (code == LMM3_ATOMIC) {
-        lmm3_push_atomic(L, -1, v->fb, p, (int)desc_int(L, descidx, LMM3_D_BASE));
+        lmm3_push_atomic(L, -1, v->fb, p, (int)desc_int(L, descidx, LMM3_D_BASE), key);
       } else {
         lua_rawgeti(L, descidx, LMM3_D_META);
         lmm3_push_view(L, -2, v->fb, p, -1);

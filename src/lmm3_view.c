@@ -920,7 +920,19 @@ static int s_index(lua_State *L) {
     const lmm3_slot *s = probe(v->ti, lua_tostring(L, 2));
     if (s) {
       if (s->desc >= 0) {
-        push_scalar(L, v->p + (s->desc >> 32), (int)(s->desc & 0xFF), (uint32_t)((s->desc >> 8) & 0xFFFFFF));
+        const uint8_t *q = v->p + (s->desc >> 32);
+        int code = (int)(s->desc & 0xFF);
+        if (code == LMM3_I64 || code == LMM3_U64) { /* the common cases, inline */
+          int64_t x;
+          memcpy(&x, q, 8);
+          lua_pushinteger(L, (lua_Integer)x);
+        } else if (code == LMM3_F64) {
+          double x;
+          memcpy(&x, q, 8);
+          lua_pushnumber(L, (lua_Number)x);
+        } else {
+          push_scalar(L, q, code, (uint32_t)((s->desc >> 8) & 0xFFFFFF));
+        }
         if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb); /* this very read faulted */
         return 1;
       }

@@ -558,8 +558,12 @@ MM3_API uint64_t mm3_file_seed(const mm3_file *f);
 
 /** Begin a transaction (nested ones are savepoints inside the outer one).
  *  Takes the file's lock until the matching commit or rollback.
+ *  While it is open, another mm3_file of the same file in the same thread
+ *  (the lock is recursive, so it would get it too) cannot begin one or make
+ *  a logged write (container operations, mm3_file_write): those return
+ *  MM3_EBUSY instead of committing this transaction's log.
  *  @param savepoint receives the position to roll back to
- *  @return 0, MM3_EREADONLY, or an errno from the lock. */
+ *  @return 0, MM3_EREADONLY, MM3_EBUSY, or an errno from the lock. */
 MM3_API int mm3_txn_begin(mm3_file *f, uint64_t *savepoint);
 /** Commit the innermost transaction. The outermost commit makes the writes
  *  final (and durable, with mm3_file_set_durable). @return 0 or an errno

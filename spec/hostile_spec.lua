@@ -37,6 +37,65 @@ describe("hostile Lua code", function()
       h.raises("closed", function() return #log end) -- closed for every later use
     end)
 
+  it("two finalizers closing the file during mm.totable: still no crash", function()
+    local s = new(mm.struct("S", { { "log", "segmented<string<32>>" } }))
+    for i = 1, 20000 do local _ = s.log << ("y"):rep(20) .. i end
+    local root, log = s, s.log
+    s = nil -- luacheck: ignore 311
+    local ran = 0
+    for _ = 1, 2 do setmetatable({}, { __gc = function() mm.close(root); ran = ran + 1 end }) end
+    collectgarbage("incremental", 1, 1000)
+    for _ = 1, 50 do
+      local ok, t = pcall(mm.totable, log)
+      if ok then assert.equal(20000, #t) else assert.matches("closed", t) end
+      if ran == 2 then break end
+    end
+    collectgarbage("incremental", 200, 100)
+    assert.equal(2, ran)
+  end)
+
+  it("a debug hook that closes the file while mm.totable runs Lua: the copy finishes or raises", function()
+    for _, which in ipairs({ "g", "a" }) do
+      local s = new(mm.struct("S", { { "g", mm.segmented("u64") }, { "a", mm.array("u32", 100000) } }))
+      for i = 1, 70000 do s.g:push(i) end
+      local root, done, target = s, false, s[which]
+      debug.sethook(function()
+        local info = debug.getinfo(2, "S")
+        if not done and info and info.short_src:find("return {...}", 1, true) then -- the list builder
+          done = true
+          mm.close(root)
+        end
+      end, "c")
+      local ok, t = pcall(mm.totable, target)
+      debug.sethook()
+      assert.is_true(done)
+      if ok then assert.equal(which == "g" and 70000 or 100000, #t) end
+      h.raises("closed", function() return #s.g end)
+    end
+  end)
+
+  it("a key whose __tostring closes a read-only file, in the read-only error: no use after free", function()
+    local p = h.missing_path()
+    local S = mm.struct("S", { { "a", "i64" } })
+    mm.close(assert(mm.create(p, S)))
+    local r = assert(mm.open(p, S, { readonly = true }))
+    local key = setmetatable({}, { __tostring = function() mm.close(r); return "k" end })
+    h.raises({ "S field 'k'", p, "read-only" }, function() r[key] = 1 end)
+  end)
+
+  it("mm.totable of a string_array ending the file's mapping reads only its bytes", function()
+    for _, pad in ipairs({ 4092, 7100 }) do
+      local p = h.missing_path()
+      local S = mm.struct("S", { { "pad", "bytes<" .. pad .. ">" }, { "sa", "string_array<4,1>" } })
+      local s = assert(mm.create(p, S))
+      s.sa[2] = "x"
+      mm.close(s)
+      local r = assert(mm.open(p, S, { readonly = true }))
+      assert.same({ "", "x", "", "" }, mm.totable(r.sa))
+      mm.close(r)
+    end
+  end)
+
   it("a finalizer that closes the file during pushes: each push completes or raises 'closed'", function()
     local Item = mm.struct("Item", { { "name", "string<24>" }, { "n", "u32" } })
     local s = new(mm.struct("S", { { "v", mm.vec(Item, 100000) } }))
@@ -66,14 +125,16 @@ describe("hostile Lua code", function()
         setmetatable({}, { __gc = fin })
       end
       setmetatable({}, { __gc = fin })
+      collectgarbage("incremental", 1, 1000) -- eager: finalizers run inside the assignment's allocations
       local failed = 0
       for _ = 1, 200 do
-        local before = mm.totable(s.m)
+        local n_before, seven = #s.m, s.m[7] -- no allocation: the finalizer must land in the assignment
         local ok, err = pcall(function() s.m = src end)
         if not ok then
           failed = failed + 1
           assert.matches("changed while it was being read", err)
-          assert.same(before, mm.totable(s.m)) -- nothing changed
+          assert.equal(n_before, #s.m) -- nothing changed
+          assert.equal(seven, s.m[7])
         end
         for i = 1, 300 do src[-i] = nil end
       end

@@ -337,6 +337,9 @@ describe("schemas", function()
         raises({"'x'", "overflow"}, one, "map<u64,u64[1099511627776],16>")
         raises({"'x'", "too large"}, one, "map<string<4294967295>,u8>")
         raises({"'x'", "too large"}, one, "segmented<u8[8589934592]>")
+        raises({"'x'", "absurd"}, one, "value<1099511627776>") -- its length is a u32
+        assert.is_nil((mm._core.schema_layout("root value<4294967296>")))
+        assert.equal(4294967300, mm.type("value<4294967295>").size)
         -- the largest of each still declares
         assert.equal(4294967295, mm.type("string<4294967295>").size)
         assert.equal(1 << 40, mm.type("u8[1099511627776]").size)

@@ -505,6 +505,8 @@ describe("memmap3 files and values", function()
       assert.equal(math.huge, s.f32)
       s.f32 = 3.4e38
       assert.is_true(s.f32 < math.huge)
+      s.f32 = 3.4028235e38 -- FLT_MAX as printed: rounds to FLT_MAX, not refused
+      assert.equal(sunpack("<f", spack("<f", 3.4028235e38)), s.f32)
     end)
 
     it("a zeroed file reads as zero values", function()

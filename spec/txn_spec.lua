@@ -275,6 +275,31 @@ describe("mm.transaction", function()
       mm.close(s)
     end)
 
+  it("with 300 other files open the second open of a file is still refused during a transaction", function()
+    local others = {}
+    for i = 1, 300 do others[i] = assert(mm.create(h.missing_path(), "u8")) end
+    local s, p = new_save()
+    local other = assert(mm.open(p, Save))
+    pcall(mm.transaction, s, function(v)
+      local _ = v.inv << 1 << 2
+      h.raises("transaction open through another open", function() local _ = other.inv << 3 end)
+      assert.equal(4, #v.inv) -- the transaction's own pushes are not rolled back by the other handle
+      error("undo")
+    end)
+    assert.same({ 7, 8 }, mm.totable(s.inv))
+    -- reading through the other handle during a transaction works (a resize under way included)
+    for k = 1, 130 do s.scores["k" .. k] = k end -- the 129th started doubling 256 buckets: still moving
+    mm.transaction(s, function(v)
+      v.scores["new"] = 1
+      local n = 0
+      for _ in pairs(other.scores) do n = n + 1 end
+      assert.equal(132, n) -- bo, k1..k130, new
+    end)
+    mm.close(other)
+    mm.close(s)
+    for _, o in ipairs(others) do mm.close(o) end
+  end)
+
   it("after an error inside fn the lock is free: another process writes at once", function()
     local s, p = new_save()
     pcall(mm.transaction, s, function(v) v.inv:push(3); error("x") end)

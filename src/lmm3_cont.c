@@ -465,7 +465,7 @@ void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
     int code = (int)(ti->edesc & 0xFF);
     uint32_t size = (uint32_t)((ti->edesc >> 8) & 0xFFFFFF);
     lua_Integer m = lmm3_list_begin(L, n > (uint64_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)n);
-    uint8_t *e0 = ti->kind == LMM3_SEG ? NULL : mm3_vec_at(f, p, ct, 0);
+    uint8_t *e0 = ti->kind == LMM3_VEC ? mm3_vec_at(f, p, ct, 0) : NULL;
     if (ti->kind == LMM3_VEC && e0 && mm3_vec_at(f, p, ct, (uint64_t)m - 1) == e0 + ((uint64_t)m - 1) * ct->elem_size) {
       lmm3_push_scalars(L, e0, m, ct->elem_size, code, size); /* contiguous */
       i = (uint64_t)m;

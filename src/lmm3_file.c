@@ -26,6 +26,7 @@ void mm3lua_push_root(lua_State *L, mm3_file *f, int owned) {
   fb->readonly = mm3_file_readonly(f);
   fb->txn_open = 0;
   fb->closing = 0;
+  fb->busy = 0;
   luaL_setmetatable(L, LMM3_FILE_MT);
   lua_call(L, 1, 1);
 }
@@ -47,11 +48,12 @@ void lmm3_file_close(lua_State *L, int idx) {
   lmm3_file *fb = luaL_checkudata(L, idx, LMM3_FILE_MT);
   if (fb->f && fb->txn_open > 0)
     luaL_error(L, "%s: cannot close a memmap3 file inside mm.transaction or mm.lock", mm3_file_path(fb->f));
-  if (fb->f && !fb->closing && lua_gc(L, LUA_GCCOUNT) == -1) {
-    /* In a finalizer (Lua 5.4.4+ refuses lua_gc there): it ran inside some
-       allocation, maybe in the middle of an operation on this very file that
-       holds pointers into it. Close it for every later use now; unmap it
-       when the File is collected (f_gc). */
+  if (fb->f && (fb->busy > 0 || lua_gc(L, LUA_GCCOUNT) == -1)) {
+    /* In a finalizer (Lua 5.4.4+ refuses lua_gc there), which ran inside
+       some allocation, or while a copy of this file is under way (a debug
+       hook): an operation on this very file may hold pointers into it.
+       Close it for every later use now; unmap it when the File is collected
+       (f_gc). */
     fb->closing = 1;
     return;
   }
@@ -84,6 +86,7 @@ static int l_file_open(lua_State *L) {
   lmm3_file *fb = lua_newuserdatauv(L, sizeof *fb, 0);
   fb->f = NULL; /* closed until open succeeds */
   fb->closing = 0;
+  fb->busy = 0;
   fb->owned = 1;
   fb->txn_open = 0;
   fb->readonly = o.readonly;

@@ -55,6 +55,7 @@ typedef struct lmm3_file {
   int closing;    /* closed by a finalizer: f stays mapped until this userdata is
                      collected, since the operation that ran the finalizer may
                      still hold pointers into it; every later use raises */
+  int busy;       /* copies under way (mm.totable), which may run Lua code */
 } lmm3_file;
 
 /* Whether the file is closed (or closing) for every new use. */

@@ -52,9 +52,11 @@ lmm3_view *lmm3_check_view(lua_State *L, int idx) { return toview(L, idx); }
 /* A write to a read-only file: names the field (struct) or the element
    (array) at stack index 2, and the file. upv: the type name's upvalue. */
 static void check_writable(lua_State *L, lmm3_view *v, int upv, const char *what) {
-  if (v->fb->readonly)
+  if (v->fb->readonly) {
+    const char *path = lua_pushstring(L, mm3_file_path(v->fb->f)); /* before any __tostring runs */
     luaL_error(L, "%s %s '%s': %s is open read-only", lua_tostring(L, lua_upvalueindex(upv)), what,
-               luaL_tolstring(L, 2, NULL), mm3_file_path(v->fb->f));
+               luaL_tolstring(L, 2, NULL), path);
+  }
 }
 
 void lmm3_push_view(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int meta) {
@@ -275,9 +277,11 @@ const char *lmm3_set_scalar(lua_State *L, uint8_t *p, int code, uint32_t size, i
     case LMM3_F32: {
       if (t != LUA_TNUMBER) return lua_pushfstring(L, "expected a number, got %s", luaL_typename(L, idx));
       double d = (double)lua_tonumber(L, idx);
-      if (d > FLT_MAX || d < -FLT_MAX) { /* inf and nan are stored as they are; a finite overflow is refused */
-        if (!isinf(d)) return lua_pushfstring(L, "%f is out of range for f32", d);
-      }
+      /* FLT_MAX + half an ulp: from there on a double rounds to inf. Infinities
+         and NaN are stored as they are; a finite value that would become one
+         is refused. */
+      const double f32_inf = (double)FLT_MAX + ldexp(1.0, 103);
+      if ((d >= f32_inf || d <= -f32_inf) && !isinf(d)) return lua_pushfstring(L, "%f is out of range for f32", d);
       float x = (float)d;
       memcpy(p, &x, 4);
       return NULL;
@@ -1319,11 +1323,26 @@ void lmm3_list_end(lua_State *L, lua_Integer m) { lua_call(L, (int)m, 1); }
 /* ---- module functions ---- */
 
 /* core.totable(view) -> plain table */
-static int l_totable(lua_State *L) {
-  lmm3_view *v = toview(L, 1);
+static int copy_view(lua_State *L) {
+  lmm3_view *v = lua_touserdata(L, 1);
   lua_getmetatable(L, 1);
   if (v->ti && LMM3_IS_CONTAINER(v->ti->kind)) lmm3_cont_copy(L, v->fb->f, v->p, lua_gettop(L));
   else push_deep(L, v->fb->f, v->p, lua_gettop(L));
+  return 1;
+}
+
+/* The copy calls Lua (the list builder), where a debug hook may close the
+   file: while it runs the file is busy, and a close only marks it closing. */
+static int l_totable(lua_State *L) {
+  lmm3_view *v = toview(L, 1);
+  lmm3_file *fb = v->fb;
+  lua_settop(L, 1);
+  lua_pushcfunction(L, copy_view);
+  lua_insert(L, 1);
+  fb->busy++;
+  int st = lua_pcall(L, 1, 1, 0);
+  fb->busy--;
+  if (st != LUA_OK) return lua_error(L);
   return 1;
 }
 

@@ -35,15 +35,17 @@ typedef struct held_file {
   uint64_t dev, ino;
   int refs, depth;
   void *txn_owner; /* the handle with a transaction open, if any: the others may not write meanwhile */
+  struct held_file *next;
 } held_file;
 
-#define HELD_SLOTS 256
-static held_file held_tab[HELD_SLOTS];
+/* One node per file open in this process, in a list: a node never moves, so
+   handles keep pointers into it; freed when its last handle detaches. */
+static held_file *held_list;
 static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* After fork() the child holds no lock, whatever its parent held. */
 static void held_after_fork(void) {
-  for (int i = 0; i < HELD_SLOTS; i++) held_tab[i].depth = 0, held_tab[i].txn_owner = NULL;
+  for (held_file *h = held_list; h; h = h->next) h->depth = 0, h->txn_owner = NULL;
   mm3__guard_forget_locks();
 }
 
@@ -52,29 +54,21 @@ static void mm3__held_register_fork(void) { pthread_atfork(NULL, NULL, held_afte
 void mm3__held_attach(mm3_file *f, uint64_t dev, uint64_t ino) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, mm3__held_register_fork);
-  held_file *free_slot = NULL;
-  f->held = &f->own_held;
+  f->held = &f->own_held; /* only if malloc fails below */
   f->txn_owner = &f->own_txn_owner;
   pthread_mutex_lock(&held_mu);
-  for (int i = 0; i < HELD_SLOTS; i++) {
-    held_file *h = &held_tab[i];
-    if (h->refs && h->dev == dev && h->ino == ino) {
-      h->refs++;
-      f->held = &h->depth;
-      f->txn_owner = &h->txn_owner;
-      free_slot = NULL;
-      break;
-    }
-    if (!h->refs && !free_slot) free_slot = h;
+  held_file *h = held_list;
+  while (h && !(h->dev == dev && h->ino == ino)) h = h->next;
+  if (!h && (h = calloc(1, sizeof *h)) != NULL) {
+    h->dev = dev;
+    h->ino = ino;
+    h->next = held_list;
+    held_list = h;
   }
-  if (f->held == &f->own_held && free_slot) {
-    free_slot->dev = dev;
-    free_slot->ino = ino;
-    free_slot->refs = 1;
-    free_slot->depth = 0;
-    free_slot->txn_owner = NULL;
-    f->held = &free_slot->depth;
-    f->txn_owner = &free_slot->txn_owner;
+  if (h) {
+    h->refs++;
+    f->held = &h->depth;
+    f->txn_owner = &h->txn_owner;
   }
   pthread_mutex_unlock(&held_mu);
 }
@@ -84,7 +78,12 @@ void mm3__held_detach(mm3_file *f) {
   pthread_mutex_lock(&held_mu);
   held_file *h = (held_file *)((char *)f->held - offsetof(held_file, depth));
   if (h->txn_owner == f) h->txn_owner = NULL;
-  if (--h->refs == 0) h->depth = 0, h->txn_owner = NULL;
+  if (--h->refs == 0) {
+    held_file **pp = &held_list;
+    while (*pp && *pp != h) pp = &(*pp)->next;
+    if (*pp) *pp = h->next;
+    free(h);
+  }
   pthread_mutex_unlock(&held_mu);
   f->held = NULL;
   f->txn_owner = NULL;

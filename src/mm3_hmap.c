@@ -442,6 +442,10 @@ int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], 
        in logged batches */
     uint64_t sp;
     rc = mm3__op_begin(f, &sp);
+    if (rc == MM3_EBUSY) { /* another handle's transaction: walk both tables as they are */
+      rc = MM3_ENOTFOUND;
+      break;
+    }
     if (rc) goto out;
     seq_begin(f);
     rc = mm3__log(f, g, sizeof *g);

@@ -78,7 +78,7 @@ struct mm3_file {
   int lock_depth;      /* this process's nesting of mm3_file_lock */
   volatile int truncated; /* set by the SIGBUS guard: another program cut the file */
   int *held;           /* this process's lock depth on the file, shared by all its handles */
-  int own_held;        /* used when the table of files is full */
+  int own_held;        /* used when no shared node could be allocated */
   void **txn_owner;    /* the handle with a transaction open on the file in this process, shared */
   void *own_txn_owner; /* used when the table of files is full */
   int txn_depth;       /* nesting of mm3_txn_begin */

@@ -65,7 +65,7 @@ int mm3_ctype_init(mm3_ctype *t) {
     }
     case MM3_VALUE:
       if (t->cap) {
-        if (t->cap > lim) return MM3_ETOOBIG;
+        if (t->cap > 0xFFFFFFFFu) return MM3_ETOOBIG; /* the length is a u32 */
         t->align = 4;
         t->size = up(4 + t->cap, 4);
       } else {

@@ -274,6 +274,9 @@ function M.value(n, what)
       growable = true, canon = "value" }, Type)
   end
   check_cap(n, what or "mm.value", "value")
+  if n > MAX_ELEM then -- its length is a u32
+    error(format("%s: value<%d> is absurdly large (at most %d bytes)", what or "mm.value", n, MAX_ELEM), 0)
+  end
   return setmetatable({ kind = "value", code = CODE.value, cap = n, size = align_up(4 + n, 4), align = 4,
     canon = format("value<%d>", n) }, Type)
 end

@@ -194,8 +194,10 @@ FTEST(ctype_segmented_value_layout) {
   t = ctype(MM3_VALUE, 0, 0, 10);
   CHECK_RC(mm3_ctype_init(&t));
   CHECK_EQ(t.size, 16);
-  t = ctype(MM3_VALUE, 0, 0, (uint64_t)1 << 40);
+  t = ctype(MM3_VALUE, 0, 0, 0xFFFFFFFFu); /* its length is a u32 */
   CHECK_RC(mm3_ctype_init(&t));
+  t = ctype(MM3_VALUE, 0, 0, (uint64_t)1 << 32);
+  CHECK_EQ(mm3_ctype_init(&t), MM3_ETOOBIG);
 }
 
 FTEST(ctype_bad) {

@@ -199,19 +199,27 @@ static int l_txn_rollback(lua_State *L) {
 
 /* core.transaction(v, fn) -> what fn(v) returns: mm.transaction in one C
    call (begin, protected call, commit; or rollback and raise again). */
-static int l_transaction(lua_State *L) {
+/* For mm.transaction and mm.lock (what): check (v, fn), begin a transaction
+   on v's file and leave fn, v on the stack, ready for lua_pcall. */
+static lmm3_file *begin_scoped(lua_State *L, const char *what, const char *begin_what, uint64_t *sp) {
   const lmm3_view *v = lua_touserdata(L, 1);
   if (lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof *v || v->magic != LMM3_VIEW_MAGIC)
-    return luaL_error(L, "mm.transaction: expected a memmap3 view, got %s", luaL_typename(L, 1));
-  if (lua_type(L, 2) != LUA_TFUNCTION) return luaL_error(L, "mm.transaction: expected a function");
+    luaL_error(L, "%s: expected a memmap3 view, got %s", what, luaL_typename(L, 1));
+  if (lua_type(L, 2) != LUA_TFUNCTION) luaL_error(L, "%s: expected a function", what);
   lmm3_check_view(L, 1); /* a closed or truncated file raises here */
   lmm3_file *fb = v->fb;
-  uint64_t sp;
-  int rc = mm3_txn_begin(fb->f, &sp);
-  if (rc) return luaL_error(L, "%s: cannot begin a transaction: %s", mm3_file_path(fb->f), mm3_strerror(rc));
+  int rc = mm3_txn_begin(fb->f, sp);
+  if (rc) luaL_error(L, "%s: cannot %s: %s", mm3_file_path(fb->f), begin_what, mm3_strerror(rc));
   fb->txn_open++;
   lua_settop(L, 2);
   lua_pushvalue(L, 1);
+  return fb;
+}
+
+static int l_transaction(lua_State *L) {
+  uint64_t sp;
+  lmm3_file *fb = begin_scoped(L, "mm.transaction", "begin a transaction", &sp);
+  int rc;
   if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
     if (fb->f) { /* fn may have closed the file (closing rolled it back) */
       if (fb->txn_open > 0) fb->txn_open--;
@@ -233,18 +241,9 @@ static int l_transaction(lua_State *L) {
    the error raised again). A C call: fn cannot yield out of it (a coroutine
    abandoned there would keep the lock and the log open). */
 static int l_lock(lua_State *L) {
-  const lmm3_view *v = lua_touserdata(L, 1);
-  if (lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof *v || v->magic != LMM3_VIEW_MAGIC)
-    return luaL_error(L, "mm.lock: expected a memmap3 view, got %s", luaL_typename(L, 1));
-  if (lua_type(L, 2) != LUA_TFUNCTION) return luaL_error(L, "mm.lock: expected a function");
-  lmm3_check_view(L, 1);
-  lmm3_file *fb = v->fb;
   uint64_t sp;
-  int rc = mm3_txn_begin(fb->f, &sp);
-  if (rc) return luaL_error(L, "%s: cannot take the lock: %s", mm3_file_path(fb->f), mm3_strerror(rc));
-  fb->txn_open++;
-  lua_settop(L, 2);
-  lua_pushvalue(L, 1);
+  lmm3_file *fb = begin_scoped(L, "mm.lock", "take the lock", &sp);
+  int rc = 0;
   int st = lua_pcall(L, 1, LUA_MULTRET, 0);
   if (fb->f) { /* fn may have closed the file (closing ended the lock) */
     if (fb->txn_open > 0) fb->txn_open--;

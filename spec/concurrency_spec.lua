@@ -11,12 +11,7 @@ local tmpdir, rmrf = h.tmpdir, h.rmrf
 
 local sh = h.shell_quote
 
-local function capture(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("a")
-  p:close()
-  return s
-end
+local capture = h.capture
 
 local PROCS, ITERS, ACCOUNTS, START = 4, 25000, 16, 1000
 

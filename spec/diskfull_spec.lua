@@ -9,12 +9,7 @@ local h = require "helpers"
 
 local sh = h.shell_quote
 
-local function capture(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("a")
-  p:close()
-  return s
-end
+local capture = h.capture
 
 local function is_root()
   return capture("id -u 2>/dev/null"):match("^%s*(%d+)") == "0"

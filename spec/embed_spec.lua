@@ -20,12 +20,7 @@ local function run(cmd)
   return out, status, h.read_file(errf) or ""
 end
 
-local function has_line(out, line)
-  for l in out:gmatch("[^\n]+") do
-    if l == line then return true end
-  end
-  return false
-end
+local has_line = h.has_line
 
 describe("C hosts embedding Lua", function()
   local dir, embed, host

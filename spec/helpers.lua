@@ -122,6 +122,22 @@ end
 -- ---------------------------------------------------------------------------
 -- Child processes
 
+--- Run a shell command; returns what it printed on stdout.
+function M.capture(cmd)
+  local p = assert(io_popen(cmd))
+  local s = p:read("a")
+  p:close()
+  return s
+end
+
+--- Whether the text out has a line exactly equal to line.
+function M.has_line(out, line)
+  for l in out:gmatch("[^\n]+") do
+    if l == line then return true end
+  end
+  return false
+end
+
 --- Quote a string for /bin/sh.
 function M.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

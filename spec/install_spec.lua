@@ -65,12 +65,7 @@ local function files_under(dir)
   return t
 end
 
-local function has_line(out, line)
-  for l in out:gmatch("[^\n]+") do
-    if l == line then return true end
-  end
-  return false
-end
+local has_line = h.has_line
 
 local function exists(path)
   local f = io.open(path, "rb")

@@ -10,12 +10,7 @@ local tmpdir, rmrf = h.tmpdir, h.rmrf
 
 local sh = h.shell_quote
 
-local function capture(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("a")
-  p:close()
-  return s
-end
+local capture = h.capture
 
 -- Runs the driver (under timeout, which kills its whole process group, the
 -- workers included, if it hangs); returns its figures, exit status and output.

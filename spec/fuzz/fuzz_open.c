@@ -5,7 +5,7 @@
  * entry (pairs, #, lookups by the keys found, ring:latest, string_array:count).
  *
  * Any Lua error is a clean refusal and is ignored. A crash, an ASan/UBSan
- * report, a leak or a hang (libFuzzer -timeout) is a finding.
+ * report, a leak (checked at exit) or a hang (libFuzzer -timeout) is a finding.
  *
  * Every step (check, totable, the walk of each field, element and entry)
  * runs under its own pcall, so a part that is refused does not hide the
@@ -59,6 +59,10 @@
 
 /* Largest input run (bigger ones are ignored): run.sh passes -max_len too. */
 #define FUZZ_MAX_INPUT (1u << 20)
+
+#ifndef FULL_GC_EVERY
+#define FULL_GC_EVERY 16
+#endif
 
 /* The walker, compiled once; returns function(path). */
 static const char WALKER[] =
@@ -121,11 +125,14 @@ static const char WALKER[] =
     "  end\n"
     "  -- scalars, strings, enums and values were decoded when read\n"
     "end\n"
+    "-- Returns closed, err: closed is false when a File may be left to __gc\n"
+    "-- (mm.open or mm.close raised); err is the first refusal, if any.\n"
     "return function(path)\n"
     "  -- a small reservation: inputs are at most 1 MiB, and mapping 64 GiB\n"
     "  -- (the default) per input costs ASan's shadow bookkeeping\n"
-    "  local v = mm.open(path, {readonly = true, reserve = 1 << 21})\n"
-    "  if not v then return end\n"
+    "  local okopen, v, msg = pcall(mm.open, path, {readonly = true, reserve = 1 << 21})\n"
+    "  if not okopen then return false, v end\n"
+    "  if not v then return true, msg end -- refused, and closed by mm.open\n"
     "  local ok, err = true, nil\n"
     "  local function step(f, ...)\n"
     "    local ok2, err2 = pcall(f, ...)\n"
@@ -136,8 +143,9 @@ static const char WALKER[] =
     "  step(mm.info, v)\n"
     "  step(tostring, v)\n"
     "  step(walk, v, mm.schema(v))\n"
-    "  mm.close(v)\n"
-    "  if not ok then error(err, 0) end\n"
+    "  local okc, cerr = pcall(mm.close, v)\n"
+    "  if not okc then return false, cerr end\n"
+    "  return true, err\n"
     "end\n";
 
 static lua_State *L;
@@ -218,14 +226,27 @@ static void run_file(const uint8_t *data, size_t size) {
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, walker_ref);
   lua_pushstring(L, path);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK && verbose) {
-    const char *msg = lua_tostring(L, -1);
-    fprintf(stderr, "refused: %s\n", msg ? msg : "(error object is not a string)");
+  int closed = 0;
+  if (lua_pcall(L, 1, 2, 0) != LUA_OK) {
+    if (verbose) fprintf(stderr, "walker failed: %s\n", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+  } else {
+    closed = lua_toboolean(L, -2);
+    if (verbose && !lua_isnil(L, -1)) {
+      const char *msg = lua_tostring(L, -1);
+      fprintf(stderr, "refused: %s\n", msg ? msg : "(error object is not a string)");
+    }
   }
   lua_settop(L, 0);
-  /* Files whose open raised half way are closed by __gc: collect now, so no
-     mapping or lock outlives its input (runs must not depend on history). */
-  lua_gc(L, LUA_GCCOLLECT);
+  /* A File whose open or close raised is closed by __gc: collect now, so no
+     mapping or lock outlives its input (runs must not depend on history).
+     Otherwise every File was closed explicitly, and the incremental
+     collector is left to its pace: a full collection per input walked the
+     whole heap (the module, LPeg's grammar, the cached types) and took half
+     of the time. One full collection every FULL_GC_EVERY inputs keeps the
+     heap small (run.sh turns off libFuzzer's per-input leak check, which
+     this would trip; LeakSanitizer still runs at exit). */
+  static unsigned runs;
+  if (!closed || ++runs % FULL_GC_EVERY == 0) lua_gc(L, LUA_GCCOLLECT);
 }
 
 /* FNV-1a 64, as src/mm3_file.c computes the fingerprint and header check. */

@@ -109,6 +109,15 @@ int mm3_file_lock(mm3_file *f) {
        the rollback below undoes whatever it left half done. */
     pthread_mutex_consistent(m);
     rc = 0;
+    /* The dead holder may have been a thread of this process (it ended
+       with the lock held, maybe in a transaction): its depth and its open
+       transaction are not this process's any more. Nobody here holds the
+       lock but us, so the count starts again from zero, and the rollback
+       below takes its log for the dead writer's that it is. */
+    mm3_file *owner = f->txn_owner ? *f->txn_owner : NULL;
+    if (owner) owner->txn_depth = 0, owner->lock_depth = 0, owner->no_log = 0, *f->txn_owner = NULL;
+    *f->held = 0;
+    f->lock_depth = 0, f->txn_depth = 0, f->no_log = 0;
   }
   if (rc) return rc;
   f->lock_depth++;

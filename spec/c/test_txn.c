@@ -9,6 +9,7 @@
  * _exit(); a child that deadlocks is ended by the alarm fork_child sets.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -917,6 +918,63 @@ FTEST(second_handle_refused_during_txn) {
   CHECK_EQ(get64(b, OFF_A), 6); /* the fixture closes both */
 }
 
+/* A thread that ends with a transaction open (pthread_exit, or a return
+   past the commit) dies holding the robust lock. Another thread of the same
+   process then gets it with EOWNERDEAD and must treat it as any dead
+   writer's: roll its work back, and not count the dead thread's lock depth
+   and open transaction as still its process's (which skipped the rollback
+   and refused every other handle with MM3_EBUSY). */
+typedef struct {
+  mm3_file *f;
+  int rc;
+} dying_writer;
+
+static void *write_then_die(void *arg) {
+  dying_writer *d = arg;
+  uint64_t sp;
+  d->rc = mm3_txn_begin(d->f, &sp);
+  if (!d->rc) d->rc = put64(d->f, OFF_A, 99);
+  if (!d->rc) d->rc = put64(d->f, OFF_B, 98);
+  return NULL; /* the transaction is never committed */
+}
+
+static void thread_dies_in_txn(int same_handle) {
+  const char *path;
+  mm3_file *a = t_file(same_handle ? "threaddies1" : "threaddies2", &path);
+  REQUIRE(a);
+  mm3_file *b = same_handle ? a : open_existing(path, 0);
+  REQUIRE(b);
+  CHECK_RC(put64(a, OFF_A, 1));
+  CHECK_RC(put64(a, OFF_B, 2));
+  dying_writer d = {a, -1};
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, write_then_die, &d) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  CHECK_RC(d.rc);
+  CHECK_EQ(get64(b, OFF_A), 99); /* the dead thread's writes are in place ... */
+  CHECK_RC(put64(b, OFF_C, 3));  /* ... until the lock is taken again */
+  CHECK_EQ(mm3_file_recovered(b), 1);
+  CHECK_EQ(get64(b, OFF_A), 1);
+  CHECK_EQ(get64(b, OFF_B), 2);
+  CHECK_EQ(get64(b, OFF_C), 3);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(b, &sp)); /* no transaction is left open */
+  CHECK_RC(put64(b, OFF_A, 4));
+  CHECK_RC(mm3_txn_commit(b));
+  if (!same_handle) CHECK_RC(put64(a, OFF_B, 5)); /* a is usable again too */
+  close_file(b);
+  if (!same_handle) close_file(a);
+  mm3_file *c = open_existing(path, 0); /* and the file holds the committed state */
+  REQUIRE(c);
+  CHECK_EQ(get64(c, OFF_A), 4);
+  CHECK_EQ(get64(c, OFF_B), same_handle ? 2 : 5);
+  CHECK_EQ(get64(c, OFF_C), 3);
+  CHECK_EQ(mm3_file_recovered(c), 0);
+}
+
+FTEST(thread_dies_in_txn_other_handle_recovers) { thread_dies_in_txn(0); }
+FTEST(thread_dies_in_txn_same_handle_recovers) { thread_dies_in_txn(1); }
+
 /* ========================================================================
  * Atomics
  * ======================================================================== */
@@ -1134,5 +1192,6 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           crash_recovery_after_log_growth_keeps_heap_consistent, file_write_range, close_inside_txn_rolls_back,
           crash_exit_in_txn_file_open, crash_exit_in_txn_reopen, crash_kill_holding_lock, crash_kill_in_loop,
           txn_rollback_seg_push, kill_in_seg_push_keeps_heap_consistent, fork_in_txn_child_recovers_dead_parent,
-          two_handles_one_thread_keep_txn, second_handle_refused_during_txn, atomic_load_store_widths, atomic_fetch_every_op,
+          two_handles_one_thread_keep_txn, second_handle_refused_during_txn, thread_dies_in_txn_other_handle_recovers,
+          thread_dies_in_txn_same_handle_recovers, atomic_load_store_widths, atomic_fetch_every_op,
           atomic_max_min_signed_unsigned, atomic_cas, atomic_across_processes)

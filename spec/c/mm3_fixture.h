@@ -1,7 +1,8 @@
 /*
- * mm3_fixture.h - the fixture of the C tests of memmap3 files (test_file.c,
- * test_containers.c, test_txn.c): what a test opens and creates is closed and
- * removed after it, also when a REQUIRE ends it early.
+ * mm3_fixture.h - the fixture of the C tests (test_file.c, test_containers.c,
+ * test_txn.c, test_map.c): what a test opens and creates (files, maps,
+ * descriptors, temporary paths, raw pages) is closed, removed or unmapped
+ * after it, also when a REQUIRE ends it early.
  *
  * FTEST(name) { body } defines a TEST whose fixture is cleaned up after the
  * body. Temporary files are also removed on a crash (a fault or an abort; not
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -30,15 +32,21 @@ static struct {
   int nfiles;
   mm3_map *maps[FX_MAX];
   int nmaps;
+  int fds[FX_MAX];
+  int nfds;
   char paths[FX_MAX][256];
   int npaths;
+  void *blocks[FX_MAX]; /* raw pages (test_map.c's block_page_at), one page each */
+  int nblocks;
 } fx;
 
 static inline void fx_cleanup(void) {
   alarm(0); /* a watchdog a test set and did not reach the end to clear */
   for (int i = 0; i < fx.nfiles; i++) mm3_file_close(fx.files[i]);
   for (int i = 0; i < fx.nmaps; i++) mm3_map_close(fx.maps[i]);
+  for (int i = 0; i < fx.nfds; i++) close(fx.fds[i]);
   for (int i = 0; i < fx.npaths; i++) unlink(fx.paths[i]);
+  for (int i = 0; i < fx.nblocks; i++) munmap(fx.blocks[i], (size_t)sysconf(_SC_PAGESIZE));
   memset(&fx, 0, sizeof fx);
 }
 
@@ -47,14 +55,16 @@ static const int fx_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE};
 static struct sigaction fx_old_actions[FX_NSIG];
 static int fx_handlers_set;
 
-/* A crash skips fx_cleanup: remove the temporary files here, then let the
-   previous handler take over. */
+/* A crash (a fault such as SIGBUS from a mapping, a sanitizer's abort) skips
+   fx_cleanup: remove the temporary files here, then let the previous handler
+   take over. */
 static inline void fx_on_crash(int sig, siginfo_t *info, void *ctx) {
   (void)ctx;
   for (int i = 0; i < fx.npaths; i++) unlink(fx.paths[i]); /* async-signal-safe */
   for (int i = 0; i < FX_NSIG; i++)
     if (fx_signals[i] == sig) sigaction(sig, &fx_old_actions[i], NULL);
-  if (info->si_code <= 0) raise(sig); /* a sent signal must be resent */
+  /* A fault repeats when the instruction reruns; a sent signal must be resent. */
+  if (info->si_code <= 0) raise(sig);
 }
 
 static inline void fx_setup(void) {
@@ -106,6 +116,14 @@ static inline mm3_map *keep_map(mm3_map *m) {
   if (fx.nmaps < FX_MAX) fx.maps[fx.nmaps++] = m;
   else fx_full("maps");
   return m;
+}
+
+/* A descriptor closed by the fixture; fd < 0 is passed through. */
+static inline int keep_fd(int fd) {
+  if (fd < 0) return fd;
+  if (fx.nfds < FX_MAX) fx.fds[fx.nfds++] = fd;
+  else fx_full("descriptors");
+  return fd;
 }
 
 /* Close a file the fixture keeps (before the test ends, e.g. to reopen it). */
@@ -166,8 +184,9 @@ static inline pid_t fork_child(void) {
   fflush(NULL);
   pid_t pid = fork();
   if (pid == 0) {
-    fx.nfiles = fx.nmaps = fx.npaths = 0; /* the parent's to release */
-    alarm(60);                             /* a deadlocked child fails, never hangs */
+    /* the parent's to release */
+    fx.nfiles = fx.nmaps = fx.nfds = fx.npaths = fx.nblocks = 0;
+    alarm(60); /* a deadlocked child fails, never hangs */
   }
   return pid;
 }

@@ -4,16 +4,16 @@
  * parity_NN tests reproduce behaviour NN of ../shared/memmap2-parity.md (the
  * tests of the Rust crate memmap2); the others feed the API bad input.
  *
- * Every test runs inside a fixture that closes its maps and descriptors and
- * removes its temporary files afterwards, also when a REQUIRE ends it early.
- * Files that need no path are unlinked as soon as they are created (as
- * memmap2's tempfile::tempfile()); the others are also removed on a crash
- * (a fault or an abort; not SIGKILL or a sanitizer exiting without abort).
+ * Every test runs inside mm3_fixture.h's fixture: its maps and descriptors
+ * are closed, the pages block_page_at took unmapped and its temporary files
+ * removed afterwards, also when a REQUIRE ends it early. Files that need no
+ * path are unlinked as soon as they are created (as memmap2's
+ * tempfile::tempfile()); the others are also removed on a crash (a fault or
+ * an abort; not SIGKILL or a sanitizer exiting without abort).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -23,100 +23,11 @@
 
 #include "memmap3.h"
 #include "mm3_test.h"
+#include "mm3_fixture.h"
 
 /* ------------------------------------------------------------------------
- * Fixture: what a test acquired, released after it whatever happens
+ * Fixture helpers of this file
  * ------------------------------------------------------------------------ */
-
-#define FX_MAX 16
-
-static struct {
-  mm3_map *maps[FX_MAX];
-  int nmaps;
-  int fds[FX_MAX];
-  int nfds;
-  char paths[FX_MAX][256];
-  int npaths;
-  void *blocks[FX_MAX]; /* raw pages from block_page_at, one page each */
-  int nblocks;
-} fx;
-
-static void fx_cleanup(void) {
-  for (int i = 0; i < fx.nmaps; i++) mm3_map_close(fx.maps[i]);
-  for (int i = 0; i < fx.nfds; i++) close(fx.fds[i]);
-  for (int i = 0; i < fx.npaths; i++) unlink(fx.paths[i]);
-  for (int i = 0; i < fx.nblocks; i++) munmap(fx.blocks[i], (size_t)sysconf(_SC_PAGESIZE));
-  memset(&fx, 0, sizeof fx);
-}
-
-/* A crash (SIGBUS from a mapping, a sanitizer's abort) skips fx_cleanup: the
-   temporary files are removed here, then the previous handler takes over. */
-static const int fx_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE};
-#define FX_NSIG ((int)(sizeof fx_signals / sizeof fx_signals[0]))
-static struct sigaction fx_old_actions[FX_NSIG];
-static int fx_handlers_set;
-
-static void fx_on_crash(int sig, siginfo_t *info, void *ctx) {
-  (void)ctx;
-  for (int i = 0; i < fx.npaths; i++) unlink(fx.paths[i]); /* async-signal-safe */
-  for (int i = 0; i < FX_NSIG; i++)
-    if (fx_signals[i] == sig) sigaction(sig, &fx_old_actions[i], NULL);
-  /* A fault repeats when the instruction reruns; a sent signal must be resent. */
-  if (info->si_code <= 0) raise(sig);
-}
-
-static void fx_setup(void) {
-  if (fx_handlers_set) return;
-  fx_handlers_set = 1;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = fx_on_crash;
-  sa.sa_flags = SA_SIGINFO;
-  sigemptyset(&sa.sa_mask);
-  for (int i = 0; i < FX_NSIG; i++) sigaction(fx_signals[i], &sa, &fx_old_actions[i]);
-}
-
-/* MTEST(name) { body }: a TEST whose fixture is cleaned up after the body. */
-#define MTEST(name)                                                              \
-  static void name##_body(void);                                                 \
-  TEST(name) {                                                                   \
-    fx_setup();                                                                  \
-    name##_body();                                                               \
-    fx_cleanup();                                                                \
-  }                                                                              \
-  static void name##_body(void)
-
-/* The fixture is full: a test needs a larger FX_MAX. */
-static void fx_full(const char *what) {
-  fprintf(stderr, "  %s: fixture full (%s); raise FX_MAX\n", mm3t_current, what);
-  mm3t_failed_checks++;
-}
-
-static mm3_map *keep(mm3_map *m) {
-  if (!m) return m;
-  if (fx.nmaps < FX_MAX) fx.maps[fx.nmaps++] = m;
-  else fx_full("maps");
-  return m;
-}
-
-static int keep_fd(int fd) {
-  if (fd < 0) return fd;
-  if (fx.nfds < FX_MAX) fx.fds[fx.nfds++] = fd;
-  else fx_full("descriptors");
-  return fd;
-}
-
-/* A fresh temporary path, removed by the fixture (the file need not exist). */
-static const char *tmp_path(const char *tag) {
-  if (fx.npaths >= FX_MAX) {
-    fx_full("paths");
-    return "/nonexistent/mm3test-too-many-paths";
-  }
-  char *p = fx.paths[fx.npaths++];
-  mm3t_tmpname(p, sizeof fx.paths[0], tag);
-  unlink(p);
-  return p;
-}
 
 /* Create a file of size bytes (zeros, sparse) at a temporary path.
  * Returns an O_RDWR descriptor kept by the fixture, or -1; *path may be NULL:
@@ -141,14 +52,14 @@ static int map_fd(int fd, mm3_mode mode, uint64_t off, uint64_t len, int has_len
   o.has_len = has_len;
   *out = NULL;
   int rc = mm3_map_fd(fd, &o, out);
-  if (rc == 0) keep(*out);
+  if (rc == 0) keep_map(*out);
   return rc;
 }
 
 static int map_anon(uint64_t len, mm3_map **out) {
   *out = NULL;
   int rc = mm3_map_anon(len, NULL, out);
-  if (rc == 0) keep(*out);
+  if (rc == 0) keep_map(*out);
   return rc;
 }
 
@@ -246,7 +157,7 @@ static const uint8_t abc123[6] = {'a', 'b', 'c', '1', '2', '3'};
  * ======================================================================== */
 
 /* 1: a 128-byte file mapped read-write reads zeros; writes read back. */
-MTEST(parity_01_file_rw_zero_then_roundtrip) {
+FTEST(parity_01_file_rw_zero_then_roundtrip) {
   const char *path;
   int fd = tmp_file("p01", 128, &path);
   REQUIRE(fd >= 0);
@@ -254,7 +165,7 @@ MTEST(parity_01_file_rw_zero_then_roundtrip) {
   o.mode = MM3_MODE_RW;
   mm3_map *m = NULL;
   CHECK_RC(mm3_map_path(path, &o, &m));
-  REQUIRE(keep(m));
+  REQUIRE(keep_map(m));
   CHECK_EQ(mm3_map_len(m), 128);
   CHECK_EQ(mm3_map_mode(m), MM3_MODE_RW);
   CHECK_EQ(mm3_map_prot(m), MM3_PROT_RW);
@@ -270,7 +181,7 @@ MTEST(parity_01_file_rw_zero_then_roundtrip) {
 }
 
 /* 2: the same through an integer descriptor. */
-MTEST(parity_02_fd_rw_zero_then_roundtrip) {
+FTEST(parity_02_fd_rw_zero_then_roundtrip) {
   int fd = tmp_file("p02", 128, NULL);
   REQUIRE(fd >= 0);
   mm3_map *m;
@@ -289,14 +200,14 @@ MTEST(parity_02_fd_rw_zero_then_roundtrip) {
   REQUIRE(fd2 >= 0);
   CHECK_RC(mm3_map_fd(fd2, NULL, &m2));
   close(fd2);
-  REQUIRE(keep(m2));
+  REQUIRE(keep_map(m2));
   CHECK_EQ(mm3_map_mode(m2), MM3_MODE_R);
   CHECK_EQ(mm3_map_len(m2), 128);
   CHECK(is_incr(mm3_map_ptr(m2), 128, 7));
 }
 
 /* 3: an empty file maps read-only and read-write with length 0. */
-MTEST(parity_03_empty_file) {
+FTEST(parity_03_empty_file) {
   const char *path;
   int fd = tmp_file("p03", 0, &path);
   REQUIRE(fd >= 0);
@@ -319,12 +230,12 @@ MTEST(parity_03_empty_file) {
   mm3_map_opts o = {0};
   mm3_map *m = NULL;
   CHECK_RC(mm3_map_path(path, &o, &m));
-  keep(m);
+  keep_map(m);
   if (m) CHECK_EQ(mm3_map_len(m), 0);
   o.mode = MM3_MODE_RW;
   m = NULL;
   CHECK_RC(mm3_map_path(path, &o, &m));
-  keep(m);
+  keep_map(m);
   if (m) CHECK_EQ(mm3_map_len(m), 0);
   /* Nothing was written to the file. */
   struct stat st;
@@ -332,7 +243,7 @@ MTEST(parity_03_empty_file) {
 }
 
 /* 4: a 128-byte anonymous map is zeroed, writable and readable. */
-MTEST(parity_04_anon_128) {
+FTEST(parity_04_anon_128) {
   mm3_map *m;
   CHECK_RC(map_anon(128, &m));
   REQUIRE(m);
@@ -348,7 +259,7 @@ MTEST(parity_04_anon_128) {
 }
 
 /* 5: an anonymous map of length 0 is valid and empty; every call works. */
-MTEST(parity_05_anon_zero_len) {
+FTEST(parity_05_anon_zero_len) {
   mm3_map *m;
   CHECK_RC(map_anon(0, &m));
   REQUIRE(m);
@@ -374,7 +285,7 @@ MTEST(parity_05_anon_zero_len) {
 }
 
 /* 6: a length beyond the address space fails with a clear error. */
-MTEST(parity_06_anon_len_overflow) {
+FTEST(parity_06_anon_len_overflow) {
   mm3_map *sentinel = (mm3_map *)&fx; /* out-parameters are written only on success */
   mm3_map *m = sentinel;
   CHECK_EQ(mm3_map_anon((uint64_t)PTRDIFF_MAX + 1, NULL, &m), MM3_ETOOBIG);
@@ -386,7 +297,7 @@ MTEST(parity_06_anon_len_overflow) {
 }
 
 /* 7: bytes written through a map and flushed are seen by read(2). */
-MTEST(parity_07_write_flush_read_file) {
+FTEST(parity_07_write_flush_read_file) {
   const char *path;
   int fd = tmp_file("p07", 128, &path);
   REQUIRE(fd >= 0);
@@ -407,7 +318,7 @@ MTEST(parity_07_write_flush_read_file) {
 }
 
 /* 8: offset 2, length 6: writes land at file offset 2; range flushes work. */
-MTEST(parity_08_offset_flush_range) {
+FTEST(parity_08_offset_flush_range) {
   int fd = tmp_file("p08", 128, NULL);
   REQUIRE(fd >= 0);
   uint8_t pre[128];
@@ -432,7 +343,7 @@ MTEST(parity_08_offset_flush_range) {
 }
 
 /* 9: a copy-on-write map sees its own writes; the file and a fresh map never do. */
-MTEST(parity_09_copy_on_write) {
+FTEST(parity_09_copy_on_write) {
   int fd = tmp_file("p09", 128, NULL);
   REQUIRE(fd >= 0);
   mm3_map *m;
@@ -468,7 +379,7 @@ MTEST(parity_09_copy_on_write) {
 }
 
 /* 10: a private read-only map reads the same bytes as a shared map. */
-MTEST(parity_10_copy_read_only) {
+FTEST(parity_10_copy_read_only) {
   int fd = tmp_file("p10", 128, NULL);
   REQUIRE(fd >= 0);
   mm3_map *m, *c;
@@ -496,7 +407,7 @@ MTEST(parity_10_copy_read_only) {
 }
 
 /* 11: offsets above 4 GiB, with the length inferred and explicit. */
-MTEST(parity_11_offset_above_4gib) {
+FTEST(parity_11_offset_above_4gib) {
   const uint64_t size = 5ull << 30;              /* a 5 GiB sparse file */
   const uint64_t off = (uint64_t)UINT32_MAX + 2; /* memmap2's offset */
   const size_t len = 5099;
@@ -539,7 +450,7 @@ MTEST(parity_11_offset_above_4gib) {
 }
 
 /* 12: single bytes written and read by index on an anonymous map. */
-MTEST(parity_12_index) {
+FTEST(parity_12_index) {
   mm3_map *m;
   CHECK_RC(map_anon(128, &m));
   REQUIRE(m);
@@ -604,7 +515,7 @@ static void *p13_run(void *arg) {
   return NULL;
 }
 
-MTEST(parity_13_threads) {
+FTEST(parity_13_threads) {
   const size_t total = (size_t)P13_THREADS * P13_PART;
   int fd = tmp_file("p13", total, NULL);
   REQUIRE(fd >= 0);
@@ -656,7 +567,7 @@ static int p14_call(const uint8_t *p) {
 }
 #endif
 
-MTEST(parity_14_jit) {
+FTEST(parity_14_jit) {
 #if defined(__x86_64__)
   /* Anonymous. */
   mm3_map *m;
@@ -694,7 +605,7 @@ MTEST(parity_14_jit) {
   o.has_len = 1;
   mm3_map *x = NULL;
   CHECK_RC(mm3_map_path(path, &o, &x));
-  REQUIRE(keep(x));
+  REQUIRE(keep_map(x));
   CHECK_EQ(mm3_map_prot(x), MM3_PROT_RX);
   CHECK_EQ(mm3_map_len(x), sizeof p14_code);
   CHECK_EQ(p14_call(mm3_map_ptr(x)), 0xAB);
@@ -706,7 +617,7 @@ MTEST(parity_14_jit) {
 
 /* 15: a file map goes rw -> r -> rw; writes reach the file and other maps;
  *     it can be made executable. */
-MTEST(parity_15_protect_file) {
+FTEST(parity_15_protect_file) {
   int fd = tmp_file("p15", 256, NULL);
   REQUIRE(fd >= 0);
   mm3_map *m;
@@ -739,7 +650,7 @@ MTEST(parity_15_protect_file) {
 }
 
 /* 16: the same chain on a copy-on-write map never reaches the file. */
-MTEST(parity_16_protect_copy) {
+FTEST(parity_16_protect_copy) {
   int fd = tmp_file("p16", 256, NULL);
   REQUIRE(fd >= 0);
   mm3_map *m;
@@ -769,7 +680,7 @@ MTEST(parity_16_protect_copy) {
 }
 
 /* 17: the same chain on an anonymous map. */
-MTEST(parity_17_protect_anon) {
+FTEST(parity_17_protect_anon) {
   mm3_map *m;
   CHECK_RC(map_anon(256, &m));
   REQUIRE(m);
@@ -788,14 +699,14 @@ MTEST(parity_17_protect_anon) {
 }
 
 /* 18: a 6-byte file maps with length 6; its first byte reads back. */
-MTEST(parity_18_six_byte_file) {
+FTEST(parity_18_six_byte_file) {
   const char *path;
   int fd = tmp_file("p18", 0, &path);
   REQUIRE(fd >= 0);
   REQUIRE(file_write(fd, 0, abc123, 6) == 0);
   mm3_map *m = NULL;
   CHECK_RC(mm3_map_path(path, NULL, &m));
-  REQUIRE(keep(m));
+  REQUIRE(keep_map(m));
   CHECK_EQ(mm3_map_len(m), 6);
   CHECK_EQ(mm3_map_mode(m), MM3_MODE_R);
   CHECK_EQ(mm3_map_ptr(m)[0], 'a');
@@ -808,7 +719,7 @@ MTEST(parity_18_six_byte_file) {
 }
 
 /* 19: a file opened read-only maps read-only. */
-MTEST(parity_19_read_only_fd) {
+FTEST(parity_19_read_only_fd) {
   const char *path;
   int fd = tmp_file("p19", 0, &path);
   REQUIRE(fd >= 0);
@@ -839,7 +750,7 @@ MTEST(parity_19_read_only_fd) {
 }
 
 /* 20: the address does not change across protection changes. */
-MTEST(parity_20_stable_address) {
+FTEST(parity_20_stable_address) {
   int fd = tmp_file("p20", 8192, NULL);
   REQUIRE(fd >= 0);
   mm3_map *f, *a;
@@ -863,7 +774,7 @@ MTEST(parity_20_stable_address) {
 }
 
 /* 21: random on the whole map and sequential on a range, rw and r maps. */
-MTEST(parity_21_advise) {
+FTEST(parity_21_advise) {
   int fd = tmp_file("p21", 128, NULL);
   REQUIRE(fd >= 0);
   mm3_map *m;
@@ -888,7 +799,7 @@ MTEST(parity_21_advise) {
 }
 
 /* 22: dontneed on a private anonymous map filled with 255 makes it read 0. */
-MTEST(parity_22_dontneed_zeroes) {
+FTEST(parity_22_dontneed_zeroes) {
   size_t page = page_size();
   mm3_map *m;
   CHECK_RC(map_anon(page, &m));
@@ -900,7 +811,7 @@ MTEST(parity_22_dontneed_zeroes) {
 }
 
 /* 23: dontneed on the second page only zeroes that page. */
-MTEST(parity_23_dontneed_one_page) {
+FTEST(parity_23_dontneed_one_page) {
   size_t page = page_size();
   mm3_map *m;
   CHECK_RC(map_anon(3 * page, &m));
@@ -914,7 +825,7 @@ MTEST(parity_23_dontneed_one_page) {
 }
 
 /* 24: lock twice, unlock twice; VmLck shows the locked size. */
-MTEST(parity_24_lock) {
+FTEST(parity_24_lock) {
   size_t page = page_size();
   const size_t len = 16 * page;
   mm3_map *m;
@@ -960,7 +871,7 @@ MTEST(parity_24_lock) {
 }
 
 /* 25: remap 128 -> 2000 (may move): contents kept, new range zero and writable. */
-MTEST(parity_25_remap_grow) {
+FTEST(parity_25_remap_grow) {
   int fd = tmp_file("p25", 2000, NULL); /* the file is extended first */
   REQUIRE(fd >= 0);
   mm3_map *m;
@@ -1015,7 +926,7 @@ MTEST(parity_25_remap_grow) {
 }
 
 /* 26: remap 20000 -> 400 in place: still writable. */
-MTEST(parity_26_remap_shrink) {
+FTEST(parity_26_remap_shrink) {
   int fd = tmp_file("p26", 20000, NULL);
   REQUIRE(fd >= 0);
   mm3_map *m;
@@ -1041,7 +952,7 @@ MTEST(parity_26_remap_shrink) {
 }
 
 /* 27: a failing remap leaves the old mapping and its length untouched. */
-MTEST(parity_27_remap_failure) {
+FTEST(parity_27_remap_failure) {
   int fd = tmp_file("p27", 1024, NULL);
   REQUIRE(fd >= 0);
   uint8_t incr[1024];
@@ -1080,7 +991,7 @@ MTEST(parity_27_remap_failure) {
 }
 
 /* 28: remap with offset 77, 128 -> 2000: contents and writability kept. */
-MTEST(parity_28_remap_offset) {
+FTEST(parity_28_remap_offset) {
   const uint64_t off = 77;
   int fd = tmp_file("p28", 2000 + off, NULL);
   REQUIRE(fd >= 0);
@@ -1105,7 +1016,7 @@ MTEST(parity_28_remap_offset) {
 }
 
 /* 29: advice support is probed at run time. */
-MTEST(parity_29_advice_supported) {
+FTEST(parity_29_advice_supported) {
   CHECK_EQ(mm3_advice_supported(MM3_ADV_NORMAL), 1);
   CHECK_EQ(mm3_advice_supported(MM3_ADV_RANDOM), 1);
   CHECK_EQ(mm3_advice_supported(MM3_ADV_SEQUENTIAL), 1);
@@ -1153,7 +1064,7 @@ MTEST(parity_29_advice_supported) {
  * Bad input
  * ======================================================================== */
 
-MTEST(bad_read_range) {
+FTEST(bad_read_range) {
   mm3_map *m;
   CHECK_RC(map_anon(100, &m));
   REQUIRE(m);
@@ -1180,7 +1091,7 @@ MTEST(bad_read_range) {
   CHECK_EQ(mm3_map_check_range(m, UINT64_MAX, UINT64_MAX), MM3_ERANGE);
 }
 
-MTEST(bad_write_range) {
+FTEST(bad_write_range) {
   mm3_map *m;
   CHECK_RC(map_anon(100, &m));
   REQUIRE(m);
@@ -1198,7 +1109,7 @@ MTEST(bad_write_range) {
   CHECK(all_eq(mm3_map_ptr(m) + 94, 6, 0x55));
 }
 
-MTEST(bad_flush_range) {
+FTEST(bad_flush_range) {
   int fd = tmp_file("flush", 100, NULL);
   REQUIRE(fd >= 0);
   mm3_map *m;
@@ -1219,7 +1130,7 @@ MTEST(bad_flush_range) {
   }
 }
 
-MTEST(bad_advise_range) {
+FTEST(bad_advise_range) {
   size_t page = page_size();
   mm3_map *m;
   CHECK_RC(map_anon(2 * page, &m));
@@ -1244,7 +1155,7 @@ MTEST(bad_advise_range) {
   CHECK(all_eq(p, 2 * page, 0xCC));
 }
 
-MTEST(bad_write_read_only) {
+FTEST(bad_write_read_only) {
   int fd = tmp_file("ro", 64, NULL);
   REQUIRE(fd >= 0);
   static const mm3_mode modes[] = {MM3_MODE_R, MM3_MODE_COPY_R, MM3_MODE_RX};
@@ -1272,7 +1183,7 @@ MTEST(bad_write_read_only) {
   CHECK(all_eq(mm3_map_ptr(a), 64, 0));
 }
 
-MTEST(bad_mode) {
+FTEST(bad_mode) {
   int fd = tmp_file("mode", 64, NULL);
   REQUIRE(fd >= 0);
   static const int bad[] = {MM3_MODE_RX + 1, 99, -1};
@@ -1292,7 +1203,7 @@ MTEST(bad_mode) {
   }
 }
 
-MTEST(bad_protection) {
+FTEST(bad_protection) {
   mm3_map *m;
   CHECK_RC(map_anon(64, &m));
   REQUIRE(m);
@@ -1305,7 +1216,7 @@ MTEST(bad_protection) {
   CHECK(memcmp(mm3_map_ptr(m), abc123, 6) == 0);
 }
 
-MTEST(bad_fd_and_path) {
+FTEST(bad_fd_and_path) {
   mm3_map *sentinel = (mm3_map *)&fx, *m = sentinel;
   CHECK_EQ(mm3_map_fd(-1, NULL, &m), EBADF);
   int fd = tmp_file("badfd", 16, NULL);
@@ -1327,7 +1238,7 @@ MTEST(bad_fd_and_path) {
 }
 
 /* Lengths and offsets beyond what can be mapped. */
-MTEST(bad_too_big) {
+FTEST(bad_too_big) {
   int fd = tmp_file("big", 4096, NULL);
   REQUIRE(fd >= 0);
   mm3_map *sentinel = (mm3_map *)&fx, *m = sentinel;
@@ -1376,7 +1287,7 @@ MTEST(bad_too_big) {
   CHECK(m == sentinel);
 }
 
-MTEST(bad_offset_past_eof) {
+FTEST(bad_offset_past_eof) {
   int fd = tmp_file("eof", 100, NULL);
   REQUIRE(fd >= 0);
   mm3_map *sentinel = (mm3_map *)&fx, *m = sentinel;
@@ -1402,7 +1313,7 @@ MTEST(bad_offset_past_eof) {
   CHECK_EQ(mm3_map_ptr(m)[0], 'Z');
 }
 
-MTEST(create_option) {
+FTEST(create_option) {
   const char *path = tmp_path("create");
   mm3_map_opts o = {0};
   o.mode = MM3_MODE_RW;
@@ -1412,7 +1323,7 @@ MTEST(create_option) {
   o.len = 5000;
   mm3_map *m = NULL;
   CHECK_RC(mm3_map_path(path, &o, &m));
-  REQUIRE(keep(m));
+  REQUIRE(keep_map(m));
   CHECK_EQ(mm3_map_len(m), 5000);
   CHECK(all_eq(mm3_map_ptr(m), 5000, 0));
   struct stat st;
@@ -1432,14 +1343,14 @@ MTEST(create_option) {
   o.len = 8000;
   mm3_map *g = NULL;
   CHECK_RC(mm3_map_path(path, &o, &g));
-  REQUIRE(keep(g));
+  REQUIRE(keep_map(g));
   REQUIRE(stat(path, &st) == 0);
   CHECK_EQ(st.st_size, 8000);
   CHECK(memcmp(mm3_map_ptr(g) + 5004, abc123, 6) == 0);
   o.len = 100;
   mm3_map *s = NULL;
   CHECK_RC(mm3_map_path(path, &o, &s));
-  keep(s);
+  keep_map(s);
   REQUIRE(stat(path, &st) == 0);
   CHECK_EQ(st.st_size, 8000);
 
@@ -1449,7 +1360,7 @@ MTEST(create_option) {
   e.create = 1;
   mm3_map *em = NULL;
   CHECK_RC(mm3_map_path(p2, &e, &em));
-  keep(em);
+  keep_map(em);
   REQUIRE(stat(p2, &st) == 0);
   CHECK_EQ(st.st_size, 0);
   if (em) CHECK_EQ(mm3_map_len(em), 0);
@@ -1463,7 +1374,7 @@ MTEST(create_option) {
   r.len = 300;
   mm3_map *rm = NULL;
   CHECK_RC(mm3_map_path(p3, &r, &rm));
-  REQUIRE(keep(rm));
+  REQUIRE(keep_map(rm));
   CHECK_EQ(mm3_map_len(rm), 300);
   CHECK_EQ(mm3_map_prot(rm), MM3_PROT_R);
   CHECK_EQ(mm3_map_write(rm, 0, abc123, 6), MM3_EREADONLY);
@@ -1471,7 +1382,7 @@ MTEST(create_option) {
   CHECK_EQ(st.st_size, 300);
 }
 
-MTEST(advice_names_round_trip) {
+FTEST(advice_names_round_trip) {
   static const char *const spec_names[] = {
     "normal", "random", "sequential", "willneed", "dontneed", "free", "remove", "dontfork",
     "dofork", "mergeable", "unmergeable", "hugepage", "nohugepage", "dontdump", "dodump",
@@ -1506,7 +1417,7 @@ TEST(close_null) {
 }
 
 /* Options that only add mmap flags: populate, no_reserve, stack. */
-MTEST(map_flag_options) {
+FTEST(map_flag_options) {
   int fd = tmp_file("flags", 8192, NULL);
   REQUIRE(fd >= 0);
   mm3_map_opts o = {0};
@@ -1515,7 +1426,7 @@ MTEST(map_flag_options) {
   o.no_reserve = 1;
   mm3_map *m = NULL;
   CHECK_RC(mm3_map_fd(fd, &o, &m));
-  REQUIRE(keep(m));
+  REQUIRE(keep_map(m));
   CHECK_EQ(mm3_map_len(m), 8192);
   CHECK_RC(mm3_map_write(m, 8000, abc123, 6));
   mm3_anon_opts ao = {0};
@@ -1524,19 +1435,19 @@ MTEST(map_flag_options) {
   ao.stack = 1;
   mm3_map *a = NULL;
   CHECK_RC(mm3_map_anon(8192, &ao, &a));
-  REQUIRE(keep(a));
+  REQUIRE(keep_map(a));
   CHECK(all_eq(mm3_map_ptr(a), 8192, 0));
   CHECK_RC(mm3_map_write(a, 8186, abc123, 6));
 }
 
 /* shared = 1: a forked child's writes reach the parent (memmap2 lacks it);
  * without it the child writes a private copy. */
-MTEST(anon_shared_with_fork) {
+FTEST(anon_shared_with_fork) {
   mm3_anon_opts so = {0};
   so.shared = 1;
   mm3_map *s = NULL, *p;
   CHECK_RC(mm3_map_anon(4096, &so, &s));
-  REQUIRE(keep(s));
+  REQUIRE(keep_map(s));
   CHECK_RC(map_anon(4096, &p));
   REQUIRE(p);
   fflush(NULL);

@@ -32,7 +32,7 @@ HDRS      := $(wildcard src/*.h)
 CTEST_SRC := $(sort $(wildcard spec/c/test_*.c))
 CTESTS    := $(CTEST_SRC:spec/c/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-test demo demo-embed valgrind test test-c test-lua lint sanitize bench install uninstall clean torture fuzz docs
+.PHONY: all deps deps-test demo demo-embed valgrind test lint sanitize bench install uninstall clean torture fuzz docs
 
 all: $(B)/libmemmap3.a $(B)/libmemmap3.so $(B)/memmap3/core.so $(B)/libmemmap3_lua.a
 
@@ -62,7 +62,7 @@ $(B)/memmap3/core.so: $(CORE_OBJ) $(LUA_OBJ) | $(B)/memmap3
 	$(CC) $(LIBFLAG) -o $@ $^ $(LDLIBS)
 
 # C unit tests link the static core only: they prove it needs no Lua.
-$(B)/tests/%: spec/c/%.c spec/c/mm3_test.h $(B)/libmemmap3.a | $(B)/tests
+$(B)/tests/%: spec/c/%.c spec/c/mm3_test.h spec/c/mm3_fixture.h $(B)/libmemmap3.a | $(B)/tests
 	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE -Isrc -o $@ $< $(B)/libmemmap3.a $(LDLIBS)
 
 demo:

@@ -594,6 +594,39 @@ describe("memmap3.Map", function()
       assert.equal("dev", z:read(PAGE, 3))
     end)
 
+    it("a block device's size is the device's: no length past its end", function()
+      -- st_size is 0 for a block device; its size comes from the device. Only
+      -- maps it read-only and touches nothing: no side effect.
+      local dev, size
+      for name in h.capture("ls /sys/class/block 2>/dev/null"):gmatch("%S+") do
+        local f = io.open("/dev/" .. name, "rb")
+        if f then
+          local n = f:seek("end")
+          f:close()
+          if n and (not dev or n > 0) then dev, size = "/dev/" .. name, n end
+          if n and n > 0 then break end
+        end
+      end
+      if not dev then return pending("skipped: no block device can be opened here") end
+      local m = assert(mm.map(dev))
+      assert.equal(size, #m)
+      m:close()
+      raises("past the end of the file (" .. size .. " bytes)", mm.map, dev, {len = size + PAGE})
+      raises("past the end of the file", mm.map, dev, {offset = size, len = 1})
+      local f = assert(io.open(dev, "rb"))
+      raises("past the end of the file", mm.map, f, {len = size + 1})
+      assert.equal(0, f:seek()) -- its position is left alone
+      f:close()
+      if size > 0 then
+        local tail = assert(mm.map(dev, {offset = size - 1}))
+        assert.equal(1, #tail)
+        tail:close()
+        m = assert(mm.map(dev, {len = 1}))
+        raises("runs past the end of the file", m.remap, m, size + 1, {may_move = true})
+        m:close()
+      end
+    end)
+
     it("populate prefaults the pages", function()
       local p = h.tmpfile(h.bytes(5 * PAGE))
       local lazy = assert(mm.map(p))
@@ -723,6 +756,23 @@ describe("memmap3.Map", function()
       raises("option 'huge' must be true or page-size bits", mm.anon, size, {huge = 0})
       raises("option 'huge' must be true or page-size bits", mm.anon, size, {huge = 64})
       raises("option 'huge' must be true or page-size bits", mm.anon, size, {huge = "2M"})
+    end)
+
+    it("a huge-page map shorter than a huge page protects and gives its page back", function()
+      local function free_huge()
+        return tonumber((h.read_sys("/proc/meminfo") or ""):match("HugePages_Free:%s*(%d+)")) or 0
+      end
+      collectgarbage() -- maps of earlier tests may hold huge pages
+      collectgarbage()
+      local before = free_huge()
+      if before == 0 then return pending("skipped: no free huge pages (/proc/sys/vm/nr_hugepages is 0)") end
+      local m = assert(mm.anon(100, {huge = true}))
+      m:write(0, "x")                       -- takes the huge page
+      assert.equal(before - 1, free_huge())
+      assert.is_true(m:protect("r"))        -- the whole huge page (EINVAL when unrounded)
+      assert.is_true(m:protect("rw"))
+      m:close()
+      assert.equal(before, free_huge())     -- given back (unrounded munmap kept it)
     end)
   end)
 
@@ -931,6 +981,29 @@ describe("memmap3.Map", function()
       raises("unknown advice 'sometimes'", m.advise, m, "sometimes")
       raises("unknown advice 'sometimes'", mm.advice_supported, "sometimes")
     end)
+
+    it("dontneed, free and remove touch only whole pages inside the map and the range", function()
+      -- the map holds file bytes [PAGE + 4, PAGE + 14): their page is mostly not the map's
+      local p = h.tmpfile(rep("a", 3 * PAGE))
+      local m = assert(mm.map(p, {mode = "rw", offset = PAGE + 4, len = 10}))
+      if mm.advice_supported("remove") then
+        assert.is_true(m:advise("remove", 0, 1))
+        assert.is_true(m:advise("remove"))
+      end
+      assert.is_true(m:advise("dontneed", 0, 10))
+      assert.is_true(h.read_file(p) == rep("a", 3 * PAGE), "a hole was punched in the file")
+      local c = assert(mm.map(p, {mode = "copy", offset = PAGE + 4, len = 10}))
+      c:write(0, rep("b", 10))
+      assert.is_true(c:advise("dontneed"))
+      assert.equal(rep("b", 10), c:read()) -- its private bytes are kept
+      -- an anonymous map: bytes of the map outside the range are kept
+      local a = assert(mm.anon(3 * PAGE))
+      a:write(0, rep("\255", 3 * PAGE))
+      assert.is_true(a:advise("dontneed", 100, 10))
+      assert.equal(rep("\255", 3 * PAGE), a:read())
+      assert.is_true(a:advise("dontneed", 100, 2 * PAGE)) -- holds page 1 only
+      assert.equal(rep("\255", PAGE) .. rep("\0", PAGE) .. rep("\255", PAGE), a:read())
+    end)
   end)
 
   -- -------------------------------------------------------------------------
@@ -1116,6 +1189,10 @@ describe("memmap3.Map", function()
       raises("out of range", mm.map, p, {offset = math.maxinteger})
       raises("overflows the address space", mm.map, p, {offset = math.maxinteger, len = math.maxinteger})
       raises("overflows the address space", mm.map, p, {offset = 1, len = math.maxinteger})
+      -- the last page of the range is not a file offset (mmap said EOVERFLOW)
+      raises("overflows the address space", mm.map, p, {offset = math.maxinteger - 10, len = 5})
+      raises("overflows the address space", mm.map, p, {offset = math.maxinteger - 10, len = 5,
+                                                         create = true})
     end)
 
     it("negative offsets and lengths raise", function()

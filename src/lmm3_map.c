@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <linux/fs.h> /* BLKGETSIZE64 */
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,14 +60,21 @@ static void release(lmm3_map *u) {
   u->fd = -1;
 }
 
-/* 0 if the file behind fd covers [0, end) or has no size (a device);
-   FILE_SHORT and its size in *size if it is shorter; an errno if fstat fails. */
+/* 0 if the file behind fd covers [0, end) or has no size (a character
+   device); FILE_SHORT and its size in *size if it is shorter; an errno if
+   fstat fails. A block device's size is the device's (its st_size is 0; the
+   ioctl leaves the file position, shared with the caller's handle, alone). */
 #define FILE_SHORT (-1)
 static int file_short(int fd, uint64_t end, uint64_t *size) {
   struct stat st;
   if (fstat(fd, &st) != 0) return errno;
-  if (!S_ISREG(st.st_mode)) return 0;
-  *size = (uint64_t)st.st_size;
+  if (S_ISBLK(st.st_mode)) {
+    if (ioctl(fd, BLKGETSIZE64, size) != 0) return errno;
+  } else if (S_ISREG(st.st_mode)) {
+    *size = (uint64_t)st.st_size;
+  } else {
+    return 0;
+  }
   return *size < end ? FILE_SHORT : 0;
 }
 

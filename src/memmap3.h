@@ -118,13 +118,19 @@ typedef struct mm3_anon_opts {
 
 /** Map a file descriptor.
  *  The descriptor is not kept: it may be closed after the call. Its access
- *  mode must allow the mapping mode (O_RDWR for MM3_MODE_RW).
+ *  mode must allow the mapping mode (O_RDWR for MM3_MODE_RW). Without a
+ *  length the map runs to the end of the file; a block device's size is the
+ *  device's (BLKGETSIZE64; the descriptor's file position is left alone);
+ *  other devices (/dev/zero) have no size: give them a length. A length past the end of the file is
+ *  mapped, but touching its pages raises SIGBUS (the Lua binding refuses it).
  *  @param fd   an open file descriptor
  *  @param opts options, or NULL for a read-only map of the whole file
  *  @param out  receives the new map; release it with mm3_map_close
  *  @return 0; MM3_ERANGE if offset is past the end of the file and no length
- *          was given; MM3_ETOOBIG if offset + len overflows; MM3_EINVAL for a
- *          bad mode; an errno from fstat or mmap (EACCES, ENODEV, ENOMEM...). */
+ *          was given; MM3_ETOOBIG if offset + len overflows, or the end of
+ *          the last page mapped (offset aligned down, length rounded up to a
+ *          page) is not an off_t; MM3_EINVAL for a bad mode; an errno from
+ *          fstat, ioctl or mmap (EACCES, ENODEV, ENOMEM...). */
 MM3_API int mm3_map_fd(int fd, const mm3_map_opts *opts, mm3_map **out);
 
 /** Map a file by path. Opens the file O_RDONLY, or O_RDWR for MM3_MODE_RW,
@@ -133,10 +139,14 @@ MM3_API int mm3_map_fd(int fd, const mm3_map_opts *opts, mm3_map **out);
 MM3_API int mm3_map_path(const char *path, const mm3_map_opts *opts, mm3_map **out);
 
 /** Map anonymous, zero-filled memory, readable and writable.
+ *  With opts->huge the kernel mapping is a whole number of huge pages (len
+ *  rounded up; mm3_map_len still says len): munmap and mprotect need that.
  *  @param len  bytes; 0 gives a valid empty map
  *  @param opts options, or NULL for a private map of normal pages
- *  @return 0; MM3_ETOOBIG if len cannot be mapped on this system; an errno
- *          from mmap (ENOMEM, EINVAL for unavailable huge pages). */
+ *  @return 0; MM3_ETOOBIG if len cannot be mapped on this system;
+ *          MM3_EINVAL for huge outside 0..63; MM3_ENOTSUP for huge == 1 when
+ *          the default huge page size cannot be read (/proc/meminfo); an
+ *          errno from mmap (ENOMEM, EINVAL for unavailable huge pages). */
 MM3_API int mm3_map_anon(uint64_t len, const mm3_anon_opts *opts, mm3_map **out);
 
 /** Unmap and free. Accepts NULL. Pointers from mm3_map_ptr die here. */
@@ -173,7 +183,8 @@ MM3_API int mm3_map_write(mm3_map *m, uint64_t off, const void *src, size_t n);
 MM3_API int mm3_map_check_range(const mm3_map *m, uint64_t off, uint64_t len);
 
 /** Write dirty pages of [off, off + len) back to the file and wait (msync
- *  MS_SYNC). len == 0 with off == 0 flushes the whole map. A failed flush
+ *  MS_SYNC). len == 0 with off == 0 flushes the whole map; len == 0 with any
+ *  other off (up to mm3_map_len) is an empty range: nothing. A failed flush
  *  means the data may not be on disk: retrying does not help (the kernel
  *  marks the pages clean after reporting the error once).
  *  @return 0, MM3_ERANGE, or an errno from msync (EIO...). */
@@ -207,10 +218,17 @@ MM3_API const char *mm3_advice_name(mm3_advice a);
 MM3_API int mm3_advice_supported(mm3_advice a);
 
 /** madvise() on [off, off + len); len == 0 with off == 0 means the whole
- *  map. Offsets are aligned down to a page internally; the range is
- *  checked against the map first (memmap2 does not check it).
+ *  map, len == 0 with any other off an empty range (nothing is advised).
+ *  The range is checked against the map first (memmap2 does not check it),
+ *  then widened to whole pages (advice applies to pages).
  *  Destructive advice (dontneed, free, remove) changes what the range reads:
- *  on private maps it reads zeros (or the file) afterwards.
+ *  on private maps it reads zeros (or the file) afterwards, and remove
+ *  punches a hole in the file. So that it never reaches bytes outside the
+ *  range (the map's own, or file bytes outside the map), destructive advice
+ *  instead shrinks the range inward to the whole pages that lie inside both
+ *  the map and the range; if there are none it does nothing and returns 0.
+ *  An anonymous map owns the tail of its last page: a range that reaches the
+ *  map's end includes that page.
  *  @return 0, MM3_ERANGE, MM3_EINVAL, or an errno from madvise. */
 MM3_API int mm3_map_advise(mm3_map *m, mm3_advice a, uint64_t off, uint64_t len);
 

@@ -9,6 +9,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h> /* BLKGETSIZE64 */
+#include <stdio.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -36,24 +39,85 @@ static int prot_bits(mm3_prot p) {
 }
 
 /* 1 if [offset, offset + len) of a file cannot be mapped: the end must be an
-   off_t, and the mapping (offset aligned down to a page) at most PTRDIFF_MAX. */
+   off_t, and the mapping (offset aligned down to a page) at most PTRDIFF_MAX.
+   The kernel also wants the end of the mapping's last page to be an off_t
+   (mmap says EOVERFLOW): bad input, so refused here like the rest. */
 static int file_range_too_big(uint64_t offset, uint64_t len) {
-  uint64_t delta = offset & (uint64_t)(mm3__page_size() - 1);
-  return offset > UINT64_MAX - len || offset + len > (uint64_t)INT64_MAX ||
-         len > (uint64_t)PTRDIFF_MAX - delta - mm3__page_size();
+  uint64_t page = mm3__page_size();
+  uint64_t delta = offset & (page - 1);
+  if (offset > UINT64_MAX - len || offset + len > (uint64_t)INT64_MAX ||
+      len > (uint64_t)PTRDIFF_MAX - delta - page)
+    return 1;
+  uint64_t span = delta + len ? delta + len : 1; /* an empty map still maps a page */
+  span = (span + page - 1) & ~(page - 1);
+  return offset - delta > (uint64_t)INT64_MAX - span;
 }
 
-/* Create the kernel mapping; fd == -1 for anonymous memory. */
+/* The size of the file behind fd in *size, and 1 in *sized; *sized = 0 for
+   what has no size (a character device, /dev/zero). A block device has no
+   st_size: its size comes from the device (BLKGETSIZE64 rather than lseek,
+   which would move the file position the caller shares). 0 or an errno. */
+static int fd_size(int fd, uint64_t *size, int *sized) {
+  struct stat st;
+  *size = 0;
+  *sized = 0;
+  if (fstat(fd, &st) != 0) return errno;
+  if (S_ISREG(st.st_mode)) {
+    *size = (uint64_t)st.st_size;
+    *sized = 1;
+  } else if (S_ISBLK(st.st_mode)) {
+    if (ioctl(fd, BLKGETSIZE64, size) != 0) return errno;
+    *sized = 1;
+  }
+  return 0;
+}
+
+/* The huge page size of a MAP_HUGETLB map: 1 << bits, or the system's
+   default (Hugepagesize in /proc/meminfo) for bits == 1; 0 if unknown. */
+static uint64_t huge_page_size(int bits) {
+  static _Atomic uint64_t dflt; /* read once; threads may race to fill it */
+  if (bits > 1) return (uint64_t)1 << bits;
+  uint64_t v = atomic_load_explicit(&dflt, memory_order_relaxed);
+  if (v) return v;
+  FILE *f = fopen("/proc/meminfo", "re");
+  char line[128];
+  unsigned long long kb = 0;
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "Hugepagesize: %llu kB", &kb) == 1) break;
+  fclose(f);
+  v = (uint64_t)kb * 1024;
+  atomic_store_explicit(&dflt, v, memory_order_relaxed);
+  return v;
+}
+
+/* The length the kernel gives a mapping of len bytes (at least one byte):
+   huge pages come whole, and munmap and mprotect want the whole of them. */
+static size_t kernel_len(size_t len, uint64_t granule) {
+  if (len == 0) len = 1; /* as memmap2: a real mapping, so every call works */
+  if (granule > 1) len = (size_t)(((uint64_t)len + granule - 1) & ~(granule - 1));
+  return len;
+}
+
+/* The huge page size of m, or 0 for normal pages. */
+static uint64_t granule_of(const mm3_map *m) {
+  if (!(m->flags & MAP_HUGETLB)) return 0;
+  int bits = (int)(((unsigned)m->flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK);
+  return huge_page_size(bits ? bits : 1);
+}
+
+/* Create the kernel mapping; fd == -1 for anonymous memory. granule: the
+   huge page size of a MAP_HUGETLB map, else 0. */
 static int map_common(int fd, uint64_t offset, uint64_t len, mm3_mode mode,
-                      int extra_flags, mm3_map **out) {
+                      int extra_flags, uint64_t granule, mm3_map **out) {
   size_t page = mm3__page_size();
   uint64_t aligned = offset & ~(uint64_t)(page - 1);
   uint64_t delta = offset - aligned;
   /* mmap lengths are size_t, and the kernel refuses anything over PTRDIFF_MAX. */
-  if (len > (uint64_t)PTRDIFF_MAX - delta - page || offset > (uint64_t)INT64_MAX)
+  if (granule > (uint64_t)PTRDIFF_MAX / 2 || len > (uint64_t)PTRDIFF_MAX - delta - page - granule ||
+      offset > (uint64_t)INT64_MAX)
     return MM3_ETOOBIG;
-  size_t map_len = (size_t)(len + delta);
-  if (map_len == 0) map_len = 1; /* as memmap2: a real mapping, so every call works */
+  size_t map_len = kernel_len((size_t)(len + delta), granule);
   int prot, flags;
   mm3_prot p;
   switch (mode) {
@@ -98,16 +162,15 @@ int mm3_map_fd(int fd, const mm3_map_opts *opts, mm3_map **out) {
   if ((unsigned)opts->mode > MM3_MODE_RX) return MM3_EINVAL;
   uint64_t len = opts->len;
   if (!opts->has_len) {
-    struct stat st;
-    if (fstat(fd, &st) != 0) return errno;
-    uint64_t size = (uint64_t)st.st_size;
+    uint64_t size;
+    int sized, rc = fd_size(fd, &size, &sized);
+    if (rc) return rc;
     if (opts->offset > size) return MM3_ERANGE;
     len = size - opts->offset;
-  } else if (file_range_too_big(opts->offset, len)) {
-    return MM3_ETOOBIG;
   }
+  if (file_range_too_big(opts->offset, len)) return MM3_ETOOBIG;
   int extra = (opts->populate ? MAP_POPULATE : 0) | (opts->no_reserve ? MAP_NORESERVE : 0);
-  return map_common(fd, opts->offset, len, opts->mode, extra, out);
+  return map_common(fd, opts->offset, len, opts->mode, extra, 0, out);
 }
 
 int mm3_map_path(const char *path, const mm3_map_opts *opts, mm3_map **out) {
@@ -146,6 +209,7 @@ int mm3_map_anon(uint64_t len, const mm3_anon_opts *opts, mm3_map **out) {
   mm3_anon_opts def = {0};
   if (!opts) opts = &def;
   int extra = 0;
+  uint64_t granule = 0;
   if (opts->populate) extra |= MAP_POPULATE;
   if (opts->stack) extra |= MAP_STACK;
   if (opts->no_reserve) extra |= MAP_NORESERVE;
@@ -155,8 +219,10 @@ int mm3_map_anon(uint64_t len, const mm3_anon_opts *opts, mm3_map **out) {
     extra |= MAP_HUGETLB;
     /* Unsigned: 32..63 << 26 does not fit an int (as the kernel's MAP_HUGE_1GB). */
     if (opts->huge > 1) extra |= (int)((unsigned)opts->huge << MAP_HUGE_SHIFT);
+    granule = huge_page_size(opts->huge);
+    if (granule == 0) return MM3_ENOTSUP; /* no default huge page size to round to */
   }
-  return map_common(-1, 0, len, MM3_MODE_RW, extra, out);
+  return map_common(-1, 0, len, MM3_MODE_RW, extra, granule, out);
 }
 
 void mm3_map_close(mm3_map *m) {
@@ -188,7 +254,8 @@ int mm3_map_write(mm3_map *m, uint64_t off, const void *src, size_t n) {
   return 0;
 }
 
-/* The page-aligned kernel range behind [off, off + len); (0, 0) is all. */
+/* The page-aligned kernel range behind [off, off + len): (0, 0) is the whole
+   map; any other empty range is nothing (*n = 0), wherever it is. */
 static int page_range(const mm3_map *m, uint64_t off, uint64_t len, uint8_t **a, size_t *n) {
   if (off == 0 && len == 0) {
     *a = m->base;
@@ -196,11 +263,33 @@ static int page_range(const mm3_map *m, uint64_t off, uint64_t len, uint8_t **a,
     return 0;
   }
   if (mm3__range_bad(off, len, m->len)) return MM3_ERANGE;
+  if (len == 0) {
+    *a = m->base;
+    *n = 0;
+    return 0;
+  }
   uintptr_t start = (uintptr_t)(m->base + m->delta + off);
   uintptr_t pstart = start & ~(uintptr_t)(mm3__page_size() - 1);
   *a = (uint8_t *)pstart;
   *n = (size_t)len + (start - pstart);
   return 0;
+}
+
+/* The whole pages inside both the map's bytes and [off, off + len) ((0, 0):
+   the whole map), for advice that drops what a page holds: a page shared with
+   bytes outside the range (the map's own, or file bytes outside the map)
+   must keep them. An anonymous map owns the tail of its last page: a range
+   that reaches its end includes that page. *n = 0 when no page is whole. */
+static void inner_pages(const mm3_map *m, uint64_t off, uint64_t len, uint8_t **a, size_t *n) {
+  uintptr_t page = mm3__page_size();
+  if (off == 0 && len == 0) len = m->len;
+  uintptr_t start = (uintptr_t)(m->base + m->delta + off);
+  uintptr_t end = start + (size_t)len;
+  if (m->anon && off + len == m->len) end = (uintptr_t)m->base + m->map_len + page - 1;
+  start = (start + page - 1) & ~(page - 1);
+  end &= ~(page - 1);
+  *a = (uint8_t *)start;
+  *n = end > start ? (size_t)(end - start) : 0;
 }
 
 static int do_msync(mm3_map *m, uint64_t off, uint64_t len, int how) {
@@ -273,6 +362,8 @@ int mm3_map_advise(mm3_map *m, mm3_advice a, uint64_t off, uint64_t len) {
   size_t n;
   int rc = page_range(m, off, len, &p, &n);
   if (rc) return rc;
+  if (n && (a == MM3_ADV_DONTNEED || a == MM3_ADV_FREE || a == MM3_ADV_REMOVE))
+    inner_pages(m, off, len, &p, &n);
   if (n == 0) return 0;
   return madvise(p, n, advices[a].value) == 0 ? 0 : errno;
 }
@@ -295,9 +386,9 @@ int mm3_map_protect(mm3_map *m, mm3_prot prot) {
 
 int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags) {
   if (flags & ~MM3_REMAP_MAY_MOVE) return MM3_EINVAL;
-  if (new_len > (uint64_t)PTRDIFF_MAX - m->delta - mm3__page_size()) return MM3_ETOOBIG;
-  size_t map_len = (size_t)new_len + m->delta;
-  if (map_len == 0) map_len = 1;
+  uint64_t granule = granule_of(m);
+  if (new_len > (uint64_t)PTRDIFF_MAX - m->delta - mm3__page_size() - granule) return MM3_ETOOBIG;
+  size_t map_len = kernel_len((size_t)new_len + m->delta, granule);
   void *p = mremap(m->base, m->map_len, map_len, (flags & MM3_REMAP_MAY_MOVE) ? MREMAP_MAYMOVE : 0);
   if (p == MAP_FAILED) return errno;
   m->base = p;

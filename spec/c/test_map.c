@@ -1464,6 +1464,209 @@ FTEST(anon_shared_with_fork) {
   CHECK(all_eq(mm3_map_ptr(p), 4096, 0));
 }
 
+/* ------------------------------------------------------------------------
+ * Ranges, advice, huge pages and devices (review fixes)
+ * ------------------------------------------------------------------------ */
+
+/* len == 0 away from offset 0 is an empty range: it touches nothing (it used
+   to advise, or flush, the bytes before off). */
+FTEST(empty_range_is_nothing) {
+  size_t page = page_size();
+  mm3_map *m;
+  CHECK_RC(map_anon(3 * page, &m));
+  REQUIRE(m);
+  uint8_t *p = mm3_map_ptr(m);
+  memset(p, 0xff, 3 * page);
+  CHECK_RC(mm3_map_advise(m, MM3_ADV_DONTNEED, page + 100, 0));
+  CHECK_RC(mm3_map_advise(m, MM3_ADV_DONTNEED, 2 * page, 0));
+  CHECK_RC(mm3_map_advise(m, MM3_ADV_DONTNEED, 3 * page, 0)); /* at the end: still inside */
+  CHECK(all_eq(p, 3 * page, 0xff));
+  CHECK_EQ(mm3_map_advise(m, MM3_ADV_DONTNEED, 3 * page + 1, 0), MM3_ERANGE);
+  CHECK_RC(mm3_map_flush(m, page + 100, 0));
+  CHECK_RC(mm3_map_flush_async(m, 3 * page, 0));
+  CHECK_EQ(mm3_map_flush(m, 3 * page + 1, 0), MM3_ERANGE);
+  CHECK(all_eq(p, 3 * page, 0xff));
+}
+
+/* dontneed, free and remove act only on whole pages inside both the map and
+   the range: bytes of the map outside the range, and file bytes outside the
+   map, are never dropped. */
+FTEST(destructive_advice_stays_inside) {
+  size_t page = page_size();
+  mm3_map *a;
+  CHECK_RC(map_anon(3 * page, &a));
+  REQUIRE(a);
+  uint8_t *p = mm3_map_ptr(a);
+  memset(p, 0xff, 3 * page);
+  CHECK_RC(mm3_map_advise(a, MM3_ADV_DONTNEED, 100, 10)); /* inside one page: nothing */
+  CHECK(all_eq(p, 3 * page, 0xff));
+  CHECK_RC(mm3_map_advise(a, MM3_ADV_DONTNEED, 100, 2 * page)); /* covers page 1 only */
+  CHECK(all_eq(p, page, 0xff));
+  CHECK(all_eq(p + page, page, 0));
+  CHECK(all_eq(p + 2 * page, page, 0xff));
+  if (mm3_advice_supported(MM3_ADV_FREE)) {
+    memset(p, 0xff, 3 * page);
+    CHECK_RC(mm3_map_advise(a, MM3_ADV_FREE, 1, 3 * page - 2)); /* only page 1 is whole */
+    CHECK(all_eq(p, page, 0xff));
+    CHECK(all_eq(p + 2 * page, page, 0xff));
+  }
+  /* An anonymous map owns its last page: a range to its end reaches it. */
+  mm3_map *small;
+  CHECK_RC(map_anon(100, &small));
+  REQUIRE(small);
+  memset(mm3_map_ptr(small), 0xff, 100);
+  CHECK_RC(mm3_map_advise(small, MM3_ADV_DONTNEED, 0, 100));
+  CHECK(all_eq(mm3_map_ptr(small), 100, 0));
+  memset(mm3_map_ptr(small), 0xff, 100);
+  CHECK_RC(mm3_map_advise(small, MM3_ADV_DONTNEED, 0, 0));
+  CHECK(all_eq(mm3_map_ptr(small), 100, 0));
+
+  /* File bytes [page + 4, page + 14) mapped: the page around them is the file's. */
+  int fd = tmp_file("advin", 3 * page, NULL);
+  REQUIRE(fd >= 0);
+  uint8_t *pat = malloc(3 * page), *back = malloc(3 * page);
+  REQUIRE(pat && back);
+  memset(pat, 'a', 3 * page);
+  REQUIRE(file_write(fd, 0, pat, 3 * page) == 0);
+  mm3_map *m, *c;
+  CHECK_RC(map_fd(fd, MM3_MODE_RW, page + 4, 10, 1, &m));
+  CHECK_RC(map_fd(fd, MM3_MODE_COPY, page + 4, 10, 1, &c));
+  if (m && c) {
+    if (mm3_advice_supported(MM3_ADV_REMOVE)) {
+      CHECK_RC(mm3_map_advise(m, MM3_ADV_REMOVE, 0, 1));
+      CHECK_RC(mm3_map_advise(m, MM3_ADV_REMOVE, 0, 0));
+    }
+    CHECK_RC(mm3_map_advise(m, MM3_ADV_DONTNEED, 0, 10));
+    REQUIRE(file_read(fd, 0, back, 3 * page) == 0);
+    CHECK(all_eq(back, 3 * page, 'a')); /* no hole punched in the file */
+    memset(mm3_map_ptr(c), 'b', 10);     /* private copies of the map's bytes */
+    CHECK_RC(mm3_map_advise(c, MM3_ADV_DONTNEED, 0, 0));
+    CHECK(all_eq(mm3_map_ptr(c), 10, 'b')); /* not dropped: the page is not all the map's */
+  }
+  free(pat);
+  free(back);
+}
+
+/* An offset so close to the end of off_t that its last page is not an off_t:
+   refused as too big, like the other impossible ranges (mmap said EOVERFLOW). */
+FTEST(offset_near_off_t_max) {
+  int fd = tmp_file("offmax", 4096, NULL);
+  REQUIRE(fd >= 0);
+  mm3_map *sentinel = (mm3_map *)&fx, *m = sentinel;
+  mm3_map_opts o = {0};
+  o.has_len = 1;
+  o.offset = (uint64_t)INT64_MAX - 10;
+  o.len = 5;
+  CHECK_EQ(mm3_map_fd(fd, &o, &m), MM3_ETOOBIG);
+  o.len = 4096;
+  CHECK_EQ(mm3_map_fd(fd, &o, &m), MM3_ETOOBIG);
+  CHECK(m == sentinel);
+  /* Its last page still an off_t: it maps (the file need not be that long). */
+  CHECK_RC(map_fd(fd, MM3_MODE_R, (uint64_t)INT64_MAX - 10000, 1, 1, &m));
+}
+
+/* A number from /proc/meminfo ("HugePages_Free:"), or -1. */
+static long meminfo(const char *key) {
+  FILE *f = fopen("/proc/meminfo", "r");
+  char line[256];
+  long v = -1;
+  size_t k = strlen(key);
+  if (!f) return -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, key, k) == 0) {
+      v = strtol(line + k, NULL, 10);
+      break;
+    }
+  fclose(f);
+  return v;
+}
+
+/* Huge-page maps are whole huge pages to the kernel: protect and close must
+   use the rounded length (close gave the huge page back only then). Needs a
+   free huge page (/proc/sys/vm/nr_hugepages > 0): skipped without. */
+FTEST(huge_pages_whole) {
+  long before = meminfo("HugePages_Free:");
+  if (before <= 0) {
+    fprintf(stderr, "  huge_pages_whole: skipped: no free huge pages (/proc/sys/vm/nr_hugepages)\n");
+    return;
+  }
+  static const int sizes[2] = {1, 21};
+  for (int i = 0; i < 2; i++) {
+    mm3_anon_opts ao = {0};
+    ao.huge = sizes[i];
+    mm3_map *m = NULL;
+    int rc = mm3_map_anon(100, &ao, &m);
+    if (rc != 0 && sizes[i] == 21 && meminfo("Hugepagesize:") != 2048) continue;
+    CHECK_RC(rc);
+    REQUIRE(m);
+    memset(mm3_map_ptr(m), 7, 100); /* takes the huge page */
+    CHECK_EQ(meminfo("HugePages_Free:"), before - 1);
+    CHECK_RC(mm3_map_protect(m, MM3_PROT_R));
+    CHECK_EQ(mm3_map_ptr(m)[99], 7);
+    CHECK_RC(mm3_map_protect(m, MM3_PROT_RW));
+    CHECK_RC(mm3_map_advise(m, MM3_ADV_NORMAL, 0, 0));
+    mm3_map_close(m);
+    CHECK_EQ(meminfo("HugePages_Free:"), before); /* given back */
+  }
+}
+
+/* A block device this process can open read-only (preferring one with a
+   size; an unattached loop device has none), its size from lseek; -1 if
+   there is none. Opening one read-only changes nothing. */
+static int open_block_device(uint64_t *size) {
+  FILE *ls = popen("ls /sys/class/block 2>/dev/null", "r");
+  char dev[128];
+  int best = -1;
+  if (!ls) return -1;
+  while (fscanf(ls, "%127s", dev) == 1) {
+    char path[160];
+    struct stat st;
+    snprintf(path, sizeof path, "/dev/%s", dev);
+    if (stat(path, &st) != 0 || !S_ISBLK(st.st_mode)) continue;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end < 0 || lseek(fd, 0, SEEK_SET) != 0 || (best >= 0 && end == 0)) {
+      close(fd);
+      continue;
+    }
+    if (best >= 0) close(best);
+    best = fd;
+    *size = (uint64_t)end;
+    if (end > 0) break;
+  }
+  pclose(ls);
+  return keep_fd(best);
+}
+
+/* A block device has no st_size: its size comes from the device, so the
+   default length covers it and an offset past its end is refused. Only maps
+   (read-only, nothing touched): no side effect on the device. */
+FTEST(block_device_size) {
+  uint64_t size = 0;
+  int fd = open_block_device(&size);
+  if (fd < 0) {
+    fprintf(stderr, "  block_device_size: skipped: no readable block device\n");
+    return;
+  }
+  mm3_map *m;
+  CHECK_RC(map_fd(fd, MM3_MODE_R, 0, 0, 0, &m));
+  REQUIRE(m);
+  CHECK_EQ(mm3_map_len(m), size);
+  if (size >= 100) {
+    CHECK_RC(map_fd(fd, MM3_MODE_R, size - 100, 0, 0, &m));
+    REQUIRE(m);
+    CHECK_EQ(mm3_map_len(m), 100);
+  }
+  mm3_map *sentinel = (mm3_map *)&fx;
+  m = sentinel;
+  mm3_map_opts o = {0};
+  o.offset = size + 1;
+  CHECK_EQ(mm3_map_fd(fd, &o, &m), MM3_ERANGE);
+  CHECK(m == sentinel);
+  CHECK_EQ(lseek(fd, 0, SEEK_CUR), 0); /* the descriptor's position is left alone */
+}
+
 /* mm3_test.h's RUN_TESTS expands at most 40 names; this file has more, so
    main() lists them with an X-macro and calls the harness's runner itself. */
 #define ALL_TESTS(X) \
@@ -1510,7 +1713,12 @@ FTEST(anon_shared_with_fork) {
   X(advice_names_round_trip) \
   X(close_null) \
   X(map_flag_options) \
-  X(anon_shared_with_fork)
+  X(anon_shared_with_fork) \
+  X(empty_range_is_nothing) \
+  X(destructive_advice_stays_inside) \
+  X(offset_near_off_t_max) \
+  X(huge_pages_whole) \
+  X(block_device_size)
 
 int main(void) {
   static const mm3t_fn fns[] = {ALL_TESTS(MM3T_FN)};

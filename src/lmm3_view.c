@@ -147,6 +147,38 @@ static int utf8_valid(const char *s, size_t n) {
   return 1;
 }
 
+/* Load n <= 8 bytes as store_small stores them: one load when n is 1, 2,
+   4 or 8 and p is aligned to it. */
+static void load_small(void *dst, const uint8_t *p, uint32_t n) {
+  if (((uintptr_t)p & (n - 1)) == 0) {
+    switch (n) {
+      case 1: { uint8_t x = __atomic_load_n(p, __ATOMIC_RELAXED); memcpy(dst, &x, 1); return; }
+      case 2: { uint16_t x = __atomic_load_n((const uint16_t *)(const void *)p, __ATOMIC_RELAXED); memcpy(dst, &x, 2); return; }
+      case 4: { uint32_t x = __atomic_load_n((const uint32_t *)(const void *)p, __ATOMIC_RELAXED); memcpy(dst, &x, 4); return; }
+      case 8: { uint64_t x = __atomic_load_n((const uint64_t *)(const void *)p, __ATOMIC_RELAXED); memcpy(dst, &x, 8); return; }
+      default: break;
+    }
+  }
+  memcpy(dst, p, n);
+}
+
+/* Store n <= 8 bytes: one store when n is 1, 2, 4 or 8 and p is aligned to
+   it (numbers always are; a string<N> or bytes<N> when its offset is a
+   multiple of N), so that a reader in another process sees the old or the
+   new value, never a mix. */
+static void store_small(uint8_t *p, const uint8_t *src, uint32_t n) {
+  if (((uintptr_t)p & (n - 1)) == 0) {
+    switch (n) {
+      case 1: __atomic_store_n(p, src[0], __ATOMIC_RELAXED); return;
+      case 2: { uint16_t x; memcpy(&x, src, 2); __atomic_store_n((uint16_t *)(void *)p, x, __ATOMIC_RELAXED); return; }
+      case 4: { uint32_t x; memcpy(&x, src, 4); __atomic_store_n((uint32_t *)(void *)p, x, __ATOMIC_RELAXED); return; }
+      case 8: { uint64_t x; memcpy(&x, src, 8); __atomic_store_n((uint64_t *)(void *)p, x, __ATOMIC_RELAXED); return; }
+      default: break;
+    }
+  }
+  memcpy(p, src, n);
+}
+
 static inline void push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
   switch (code) {
     case LMM3_U8: lua_pushinteger(L, *p); break;
@@ -177,12 +209,26 @@ static inline void push_scalar(lua_State *L, const uint8_t *p, int code, uint32_
       push_u128(L, lo, hi, code == LMM3_I128);
       break;
     }
-    case LMM3_STRING: {
-      const uint8_t *z = memchr(p, 0, size);
-      lua_pushlstring(L, (const char *)p, z ? (size_t)(z - p) : size);
+    case LMM3_STRING:
+    case LMM3_BYTES: {
+      /* Another process may be writing these bytes: copy them once, then
+         measure and intern the copy. Lua hashes a short string as it
+         interns it; bytes that changed between its hash and its copy
+         would make a string unequal to itself. */
+      if (size <= 8) { /* as store_small wrote it: one load */
+        char c[8];
+        load_small(c, p, size);
+        const char *z = code == LMM3_STRING ? memchr(c, 0, size) : NULL;
+        lua_pushlstring(L, c, z ? (size_t)(z - c) : size);
+        break;
+      }
+      luaL_Buffer b;
+      char *c = luaL_buffinitsize(L, &b, size);
+      memcpy(c, p, size);
+      const char *z = code == LMM3_STRING ? memchr(c, 0, size) : NULL;
+      luaL_pushresultsize(&b, z ? (size_t)(z - c) : size);
       break;
     }
-    case LMM3_BYTES: lua_pushlstring(L, (const char *)p, size); break;
     default: luaL_error(L, "memmap3: bad type code %d", code);
   }
 }
@@ -663,7 +709,14 @@ static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int 
       memcpy(p, &x, 8);
       return NULL;
     }
-    return lmm3_set_scalar(L, p, code, size, idx);
+    if (!fb) return lmm3_set_scalar(L, p, code, size, idx);
+    /* Encoded aside, then stored at once: a reader in another process never
+       sees half of it (a string<N> is its bytes and the zeros after them). */
+    uint8_t tmp[8];
+    const char *why = lmm3_set_scalar(L, tmp, code, size, idx);
+    if (why) return why;
+    store_small(p, tmp, size);
+    return NULL;
   }
   if (fb->f->txn_depth > 0 && size <= 8) { /* in a transaction: validate, log, store */
     uint8_t tmp[8];

@@ -273,7 +273,10 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
   f->root_size = h.root_size;
   f->fingerprint = h.fingerprint;
   f->path = pcopy;
-  f->reserve = o->reserve ? round_up(o->reserve, mm3__page_size()) : MM3_DEFAULT_RESERVE;
+  /* past 2^62 no address space has room, and rounding up could wrap to 0:
+     ask for 2^62, which mmap refuses (ENOMEM) */
+  uint64_t asked = o->reserve > ((uint64_t)1 << 62) ? ((uint64_t)1 << 62) : o->reserve;
+  f->reserve = asked ? round_up(asked, mm3__page_size()) : MM3_DEFAULT_RESERVE;
   if (f->reserve < h.size) f->reserve = round_up(h.size * 2, mm3__page_size());
   void *base = mmap(NULL, (size_t)f->reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   /* The default reservation shrinks where address space is scarce (ulimit -v,
@@ -389,6 +392,7 @@ int mm3_file_grow(mm3_file *f, uint64_t new_size) {
   if (f->readonly) return MM3_EREADONLY;
   int rc = mm3_file_refresh(f);
   if (rc) return rc;
+  if (new_size > f->reserve) return MM3_ERESERVE; /* also before rounding, which could wrap */
   new_size = round_up(new_size, mm3__page_size());
   if (new_size <= f->mapped) return 0;
   if (new_size > f->reserve) return MM3_ERESERVE;

@@ -169,7 +169,9 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int top_only) {
        takes its block from this same top. */
     if ((rc = mm3__log(f, &h->heap_top, 8)) != 0) return rc;
     uint64_t top = h->heap_top ? h->heap_top : heap_start(f);
-    if (top < heap_start(f) || top % 16) return MM3_ECORRUPT;
+    /* the top lies in the file (a damaged one could make top + bsize wrap,
+       or point the tag below outside the mapping) */
+    if (top < heap_start(f) || top % 16 || top > f->mapped) return MM3_ECORRUPT;
     if (top + bsize > f->mapped) {
       uint64_t want = top + bsize, step = f->mapped / 8;
       if (step < ((uint64_t)1 << 20)) step = (uint64_t)1 << 20;

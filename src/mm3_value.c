@@ -69,6 +69,7 @@ static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, ui
 
 int mm3_value_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, uint64_t len) {
   if (t->cap && len > t->cap) return MM3_EFULL;
+  if (len > ((uint64_t)1 << 50)) return MM3_ETOOBIG; /* the heap's largest block; len + 8 must not wrap */
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;

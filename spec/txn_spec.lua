@@ -136,6 +136,25 @@ describe("mm.transaction", function()
     mm.close(s)
   end)
 
+  -- Writes that missed the fast lookups (field names longer than Lua's
+  -- short strings, float indexes) were stored without the undo log.
+  it("undoes writes to fields with long names and to elements at float indexes", function()
+    local long = ("n"):rep(50)
+    local T = mm.struct("TxnLong", { { long, "i64" }, { long .. "s", "string<32>" }, { "a", "i32[4]" },
+      { "n", "string<16>[2]" } })
+    local s = assert(mm.create(h.missing_path(), T))
+    s[long], s[long .. "s"], s.a[1], s.n[1] = 1, "old", 1, "old"
+    local ok, err = pcall(mm.transaction, s, function(v)
+      v[long], v[long .. "s"] = 2, "new"
+      v.a[1.0], v.n[1.0] = 2, "new"
+      error("abort")
+    end)
+    assert.is_false(ok)
+    assert.matches("abort", err)
+    assert.same({ 1, "old", 1, "old" }, { s[long], s[long .. "s"], s.a[1], s.n[1] })
+    mm.close(s)
+  end)
+
   it("nested transactions are savepoints: a caught inner error undoes only the inner writes", function()
     local s = new_save()
     mm.transaction(s, function(v)

@@ -1051,7 +1051,7 @@ static int s_newindex(lua_State *L) {
   int t = lua_rawget(L, lua_upvalueindex(1));
   if (t == LUA_TNUMBER) {
     lua_Integer d = lua_tointeger(L, -1);
-    const char *why = lmm3_set_scalar(L, v->p + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), 3);
+    const char *why = set_scalar_live(L, v->fb, v->p + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), 3);
     if (why) return luaL_error(L, "%s field '%s': %s", type_name(L, 2), lua_tostring(L, 2), why);
     return 0;
   }
@@ -1270,7 +1270,7 @@ static int a_newindex(lua_State *L) {
   uint8_t *p = v->p + (i - 1) * lua_tointeger(L, lua_upvalueindex(2));
   if (lua_type(L, lua_upvalueindex(3)) == LUA_TNUMBER) {
     lua_Integer d = lua_tointeger(L, lua_upvalueindex(3));
-    const char *why = lmm3_set_scalar(L, p, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), 3);
+    const char *why = set_scalar_live(L, v->fb, p, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), 3);
     if (why) return luaL_error(L, "%s element %I: %s", type_name(L, 4), i, why);
     return 0;
   }

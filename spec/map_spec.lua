@@ -1101,6 +1101,126 @@ describe("memmap3.Map", function()
 
   -- -------------------------------------------------------------------------
   describe("lifetime", function()
+    -- Any allocation can run a finalizer, and a finalizer can close, protect
+    -- or remap the map an operation is using (in a child: it used to crash).
+    it("a finalizer that closes, protects or remaps a map during pack or unpack is harmless", function()
+      local out, status, err = h.run_lua([[
+        local mm = require "memmap3"
+        collectgarbage("incremental", 100, 100)
+        local fmt, strs = string.rep("c4000", 200), {}
+        for i = 1, 200 do strs[i] = string.rep("x", 4000) end
+        local actions = {
+          function(m) m:close() end,
+          function(m) m:protect("r") end,
+          function(m) m:remap(4096, {may_move = true}) end,
+        }
+        local inside, errors = 0, {}
+        for round = 1, 150 do
+          for _, op in ipairs{"unpack", "pack"} do
+            local m = assert(mm.anon(1 << 20))
+            local act, running = actions[round % 3 + 1], true
+            setmetatable({}, {__gc = function()
+              if running then inside = inside + 1 end
+              local ok, e = pcall(act, m)
+              if not ok then errors[e:gsub("^.-: ", "", 1)] = true end
+            end})
+            local ok, e
+            if op == "unpack" then
+              ok, e = pcall(m.unpack, m, fmt, 0)
+              if ok and e ~= string.rep("\0", 4000) then error("unpack read " .. #e .. " bytes") end
+            else
+              ok, e = pcall(m.pack, m, 0, fmt, table.unpack(strs))
+            end
+            running = false
+            if not ok then errors[e] = true end
+          end
+        end
+        local list = {}
+        for e in pairs(errors) do list[#list + 1] = e end
+        table.sort(list)
+        print(inside > 0, table.concat(list, "|"))
+      ]])
+      assert.equal(0, status, err)
+      assert.is_truthy(out:find("^true\t"), out)
+      -- what may be reported: pack after a close, a protect or a shrink;
+      -- a remap inside an unpack refused
+      for e in out:match("\t(.*)\n$"):gmatch("[^|]+") do
+        assert.is_truthy(e:find("attempt to use a closed memmap3.Map", 1, true)
+          or e:find("memmap3.Map is read-only", 1, true)
+          or e:find("is outside the map", 1, true)
+          or e:find("memmap3.Map is in use by unpack", 1, true), e)
+      end
+    end)
+
+    it("close inside an unpack takes effect when the unpack ends", function()
+      local out, status, err = h.run_lua([[
+        local mm = require "memmap3"
+        collectgarbage("incremental", 100, 100)
+        local m = assert(mm.anon(64 * 4096))
+        m:write(0, "abc")
+        local seen
+        for _ = 1, 100 do
+          local running = true
+          setmetatable({}, {__gc = function()
+            if running and not seen then m:close(); seen = tostring(m) end
+          end})
+          local ok, a = pcall(m.unpack, m, "c3" .. string.rep(" c4096", 60), 0)
+          running = false
+          if seen then
+            print(ok, a, seen, select(2, pcall(m.read, m, 0, 1)))
+            return
+          end
+        end
+        print("the finalizer never ran inside an unpack")
+      ]])
+      assert.equal(0, status, err)
+      assert.equal("true\tabc\tmemmap3.Map (closed)\tattempt to use a closed memmap3.Map\n", out)
+    end)
+
+    it("remap reads its options before it takes the map", function()
+      -- an option's __index that closes the map: remap then sees a closed map
+      local out, status, err = h.run_lua([[
+        local mm = require "memmap3"
+        local m = mm.anon(4096)
+        local opts = setmetatable({}, {__index = function() m:close() end})
+        print(pcall(m.remap, m, 8192, opts))
+        m = mm.anon(4096)
+        opts = setmetatable({}, {__index = function() m:remap(100, {may_move = true}) return true end})
+        print(m:remap(8192, opts), #m)
+      ]])
+      assert.equal(0, status, err)
+      assert.equal("false\tattempt to use a closed memmap3.Map\ntrue\t8192\n", out)
+      -- options made by __index are read like any others
+      local p = h.tmpfile("abc")
+      local m = assert(mm.map(p, setmetatable({}, {__index = function(_, k)
+        if k == "mode" then return ("rw"):sub(1, 2) end
+      end})))
+      assert.equal("rw", m:mode())
+      raises("bad mode 'ww'", mm.map, p, setmetatable({}, {__index = function(_, k)
+        if k == "mode" then return ("w"):rep(2) end
+      end}))
+    end)
+
+    it("a finalizer that closes a map during write, read, advise or protect is harmless", function()
+      local out, status, err = h.run_lua([[
+        local mm = require "memmap3"
+        collectgarbage("incremental", 100, 100)
+        for round = 1, 3000 do
+          local m = assert(mm.anon(4096))
+          setmetatable({}, {__gc = function() m:close() end})
+          for _ = 1, 20 do local _ = {} end -- garbage: the next allocation may collect
+          local op = round % 4
+          if op == 0 then pcall(m.write, m, 0, round * 1.5)          -- a number becomes a string
+          elseif op == 1 then pcall(m.advise, m, round * 1.5)
+          elseif op == 2 then pcall(m.protect, m, round * 1.5)
+          else pcall(m.read, m, 0, 4096) end
+        end
+        print("survived")
+      ]])
+      assert.equal(0, status, err)
+      assert.equal("survived\n", out)
+    end)
+
     it("close unmaps; a closed map raises on use; close is idempotent", function()
       local p = h.tmpfile(h.bytes(7 * PAGE))
       local m = assert(mm.map(p))

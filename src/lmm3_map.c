@@ -18,17 +18,26 @@
 /* A file map made by mm.map keeps a descriptor of its file (as Python's mmap
    does), so that remap can check the file's size: touching a mapped page past
    the end of a file raises SIGBUS, and no Lua code may crash the process
-   (SPEC §5). Maps pushed by a C host have none: their host answers for them. */
+   (SPEC §5). Maps pushed by a C host have none: their host answers for them.
+
+   Any allocation can run a finalizer, and a finalizer can close, protect or
+   remap the map: a method reads its arguments first (luaL_checkstring may
+   allocate, an options table may have __index) and takes u->m after them.
+   unpack reads the mapping between allocations (one string per result): while
+   it runs the map is busy, a close only marks it closing, and remap raises.
+   pack encodes everything first, then checks the map again. */
 typedef struct lmm3_map {
   mm3_map *m;       /* NULL once closed */
   int owned;        /* 0: borrowed from a C host, never unmapped here */
   int fd;           /* file maps made by mm.map: the file, O_CLOEXEC; else -1 */
   uint64_t offset;  /* file offset of byte 0 of the map (when fd >= 0) */
+  int busy;         /* unpacks under way on this map */
+  int closing;      /* closed while busy: unmapped when the last unpack ends */
 } lmm3_map;
 
 static lmm3_map *tomap(lua_State *L, int idx) {
   lmm3_map *u = luaL_checkudata(L, idx, LMM3_MAP);
-  if (!u->m) luaL_error(L, "attempt to use a closed " LMM3_MAP);
+  if (!u->m || u->closing) luaL_error(L, "attempt to use a closed " LMM3_MAP);
   return u;
 }
 
@@ -40,6 +49,8 @@ static lmm3_map *newmap(lua_State *L) {
   u->owned = 1;
   u->fd = -1;
   u->offset = 0;
+  u->busy = 0;
+  u->closing = 0;
   luaL_setmetatable(L, LMM3_MAP);
   return u;
 }
@@ -56,6 +67,7 @@ mm3_map *mm3lua_check_map(lua_State *L, int idx) { return tomap(L, idx)->m; }
 static void release(lmm3_map *u) {
   if (u->m && u->owned) mm3_map_close(u->m);
   u->m = NULL;
+  u->closing = 0;
   if (u->fd >= 0) close(u->fd);
   u->fd = -1;
 }
@@ -110,8 +122,11 @@ static int l_map(lua_State *L) {
   int i;
   for (i = 0; mode_names[i]; i++)
     if (strcmp(mode, mode_names[i]) == 0) break;
-  if (!mode_names[i])
-    return luaL_error(L, "mm.map: bad mode '%s' (expected r, rw, copy, copy_r or rx)", mode);
+  if (!mode_names[i]) { /* an __index may have made the string: nothing keeps it */
+    char bad[32];
+    snprintf(bad, sizeof bad, "%s", mode);
+    return luaL_error(L, "mm.map: bad mode '%s' (expected r, rw, copy, copy_r or rx)", bad);
+  }
   o.mode = (mm3_mode)i;
   lua_Integer off = lmm3_opt_int(L, 2, "offset", 0, NULL);
   lua_Integer len = lmm3_opt_int(L, 2, "len", 0, &has_len);
@@ -223,25 +238,24 @@ static int m_len(lua_State *L) {
 }
 
 static int m_read(lua_State *L) {
-  mm3_map *m = tomap(L, 1)->m;
   uint64_t off = lua_isnoneornil(L, 2) ? 0 : lmm3_check_size(L, 2, "offset");
-  uint64_t n;
-  if (lua_isnoneornil(L, 3)) {
+  int to_end = lua_isnoneornil(L, 3);
+  uint64_t n = to_end ? 0 : lmm3_check_size(L, 3, "length");
+  mm3_map *m = tomap(L, 1)->m;
+  if (to_end) {
     check_range(L, m, off, 0);
     n = mm3_map_len(m) - off;
-  } else {
-    n = lmm3_check_size(L, 3, "length");
   }
   check_range(L, m, off, n);
-  lua_pushlstring(L, (const char *)mm3_map_ptr(m) + off, (size_t)n);
+  lua_pushlstring(L, (const char *)mm3_map_ptr(m) + off, (size_t)n); /* copies, then may collect */
   return 1;
 }
 
 static int m_write(lua_State *L) {
-  mm3_map *m = tomap(L, 1)->m;
   uint64_t off = lmm3_check_size(L, 2, "offset");
   size_t n;
-  const char *s = luaL_checklstring(L, 3, &n);
+  const char *s = luaL_checklstring(L, 3, &n); /* a number becomes a string: allocates */
+  mm3_map *m = tomap(L, 1)->m;
   check_writable(L, m);
   check_range(L, m, off, n);
   memcpy(mm3_map_ptr(m) + off, s, n);
@@ -249,23 +263,45 @@ static int m_write(lua_State *L) {
   return 1;
 }
 
+/* unpack proper, run by m_unpack in a protected call: map, fmt, offset. */
+static int unpack_busy(lua_State *L) {
+  mm3_map *m = ((lmm3_map *)lua_touserdata(L, 1))->m;
+  return lmm3_unpack(L, lua_tostring(L, 2), mm3_map_ptr(m), mm3_map_len(m),
+                     (size_t)lua_tointeger(L, 3));
+}
+
 static int m_unpack(lua_State *L) {
-  mm3_map *m = tomap(L, 1)->m;
   const char *fmt = luaL_checkstring(L, 2);
   uint64_t off = lua_isnoneornil(L, 3) ? 0 : lmm3_check_size(L, 3, "offset");
-  check_range(L, m, off, 0);
-  return lmm3_unpack(L, fmt, mm3_map_ptr(m), mm3_map_len(m), (size_t)off);
+  lmm3_map *u = tomap(L, 1);
+  check_range(L, u->m, off, 0);
+  /* Numbers are pushed without allocating: only strings (c, s, z) can run a
+     finalizer in the middle, and make the map busy. */
+  if (!strpbrk(fmt, "csz")) return lmm3_unpack(L, fmt, mm3_map_ptr(u->m), mm3_map_len(u->m), (size_t)off);
+  lua_settop(L, 2);
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, unpack_busy);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushinteger(L, (lua_Integer)off);
+  u->busy++;
+  int st = lua_pcall(L, 3, LUA_MULTRET, 0);
+  if (--u->busy == 0 && u->closing) release(u); /* closed meanwhile */
+  if (st != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - base;
 }
 
 static int m_pack(lua_State *L) {
-  mm3_map *m = tomap(L, 1)->m;
   uint64_t off = lmm3_check_size(L, 2, "offset");
   const char *fmt = luaL_checkstring(L, 3);
   size_t n;
-  check_writable(L, m);
+  mm3_map *m = tomap(L, 1)->m;
+  check_writable(L, m); /* before encoding: a bad map raises first */
   check_range(L, m, off, 0);
   lmm3_pack(L, fmt, 4, (size_t)off);
   const char *s = lua_tolstring(L, -1, &n);
+  m = tomap(L, 1)->m; /* encoding allocates: a finalizer may have closed, protected or remapped it */
+  check_writable(L, m);
   check_range(L, m, off, n);
   memcpy(mm3_map_ptr(m) + off, s, n);
   lua_pushinteger(L, (lua_Integer)(off + n));
@@ -310,11 +346,11 @@ static int m_flush_async(lua_State *L) {
 }
 
 static int m_advise(lua_State *L) {
-  mm3_map *m = tomap(L, 1)->m;
   const char *name = luaL_checkstring(L, 2);
   mm3_advice a;
   uint64_t off, len;
   if (mm3_advice_from_name(name, &a)) return luaL_error(L, "unknown advice '%s'", name);
+  mm3_map *m = tomap(L, 1)->m;
   opt_range(L, 3, m, &off, &len);
   if (!lua_isnoneornil(L, 3) && len == 0) return result(L, 0, NULL);
   return result(L, mm3_map_advise(m, a, off, len), name);
@@ -326,19 +362,20 @@ static int m_unlock(lua_State *L) { return result(L, mm3_map_unlock(tomap(L, 1)-
 static int m_protect(lua_State *L) {
   static const char *const names[] = {"r", "rw", "rx", NULL};
   static const mm3_prot prots[] = {MM3_PROT_R, MM3_PROT_RW, MM3_PROT_RX};
-  mm3_map *m = tomap(L, 1)->m;
   int i = luaL_checkoption(L, 2, NULL, names);
-  return result(L, mm3_map_protect(m, prots[i]), "protect");
+  return result(L, mm3_map_protect(tomap(L, 1)->m, prots[i]), "protect");
 }
 
 static const char *const remap_opts[] = {"may_move", NULL};
 
 static int m_remap(lua_State *L) {
-  lmm3_map *u = tomap(L, 1);
-  mm3_map *m = u->m;
   uint64_t len = lmm3_check_size(L, 2, "remap: length");
   lmm3_check_opts(L, 3, "remap", remap_opts);
-  int flags = lmm3_opt_bool(L, 3, "may_move", 0) ? MM3_REMAP_MAY_MOVE : 0;
+  int flags = lmm3_opt_bool(L, 3, "may_move", 0) ? MM3_REMAP_MAY_MOVE : 0; /* may run __index */
+  lmm3_map *u = tomap(L, 1);
+  mm3_map *m = u->m;
+  if (u->busy > 0)
+    return luaL_error(L, "remap: " LMM3_MAP " is in use by unpack (from a finalizer or hook)");
   if (u->fd >= 0 && len > mm3_map_len(m)) { /* growing a file map: the file must cover it */
     uint64_t size = 0;
     int short_rc =
@@ -364,14 +401,24 @@ static int m_ptr(lua_State *L) {
   return 1;
 }
 
+/* close and __close: while an unpack reads the map, it is closed for every
+   later use and unmapped when the unpack ends. */
 static int m_close(lua_State *L) {
+  lmm3_map *u = luaL_checkudata(L, 1, LMM3_MAP);
+  if (u->busy > 0) u->closing = 1;
+  else release(u);
+  return 0;
+}
+
+/* A collected map is on no stack, so no unpack can be reading it. */
+static int m_gc(lua_State *L) {
   release(luaL_checkudata(L, 1, LMM3_MAP));
   return 0;
 }
 
 static int m_tostring(lua_State *L) {
   lmm3_map *u = luaL_checkudata(L, 1, LMM3_MAP);
-  if (!u->m) {
+  if (!u->m || u->closing) {
     lua_pushliteral(L, LMM3_MAP " (closed)");
   } else {
     mm3_map *m = u->m;
@@ -389,9 +436,10 @@ static int m_index(lua_State *L) {
     mm3_map *m = tomap(L, 1)->m;
     int isint;
     lua_Integer i = lua_tointegerx(L, 2, &isint);
-    if (!isint || i < 0 || (uint64_t)i >= mm3_map_len(m))
+    lua_Integer len = (lua_Integer)mm3_map_len(m); /* luaL_tolstring allocates */
+    if (!isint || i < 0 || i >= len)
       return luaL_error(L, LMM3_MAP ": byte index %s is outside the map (%I bytes, 0-based)",
-                        luaL_tolstring(L, 2, NULL), (lua_Integer)mm3_map_len(m));
+                        luaL_tolstring(L, 2, NULL), len);
     lua_pushinteger(L, mm3_map_ptr(m)[i]);
     return 1;
   }
@@ -401,13 +449,13 @@ static int m_index(lua_State *L) {
 }
 
 static int m_newindex(lua_State *L) {
-  mm3_map *m = tomap(L, 1)->m;
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   if (lua_type(L, 2) != LUA_TNUMBER || !isint)
     return luaL_error(L, LMM3_MAP ": only bytes can be assigned (m[offset] = 0..255)");
   lua_Integer v = luaL_checkinteger(L, 3);
   if (v < 0 || v > 255) return luaL_error(L, LMM3_MAP ": byte value %I out of range 0..255", v);
+  mm3_map *m = tomap(L, 1)->m;
   check_writable(L, m);
   if (i < 0 || (uint64_t)i >= mm3_map_len(m))
     return luaL_error(L, LMM3_MAP ": byte index %I is outside the map (%I bytes, 0-based)", i,
@@ -424,7 +472,7 @@ void lmm3_open_map(lua_State *L) {
       {"protect", m_protect}, {"remap", m_remap},     {"close", m_close},
       {"mode", m_mode},       {"ptr", m_ptr},         {"len", m_len},
       {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__len", m_len},         {"__gc", m_close},
+  static const luaL_Reg meta[] = {{"__len", m_len},         {"__gc", m_gc},
                                   {"__close", m_close},     {"__tostring", m_tostring},
                                   {"__newindex", m_newindex}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"map", l_map},

@@ -1201,26 +1201,6 @@ describe("memmap3.Map", function()
       end}))
     end)
 
-    it("a finalizer that closes a map during write, read, advise or protect is harmless", function()
-      local out, status, err = h.run_lua([[
-        local mm = require "memmap3"
-        collectgarbage("incremental", 100, 100)
-        for round = 1, 3000 do
-          local m = assert(mm.anon(4096))
-          setmetatable({}, {__gc = function() m:close() end})
-          for _ = 1, 20 do local _ = {} end -- garbage: the next allocation may collect
-          local op = round % 4
-          if op == 0 then pcall(m.write, m, 0, round * 1.5)          -- a number becomes a string
-          elseif op == 1 then pcall(m.advise, m, round * 1.5)
-          elseif op == 2 then pcall(m.protect, m, round * 1.5)
-          else pcall(m.read, m, 0, 4096) end
-        end
-        print("survived")
-      ]])
-      assert.equal(0, status, err)
-      assert.equal("survived\n", out)
-    end)
-
     it("close unmaps; a closed map raises on use; close is idempotent", function()
       local p = h.tmpfile(h.bytes(7 * PAGE))
       local m = assert(mm.map(p))

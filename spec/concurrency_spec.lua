@@ -272,11 +272,11 @@ describe("a string field written by one process while another reads it", functio
   -- Lua's hash was unequal to itself).
   it("reads the old or the new value, never a mix", function()
     local path = dir .. "/torn.mm3"
-    local SCHEMA = [[
+    local TORN = [[
 local mm = require "memmap3"
 local S = mm.struct("TornS", {{"s", "string<8>"}, {"b", "bytes<4>"}, {"writes", "i64"}, {"stop", "i64"}})
 ]]
-    local S = assert(load(SCHEMA .. " return S"))()
+    local S = assert(load(TORN .. " return S"))()
     local v = assert(mm.create(path, S))
     v.s, v.b = "x", "\1\1\1\1"
     mm.close(v)
@@ -284,7 +284,7 @@ local S = mm.struct("TornS", {{"s", "string<8>"}, {"b", "bytes<4>"}, {"writes", 
     local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
       sh(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), sh(root .. "/" .. h.build .. "/?.so;;"))
     local wscript = dir .. "/writer.lua"
-    h.write_file(wscript, SCHEMA .. [[
+    h.write_file(wscript, TORN .. [[
 local v = assert(mm.open(..., S))
 for i = 1, 300000 do
   if i % 2 == 0 then v.s, v.b = "abcdefgh", "\2\2\0\0" else v.s, v.b = "x", "\1\1\1\1" end
@@ -295,7 +295,7 @@ print("done")
 ]])
     local writer = assert(io.popen(("timeout -s KILL 120 env %s %s %s %s 2>&1"):format(
       env, sh(h.lua), sh(wscript), sh(path))))
-    local out, status, err = h.run_lua(SCHEMA .. [[
+    local out, status, err = h.run_lua(TORN .. [[
 local v = assert(mm.open(..., S))
 local good = {x = true, abcdefgh = true}
 local goodb = {["\1\1\1\1"] = true, ["\2\2\0\0"] = true}
@@ -320,5 +320,64 @@ print(reads, seen.x and seen.abcdefgh and "both" or "one", table.concat(bad, " "
     assert.are.equal("", bad)
     assert.is_true(tonumber(reads) > 1000, out) -- it read while the writer ran
     assert.are.equal("both", both, out)
+  end)
+end)
+
+describe("a struct assigned from a table in one process while another appends to its list", function()
+  local dir
+  before_each(function() dir = tmpdir() end)
+  after_each(function()
+    collectgarbage()
+    rmrf(dir)
+    h.cleanup()
+  end)
+
+  -- The list is not named by the table, so it is kept: as it is when the
+  -- struct is written (under the lock), not as it was when the table was
+  -- read (that undid the other process's appends made in between).
+  it("keeps every append", function()
+    local path = dir .. "/keep.mm3"
+    local KEEP = [[
+local mm = require "memmap3"
+local S = mm.struct("KeepS", {{"a", "i64"}, {"log", "segmented<u64>"}})
+local R = mm.struct("KeepR", {{"s", S}, {"started", "i64"}})
+]]
+    local R = assert(load(KEEP .. " return R"))()
+    mm.close(assert(mm.create(path, R)))
+    local root = capture("pwd"):match("^(.-)%s*$")
+    local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
+      sh(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), sh(root .. "/" .. h.build .. "/?.so;;"))
+    local ascript = dir .. "/assigner.lua"
+    h.write_file(ascript, KEEP .. [[
+local r = assert(mm.open(..., R))
+r.s = {a = 0}
+r.started = 1
+local i = 0
+while r.started ~= 2 do i = i + 1; r.s = {a = i} end
+print("done " .. i)
+]])
+    local assigner = assert(io.popen(("timeout -s KILL 120 env %s %s %s %s 2>&1"):format(
+      env, sh(h.lua), sh(ascript), sh(path))))
+    local out, status, err = h.run_lua(KEEP .. [[
+local r = assert(mm.open(..., R))
+local deadline = os.time() + 60
+while r.started == 0 and os.time() < deadline do end
+for i = 1, 20000 do local _ = r.s.log << i end
+r.started = 2
+print("appended")
+]], {args = {path}})
+    assert.are.equal(0, status, err)
+    assert.are.equal("appended\n", out)
+    local aout = assigner:read("a") -- ends when the appends are done
+    assigner:close()
+    local r = assert(mm.open(path, R))
+    local n, ok = #r.s.log, true
+    for i = 1, n do ok = ok and r.s.log[i] == i end
+    mm.close(r)
+    assert.are.equal(20000, n, aout)
+    assert.is_true(ok)
+    assert.is_truthy(aout:match("^done (%d+)"), aout)
+    local assigned = tonumber(aout:match("^done (%d+)"))
+    assert.is_true(assigned > 100, "the assignments overlapped the appends: " .. aout)
   end)
 end)

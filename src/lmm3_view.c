@@ -503,6 +503,7 @@ static void push_complex(lua_State *L, int viewidx, lmm3_view *v, int descidx, u
 }
 
 static void push_deep(lua_State *L, mm3_file *f, uint8_t *p, int meta);
+static int copy_view(lua_State *L);
 static void push_desc_copy(lua_State *L, mm3_file *f, int descidx, uint8_t *base);
 
 void lmm3_push_copy(lua_State *L, mm3_file *f, int64_t edesc, int descidx, uint8_t *p) {
@@ -737,6 +738,19 @@ static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int 
   return NULL;
 }
 
+/* The containers a table assignment keeps (the __mm3keep list at keep:
+   offset, length, ...): their bytes from dst into the scratch copy. */
+static void copy_kept(lua_State *L, int keep, uint8_t *scratch, const uint8_t *dst, size_t size) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, keep);
+  for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+    lua_rawgeti(L, keep, i);
+    lua_rawgeti(L, keep, i + 1);
+    lua_Integer off = lua_tointeger(L, -2), len = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (off >= 0 && len >= 0 && (size_t)(off + len) <= size) memcpy(scratch + off, dst + off, (size_t)len);
+  }
+}
+
 /* Copy-in through a scratch buffer: all or nothing. */
 /* Run after the scratch copy is in place (inside a transaction): write it,
    then assign the containers set aside. Arguments: defer list, dst, fb,
@@ -746,7 +760,9 @@ static int apply_deferred(lua_State *L) {
   lmm3_file *fb = lua_touserdata(L, 3);
   const char *where = lua_tostring(L, 4);
   uint8_t *scratch = lua_touserdata(L, 5);
-  write_bytes(L, fb, dst, scratch, (size_t)lua_tointeger(L, 6), where);
+  size_t size = (size_t)lua_tointeger(L, 6);
+  if (lua_istable(L, 7)) copy_kept(L, 7, scratch, dst, size); /* as they are now, under the lock */
+  write_bytes(L, fb, dst, scratch, size, where);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
@@ -778,8 +794,15 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
       if (same && lua_rawlen(L, vidx) == sizeof *src && src->magic == LMM3_VIEW_MAGIC) {
         if (LMM3_CLOSED(src->fb)) closed_error(L);
         if (has_containers) {
-          /* containers are copied by value, never by sharing their heap */
-          push_deep(L, src->fb->f, src->p, meta);
+          /* containers are copied by value, never by sharing their heap; the
+             copy runs Lua (the list builder), where a hook may close the
+             file: busy, as in mm.totable */
+          lua_pushcfunction(L, copy_view);
+          lua_pushvalue(L, vidx);
+          src->fb->busy++;
+          int st = lua_pcall(L, 1, 1, 0);
+          src->fb->busy--;
+          if (st != LUA_OK) lua_error(L);
           vidx = lua_gettop(L);
         } else if (fb) {
           uint8_t *copy = lua_newuserdatauv(L, size ? size : 1, 0);
@@ -806,29 +829,28 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
   uint8_t *scratch = lua_newuserdatauv(L, size ? size : 1, 0);
   int sidx = lua_gettop(L);
   memset(scratch, 0, size);
-  /* Containers inside keep their contents unless the table names them. */
-  if (lua_getfield(L, meta, "__mm3keep") == LUA_TTABLE) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    for (lua_Integer i = 1; i + 1 <= n; i += 2) {
-      lua_rawgeti(L, -1, i);
-      lua_rawgeti(L, -2, i + 1);
-      lua_Integer off = lua_tointeger(L, -2), len = lua_tointeger(L, -1);
-      lua_pop(L, 2);
-      if (off >= 0 && len >= 0 && (size_t)(off + len) <= size) memcpy(scratch + off, dst + off, (size_t)len);
-    }
-  }
-  lua_pop(L, 1);
   lua_newtable(L);
   fillctx mine = {lua_gettop(L), scratch};
   fill_from_table(L, vidx, meta, scratch, where, &mine);
-  if (lua_rawlen(L, mine.defer) == 0) {
+  /* Containers inside keep their contents unless the table names them:
+     their bytes are taken from dst when it is written, not before the
+     table was read (an append made meanwhile, by another process or by a
+     finalizer, would be undone). */
+  int keep = has_containers && lua_getfield(L, meta, "__mm3keep") == LUA_TTABLE ? lua_gettop(L) : 0;
+  if (!fb) {
+    if (lua_rawlen(L, mine.defer) > 0) luaL_error(L, "%s: containers cannot be set inside this value", where);
+    if (keep) copy_kept(L, keep, scratch, dst, size);
+    memcpy(dst, scratch, size); /* dst is a scratch copy itself */
+  } else if (!keep && lua_rawlen(L, mine.defer) == 0) {
+    if (LMM3_CLOSED(fb)) closed_error(L); /* by a hook while the table was read */
     write_bytes(L, fb, dst, scratch, size, where);
   } else {
-    if (!fb) luaL_error(L, "%s: containers cannot be set inside this value", where);
-    /* the copy and the containers as one transaction */
+    /* the kept bytes, the copy and the containers as one transaction */
+    if (LMM3_CLOSED(fb)) closed_error(L);
     uint64_t sp;
     int rc = mm3_txn_begin(fb->f, &sp);
     if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+    fb->txn_open++; /* a close from a hook or finalizer meanwhile is refused */
     lua_pushcfunction(L, apply_deferred);
     lua_pushvalue(L, mine.defer);
     lua_pushlightuserdata(L, dst);
@@ -836,7 +858,11 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
     lua_pushstring(L, where);
     lua_pushvalue(L, sidx);
     lua_pushinteger(L, (lua_Integer)size);
-    if (lua_pcall(L, 6, 0, 0) != LUA_OK) {
+    if (keep) lua_pushvalue(L, keep);
+    else lua_pushnil(L);
+    int st = lua_pcall(L, 7, 0, 0);
+    if (fb->txn_open > 0) fb->txn_open--;
+    if (st != LUA_OK) {
       if (fb->f) mm3_txn_rollback(fb->f, sp);
       lua_error(L);
     }

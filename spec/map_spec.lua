@@ -1100,6 +1100,60 @@ describe("memmap3.Map", function()
   end)
 
   -- -------------------------------------------------------------------------
+    it("a file truncated by another program: a read of a lost page raises, the process lives", function()
+      local p = h.tmpfile("")
+      local out, status, err = h.run_lua([=[
+        local mm = require "memmap3"
+        local p, PAGE = ..., mm.page_size
+        local function fill()
+          local f = assert(io.open(p, "wb")); f:write(string.rep("a", 4 * PAGE)); f:close()
+        end
+        local function cut() assert(os.execute("truncate -s " .. PAGE .. " '" .. p .. "'")) end
+        local function why(ok, e)
+          return tostring(ok) .. ":" .. (tostring(e):match("truncated by another program") or tostring(e))
+        end
+        for _, mode in ipairs{"r", "rw", "copy", "copy_r"} do
+          fill()
+          local m = assert(mm.map(p, {mode = mode}))
+          cut()
+          local before = m:read(0, 1)                   -- still in the file: no fault
+          local lost = why(pcall(m.read, m, 2 * PAGE, 1)) -- faults: zeros, flagged, raises
+          local after = why(pcall(m.read, m, 0, 1))     -- every later use raises
+          print(mode, before, lost, after, #m, m:mode(), tostring(m):match("^memmap3.Map %(") ~= nil)
+          m:close()
+        end
+        local uses = {
+          function(m) return m[2 * PAGE] end,
+          function(m) return m:unpack("i4", 3 * PAGE) end,
+          function(m) return m:unpack("c4", 3 * PAGE) end,
+          function(m) return m:write(2 * PAGE, "x") end,
+          function(m) return m:pack(2 * PAGE, "i4", 1) end,
+          function(m) m[3 * PAGE] = 1 end,
+        }
+        for _, use in ipairs(uses) do
+          fill()
+          local m = assert(mm.map(p, {mode = "rw"}))
+          cut()
+          io.write(why(pcall(use, m)), " ")
+          for _, name in ipairs{"flush", "advise", "protect", "remap", "lock"} do
+            local ok, e = pcall(m[name], m, name == "advise" and "normal" or name == "protect" and "r" or
+                                          name == "remap" and PAGE or nil)
+            if ok or not e:find("truncated by another program") then io.write(name, " did not raise ") end
+          end
+          m:close()
+        end
+        print()
+      ]=], {args = {p}})
+      assert.equal(0, status, err)
+      local lines = {}
+      for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+      for i, mode in ipairs{"r", "rw", "copy", "copy_r"} do
+        local cut = "false:truncated by another program"
+        assert.equal(table.concat({mode, "a", cut, cut, 4 * PAGE, mode, "true"}, "\t"), lines[i])
+      end
+      assert.equal(rep("false:truncated by another program ", 6), lines[5])
+    end)
+
   describe("lifetime", function()
     -- Any allocation can run a finalizer, and a finalizer can close, protect
     -- or remap the map an operation is using (in a child: it used to crash).

@@ -35,9 +35,24 @@ typedef struct lmm3_map {
   int closing;      /* closed while busy: unmapped when the last unpack ends */
 } lmm3_map;
 
-static lmm3_map *tomap(lua_State *L, int idx) {
+/* An open map, truncated or not (for #m, mode). */
+static lmm3_map *toopen(lua_State *L, int idx) {
   lmm3_map *u = luaL_checkudata(L, idx, LMM3_MAP);
   if (!u->m || u->closing) luaL_error(L, "attempt to use a closed " LMM3_MAP);
+  return u;
+}
+
+/* Raise once the SIGBUS guard found the map's file cut by another program. */
+static void check_truncated(lua_State *L, mm3_map *m) {
+  if (mm3_map_truncated(m))
+    luaL_error(L, LMM3_MAP ": the mapped file was truncated by another program "
+                  "(its lost pages read as zeros); close it");
+}
+
+/* An open map whose file was not cut: every use of its bytes. */
+static lmm3_map *tomap(lua_State *L, int idx) {
+  lmm3_map *u = toopen(L, idx);
+  check_truncated(L, u->m);
   return u;
 }
 
@@ -61,7 +76,9 @@ void mm3lua_push_map(lua_State *L, mm3_map *m, int owned) {
   u->owned = owned;
 }
 
-mm3_map *mm3lua_check_map(lua_State *L, int idx) { return tomap(L, idx)->m; }
+/* Raises only for a closed map (memmap3_lua.h): the host checks
+   mm3_map_truncated itself. */
+mm3_map *mm3lua_check_map(lua_State *L, int idx) { return toopen(L, idx)->m; }
 
 /* Unmap (if owned) and forget the file; idempotent. */
 static void release(lmm3_map *u) {
@@ -233,7 +250,7 @@ static int l_advice_supported(lua_State *L) {
 /* ---- methods ---- */
 
 static int m_len(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)mm3_map_len(tomap(L, 1)->m));
+  lua_pushinteger(L, (lua_Integer)mm3_map_len(toopen(L, 1)->m));
   return 1;
 }
 
@@ -248,6 +265,7 @@ static int m_read(lua_State *L) {
   }
   check_range(L, m, off, n);
   lua_pushlstring(L, (const char *)mm3_map_ptr(m) + off, (size_t)n); /* copies, then may collect */
+  if (mm3_map_truncated(m)) check_truncated(L, m); /* this very read faulted: zeros, not data */
   return 1;
 }
 
@@ -259,6 +277,7 @@ static int m_write(lua_State *L) {
   check_writable(L, m);
   check_range(L, m, off, n);
   memcpy(mm3_map_ptr(m) + off, s, n);
+  check_truncated(L, m); /* this very write faulted: it is lost */
   lua_pushinteger(L, (lua_Integer)(off + n));
   return 1;
 }
@@ -277,7 +296,11 @@ static int m_unpack(lua_State *L) {
   check_range(L, u->m, off, 0);
   /* Numbers are pushed without allocating: only strings (c, s, z) can run a
      finalizer in the middle, and make the map busy. */
-  if (!strpbrk(fmt, "csz")) return lmm3_unpack(L, fmt, mm3_map_ptr(u->m), mm3_map_len(u->m), (size_t)off);
+  if (!strpbrk(fmt, "csz")) {
+    int n = lmm3_unpack(L, fmt, mm3_map_ptr(u->m), mm3_map_len(u->m), (size_t)off);
+    check_truncated(L, u->m); /* a faulting read gave zeros */
+    return n;
+  }
   lua_settop(L, 2);
   int base = lua_gettop(L);
   lua_pushcfunction(L, unpack_busy);
@@ -288,6 +311,7 @@ static int m_unpack(lua_State *L) {
   int st = lua_pcall(L, 3, LUA_MULTRET, 0);
   if (--u->busy == 0 && u->closing) release(u); /* closed meanwhile */
   if (st != LUA_OK) return lua_error(L);
+  if (u->m) check_truncated(L, u->m);
   return lua_gettop(L) - base;
 }
 
@@ -304,6 +328,7 @@ static int m_pack(lua_State *L) {
   check_writable(L, m);
   check_range(L, m, off, n);
   memcpy(mm3_map_ptr(m) + off, s, n);
+  check_truncated(L, m);
   lua_pushinteger(L, (lua_Integer)(off + n));
   return 1;
 }
@@ -392,7 +417,7 @@ static int m_remap(lua_State *L) {
 }
 
 static int m_mode(lua_State *L) {
-  lua_pushstring(L, mode_names[mm3_map_mode(tomap(L, 1)->m)]);
+  lua_pushstring(L, mode_names[mm3_map_mode(toopen(L, 1)->m)]);
   return 1;
 }
 
@@ -441,6 +466,7 @@ static int m_index(lua_State *L) {
       return luaL_error(L, LMM3_MAP ": byte index %s is outside the map (%I bytes, 0-based)",
                         luaL_tolstring(L, 2, NULL), len);
     lua_pushinteger(L, mm3_map_ptr(m)[i]);
+    check_truncated(L, m);
     return 1;
   }
   lua_pushvalue(L, 2);
@@ -461,6 +487,7 @@ static int m_newindex(lua_State *L) {
     return luaL_error(L, LMM3_MAP ": byte index %I is outside the map (%I bytes, 0-based)", i,
                       (lua_Integer)mm3_map_len(m));
   mm3_map_ptr(m)[i] = (uint8_t)v;
+  check_truncated(L, m);
   return 0;
 }
 

@@ -170,6 +170,21 @@ MM3_API mm3_prot mm3_map_prot(const mm3_map *m);
 /** Nonzero for an anonymous map. */
 MM3_API int mm3_map_is_anon(const mm3_map *m);
 
+/** Nonzero once a page of this file map faulted because the file no longer
+ *  covers it: another program truncated the file (or an I/O error). While a
+ *  file map (shared or copy-on-write; not anonymous) is mapped, the SIGBUS
+ *  guard of mm3_file_truncated covers it too: a zero page, with the map's
+ *  protection, is mapped over the faulting page and this flag is set, so the
+ *  access reads zeros, a write there is lost, and the process lives on. No
+ *  mm3_map_* call checks the flag (as with mm3_file_truncated): check it
+ *  after reading bytes whose loss matters. The Lua binding raises "the mapped
+ *  file was truncated by another program" on every use after it is set.
+ *  A map whose pages were replaced is several kernel mappings: growing or
+ *  moving it with mm3_map_remap fails (EFAULT); close it. The guard has room for 1024 file
+ *  maps (beside 1024 memmap3 files); maps beyond that are not guarded, nor is
+ *  a map while mm3_map_remap runs. */
+MM3_API int mm3_map_truncated(const mm3_map *m);
+
 /** Copy n bytes at off out of the map into dst.
  *  @return 0 or MM3_ERANGE (nothing copied). */
 MM3_API int mm3_map_read(const mm3_map *m, uint64_t off, void *dst, size_t n);

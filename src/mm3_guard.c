@@ -7,6 +7,9 @@
  * finish; the next memmap3 call on that file reports the truncation. Faults
  * anywhere else go to the handler that was there before. The cost on the
  * normal path is one flag test per access; the handler only runs on a fault.
+ * Raw file maps (mm3_map_fd, shared or copy-on-write: both fault past the end
+ * of the file) are guarded the same way in a second registry beside the
+ * files', and flag themselves (mm3_map_truncated).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -25,6 +28,8 @@
 static mm3_file *volatile slots[SLOTS];
 static struct sigaction previous;
 static int installed;
+/* Registered raw file maps (mm3_map_fd), the same way. */
+static mm3_map *volatile map_slots[SLOTS];
 
 static void handler(int sig, siginfo_t *si, void *ctx) {
   uint8_t *a = si->si_addr;
@@ -35,6 +40,20 @@ static void handler(int sig, siginfo_t *si, void *ctx) {
       void *p = (void *)((uintptr_t)a & ~(uintptr_t)(page - 1));
       if (mmap(p, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
         f->truncated = 1;
+        return;
+      }
+    }
+  }
+  for (int i = 0; i < SLOTS; i++) {
+    mm3_map *m = map_slots[i];
+    if (m && a >= m->base && a < m->base + m->map_len) {
+      /* the zero page keeps the map's protection: a read-only map stays so */
+      int prot = m->prot == MM3_PROT_RW ? PROT_READ | PROT_WRITE
+                 : m->prot == MM3_PROT_RX ? PROT_READ | PROT_EXEC : PROT_READ;
+      size_t page = mm3__page_size();
+      void *p = (void *)((uintptr_t)a & ~(uintptr_t)(page - 1));
+      if (mmap(p, page, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
+        m->truncated = 1;
         return;
       }
     }
@@ -89,3 +108,36 @@ void mm3__guard_forget_locks(void) {
 }
 
 int mm3_file_truncated(const mm3_file *f) { return f->truncated; }
+
+/* ---- raw file maps, beside the files ---- */
+
+static void install_for_maps(void) {
+  if (!__atomic_exchange_n(&installed, 1, __ATOMIC_ACQ_REL)) { /* as mm3__guard_add does */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &previous);
+  }
+}
+
+void mm3__guard_add_map(mm3_map *m) {
+  install_for_maps();
+  for (int i = 0; i < SLOTS; i++) {
+    mm3_map *expected = NULL;
+    if (__atomic_compare_exchange_n((mm3_map **)&map_slots[i], &expected, m, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+      return;
+  }
+  /* more than SLOTS file maps: this one is not guarded */
+}
+
+void mm3__guard_remove_map(mm3_map *m) {
+  for (int i = 0; i < SLOTS; i++) {
+    mm3_map *expected = m;
+    if (__atomic_compare_exchange_n((mm3_map **)&map_slots[i], &expected, NULL, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+      return;
+  }
+}

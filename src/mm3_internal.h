@@ -30,6 +30,7 @@ struct mm3_map {
   int flags;         /* mmap flags used */
   int anon;
   int fd;            /* only for file maps needing re-mapping; -1 otherwise */
+  volatile int truncated; /* file maps: set by the SIGBUS guard (the file was cut) */
 };
 
 /* ---- files (mm3_file.c) ---- */
@@ -102,6 +103,11 @@ MM3_INTERNAL void mm3__guard_add(mm3_file *f);
 MM3_INTERNAL void mm3__guard_remove(mm3_file *f);
 /* In a child after fork(): no handle holds the lock or a transaction. */
 MM3_INTERNAL void mm3__guard_forget_locks(void);
+/* File maps (mm3_map) are guarded beside the files: a fault on one of their
+   pages maps a zero page there and sets m->truncated. Registered while
+   mapped; a remap takes the map out and puts it back. */
+MM3_INTERNAL void mm3__guard_add_map(mm3_map *m);
+MM3_INTERNAL void mm3__guard_remove_map(mm3_map *m);
 
 /* Record the old bytes of [p, p + n) in the undo log before changing them
    (the caller holds the lock, through mm3__op_begin or a transaction).

@@ -151,6 +151,7 @@ static int map_common(int fd, uint64_t offset, uint64_t len, mm3_mode mode,
   m->flags = flags | extra_flags;
   m->anon = fd < 0;
   m->fd = -1;
+  if (!m->anon) mm3__guard_add_map(m); /* a page past the end of the file would raise SIGBUS */
   *out = m;
   return 0;
 }
@@ -227,6 +228,7 @@ int mm3_map_anon(uint64_t len, const mm3_anon_opts *opts, mm3_map **out) {
 
 void mm3_map_close(mm3_map *m) {
   if (!m) return;
+  if (!m->anon) mm3__guard_remove_map(m);
   if (m->base) munmap(m->base, m->map_len);
   free(m);
 }
@@ -236,6 +238,7 @@ size_t mm3_map_len(const mm3_map *m) { return m->len; }
 mm3_mode mm3_map_mode(const mm3_map *m) { return m->mode; }
 mm3_prot mm3_map_prot(const mm3_map *m) { return m->prot; }
 int mm3_map_is_anon(const mm3_map *m) { return m->anon; }
+int mm3_map_truncated(const mm3_map *m) { return m->truncated; }
 
 int mm3_map_check_range(const mm3_map *m, uint64_t off, uint64_t len) {
   return mm3__range_bad(off, len, m->len) ? MM3_ERANGE : 0;
@@ -389,10 +392,16 @@ int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags) {
   uint64_t granule = granule_of(m);
   if (new_len > (uint64_t)PTRDIFF_MAX - m->delta - mm3__page_size() - granule) return MM3_ETOOBIG;
   size_t map_len = kernel_len((size_t)new_len + m->delta, granule);
+  /* Out of the guard while base and map_len change (a fault on the map
+     meanwhile is not caught), back in after. */
+  if (!m->anon) mm3__guard_remove_map(m);
   void *p = mremap(m->base, m->map_len, map_len, (flags & MM3_REMAP_MAY_MOVE) ? MREMAP_MAYMOVE : 0);
-  if (p == MAP_FAILED) return errno;
-  m->base = p;
-  m->map_len = map_len;
-  m->len = (size_t)new_len;
-  return 0;
+  int rc = p == MAP_FAILED ? errno : 0;
+  if (!rc) {
+    m->base = p;
+    m->map_len = map_len;
+    m->len = (size_t)new_len;
+  }
+  if (!m->anon) mm3__guard_add_map(m);
+  return rc;
 }

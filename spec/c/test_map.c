@@ -1667,6 +1667,70 @@ FTEST(block_device_size) {
   CHECK_EQ(lseek(fd, 0, SEEK_CUR), 0); /* the descriptor's position is left alone */
 }
 
+/* ------------------------------------------------------------------------
+ * A file truncated under its map (the SIGBUS guard)
+ * ------------------------------------------------------------------------ */
+
+/* Another program cuts the file: a lost page reads zeros instead of raising
+   SIGBUS, and mm3_map_truncated says so; shared and copy-on-write maps alike.
+   A map of pages still in the file and anonymous maps are never flagged. */
+FTEST(truncated_file_map) {
+  size_t page = page_size();
+  int fd = tmp_file("cut", 4 * page, NULL);
+  REQUIRE(fd >= 0);
+  uint8_t *pat = malloc(4 * page);
+  REQUIRE(pat);
+  memset(pat, 'a', 4 * page);
+  int wrote = file_write(fd, 0, pat, 4 * page);
+  free(pat);
+  REQUIRE(wrote == 0);
+  mm3_map *m, *c, *r, *head, *a;
+  CHECK_RC(map_fd(fd, MM3_MODE_RW, 0, 4 * page, 1, &m));
+  CHECK_RC(map_fd(fd, MM3_MODE_COPY, 0, 4 * page, 1, &c));
+  CHECK_RC(map_fd(fd, MM3_MODE_R, 0, 4 * page, 1, &r));
+  CHECK_RC(map_fd(fd, MM3_MODE_R, 0, page, 1, &head));
+  CHECK_RC(map_anon(page, &a));
+  REQUIRE(m && c && r && head && a);
+  CHECK_EQ(mm3_map_truncated(m), 0);
+  REQUIRE(ftruncate(fd, (off_t)page) == 0); /* behind the maps' backs */
+  volatile uint8_t *pm = mm3_map_ptr(m), *pc = mm3_map_ptr(c), *pr = mm3_map_ptr(r);
+  CHECK_EQ(pm[10], 'a'); /* what is still in the file reads as before */
+  CHECK_EQ(mm3_map_truncated(m), 0);
+  CHECK_EQ(pm[2 * page], 0); /* a lost page reads zeros */
+  CHECK(mm3_map_truncated(m) != 0);
+  pm[3 * page] = 7; /* and a write there is dropped, not fatal */
+  CHECK_EQ(mm3_map_truncated(c), 0);
+  CHECK_EQ(pc[2 * page + 5], 0); /* copy-on-write pages not yet copied fault too */
+  CHECK(mm3_map_truncated(c) != 0);
+  CHECK_EQ(pr[3 * page + 1], 0);
+  CHECK(mm3_map_truncated(r) != 0);
+  CHECK_EQ(mm3_map_ptr(head)[0], 'a');
+  CHECK_EQ(mm3_map_truncated(head), 0);
+  CHECK_EQ(mm3_map_truncated(a), 0);
+}
+
+/* A remap moves the guard with the map; a closed map leaves it. */
+FTEST(truncated_file_map_after_remap) {
+  size_t page = page_size();
+  int fd = tmp_file("cutremap", 8 * page, NULL);
+  REQUIRE(fd >= 0);
+  mm3_map *m, *gone;
+  CHECK_RC(map_fd(fd, MM3_MODE_RW, 0, page, 1, &m));
+  REQUIRE(m);
+  mm3_map_ptr(m)[0] = 'x';
+  CHECK_RC(mm3_map_remap(m, 8 * page, MM3_REMAP_MAY_MOVE));
+  volatile uint8_t *p = mm3_map_ptr(m);
+  CHECK_EQ(p[0], 'x');
+  mm3_map_opts o = {0};
+  o.has_len = 1;
+  o.len = 8 * page;
+  REQUIRE(mm3_map_fd(fd, &o, &gone) == 0);
+  mm3_map_close(gone); /* registered, then not */
+  REQUIRE(ftruncate(fd, (off_t)page) == 0);
+  CHECK_EQ(p[7 * page], 0);
+  CHECK(mm3_map_truncated(m) != 0);
+}
+
 /* mm3_test.h's RUN_TESTS expands at most 40 names; this file has more, so
    main() lists them with an X-macro and calls the harness's runner itself. */
 #define ALL_TESTS(X) \
@@ -1718,7 +1782,9 @@ FTEST(block_device_size) {
   X(destructive_advice_stays_inside) \
   X(offset_near_off_t_max) \
   X(huge_pages_whole) \
-  X(block_device_size)
+  X(block_device_size) \
+  X(truncated_file_map) \
+  X(truncated_file_map_after_remap)
 
 int main(void) {
   static const mm3t_fn fns[] = {ALL_TESTS(MM3T_FN)};

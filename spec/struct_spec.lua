@@ -533,6 +533,7 @@ describe("memmap3 files and values", function()
       {"f32", nil, "expected a number"}, {"bool", 1, "expected a boolean"},
       {"bool", nil, "expected a boolean"}, {"bool", "true", "expected a boolean"},
       {"u128", 1.5, "expected an integer"}, {"u128", true, "expected an integer"},
+      {"u128", "12\0xyz", "NUL"},
       {"char", 65, "one-character string"}, {"char", "ab", "one UTF-8 character"},
       {"char", "\xff", "one UTF-8 character"}, {"char", "\xed\xa0\x80", "one UTF-8 character"},
       {"s", 5, "expected a string"}, {"s", nil, "expected a string"}, {"b", 5, "expected a string"},

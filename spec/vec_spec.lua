@@ -381,7 +381,7 @@ describe("fixed sequences", function()
       s = assert(mm.open(path(), Save, {readonly = true}))
       local v = s.inv
       assert.same({1, 2}, mm.totable(v))
-      raises("read-only", v.push, v, 3)
+      raises({"read-only", path()}, v.push, v, 3) -- naming the file
       raises("read-only", function() return v << 3 end)
       raises("read-only", v.pop, v)
       raises("read-only", v.insert, v, 1, 3)
@@ -802,6 +802,22 @@ describe("fixed sequences", function()
       raises("read-only", mm.clear, sa)
       raises("read-only", function() s.tags = {"y"} end)
       assert.equal("x", sa[1])
+    end)
+  end)
+
+  describe("elements that hold a container", function()
+    -- An element is encoded whole before it is stored, where a container
+    -- cannot be built: the error says so and how to get there.
+    it("cannot be pushed with the container set; the error says to assign the field afterwards", function()
+      local E = mm.struct("VElemC", {{"id", "u32"}, {"tags", "vec<u8, 4>"}})
+      local v = assert(mm.create(path("ec.mm3"), mm.vec(E, 4)))
+      raises({"containers cannot be set inside this value", "list[i].field"},
+        function() return v << {id = 4, tags = {1}} end)
+      assert.equal(0, #v) -- nothing stored
+      local _ = v << {id = 4}
+      v[1].tags = {1, 2}
+      assert.same({{id = 4, tags = {1, 2}}}, mm.totable(v))
+      mm.close(v)
     end)
   end)
 end)

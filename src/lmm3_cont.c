@@ -50,7 +50,9 @@ int lmm3_cont_error(lua_State *L, int viewidx, int rc) {
   const char *kind = kind_name(v->ti->kind), *name = cont_name(L, viewidx);
   if (rc == MM3_EFULL)
     return luaL_error(L, "%s '%s' is full (capacity %I)", kind, name, (lua_Integer)v->ti->ct.cap);
-  if (rc == MM3_EREADONLY) return luaL_error(L, "%s '%s': memmap3 file is open read-only", kind, name);
+  if (rc == MM3_EREADONLY)
+    return luaL_error(L, "%s '%s': memmap3 file %s is open read-only", kind, name,
+                      v->fb->f ? mm3_file_path(v->fb->f) : "?");
   return luaL_error(L, "%s '%s': %s", kind, name, mm3_strerror(rc));
 }
 

@@ -364,7 +364,10 @@ const char *lmm3_set_scalar(lua_State *L, uint8_t *p, int code, uint32_t size, i
         neg = i < 0;
         v = neg ? (u128)(-(i + 1)) + 1 : (u128)i;
       } else if (t == LUA_TSTRING) {
-        const char *why = parse_u128(lua_tostring(L, idx), &v, &neg);
+        size_t len;
+        const char *str = lua_tolstring(L, idx, &len);
+        if (strlen(str) != len) return "a 128-bit integer string contains a NUL byte";
+        const char *why = parse_u128(str, &v, &neg);
         if (why) return lua_pushfstring(L, "'%s' %s", lua_tostring(L, idx), why);
       } else {
         return lua_pushfstring(L, "expected an integer or a decimal string, got %s", luaL_typename(L, idx));
@@ -751,6 +754,12 @@ static void copy_kept(lua_State *L, int keep, uint8_t *scratch, const uint8_t *d
   }
 }
 
+/* Elements of vecs, rings, maps and segmented lists are encoded whole into a
+   buffer, where a container or a growable value cannot be built: the error
+   says what to do instead. */
+#define INSIDE_HINT \
+  " (store the element without it, then assign the field through the stored element: list[i].field = ...)"
+
 /* Copy-in through a scratch buffer: all or nothing. */
 /* Run after the scratch copy is in place (inside a transaction): write it,
    then assign the containers set aside. Arguments: defer list, dst, fb,
@@ -838,7 +847,7 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
      finalizer, would be undone). */
   int keep = has_containers && lua_getfield(L, meta, "__mm3keep") == LUA_TTABLE ? lua_gettop(L) : 0;
   if (!fb) {
-    if (lua_rawlen(L, mine.defer) > 0) luaL_error(L, "%s: containers cannot be set inside this value", where);
+    if (lua_rawlen(L, mine.defer) > 0) luaL_error(L, "%s: containers cannot be set inside this value%s", where, INSIDE_HINT);
     if (keep) copy_kept(L, keep, scratch, dst, size);
     memcpy(dst, scratch, size); /* dst is a scratch copy itself */
   } else if (!keep && lua_rawlen(L, mine.defer) == 0) {
@@ -943,7 +952,7 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
     case LMM3_ATOMIC: set_atomic(L, vidx, descidx, p, where); break;
     case LMM3_VEC: case LMM3_RING: case LMM3_SARRAY: case LMM3_FMAP: case LMM3_HMAP: case LMM3_SEG:
       if (!fb) {
-        if (!cx) luaL_error(L, "%s: containers cannot be set inside this value", where);
+        if (!cx) luaL_error(L, "%s: containers cannot be set inside this value%s", where, INSIDE_HINT);
         defer(L, cx, vidx, descidx, p);
         break;
       }
@@ -955,7 +964,7 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
       ct.cap = (uint64_t)desc_int(L, descidx, LMM3_D_META);
       mm3_ctype_init(&ct);
       if (!fb && !ct.cap) {
-        if (!cx) luaL_error(L, "%s: a growable value cannot be set inside this value", where);
+        if (!cx) luaL_error(L, "%s: a growable value cannot be set inside this value%s", where, INSIDE_HINT);
         defer(L, cx, vidx, descidx, p);
         break;
       }

@@ -964,6 +964,12 @@ FTEST(value_get_set_retry) {
   uint64_t used = hdr_u64(f, 544);
   for (int i = 0; i < 100; i++) CHECK_RC(mm3_value_set(f, c, &t, big, BIG));
   CHECK_EQ(hdr_u64(f, 544), used);
+  /* a length past the heap's largest block is refused before anything is
+     read from data (len + 8 wrapped to a 16-byte block, then len bytes were
+     copied into it) */
+  CHECK_EQ(mm3_value_set(f, c, &t, big, UINT64_MAX - 3), MM3_ETOOBIG);
+  CHECK_EQ(mm3_value_set(f, c, &t, big, ((uint64_t)1 << 50) + 1), MM3_ETOOBIG);
+  CHECK_EQ(mm3_container_len(f, c, &t), BIG);
   free(big);
   free(back);
   /* an empty value */

@@ -507,6 +507,20 @@ FTEST(open_reserve) {
   CHECK_RC(mm3_file_grow(f, 2 << 20));
   CHECK_EQ(mm3_file_grow(f, (2 << 20) + page()), MM3_ERESERVE);
   CHECK_EQ(mm3_file_size(f), 2 << 20);
+  /* Sizes that wrap when rounded up to a page: refused, nothing grown. */
+  CHECK_EQ(mm3_file_grow(f, UINT64_MAX - 100), MM3_ERESERVE);
+  CHECK_EQ(mm3_file_grow(f, UINT64_MAX), MM3_ERESERVE);
+  CHECK_EQ(mm3_file_size(f), 2 << 20);
+  close_file(f);
+  /* A reserve no address space holds (rounding it up wrapped to 0, and it
+     was taken as "twice the file"): the open fails. */
+  for (int i = 0; i < 2; i++) {
+    mm3_file_opts h = {0};
+    h.reserve = i ? UINT64_MAX - 10 : (uint64_t)1 << 62;
+    mm3_file *g = NULL;
+    CHECK_EQ(open_file(path, &h, &g), ENOMEM);
+    CHECK(g == NULL);
+  }
 }
 
 /* Where the default 64 GiB cannot be reserved (ulimit -v), it halves until it
@@ -1231,6 +1245,28 @@ FTEST(check_damaged_heap_tag) {
   CHECK_RC(mm3_file_check(f, why, sizeof why));
 }
 
+/* heap_top is not covered by the header check: a damaged one past the file
+   (one whose top + block size wraps, one near 2^64) made the next allocation
+   write its block tag outside the mapping. */
+FTEST(damaged_heap_top_refused_at_alloc) {
+  static const uint64_t tops[] = {0xFFFFFFFFFFFFF000ULL, 0xFFFFFFFFFFFFFFF0ULL, (uint64_t)1 << 40};
+  for (size_t i = 0; i < sizeof tops / sizeof tops[0]; i++) {
+    mm3_ctype t;
+    mm3_file *f = file_with_heap("heaptop", &t);
+    REQUIRE(f);
+    uint64_t saved = hdr_u64(f, 144);
+    memcpy(mm3_file_base(f) + 144, &tops[i], 8);
+    char big[4000];
+    memset(big, 'w', sizeof big);
+    CHECK_EQ(mm3_value_set(f, mm3_file_root(f), &t, big, sizeof big), MM3_ECORRUPT);
+    CHECK_EQ(hdr_u64(f, 144), tops[i]); /* the failed operation changed nothing */
+    memcpy(mm3_file_base(f) + 144, &saved, 8);
+    CHECK_RC(mm3_value_set(f, mm3_file_root(f), &t, big, sizeof big));
+    CHECK_RC(mm3_file_check(f, NULL, 0));
+    close_file(f);
+  }
+}
+
 FTEST(check_damaged_accounting) {
   mm3_ctype t;
   mm3_file *f = file_with_heap("checkacct", &t);
@@ -1276,4 +1312,5 @@ RUN_TESTS(version_numbers, strerror_every_code, strerror_errno_success_unknown, 
           refresh_sees_other_handle_growth, refresh_past_reserve, truncated_by_another_program,
           truncated_guard_chains_other_faults, lock_recursive_and_exclusive,
           hash_keyed_by_seed, hash_known_values, fnv1a64_known_values, check_healthy, check_damaged_heap_tag,
+          damaged_heap_top_refused_at_alloc,
           check_damaged_accounting, close_null)

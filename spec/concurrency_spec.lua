@@ -140,6 +140,14 @@ mm.close(r)
 print(bad and ("bad " .. bad) or ("done " .. looks))
 ]]
 
+-- The environment of a child lua5.4 that finds memmap3 in this tree
+-- (absolute paths: children run from anywhere).
+local function child_env()
+  local root = capture("pwd"):match("^(.-)%s*$")
+  return ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
+    sh(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), sh(root .. "/" .. h.build .. "/?.so;;"))
+end
+
 describe("four processes at once", function()
   local dir
   before_each(function() dir = tmpdir() end)
@@ -156,9 +164,7 @@ describe("four processes at once", function()
     for a = 1, ACCOUNTS do r.acc[a] = START end
     mm.close(r)
 
-    local root = capture("pwd"):match("^(.-)%s*$")
-    local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
-      sh(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), sh(root .. "/" .. h.build .. "/?.so;;"))
+    local env = child_env()
     local function script(name, code)
       local f = assert(io.open(dir .. "/" .. name, "wb"))
       f:write(code)
@@ -256,7 +262,7 @@ describe("four processes at once", function()
   end)
 end)
 
-describe("a string field written by one process while another reads it", function()
+describe("two processes on one struct", function()
   local dir
   before_each(function() dir = tmpdir() end)
   after_each(function()
@@ -270,7 +276,7 @@ describe("a string field written by one process while another reads it", functio
   -- or "x" followed by NULs; and every string it gets compares equal to the
   -- same text made in Lua (a string interned from bytes that changed under
   -- Lua's hash was unequal to itself).
-  it("reads the old or the new value, never a mix", function()
+  it("a string field read while another process writes it: the old or the new value, never a mix", function()
     local path = dir .. "/torn.mm3"
     local TORN = [[
 local mm = require "memmap3"
@@ -280,9 +286,7 @@ local S = mm.struct("TornS", {{"s", "string<8>"}, {"b", "bytes<4>"}, {"writes", 
     local v = assert(mm.create(path, S))
     v.s, v.b = "x", "\1\1\1\1"
     mm.close(v)
-    local root = capture("pwd"):match("^(.-)%s*$")
-    local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
-      sh(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), sh(root .. "/" .. h.build .. "/?.so;;"))
+    local env = child_env()
     local wscript = dir .. "/writer.lua"
     h.write_file(wscript, TORN .. [[
 local v = assert(mm.open(..., S))
@@ -321,21 +325,11 @@ print(reads, seen.x and seen.abcdefgh and "both" or "one", table.concat(bad, " "
     assert.is_true(tonumber(reads) > 1000, out) -- it read while the writer ran
     assert.are.equal("both", both, out)
   end)
-end)
-
-describe("a struct assigned from a table in one process while another appends to its list", function()
-  local dir
-  before_each(function() dir = tmpdir() end)
-  after_each(function()
-    collectgarbage()
-    rmrf(dir)
-    h.cleanup()
-  end)
 
   -- The list is not named by the table, so it is kept: as it is when the
   -- struct is written (under the lock), not as it was when the table was
   -- read (that undid the other process's appends made in between).
-  it("keeps every append", function()
+  it("a struct assigned a table while another process appends to its list keeps every append", function()
     local path = dir .. "/keep.mm3"
     local KEEP = [[
 local mm = require "memmap3"
@@ -344,9 +338,7 @@ local R = mm.struct("KeepR", {{"s", S}, {"started", "i64"}})
 ]]
     local R = assert(load(KEEP .. " return R"))()
     mm.close(assert(mm.create(path, R)))
-    local root = capture("pwd"):match("^(.-)%s*$")
-    local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
-      sh(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), sh(root .. "/" .. h.build .. "/?.so;;"))
+    local env = child_env()
     local ascript = dir .. "/assigner.lua"
     h.write_file(ascript, KEEP .. [[
 local r = assert(mm.open(..., R))

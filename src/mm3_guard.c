@@ -72,7 +72,8 @@ static void handler(int sig, siginfo_t *si, void *ctx) {
   raise(sig);
 }
 
-void mm3__guard_add(mm3_file *f) {
+/* The handler, installed by the first file or map registered. */
+static void install(void) {
   if (!__atomic_exchange_n(&installed, 1, __ATOMIC_ACQ_REL)) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -81,6 +82,10 @@ void mm3__guard_add(mm3_file *f) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGBUS, &sa, &previous);
   }
+}
+
+void mm3__guard_add(mm3_file *f) {
+  install();
   for (int i = 0; i < SLOTS; i++) {
     mm3_file *expected = NULL;
     if (__atomic_compare_exchange_n((mm3_file **)&slots[i], &expected, f, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
@@ -111,19 +116,8 @@ int mm3_file_truncated(const mm3_file *f) { return f->truncated; }
 
 /* ---- raw file maps, beside the files ---- */
 
-static void install_for_maps(void) {
-  if (!__atomic_exchange_n(&installed, 1, __ATOMIC_ACQ_REL)) { /* as mm3__guard_add does */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = handler;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, &previous);
-  }
-}
-
 void mm3__guard_add_map(mm3_map *m) {
-  install_for_maps();
+  install();
   for (int i = 0; i < SLOTS; i++) {
     mm3_map *expected = NULL;
     if (__atomic_compare_exchange_n((mm3_map **)&map_slots[i], &expected, m, 0, __ATOMIC_ACQ_REL,

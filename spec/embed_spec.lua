@@ -165,4 +165,19 @@ describe("C hosts embedding Lua", function()
     local out, status, err = run(sh(host, "txn_close", h.missing_path()))
     assert.equal(0, status, err .. out)
   end)
+
+  -- spec/c_host/oom.c: the host's allocator fails from the k-th allocation
+  -- on, for k = 1, 2, ..., during a struct assignment that runs as a
+  -- transaction (an error raised after its begin kept the lock for good).
+  it("memory running out in a struct assignment leaves no transaction open and the lock free", function()
+    local exe = dir .. "/oom"
+    local cmd = string.format("%s %s%s -O1 -g -Isrc -I%s -o %s spec/c_host/oom.c -llua5.4 -lm -ldl",
+      CC, WARN, SAN, h.shell_quote(LUA_INCDIR), h.shell_quote(exe))
+    local _, bstatus, berr = run(cmd)
+    assert.equal(0, bstatus, "spec/c_host/oom.c does not build:\n" .. cmd .. "\n" .. berr)
+    local out, status, err = run(sh(exe, h.missing_path(), h.build))
+    assert.equal(0, status, err .. out)
+    local failures = tonumber(out:match("^ok (%d+)"))
+    assert.is_true(failures and failures > 0, out) -- some allocations did fail
+  end)
 end)

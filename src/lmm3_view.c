@@ -685,7 +685,8 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
    a transaction, goes through the undo log. fb NULL: a scratch copy. */
 static void write_bytes(lua_State *L, lmm3_file *fb, uint8_t *dst, const void *src, size_t n, const char *where) {
   if (!fb || (fb->f->txn_depth == 0 && n <= 8 && ((uintptr_t)dst & (n - 1)) == 0)) {
-    memcpy(dst, src, n);
+    if (n <= 8) store_small(dst, src, (uint32_t)n);
+    else memcpy(dst, src, n);
     return;
   }
   int rc;
@@ -728,7 +729,7 @@ static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int 
     if (why) return why;
     int rc = mm3__log(fb->f, p, size);
     if (rc) return rc == MM3_ETOOBIG ? "transaction too large for the undo log" : mm3_strerror(rc);
-    memcpy(p, tmp, size);
+    store_small(p, tmp, size);
     return NULL;
   }
   uint8_t small[64];
@@ -854,12 +855,9 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
     if (LMM3_CLOSED(fb)) closed_error(L); /* by a hook while the table was read */
     write_bytes(L, fb, dst, scratch, size, where);
   } else {
-    /* the kept bytes, the copy and the containers as one transaction */
-    if (LMM3_CLOSED(fb)) closed_error(L);
-    uint64_t sp;
-    int rc = mm3_txn_begin(fb->f, &sp);
-    if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
-    fb->txn_open++; /* a close from a hook or finalizer meanwhile is refused */
+    /* the kept bytes, the copy and the containers as one transaction; the
+       call is made ready first: nothing may raise (memory) between the
+       begin and the protected call, or the lock would stay taken */
     lua_pushcfunction(L, apply_deferred);
     lua_pushvalue(L, mine.defer);
     lua_pushlightuserdata(L, dst);
@@ -869,6 +867,11 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
     lua_pushinteger(L, (lua_Integer)size);
     if (keep) lua_pushvalue(L, keep);
     else lua_pushnil(L);
+    if (LMM3_CLOSED(fb)) closed_error(L); /* by a hook or finalizer meanwhile */
+    uint64_t sp;
+    int rc = mm3_txn_begin(fb->f, &sp);
+    if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+    fb->txn_open++; /* a close from a hook or finalizer meanwhile is refused */
     int st = lua_pcall(L, 7, 0, 0);
     if (fb->txn_open > 0) fb->txn_open--;
     if (st != LUA_OK) {

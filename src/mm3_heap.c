@@ -115,7 +115,12 @@ int mm3_file_lock(mm3_file *f) {
        lock but us, so the count starts again from zero, and the rollback
        below takes its log for the dead writer's that it is. */
     mm3_file *owner = f->txn_owner ? *f->txn_owner : NULL;
-    if (owner) owner->txn_depth = 0, owner->lock_depth = 0, owner->no_log = 0, *f->txn_owner = NULL;
+    if (owner) {
+      /* the frees it made wait for a commit that never comes: the rollback
+         makes those blocks live again */
+      mm3__free_rollback(owner, 0);
+      owner->txn_depth = 0, owner->lock_depth = 0, owner->no_log = 0, *f->txn_owner = NULL;
+    }
     *f->held = 0;
     f->lock_depth = 0, f->txn_depth = 0, f->no_log = 0;
   }

@@ -973,6 +973,50 @@ static void thread_dies_in_txn(int same_handle) {
   CHECK_EQ(mm3_file_recovered(c), 0);
 }
 
+/* The dead thread's transaction freed a block (replacing a value): the
+   rollback makes that block live again, so the dead handle's list of frees
+   waiting for the commit must go too; its next operation freed the live
+   block, and the next allocation reused it under the value. */
+static void *replace_value_then_die(void *arg) {
+  dying_writer *d = arg;
+  uint64_t sp;
+  char big[200];
+  memset(big, 'b', sizeof big);
+  d->rc = mm3_txn_begin(d->f, &sp);
+  if (!d->rc) d->rc = mm3_value_set(d->f, mm3_file_root(d->f) + OFF_X, &tx, big, sizeof big);
+  return NULL;
+}
+
+FTEST(thread_dies_in_txn_its_frees_are_undone) {
+  const char *path;
+  mm3_file *a = t_file("threadfrees", &path);
+  REQUIRE(a);
+  mm3_file *b = open_existing(path, 0);
+  REQUIRE(b);
+  static const char old[] = "the value before the dead transaction";
+  CHECK_RC(mm3_value_set(a, mm3_file_root(a) + OFF_X, &tx, old, sizeof old));
+  dying_writer d = {a, -1};
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, replace_value_then_die, &d) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  CHECK_RC(d.rc);
+  CHECK_RC(put64(b, OFF_B, 1)); /* takes the dead thread's lock: rolls back */
+  CHECK_RC(put64(a, OFF_A, 2)); /* the dead thread's handle, used again */
+  for (uint64_t k = 0; k < 64; k++) { /* allocations that would reuse a wrongly freed block */
+    uint64_t v = 0x4242424242424242ULL;
+    CHECK_RC(mm3_hmap_put(b, mm3_file_root(b) + OFF_M, &tm, &k, &v, NULL));
+  }
+  char buf[64] = {0};
+  uint64_t len = 0;
+  CHECK_RC(mm3_value_get(b, mm3_file_root(b) + OFF_X, &tx, buf, sizeof buf, &len));
+  CHECK_EQ(len, sizeof old);
+  CHECK(memcmp(buf, old, sizeof old) == 0);
+  char why[160];
+  int rc = mm3_file_check(b, why, sizeof why);
+  if (rc) fprintf(stderr, "  %s: %s\n", mm3t_current, why);
+  CHECK_RC(rc);
+}
+
 FTEST(thread_dies_in_txn_other_handle_recovers) { thread_dies_in_txn(0); }
 FTEST(thread_dies_in_txn_same_handle_recovers) { thread_dies_in_txn(1); }
 
@@ -1194,5 +1238,6 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           crash_exit_in_txn_file_open, crash_exit_in_txn_reopen, crash_kill_holding_lock, crash_kill_in_loop,
           txn_rollback_seg_push, kill_in_seg_push_keeps_heap_consistent, fork_in_txn_child_recovers_dead_parent,
           two_handles_one_thread_keep_txn, second_handle_refused_during_txn, thread_dies_in_txn_other_handle_recovers,
-          thread_dies_in_txn_same_handle_recovers, atomic_load_store_widths, atomic_fetch_every_op,
+          thread_dies_in_txn_same_handle_recovers, thread_dies_in_txn_its_frees_are_undone,
+          atomic_load_store_widths, atomic_fetch_every_op,
           atomic_max_min_signed_unsigned, atomic_cas, atomic_across_processes)

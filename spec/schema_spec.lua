@@ -55,6 +55,23 @@ describe("schemas", function()
       end)
     end
 
+    -- The stored schema text would read such a name back as the built-in
+    -- (a struct "u64" became a u64: dump and check read the wrong bytes).
+    it("a struct or enum may not take a built-in type's name, and the error names the caller's line", function()
+      for _, name in ipairs({"u64", "bool", "f32", "char", "usize", "value"}) do
+        local ok, err = pcall(mm.struct, name, {{"a", "u8"}})
+        assert.is_false(ok)
+        assert.matches("mm.struct: '" .. name .. "' is the name of a built-in type", err, 1, true)
+        ok, err = pcall(mm.enum, name, "u8", {"a"})
+        assert.is_false(ok)
+        assert.matches("mm.enum: '" .. name .. "' is the name of a built-in type", err, 1, true)
+      end
+      local ok, err = pcall(function() local t = mm.struct("S", {}); return t end)
+      assert.is_false(ok)
+      assert.matches("schema_spec.lua:%d+: mm.struct 'S'", err) -- the caller's line, not init.lua's
+      assert.equal("struct", mm.struct("u64x", {{"a", "u8"}}).kind) -- a longer name is fine
+    end)
+
     it("mm.type returns a type object unchanged", function()
       local P = mm.struct("P", {{"a", "u8"}})
       assert.equal(P, mm.type(P))

@@ -46,14 +46,28 @@ M.page_size = core.page_size
 -- @tparam string name an identifier
 -- @tparam table fields a sequence of `{name, type [, atomic = true]}`
 -- @return a type
-M.struct = schema.struct
+-- A struct or enum named like a built-in type ("u64", "value") would be read
+-- back from the file's schema text as the built-in: refused when declared.
+local function builtin_name(name, what)
+  if type(name) == "string" and (schema.prims[name] or name == "value") then
+    error(format("%s: '%s' is the name of a built-in type", what, name), 3)
+  end
+end
+
+function M.struct(name, fields)
+  builtin_name(name, "mm.struct")
+  return schema.struct(name, fields) -- a tail call: its errors name the caller's line
+end
 
 --- Declare an enum type stored as 0, 1, 2... of an integer base type.
 -- @function enum
 -- @tparam string name
 -- @tparam string base "u8", "u16"...
 -- @tparam table names the names, in order
-M.enum = schema.enum
+function M.enum(name, base, names)
+  builtin_name(name, "mm.enum")
+  return schema.enum(name, base, names)
+end
 
 --- An array type: `mm.array(T, a, b)` is `T[a][b]`.
 -- @function array

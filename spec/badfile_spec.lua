@@ -314,6 +314,28 @@ describe("bad files", function()
     end
   end)
 
+  -- A FIFO blocked the open until some writer came (memmap3 info hung).
+  it("a FIFO is refused at once by every kind of open and by mm.check", function()
+    local fifo = p("fifo.mm3")
+    assert.is_true(os.execute("mkfifo " .. h.shell_quote(fifo)))
+    -- in a child, under timeout: the bug was a hang
+    local code = ([=[
+      local mm = require "memmap3"
+      local path = %q
+      for _, opts in ipairs({{}, {readonly = true}}) do
+        local r, msg = mm.open(path, opts)
+        assert(r == nil and msg:find(path, 1, true), tostring(msg))
+      end
+      local ok, why = mm.check(path)
+      assert(ok == nil and why:find(path, 1, true), tostring(why))
+      print("refused")]=]):format(fifo)
+    local cmd = "timeout 20 env LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s %s -e %s 2>&1"
+    local out = h.capture(cmd:format(
+      h.shell_quote("lua/?.lua;lua/?/init.lua;;"), h.shell_quote(h.build .. "/?.so;;"), h.shell_quote(h.lua),
+      h.shell_quote(code)))
+    assert.are.equal("refused\n", out)
+  end)
+
   it("every header field corrupted in turn is refused; the size field and a recomputed check may open but "
     .. "nothing crashes", function()
     local cases, must_fail = {}, {}

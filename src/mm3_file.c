@@ -234,7 +234,9 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
     }
   }
   if (fd < 0) {
-    fd = open(path, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO at path would block the open until a writer came;
+       it opens at once and is refused below (regular files ignore it) */
+    fd = open(path, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return errno;
     if (o->create && !created && !o->readonly && o->schema) {
       rc = init_empty(fd, o);
@@ -331,7 +333,7 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
 }
 
 int mm3_file_read_schema(const char *path, char **buf, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
   if (fd < 0) return errno;
   mm3_header h;
   char *s = NULL;

@@ -16,6 +16,11 @@ local path = arg[1] or "stats.mm3"
 local visits = math.tointeger(tonumber(arg[2] or "100"))
 local visitors = math.tointeger(tonumber(arg[3] or "10"))
 local signups = math.tointeger(tonumber(arg[4] or "1"))
+if not (visits and visitors and signups) or visits < 0 or visitors < 0 or signups < 0 then
+  io.stderr:write("usage: lua5.4 examples/analytics.lua [FILE [VISITS [VISITORS [SIGNUPS]]]]",
+    " (counts: whole numbers >= 0)\n")
+  os.exit(2)
+end
 local s, err = mm.open(path, Stats, { create = true })
 if not s then
   io.stderr:write("analytics: ", err, "\n")

@@ -77,8 +77,8 @@ end
 
 function commands.del(key, extra)
   if not key or extra then usage() end
-  local had = entries[key] ~= nil
-  entries[key] = nil
+  local had = entries[key] ~= nil -- false for a key too long to store
+  if had then entries[key] = nil end
   print(("%s %s, %d entries"):format(had and "deleted" or "no such key", key, #entries))
 end
 

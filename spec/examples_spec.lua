@@ -144,6 +144,9 @@ describe("examples", function()
     for i = 1, 4 do procs[i]:read("a"); procs[i]:close() end
     local out = run("analytics.lua", p, "0", "0", "0")
     assert.matches("page views 8000, unique visitors 40, signups 4, conversion 10.00%%, peak 10", out)
+    local _, status, err = run("analytics.lua", p, "abc") -- a usage error, not a traceback
+    assert.equal(2, status)
+    assert.matches("^usage: ", err)
   end)
 
   describe("event_log.lua", function()
@@ -228,6 +231,9 @@ describe("examples", function()
       assert.equal(1, status)
       assert.matches("longer than its capacity (256 bytes)", err, 1, true)
       assert.equal("hello, world\n", (run("cache.lua", p, "get", "greeting")))
+      out, status, err = run("cache.lua", p, "del", string.rep("k", 65)) -- too long to be there
+      assert.equal(0, status, err)
+      assert.matches("no such key", out, 1, true)
       out = run("cache.lua", p, "del", "greeting")
       assert.matches("deleted greeting, 0 entries", out, 1, true)
       assert.equal(1, select(2, run("cache.lua", p, "get", "greeting")))

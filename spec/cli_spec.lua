@@ -105,4 +105,171 @@ describe("memmap3 command", function()
     assert.equal(0, status3)
     assert.matches("dump [--json] FILE", out3, 1, true)
   end)
+
+  -- Each of the tests below failed before the fixes of the review of the command.
+
+  local cjson = require "cjson"
+
+  local function make(schema, fill)
+    local p = h.missing_path()
+    local r = assert(mm.create(p, schema))
+    if fill then fill(r) end
+    mm.close(r)
+    return p
+  end
+
+  local function dump(p, json)
+    local out, status, err = memmap3("dump " .. (json and "--json " or "") .. h.shell_quote(p))
+    assert.equal(0, status, err)
+    return out
+  end
+
+  it("dump prints a root that is a scalar, string, bytes, enum or value as that value", function()
+    local function root(t, x) return make(t, function(c) if x ~= nil then c.value = x end end) end
+    local cases = {
+      { root("u64", 7), "7", "7" },
+      { root("u64", -1), "18446744073709551615", "18446744073709551615" },
+      { root("string<8>", "hi"), '"hi"', '"hi"' },
+      { root("bytes<2>", "\1\255"), '"\\1\255"', '"01ff"' },
+      { root(mm.enum("Color", "u8", { "red", "green" }), "green"), '"green"', '"green"' },
+      { root("f64", 0.5), "0.5", "0.5" },
+      { root("value<64>", { 1, 2 }), "{1, 2}", "[1, 2]" },
+      { root("value<64>", "x"), '"x"', '"x"' },
+      { root("value<64>"), "nil", "null" }, -- never set
+    }
+    for _, c in ipairs(cases) do
+      assert.equal(c[2] .. "\n", dump(c[1]))
+      assert.equal(c[3] .. "\n", dump(c[1], true))
+    end
+  end)
+
+  it("reports a damaged value as FILE: message with exit status 1, no traceback", function()
+    local p = make(mm.struct("S", { { "v", "value<8>" } }), function(r) r.v = "x" end)
+    local v = assert(mm.open(p))
+    local off = mm.info(v).root_offset
+    mm.close(v)
+    local f = assert(io.open(p, "r+b"))
+    f:seek("set", off)
+    f:write("\255")
+    f:close()
+    for _, args in ipairs { "dump ", "dump --json ", "check " } do
+      local out, status, err = memmap3(args .. h.shell_quote(p))
+      assert.equal(1, status, args)
+      assert.equal("", out)
+      assert.equal("memmap3: " .. p .. ": ", err:sub(1, #p + 11), args)
+      assert.matches("file is corrupted", err, 1, true)
+      assert.is_nil(err:find("traceback", 1, true), err)
+      assert.is_nil(err:find("%.lua:%d+:"), err)
+      assert.is_nil(err:find("memmap3:", 2, true), err)
+    end
+  end)
+
+  it("dump --json writes map keys once escaped, bytes keys in hex, usize keys unsigned", function()
+    local p = make("map<string<8>, u8>", function(m)
+      m['a"b'] = 1
+      m["x\ny"] = 2
+      m["a\\b"] = 3
+    end)
+    local v = cjson.decode(dump(p, true))
+    assert.same({ ['a"b'] = 1, ["x\ny"] = 2, ["a\\b"] = 3 }, v)
+    local out = dump(p)
+    assert.matches('["a\\"b"] = 1,', out, 1, true)
+    assert.matches('["x\\ny"] = 2,', out, 1, true)
+
+    p = make("map<bytes<2>, u8>", function(m) m["\1\255"] = 1 end)
+    assert.same({ ["01ff"] = 1 }, cjson.decode(dump(p, true)))
+
+    p = make("map<usize, u64>", function(m) m[-1] = -1 end)
+    assert.matches('"18446744073709551615": 18446744073709551615', dump(p, true), 1, true)
+    assert.matches("[18446744073709551615] = 18446744073709551615,", dump(p), 1, true)
+  end)
+
+  it("prints usize values unsigned, in text and JSON", function()
+    local p = make(mm.struct("U", { { "n", "usize" }, { "i", "isize" } }), function(r)
+      r.n = -1
+      r.i = -1
+    end)
+    assert.matches("n = 18446744073709551615,", dump(p), 1, true)
+    assert.matches("i = -1,", dump(p), 1, true)
+    assert.matches('"n": 18446744073709551615', dump(p, true), 1, true)
+  end)
+
+  it("dump prints floats that read back as the same number", function()
+    local p = make(mm.struct("Fl", { { "a", "f32" }, { "b", "f64" }, { "c", "f64" }, { "d", "f64" },
+      { "e", "f64" } }), function(r)
+      r.a = 0.1
+      r.b = 0.1 + 0.2
+      r.c = 3
+      r.d = 0.5
+      r.e = 2 ^ 63
+    end)
+    local out = dump(p)
+    local r = assert(mm.open(p, { readonly = true }))
+    for _, name in ipairs { "a", "b", "c", "d", "e" } do
+      local text = out:match("\n  " .. name .. " = ([^,\n]+),")
+      local x = load("return " .. text)()
+      assert.equal(r[name], x, name .. " = " .. text)
+      assert.equal("float", math.type(x), name .. " = " .. text)
+    end
+    mm.close(r)
+    assert.matches("b = 0.30000000000000004,", out, 1, true)
+    assert.matches("c = 3.0,", out, 1, true)
+    assert.matches("d = 0.5,", out, 1, true)
+    local v = cjson.decode(dump(p, true))
+    assert.equal(0.1 + 0.2, v.b)
+    assert.equal(string.unpack("f", string.pack("f", 0.1)), v.a)
+  end)
+
+  it("dump --json writes valid UTF-8: an invalid byte becomes U+FFFD", function()
+    local p = make(mm.struct("B", { { "v", "value<64>" } }), function(r) r.v = { "\255ok\226\130", "é" } end)
+    local out = dump(p, true)
+    assert.is_truthy(utf8.len(out))
+    assert.same({ "\u{FFFD}ok\u{FFFD}\u{FFFD}", "é" }, cjson.decode(out).v)
+  end)
+
+  it("dump --json keeps every key of a value table with mixed keys", function()
+    local p = make("value<128>", function(r) r.value = { 1 / 0, "a", ["1"] = "dup", [2.5] = true } end)
+    local v = cjson.decode(dump(p, true))
+    assert.same({ { 1, cjson.null }, { 2, "a" }, { 2.5, true }, { "1", "dup" } }, v)
+    p = make("value<128>", function(r) r.value = { b = 1, a = { 1, 2 } } end)
+    assert.equal('{"a": [1, 2], "b": 1}\n', dump(p, true))
+    -- Text reads back as the same table.
+    p = make("value<128>", function(r) r.value = { 1 / 0, -1 / 0, "a", ["1"] = "dup", ["end"] = 1 } end)
+    local t = load("return " .. dump(p))()
+    assert.same({ 1 / 0, -1 / 0, "a", ["1"] = "dup", ["end"] = 1 }, t)
+  end)
+
+  it("takes exactly one FILE, options only where they apply, and exits 2 on usage errors", function()
+    local good = make("u8")
+    for _, args in ipairs {
+      "check " .. h.shell_quote(good) .. " " .. h.shell_quote(h.tmpfile("damaged")),
+      "info --json " .. h.shell_quote(good),
+      "check --verbose " .. h.shell_quote(good),
+      "dump --xml " .. h.shell_quote(good),
+      "dump", "info", "check", "cheader", "cheader x.lua -x", "cheader a b c",
+    } do
+      local out, status, err = memmap3(args)
+      assert.equal(2, status, args)
+      assert.equal("", out, args)
+      assert.matches("^memmap3: ", err)
+    end
+    for _, args in ipairs { "--help", "-h", "help", "dump --help" } do
+      local out, status, err = memmap3(args)
+      assert.equal(0, status, args)
+      assert.equal("", err, args)
+      assert.matches("dump [--json] FILE", out, 1, true)
+      assert.matches("2 usage error", out, 1, true)
+    end
+    local out, status = memmap3("dump -- " .. h.shell_quote(good))
+    assert.equal(0, status)
+    assert.equal("0\n", out)
+  end)
+
+  it("cheader -o names the file it could not write, not its temporary", function()
+    local schema = h.tmpname(".lua")
+    h.write_file(schema, 'local mm = require "memmap3"\nreturn { S = mm.struct("S", { { "a", "u8" } }) }\n')
+    local _, status, err = memmap3("cheader " .. h.shell_quote(schema) .. " S -o /nonexistent/dir/x.h")
+    assert.equal(1, status)
+    assert.equal("memmap3: /nonexistent/dir/x.h: No such file or directory\n", err)
+  end)
 end)

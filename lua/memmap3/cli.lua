@@ -3,7 +3,8 @@
 local mm = require "memmap3"
 
 local format, concat, rep = string.format, table.concat, string.rep
-local type, ipairs, tostring, math_type = type, ipairs, tostring, math.type
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local pcall, math_type, math_ult, utf8_len, sort = pcall, math.type, math.ult, utf8.len, table.sort
 
 local M = {}
 
@@ -11,56 +12,148 @@ local USAGE = [[
 usage: memmap3 <command> [args]
   info FILE            header, schema and sizes
   dump [--json] FILE   contents (Lua-like text, or JSON)
-  check FILE           verify every invariant; exit status 1 on damage
+  check FILE           verify every invariant
   cheader SCHEMA.lua NAME [-o OUT]
                        a C header whose structs match the layout of the root
                        type NAME of the schema module SCHEMA.lua
-  help                 this text]]
+  help, --help, -h     this text
+Each command takes exactly one FILE; `--` ends the options.
+JSON: a byte that is not valid UTF-8 in a string becomes U+FFFD; inf, -inf
+and NaN become null; a value<N> table that is not a sequence and has a
+non-string key becomes a list of [key, value] pairs.
+exit status: 0 success, 1 damaged or unreadable file (or other failure),
+2 usage error]]
 
 -- ---------------------------------------------------------------------------
 -- Rendering values in declaration order, guided by the type
 -- ---------------------------------------------------------------------------
 
+-- Bytes that are not valid UTF-8 become U+FFFD, one each: JSON text must be UTF-8.
+local function valid_utf8(s)
+  if utf8_len(s) then return s end
+  local parts, i = {}, 1
+  while i <= #s do
+    local n, bad = utf8_len(s, i)
+    if n then
+      parts[#parts + 1] = s:sub(i)
+      break
+    end
+    parts[#parts + 1] = s:sub(i, bad - 1)
+    parts[#parts + 1] = "\u{FFFD}"
+    i = bad + 1
+  end
+  return concat(parts)
+end
+
 local function json_string(s)
-  return '"' .. s:gsub('[%c"\\\128-\255]', function(c)
-    local b = c:byte()
+  return '"' .. valid_utf8(s):gsub('[%c"\\]', function(c)
     if c == '"' then return '\\"' elseif c == "\\" then return "\\\\"
-    elseif c == "\n" then return "\\n" elseif c == "\t" then return "\\t"
-    elseif b < 32 or b == 127 then return format("\\u%04x", b) end
-    return c -- UTF-8 bytes pass through (strings are valid UTF-8)
+    elseif c == "\n" then return "\\n" elseif c == "\t" then return "\\t" end
+    return format("\\u%04x", c:byte())
   end) .. '"'
 end
 
+local function hex(s)
+  return (s:gsub(".", function(c) return format("%02x", c:byte()) end))
+end
+
+-- The shortest of %.14g .. %.17g that reads back as the same number, with a
+-- ".0" on whole numbers so that they read back as floats. nil for inf and NaN.
+local function float_str(x)
+  if x ~= x or x == math.huge or x == -math.huge then return nil end
+  local s
+  for digits = 14, 17 do
+    s = format("%." .. digits .. "g", x)
+    if tonumber(s) == x then break end
+  end
+  if not s:find "[^%d%-]" then s = s .. ".0" end
+  return s
+end
+
+-- Lua text for inf and NaN: expressions that read back as them.
+local function float_lua(x)
+  return float_str(x) or (x ~= x and "0/0") or (x > 0 and "1/0" or "-1/0")
+end
+
+local function unsigned(t)
+  return t and t.kind == "prim" and (t.name == "u64" or t.name == "usize")
+end
+
+local function wide(t)
+  return t and t.kind == "prim" and (t.name == "u128" or t.name == "i128")
+end
+
+-- An integer's exact decimal; u64 and usize above 2^63 read as negative.
+local function int_str(v, t)
+  if unsigned(t) and v < 0 then return format("%u", v) end
+  return format("%d", v)
+end
+
+-- Lua's %q, but a newline as \n rather than a backslash and a line break.
+local function lua_string(s)
+  return (format("%q", s):gsub("\\\n", "\\n"))
+end
+
 local function scalar_json(v, t)
+  if v == nil then return "null" end
   if type(v) == "string" then
-    if t and t.kind == "bytes" then
-      return '"' .. v:gsub(".", function(c) return format("%02x", c:byte()) end) .. '"'
-    end
-    if t and t.kind == "prim" and (t.name == "u128" or t.name == "i128") then return v end
+    if t and t.kind == "bytes" then return '"' .. hex(v) .. '"' end
+    if wide(t) then return v end -- exact digits: JSON numbers have no width
     return json_string(v)
-  elseif type(v) == "number" then
-    if math_type(v) == "integer" then
-      if t and t.name == "u64" and v < 0 then return format("%u", v) end -- u64 above 2^63
-      return tostring(v)
-    end
-    if v ~= v or v == math.huge or v == -math.huge then return "null" end
-    return format("%.17g", v)
+  elseif math_type(v) == "integer" then
+    return int_str(v, t)
+  elseif math_type(v) == "float" then
+    return float_str(v) or "null"
   end
   return tostring(v)
 end
 
 local function scalar_lua(v, t)
+  if v == nil then return "nil" end
   if type(v) == "string" then
-    if t and t.kind == "prim" and (t.name == "u128" or t.name == "i128") then return v end
-    return format("%q", v)
+    if wide(t) then return v end
+    return lua_string(v)
+  elseif math_type(v) == "integer" then
+    return int_str(v, t)
+  elseif math_type(v) == "float" then
+    return float_lua(v)
   end
-  if math_type(v) == "integer" and t and t.name == "u64" and v < 0 then return format("%u", v) end
   return tostring(v)
 end
 
+-- A map key as a JSON object key: strings as they are, bytes in hex,
+-- integers in exact decimal.
+local function key_json(k, t)
+  if type(k) == "string" then
+    if t and t.kind == "bytes" then return '"' .. hex(k) .. '"' end
+    return json_string(k)
+  end
+  return json_string(scalar_lua(k, t))
+end
+
+-- Map keys in order: u64 and usize unsigned, 128-bit digit strings by value.
+local function key_order(t)
+  if unsigned(t) then return math_ult end
+  if wide(t) then
+    return function(a, b)
+      local na, nb = a:sub(1, 1) == "-", b:sub(1, 1) == "-"
+      if na ~= nb then return na end
+      if #a ~= #b then return (#a < #b) ~= na end
+      return (a < b) ~= na
+    end
+  end
+  return function(a, b) return a < b end
+end
+
+local CONTAINER = { vec = true, ring = true, segmented = true, string_array = true, map = true }
+
+local render_any
+
 local function render(v, t, json, indent, out)
   local pad = rep("  ", indent + 1)
-  if t.kind == "struct" then
+  if v == nil then
+    out[#out + 1] = json and "null" or "nil"
+  elseif t.kind == "struct" then
     out[#out + 1] = json and "{\n" or (t.name .. " {\n")
     for i, f in ipairs(t.fields) do
       out[#out + 1] = pad .. (json and json_string(f.name) .. ": " or f.name .. " = ")
@@ -68,18 +161,8 @@ local function render(v, t, json, indent, out)
       out[#out + 1] = (i < #t.fields or not json) and ",\n" or "\n"
     end
     out[#out + 1] = rep("  ", indent) .. "}"
-  elseif t.kind == "array" then
-    out[#out + 1] = json and "[" or "{"
-    local simple = t.elem.kind ~= "struct" and t.elem.kind ~= "array"
-    for i = 1, t.n do
-      if not simple then out[#out + 1] = "\n" .. pad end
-      render(v[i], t.elem, json, indent + 1, out)
-      if i < t.n then out[#out + 1] = simple and ", " or "," end
-    end
-    if not simple then out[#out + 1] = "\n" .. rep("  ", indent) end
-    out[#out + 1] = json and "]" or "}"
-  elseif t.kind == "vec" or t.kind == "ring" or t.kind == "segmented" or t.kind == "string_array" then
-    local n = #v
+  elseif t.kind == "array" or (CONTAINER[t.kind] and t.kind ~= "map") then
+    local n = t.kind == "array" and t.n or #v
     out[#out + 1] = json and "[" or "{"
     local simple = t.elem.kind ~= "struct" and t.elem.kind ~= "array"
     for i = 1, n do
@@ -92,58 +175,81 @@ local function render(v, t, json, indent, out)
   elseif t.kind == "map" then
     local keys = {}
     for k in pairs(v) do keys[#keys + 1] = k end
-    table.sort(keys, function(a, b)
-      if type(a) == type(b) then return a < b end
-      return type(a) == "number"
-    end)
+    sort(keys, key_order(t.key))
     out[#out + 1] = "{"
     for i, k in ipairs(keys) do
       out[#out + 1] = "\n" .. pad
-      if json then
-        out[#out + 1] = json_string(tostring(scalar_lua(k, t.key):gsub('^"(.*)"$', "%1"))) .. ": "
-      else
-        out[#out + 1] = "[" .. scalar_lua(k, t.key) .. "] = "
-      end
+      out[#out + 1] = json and key_json(k, t.key) .. ": " or "[" .. scalar_lua(k, t.key) .. "] = "
       render(v[k], t.elem, json, indent + 1, out)
       if i < #keys or not json then out[#out + 1] = "," end
     end
     if #keys > 0 then out[#out + 1] = "\n" .. rep("  ", indent) end
     out[#out + 1] = "}"
   elseif t.kind == "value" then
-    out[#out + 1] = M.render_any(v, json, indent)
+    out[#out + 1] = render_any(v, json, indent)
   else
     out[#out + 1] = (json and scalar_json or scalar_lua)(v, t)
   end
 end
 
+-- Keys of a value<N> table in a stable order: numbers, strings, booleans, the rest.
+local RANK = { number = 1, string = 2, boolean = 3 }
+local function any_key_less(a, b)
+  local ta, tb = type(a), type(b)
+  if ta ~= tb then
+    local ra, rb = RANK[ta] or 4, RANK[tb] or 4
+    if ra ~= rb then return ra < rb end
+    return ta < tb
+  end
+  if ta == "number" or ta == "string" then return a < b end
+  if ta == "boolean" then return b and not a end
+  return tostring(a) < tostring(b)
+end
+
+local KEYWORDS = {}
+for w in ([[and break do else elseif end false for function goto if in local nil not or
+  repeat return then true until while]]):gmatch "%a+" do KEYWORDS[w] = true end
+
 --- Render any plain Lua value (a value<N> field's contents).
-function M.render_any(v, json, indent)
+-- JSON: a sequence (keys 1..n) is an array, a table whose keys are all
+-- strings an object, any other table a list of [key, value] pairs.
+function render_any(v, json, indent)
   indent = indent or 0
-  if type(v) ~= "table" then
-    if v == nil then return json and "null" or "nil" end
-    return (json and scalar_json or scalar_lua)(v, nil)
-  end
-  local n, keys = #v, {}
+  if type(v) ~= "table" then return (json and scalar_json or scalar_lua)(v, nil) end
+  local n = 0
+  while v[n + 1] ~= nil do n = n + 1 end
+  local keys, strings = {}, true
   for k in pairs(v) do
-    if not (math_type(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
+    if not (math_type(k) == "integer" and k >= 1 and k <= n) then
+      keys[#keys + 1] = k
+      if type(k) ~= "string" then strings = false end
+    end
   end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  sort(keys, any_key_less)
   local parts = {}
   if json and #keys == 0 then
-    for i = 1, n do parts[i] = M.render_any(v[i], json, indent + 1) end
+    for i = 1, n do parts[i] = render_any(v[i], json, indent + 1) end
+    return "[" .. concat(parts, ", ") .. "]"
+  elseif json and strings and n == 0 then
+    for i, k in ipairs(keys) do parts[i] = json_string(k) .. ": " .. render_any(v[k], json, indent + 1) end
+    return "{" .. concat(parts, ", ") .. "}"
+  elseif json then -- [[key, value], ...]: no key is lost or merged with another
+    for i = 1, n do parts[i] = "[" .. i .. ", " .. render_any(v[i], json, indent + 1) .. "]" end
+    for _, k in ipairs(keys) do
+      local kv = render_any(k, json, indent + 1) .. ", " .. render_any(v[k], json, indent + 1)
+      parts[#parts + 1] = "[" .. kv .. "]"
+    end
     return "[" .. concat(parts, ", ") .. "]"
   end
-  for i = 1, n do
-    parts[#parts + 1] = json and (json_string(tostring(i)) .. ": " .. M.render_any(v[i], json, indent + 1))
-      or M.render_any(v[i], json, indent + 1)
-  end
+  for i = 1, n do parts[i] = render_any(v[i], json, indent + 1) end
   for _, k in ipairs(keys) do
-    local key = json and json_string(tostring(k)) .. ": "
-      or (type(k) == "string" and k:match "^[%a_][%w_]*$" and k .. " = " or "[" .. scalar_lua(k) .. "] = ")
-    parts[#parts + 1] = key .. M.render_any(v[k], json, indent + 1)
+    local key = type(k) == "string" and k:match "^[%a_][%w_]*$" and not KEYWORDS[k] and k .. " = "
+      or "[" .. render_any(k, false, indent + 1) .. "] = "
+    parts[#parts + 1] = key .. render_any(v[k], json, indent + 1)
   end
   return "{" .. concat(parts, ", ") .. "}"
 end
+M.render_any = render_any
 
 --- Render a plain value (from mm.totable) of type t as text or JSON.
 function M.render(v, t, json)
@@ -153,20 +259,20 @@ function M.render(v, t, json)
 end
 
 -- ---------------------------------------------------------------------------
--- Commands
+-- Commands: each takes (out, path, options) and returns true, or nil and a
+-- message; an error it raises is reported the same way (exit status 1).
 -- ---------------------------------------------------------------------------
 
 local function open(path)
-  local v, err = mm.open(path, { readonly = true })
-  if not v then return nil, err end
-  return v
+  return mm.open(path, { readonly = true })
 end
 
 local commands = {}
+-- The options each command takes.
+local OPTIONS = { info = {}, dump = { ["--json"] = true }, check = {} }
 
 function commands.info(out, path)
-  if not path then return nil, "info needs a FILE" end
-  local v, err = open(path)
+  local v <close>, err = open(path)
   if not v then return nil, err end
   local i = mm.info(v)
   out(format("file:           %s", path))
@@ -176,22 +282,21 @@ function commands.info(out, path)
   out(format("fingerprint:    %s", i.fingerprint))
   out("schema:")
   for line in i.schema:gmatch "[^\n]+" do out("  " .. line) end
-  mm.close(v)
   return true
 end
 
-function commands.dump(out, path, flag)
-  if not path then return nil, "dump needs a FILE" end
-  if flag ~= nil and flag ~= "--json" then return nil, "unknown option " .. flag end
-  local v, err = open(path)
+function commands.dump(out, path, opts)
+  local v <close>, err = open(path)
   if not v then return nil, err end
-  out(M.render(mm.totable(v), mm.schema(v), flag == "--json"))
-  mm.close(v)
+  local t, data = mm.schema(v), mm.totable(v)
+  -- A root that is not a struct, array or container is read through a cell
+  -- with one field, `value`.
+  if t.kind ~= "struct" and t.kind ~= "array" and not CONTAINER[t.kind] then data = data.value end
+  out(M.render(data, t, opts["--json"]))
   return true
 end
 
 function commands.check(out, path)
-  if not path then return nil, "check needs a FILE" end
   local ok, err = mm.check(path)
   if not ok then return nil, err end
   out(path .. ": ok")
@@ -199,29 +304,33 @@ function commands.check(out, path)
 end
 
 -- cheader SCHEMA.lua NAME [-o OUT]: its own arguments (-o takes a value).
+-- Returns true, or nil, a message and 2 for a usage error.
 local function cheader(out, args)
-  local pos, dest = {}, nil
+  local pos, dest, only_files = {}, nil, false
   local i = 2
   while i <= #args do
     local a = args[i]
-    if a == "-o" then
-      if not args[i + 1] then return nil, "-o needs a file name" end
-      dest, i = args[i + 1], i + 1
-    elseif a:sub(1, 1) == "-" and #a > 1 then
-      return nil, "unknown option " .. a
-    else
+    if only_files or a == "-" or a:sub(1, 1) ~= "-" then
       pos[#pos + 1] = a
+    elseif a == "--" then
+      only_files = true
+    elseif a == "-o" then
+      if not args[i + 1] then return nil, "-o needs a file name", 2 end
+      dest, i = args[i + 1], i + 1
+    else
+      return nil, "cheader: unknown option " .. a, 2
     end
     i = i + 1
   end
-  if not pos[1] then return nil, "cheader needs a SCHEMA.lua (and the NAME of its root type)" end
-  if #pos > 2 then return nil, "cheader takes SCHEMA.lua NAME [-o OUT]" end
+  if not pos[1] then return nil, "cheader needs a SCHEMA.lua (and the NAME of its root type)", 2 end
+  if #pos > 2 then return nil, "cheader takes SCHEMA.lua NAME [-o OUT]", 2 end
   -- The schema module may require its neighbours.
   local dir = pos[1]:match "^(.*)/[^/]*$"
   local saved = package.path
   if dir then package.path = dir .. "/?.lua;" .. package.path end
-  local text, err = require("memmap3.cheader").from_file(pos[1], pos[2])
+  local okc, text, err = pcall(require("memmap3.cheader").from_file, pos[1], pos[2])
   package.path = saved
+  if not okc then text, err = nil, text end
   if not text then return nil, err end
   if not dest then
     out((text:gsub("\n$", "")))
@@ -230,60 +339,81 @@ local function cheader(out, args)
   -- Written aside, then renamed: make never sees half a header.
   local tmp = dest .. ".tmp"
   local f, ferr = io.open(tmp, "wb")
-  if not f then return nil, ferr end
-  local ok, werr = f:write(text)
-  local cok, cerr = f:close()
-  local rok, rerr = true, nil
-  if ok and cok then rok, rerr = os.rename(tmp, dest) end
+  local ok, werr, cok, cerr, rok, rerr = f ~= nil, ferr, true, nil, true, nil
+  if f then
+    ok, werr = f:write(text)
+    cok, cerr = f:close()
+    if ok and cok then rok, rerr = os.rename(tmp, dest) end
+    if not (ok and cok and rok) then os.remove(tmp) end
+  end
   if not (ok and cok and rok) then
-    os.remove(tmp)
-    return nil, dest .. ": " .. tostring(werr or cerr or rerr)
+    -- The message names the file the user gave, not the one written aside.
+    local why = tostring(werr or cerr or rerr)
+    if why:sub(1, #tmp + 2) == tmp .. ": " then why = why:sub(#tmp + 3) end
+    return nil, dest .. ": " .. why
   end
   return true
 end
 
-function commands.help(out)
-  out(USAGE)
-  return true
+-- An error message as a user should read it: without the Lua source
+-- positions ("init.lua:451: ") and without a second "memmap3: ".
+local function clean(msg)
+  msg = tostring(msg):gsub("[^%s:]*%.lua:%d+: ", ""):gsub("^memmap3: ", ""):gsub(": memmap3: ", ": ")
+  return msg
 end
 
 --- Run the command line in args; out(line) prints, err(line) reports.
--- @return the exit status
+-- @return the exit status: 0 success, 1 damaged or unreadable file (or
+-- another failure), 2 usage error
 function M.main(args, out, err)
   out = out or print
   err = err or function(s) io.stderr:write(s, "\n") end
-  local cmd = args[1]
-  if cmd == "cheader" then
-    local ok, msg = cheader(out, args)
-    if not ok then
-      err("memmap3: " .. tostring(msg))
-      return 1
-    end
-    return 0
-  end
-  local fn = commands[cmd or ""]
-  if not fn then
-    err(cmd and ("memmap3: unknown command '" .. cmd .. "'\n" .. USAGE) or USAGE)
+  local function usage_error(msg)
+    err("memmap3: " .. msg .. "\n" .. USAGE)
     return 2
   end
-  -- Options may stand anywhere after the command: "dump --json FILE" too.
-  local pos, flag = {}, nil
-  for i = 2, #args do
-    if args[i]:sub(1, 2) == "--" then
-      if flag then
-        err("memmap3: only one option at a time")
-        return 2
-      end
-      flag = args[i]
-    else
-      pos[#pos + 1] = args[i]
-    end
-  end
-  local ok, msg = fn(out, pos[1], flag)
-  if not ok then
-    err("memmap3: " .. tostring(msg))
+  local function failure(file, msg)
+    msg = clean(msg)
+    if file and msg:sub(1, #file + 2) ~= file .. ": " then msg = file .. ": " .. msg end
+    err("memmap3: " .. msg)
     return 1
   end
+  local cmd = args[1]
+  if cmd == nil then return usage_error("no command") end
+  for i = 1, #args do
+    if args[i] == "--" then break end
+    if args[i] == "--help" or args[i] == "-h" or (i == 1 and cmd == "help") then
+      out(USAGE)
+      return 0
+    end
+  end
+  if cmd == "cheader" then
+    local ok, msg, code = cheader(out, args)
+    if ok then return 0 end
+    if code == 2 then return usage_error(msg) end
+    return failure(nil, msg)
+  end
+  local fn = commands[cmd]
+  if not fn then return usage_error("unknown command '" .. cmd .. "'") end
+  -- Options may stand anywhere after the command: "dump --json FILE" too.
+  local pos, opts, only_files = {}, {}, false
+  for i = 2, #args do
+    local a = args[i]
+    if only_files or a == "-" or a:sub(1, 1) ~= "-" then
+      pos[#pos + 1] = a
+    elseif a == "--" then
+      only_files = true
+    elseif OPTIONS[cmd][a] then
+      opts[a] = true
+    else
+      return usage_error(cmd .. ": unknown option " .. a)
+    end
+  end
+  if #pos == 0 then return usage_error(cmd .. " needs a FILE") end
+  if #pos > 1 then return usage_error(cmd .. " takes one FILE, not " .. #pos) end
+  local okp, ok, msg = pcall(fn, out, pos[1], opts)
+  if not okp then ok, msg = nil, ok end
+  if not ok then return failure(pos[1], msg) end
   return 0
 end
 

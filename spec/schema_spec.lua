@@ -57,7 +57,7 @@ describe("schemas", function()
 
     -- The stored schema text would read such a name back as the built-in
     -- (a struct "u64" became a u64: dump and check read the wrong bytes).
-    it("a struct or enum may not take a built-in type's name, and the error names the caller's line", function()
+    it("a struct or enum may not take a built-in type's name; the error names the caller's line", function()
       for _, name in ipairs({"u64", "bool", "f32", "char", "usize", "value"}) do
         local ok, err = pcall(mm.struct, name, {{"a", "u8"}})
         assert.is_false(ok)

@@ -8,6 +8,9 @@ local cheader = require "memmap3.cheader"
 
 local CC = os.getenv("CC") or "cc"
 local WARN = "-std=c11 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Werror"
+-- C++ compiles of the headers, when g++ is there.
+local CXX = os.execute("command -v g++ >/dev/null 2>&1") and "g++" or nil
+local CXXWARN = "-std=c++11 -Wall -Wextra -pedantic -Werror"
 -- Under make sanitize the build's objects are instrumented: so are the programs.
 local SAN = h.under_asan() and " -fsanitize=address,undefined" or ""
 
@@ -110,6 +113,22 @@ describe("memmap3 cheader", function()
     return status, err, h.read_file(hp)
   end
 
+  -- The same as C++ (g++): status, compiler messages; nil when g++ is missing.
+  local function compile_header_cxx(types, name, body)
+    if not CXX then return nil end
+    local hp = h.tmpname(".h")
+    local cp = h.tmpname(".cc")
+    h.write_file(hp, cheader.generate(types, name))
+    h.write_file(cp, string.format('#include "%s"\n#include "%s"\n%s\nint main() { return 0; }\n',
+      "memmap3.h", hp, body or ""))
+    local _, status, err = run(string.format("%s %s -Isrc -fsyntax-only -x c++ %s", CXX, CXXWARN,
+      h.shell_quote(cp)))
+    return status, err, h.read_file(hp)
+  end
+  local function skip_cxx()
+    if not CXX then print("\ncheader_spec: g++ is not installed: C++ compiles of the headers skipped") end
+  end
+
   it("writes structs, enums, containers and a static assert on every offset and size", function()
     assert.matches("#ifndef ALL_MM3_H", header, 1, true)
     assert.matches("#include <stdint.h>", header, 1, true)
@@ -135,10 +154,11 @@ describe("memmap3 cheader", function()
     assert.matches("#define ALL_ROOT_SIZE " .. T.All.size .. "\n", header, 1, true)
     for _, f in ipairs(T.All.fields) do
       local cf = f.name == "default" and "default_" or f.name
-      assert.matches(string.format("_Static_assert(offsetof(All, %s) == %d,", cf, f.offset), header, 1, true)
+      assert.matches(string.format("MM3_STATIC_ASSERT(offsetof(All, %s) == %d,", cf, f.offset), header, 1,
+        true)
     end
-    assert.matches(string.format("_Static_assert(sizeof(All) == %d,", T.All.size), header, 1, true)
-    assert.matches(string.format("_Static_assert(sizeof(Pos) == %d,", T.Pos.size), header, 1, true)
+    assert.matches(string.format("MM3_STATIC_ASSERT(sizeof(All) == %d,", T.All.size), header, 1, true)
+    assert.matches(string.format("MM3_STATIC_ASSERT(sizeof(Pos) == %d,", T.Pos.size), header, 1, true)
     -- the canonical schema text, split after each newline
     local text = mm.canonical(T.All)
     local macro = header:match("#define ALL_SCHEMA \\\n(.-)\n#define")
@@ -285,9 +305,14 @@ describe("memmap3 cheader", function()
       { mm.struct("K", { { "int", "u8" }, { "for", "u16" },
         { "static", mm.enum("E", "i16", { "if", "else" }) } }) },
     }
+    skip_cxx()
     for _, c in ipairs(cases) do
       local status, err, text = compile_header(c[1], c[2])
       assert(status == 0, (c[2] or c[1].name) .. ":\n" .. err .. "\n" .. text)
+      -- and as C++11
+      local cstatus, cerr, ctext = compile_header_cxx(c[1], c[2])
+      assert(cstatus == nil or cstatus == 0, (c[2] or c[1].name) .. " (C++):\n" .. tostring(cerr) .. "\n" ..
+        tostring(ctext))
     end
     local _, _, text = compile_header(mm.vec("u64", 4), "Log")
     assert.matches("typedef Log_vec_u64_4 Log;", text, 1, true)
@@ -298,6 +323,96 @@ describe("memmap3 cheader", function()
     local status, err = compile_header(mm.struct("C", { { "v", mm.vec("u16", 3) } }), nil,
       "int f(void);\nint f(void) { mm3_ctype t = C_vec_u16_3_CTYPE; return mm3_ctype_init(&t); }")
     assert(status == 0, err)
+  end)
+
+  it("renames fields named like a macro of the header or of the standard headers, without clashes", function()
+    local E = mm.enum("E", "u8", { "a" })
+    -- B's enum is met after A: its constant F_B is a macro when A is written
+    local A = mm.struct("A", { { "F_B", "u8" }, { "x", "u8" } })
+    local F = mm.enum("F", "u16", { "b" })
+    local S = mm.struct("S", {
+      { "e", E }, { "E_A", "u8" }, { "S_SCHEMA", "u8" }, { "S_ROOT_SIZE", "u8" }, { "INT8_MAX", "u8" },
+      { "UINT64_C", "u8" }, { "SIZE_MAX", "u8" }, { "NULL", "u8" }, { "true", "u8" }, { "alignof", "u8" },
+      { "unix", "u8" }, { "MM3_EFULL", "u8" }, { "MM3_STATIC_ASSERT", "u8" },
+      { "S_vec_u8_2_CTYPE", "u8" }, { "v", mm.vec("u8", 2) },
+      -- renames cannot clash with another field or with each other
+      { "int", "u8" }, { "int_", "u8" }, { "int__", "u8" }, { "INT8_MAX_", "u16" },
+      { "a", A }, { "f", F },
+    })
+    local body = [[
+int f(S *s);
+int f(S *s) {
+  s->E_A_ = E_A; s->S_SCHEMA_ = 1; s->S_ROOT_SIZE_ = 2; s->INT8_MAX__ = INT8_MAX; s->UINT64_C_ = 3;
+  s->SIZE_MAX_ = 4; s->NULL_ = 5; s->true_ = 6; s->alignof_ = 7; s->unix_ = 8; s->MM3_EFULL_ = 9;
+  s->MM3_STATIC_ASSERT_ = 10; s->S_vec_u8_2_CTYPE_ = 11; s->int___ = 12; s->int_ = 13; s->int__ = 14;
+  s->INT8_MAX_ = 15; s->a.F_B_ = (uint8_t)F_B; s->f = F_B;
+  return (int)sizeof S_SCHEMA + (int)S_ROOT_SIZE + (int)MM3_EFULL;
+}]]
+    local status, err, text = compile_header(S, nil, body)
+    assert(status == 0, err .. "\n" .. text)
+    assert.matches("  uint8_t E_A_; /* field 'E_A' */\n", text, 1, true)
+    assert.matches("  uint8_t INT8_MAX__; /* field 'INT8_MAX' */\n", text, 1, true)
+    assert.matches("  uint16_t INT8_MAX_;\n", text, 1, true)
+    assert.matches("  uint8_t int___; /* field 'int' */\n  uint8_t int_;\n  uint8_t int__;\n", text, 1, true)
+    assert.matches("  uint8_t F_B_; /* field 'F_B' */\n", text, 1, true)
+    assert.matches("  uint8_t unix_; /* field 'unix' */\n", text, 1, true)
+    assert.matches("  uint8_t MM3_EFULL_; /* field 'MM3_EFULL' */\n", text, 1, true)
+    assert.matches("`int` is int_, and int__ if the struct has a field int_", text, 1, true)
+    assert.equal(text, cheader.generate(S))
+    -- the header gcc compiles in its default GNU mode, where unix is a macro
+    local hp = h.tmpname(".h")
+    h.write_file(hp, text)
+    local _, gstatus, gerr = run(string.format("%s -fsyntax-only -x c %s", CC, h.shell_quote(hp)))
+    assert.equal(0, gstatus, gerr)
+    -- and as C++
+    skip_cxx()
+    local cstatus, cerr = compile_header_cxx(S, nil, body)
+    assert(cstatus == nil or cstatus == 0, tostring(cerr))
+    -- a type or an enum constant named like a macro is refused, not renamed
+    local R = mm.struct("R", { { "e", mm.enum("INT8", "u8", { "max" }) } })
+    assert.has_error(function() cheader.generate(R) end,
+      "memmap3 cheader: the constant of INT8.max: 'INT8_MAX' is reserved in C")
+    assert.has_error(function() cheader.generate(mm.struct("SIZE_MAX", { { "x", "u8" } })) end)
+  end)
+
+  it("compiles as C++11: fields named like a C++ keyword or a type of their struct get a _ there", function()
+    skip_cxx()
+    -- All has a field `class`: class in C, class_ in C++
+    assert.matches("#ifdef __cplusplus\n  Class class_; /* field 'class' */\n#else\n  Class class;\n#endif\n",
+      header, 1, true)
+    assert.matches("#ifdef __cplusplus\nMM3_STATIC_ASSERT(offsetof(All, class_) == ", header, 1, true)
+    -- a member named like its own type: C++ says it "changes meaning"
+    local Pos = mm.struct("Pos", { { "x", "i16" } })
+    local Sh = mm.struct("Sh", { { "Pos", Pos }, { "uint8_t", "u8" }, { "q", Pos }, { "Pos_", "u8" } })
+    local sh_c = "int f(Sh *s);\nint f(Sh *s) { s->Pos.x = 1; s->uint8_t = 2; s->Pos_ = 3; return s->q.x; }"
+    local status, err, text = compile_header(Sh, nil, sh_c)
+    assert(status == 0, err .. "\n" .. text)
+    assert.matches("  Pos Pos__; /* field 'Pos' */", text, 1, true)
+    assert.matches("  uint8_t uint8_t_; /* field 'uint8_t' */", text, 1, true)
+    -- a type named like a C++ keyword: C only, and says so
+    local kw = cheader.generate(mm.struct("new", { { "x", "u8" } }))
+    assert.matches('#ifdef __cplusplus\n#error "this header is C only: new is a C++ keyword"', kw, 1, true)
+    if not CXX then return end
+    local cstatus, cerr, ctext = compile_header_cxx(Sh, nil,
+      "int f(Sh *s);\nint f(Sh *s) { s->Pos__.x = 1; s->uint8_t_ = 2; s->Pos_ = 3; return s->q.x; }")
+    assert(cstatus == 0, tostring(cerr) .. "\n" .. tostring(ctext))
+    -- the header of every field type, as C++: enums, containers, u128, MM3_ALIGNAS, static asserts
+    local cp = h.tmpname(".cc")
+    h.write_file(cp, string.format('#include "memmap3.h"\n#include "%s"\n%s\n', dir .. "/all_types.h", [[
+static_assert(sizeof(All().class_) == 1 && sizeof(All().default_) == 1, "fields");
+static_assert(alignof(All_map_u32_i32_4_node) == 8, "MM3_ALIGNAS");
+static_assert(ALL_ROOT_SIZE == sizeof(All), "root size");
+int main() { All a = All(); a.class_ = CLASS_ROGUE; return a.class_ == CLASS_ROGUE ? 0 : 1; }]]))
+    local _, status2, err2 = run(string.format("%s %s -Isrc -fsyntax-only -x c++ %s", CXX, CXXWARN,
+      h.shell_quote(cp)))
+    assert.equal(0, status2, err2)
+    assert.matches("MM3_ALIGNAS(8) uint32_t next;", header, 1, true)
+    local kp = h.tmpname(".h")
+    h.write_file(kp, kw)
+    local _, status3, err3 = run(string.format("%s %s -fsyntax-only -x c++ %s", CXX, CXXWARN,
+      h.shell_quote(kp)))
+    assert.equal(1, status3)
+    assert.matches("this header is C only: new is a C++ keyword", err3, 1, true)
   end)
 
   it("refuses two structs of one name with different layouts, and names both", function()
@@ -325,7 +440,7 @@ describe("memmap3 cheader", function()
     assert.matches("Q_SCHEMA", err3, 1, true)
   end)
 
-  it("reports errors on stderr with exit status 1", function()
+  it("reports errors on stderr with exit status 1 (2 for a usage error)", function()
     local bad = h.tmpname(".lua")
     h.write_file(bad, [[
       local mm = require "memmap3"
@@ -343,8 +458,8 @@ describe("memmap3 cheader", function()
     local _, s3, e3 = memmap3("cheader " .. h.shell_quote(h.missing_path()) .. " All")
     assert.equal(1, s3)
     assert.matches("No such file", e3, 1, true)
-    local _, s4, e4 = memmap3("cheader")
-    assert.equal(1, s4)
+    local _, s4, e4 = memmap3("cheader") -- a usage error (lua/memmap3/cli.lua): status 2
+    assert.equal(2, s4)
     assert.matches("cheader needs a SCHEMA.lua", e4, 1, true)
     local _, s5, e5 = memmap3("cheader " .. h.shell_quote(dir .. "/all_types.lua") ..
       " All -o /nonexistent/dir/x.h")

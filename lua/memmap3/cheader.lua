@@ -12,11 +12,19 @@
 --    type (named NAME_`<its canonical text` as an identifier>), with the layout
 --    documented in memmap3.h above mm3_ckind; each container also gets a
 --    `<type>_CTYPE` initialiser of mm3_ctype for the mm3_* container calls;
---  * _Static_assert on the size and alignment of every struct and the offset
+--  * a static assert on the size and alignment of every struct and the offset
 --    of every field, so a compiler that lays anything out differently refuses
 --    the header.
--- Macros are upper case (NAME in upper case as their prefix); C keywords used
--- as field names get a trailing underscore.
+-- Macros are upper case (NAME in upper case as their prefix). A field whose
+-- name is a C keyword or a macro (one of the header's own, MM3_* of
+-- memmap3.h, or one of the standard headers: RESERVED) gets a trailing
+-- underscore, and more while the name is another field's or still reserved.
+-- The header compiles as C11 and as C++11: MM3_STATIC_ASSERT, MM3_ALIGNAS and
+-- MM3_ALIGNOF pick each language's spelling (it declares no functions, so no
+-- extern "C" is needed). A field named like a C++ keyword or like a type its
+-- struct uses (which C++ refuses) has, under C++ only, a trailing underscore
+-- too: `class` stays `class` in C and is `class_` in C++. A type named like a
+-- C++ keyword makes the header C only (an #error under C++).
 -- @module memmap3.cheader
 local schema = require "memmap3.schema"
 
@@ -39,17 +47,58 @@ local PRIM_NOTE = {
   usize = "usize: 8 bytes in every file", isize = "isize: 8 bytes in every file",
 }
 
--- Words a C field or type name cannot be (keywords of C11 and C23, and
--- macros the included headers may define).
+-- Words a C field or type name cannot be: keywords of C11 and C23, and the
+-- macros of <assert.h>, <stddef.h> and <stdint.h> (which the header includes),
+-- of <stdbool.h> and <stdalign.h> (which a program may include before it), and
+-- those GCC and Clang predefine in their default GNU modes.
 local RESERVED = {}
 for w in ([[auto break case char const continue default do double else enum extern float
   for goto if inline int long register restrict return short signed sizeof static struct
   switch typedef union unsigned void volatile while _Alignas _Alignof _Atomic _Bool
   _Complex _Generic _Imaginary _Noreturn _Static_assert _Thread_local alignas alignof
   bool constexpr false nullptr static_assert thread_local true typeof typeof_unqual
-  NULL offsetof assert static_assert]]):gmatch "%S+" do
+  NULL offsetof unreachable assert NDEBUG __bool_true_false_are_defined
+  __alignas_is_defined __alignof_is_defined linux unix i386
+  SIZE_MAX SIZE_WIDTH PTRDIFF_MIN PTRDIFF_MAX PTRDIFF_WIDTH
+  SIG_ATOMIC_MIN SIG_ATOMIC_MAX SIG_ATOMIC_WIDTH WCHAR_MIN WCHAR_MAX WCHAR_WIDTH
+  WINT_MIN WINT_MAX WINT_WIDTH INTPTR_MIN INTPTR_MAX INTPTR_WIDTH UINTPTR_MAX UINTPTR_WIDTH
+  INTMAX_MIN INTMAX_MAX INTMAX_WIDTH UINTMAX_MAX UINTMAX_WIDTH INTMAX_C UINTMAX_C]]):gmatch "%S+" do
   RESERVED[w] = true
 end
+for _, n in ipairs { 8, 16, 32, 64 } do
+  for _, kind in ipairs { "", "_LEAST", "_FAST" } do
+    for _, m in ipairs { "INT%s%d_MIN", "INT%s%d_MAX", "INT%s%d_WIDTH", "UINT%s%d_MAX", "UINT%s%d_WIDTH" } do
+      RESERVED[format(m, kind, n)] = true
+    end
+  end
+  RESERVED["INT" .. n .. "_C"], RESERVED["UINT" .. n .. "_C"] = true, true
+end
+-- Keywords of C++ (to C++23) that C11 does not have: a field so named gets a
+-- trailing underscore under C++, a type so named makes the header C only.
+local CXX_KEYWORDS = {}
+for w in ([[alignas alignof and and_eq asm bitand bitor bool catch char8_t char16_t char32_t
+  class compl concept consteval constexpr constinit const_cast co_await co_return co_yield
+  decltype delete dynamic_cast explicit export false friend mutable namespace new noexcept
+  not not_eq nullptr operator or or_eq private protected public reinterpret_cast requires
+  static_assert static_cast template this thread_local throw true try typeid typename using
+  virtual wchar_t xor xor_eq]]):gmatch "%S+" do
+  CXX_KEYWORDS[w] = true
+end
+-- The macros every header defines for C and C++ alike (under one guard).
+local COMPAT = {
+  "#ifndef MM3_CHEADER_COMPAT",
+  "#define MM3_CHEADER_COMPAT",
+  "#ifdef __cplusplus",
+  "#define MM3_STATIC_ASSERT(e, msg) static_assert(e, msg)",
+  "#define MM3_ALIGNOF(t) alignof(t)",
+  "#define MM3_ALIGNAS(n) alignas(n)",
+  "#else",
+  "#define MM3_STATIC_ASSERT(e, msg) _Static_assert(e, msg)",
+  "#define MM3_ALIGNOF(t) _Alignof(t)",
+  "#define MM3_ALIGNAS(n) _Alignas(n)",
+  "#endif",
+  "#endif",
+}
 -- Type names of the included headers, and the header's own.
 local TAKEN_TYPES = {}
 for w in ([[int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t uint64_t intptr_t uintptr_t
@@ -122,13 +171,16 @@ function M.generate(T, name)
   if type(name) ~= "string" or not name:match "^[%a_][%w_]*$" then
     fail(format("NAME must be an identifier, got %s", tostring(name)))
   end
-  if RESERVED[name] then fail(format("NAME '%s' is a C keyword", name)) end
+  if RESERVED[name] then fail(format("NAME '%s' is reserved in C", name)) end
 
   local P = name:upper()          -- macro prefix
   local out = {}                  -- lines of the body (after the macros)
   local taken = {}                -- every C name at file scope -> what it is
   local named = {}                -- struct/enum name -> type
   local cname_of = {}             -- container canonical text -> C type name
+  local macros = {}                -- every macro the header defines
+  local deferred = {}             -- structs whose fields wait for every macro
+  local cxx_only = {}             -- why the header is C only, if it is
   local uses128 = false
 
   local function take(id, what)
@@ -136,12 +188,21 @@ function M.generate(T, name)
     if taken[id] then fail(format("%s: the C name '%s' is already %s", what, id, taken[id])) end
     taken[id] = what
   end
-  for _, m in ipairs { "SCHEMA", "ROOT_SIZE", "FINGERPRINT" } do
-    taken[P .. "_" .. m] = "a macro of the header"
+  local function take_macro(id, what)
+    take(id, what)
+    macros[id] = true
   end
-  taken[P .. "_MM3_H"] = "the include guard"
+  for _, m in ipairs { "SCHEMA", "ROOT_SIZE", "FINGERPRINT" } do
+    take_macro(P .. "_" .. m, "a macro of the header")
+  end
+  take_macro(P .. "_MM3_H", "the include guard")
+  for _, m in ipairs { "MM3_CHEADER_COMPAT", "MM3_STATIC_ASSERT", "MM3_ALIGNOF", "MM3_ALIGNAS",
+    "MM3_INT128_TYPES" } do
+    take_macro(m, "a macro of the header")
+  end
 
-  local function emit(s) out[#out + 1] = s end
+  local sink = out
+  local function emit(s) sink[#sink + 1] = s end
 
   -- A declaration of `d` (a declarator: a name, maybe with [n]) of type t.
   local function decl(ty, d)
@@ -182,7 +243,25 @@ function M.generate(T, name)
     local cur, maxa, npad = 0, 1, 0
     for _, m in ipairs(members) do maxa = math_max(maxa, m.align) end
     local force = align > maxa -- raise the struct's alignment to the layout's
+    -- C++ refuses a member named like a C++ keyword or like a type the struct
+    -- uses (it "changes meaning"): under C++ it gets a trailing underscore
+    -- (more while that name is taken), and C keeps its name.
+    local member, uses = {}, { uint8_t = true }
+    for _, m in ipairs(members) do
+      member[m.name] = true
+      uses[m.decl:match "^%S+"] = true
+    end
+    for _, m in ipairs(members) do
+      if CXX_KEYWORDS[m.name] or uses[m.name] then
+        local x = m.name .. "_"
+        while member[x] or uses[x] or CXX_KEYWORDS[x] or RESERVED[x] or macros[x] do x = x .. "_" end
+        member[x] = true
+        m.cxx = x
+        m.cxx_decl = m.decl:gsub("^(%S+ )" .. m.name, "%1" .. x, 1)
+      end
+    end
     local function pad(n)
+      while member["_pad" .. npad] do npad = npad + 1 end
       lines[#lines + 1] = format("  uint8_t _pad%d[%d];", npad, n)
       npad = npad + 1
     end
@@ -190,12 +269,31 @@ function M.generate(T, name)
       local at = align_up(cur, m.align)
       if m.off < at then fail(format("internal: %s.%s at %d, C puts it at %d", cname, m.name, m.off, at)) end
       if m.off > at then pad(m.off - cur) end
-      local text = m.decl .. ";"
-      if i == 1 and force then text = format("_Alignas(%d) %s", align, text) end
-      if m.note then text = text .. " /* " .. m.note .. " */" end
-      lines[#lines + 1] = "  " .. text
-      asserts[#asserts + 1] = format('_Static_assert(offsetof(%s, %s) == %d, "%s.%s: offset");',
-        cname, m.name, m.off, cname, m.name)
+      local function line(d, n, why)
+        local text = d .. ";"
+        if i == 1 and force then text = format("MM3_ALIGNAS(%d) %s", align, text) end
+        if why then text = text .. " /* " .. why .. " */" end
+        return "  " .. text, format('MM3_STATIC_ASSERT(offsetof(%s, %s) == %d, "%s.%s: offset");',
+          cname, n, m.off, cname, n)
+      end
+      local text, check = line(m.decl, m.name, m.note)
+      if m.cxx then
+        -- its comment names the field, as a renamed field's already does
+        local xnote = m.note
+        if not (xnote and xnote:match "^field '") then
+          xnote = format("field '%s'%s", m.name, xnote and "; " .. xnote or "")
+        end
+        local xtext, xcheck = line(m.cxx_decl, m.cxx, xnote)
+        lines[#lines + 1] = "#ifdef __cplusplus"
+        lines[#lines + 1] = xtext
+        lines[#lines + 1] = "#else"
+        lines[#lines + 1] = text
+        lines[#lines + 1] = "#endif"
+        asserts[#asserts + 1] = "#ifdef __cplusplus\n" .. xcheck .. "\n#else\n" .. check .. "\n#endif"
+      else
+        lines[#lines + 1] = text
+        asserts[#asserts + 1] = check
+      end
       cur = m.off + m.size
     end
     maxa = math_max(maxa, align)
@@ -203,8 +301,8 @@ function M.generate(T, name)
     emit(format("typedef struct %s {", cname))
     for _, l in ipairs(lines) do emit(l) end
     emit(format("} %s;", cname))
-    emit(format('_Static_assert(sizeof(%s) == %d, "%s: size");', cname, size, cname))
-    emit(format('_Static_assert(_Alignof(%s) == %d, "%s: alignment");', cname, align, cname))
+    emit(format('MM3_STATIC_ASSERT(sizeof(%s) == %d, "%s: size");', cname, size, cname))
+    emit(format('MM3_STATIC_ASSERT(MM3_ALIGNOF(%s) == %d, "%s: alignment");', cname, align, cname))
     for _, a in ipairs(asserts) do emit(a) end
     emit("")
   end
@@ -212,7 +310,7 @@ function M.generate(T, name)
   local function ctype_macro(cname, fields)
     local parts = {}
     for _, kv in ipairs(fields) do parts[#parts + 1] = format(".%s = %s", kv[1], tostring(kv[2])) end
-    take(cname .. "_CTYPE", "the mm3_ctype initialiser of " .. cname)
+    take_macro(cname .. "_CTYPE", "the mm3_ctype initialiser of " .. cname)
     emit(format("/* mm3_ctype t = %s_CTYPE; mm3_ctype_init(&t); (needs memmap3.h) */", cname))
     emit(format("#define %s_CTYPE {%s}", cname, concat(parts, ", ")))
     emit("")
@@ -343,23 +441,34 @@ function M.generate(T, name)
       local up = ty.name:upper()
       for i, v in ipairs(ty.names) do
         local m = up .. "_" .. v:upper()
-        take(m, format("the constant of %s.%s", ty.name, v))
+        take_macro(m, format("the constant of %s.%s", ty.name, v))
         emit(format("#define %s %d", m, i - 1))
       end
-      emit(format('_Static_assert(sizeof(%s) == %d, "%s: size");', ty.name, ty.size, ty.name))
+      emit(format('MM3_STATIC_ASSERT(sizeof(%s) == %d, "%s: size");', ty.name, ty.size, ty.name))
       emit("")
       return
     end
     for _, f in ipairs(ty.fields) do visit(f.type) end
     take(ty.name, "struct " .. ty.name)
-    local members, cnames = {}, {}
+    -- The members once every macro is known (an enum met later may define one).
+    out[#out + 1] = false
+    deferred[#deferred + 1] = { slot = #out, ty = ty }
+  end
+
+  -- A field name C cannot use as it is: a keyword, or a macro of this header,
+  -- of memmap3.h (MM3_*, none of which ends in _) or of the standard headers.
+  local function unusable(id) return RESERVED[id] or macros[id] end
+
+  local function emit_fields(ty)
+    local own = {}
+    for _, f in ipairs(ty.fields) do own[f.name] = true end
+    local members, used = {}, {}
     for i, f in ipairs(ty.fields) do
       local cf = f.name
-      if RESERVED[cf] then cf = cf .. "_" end
-      if cnames[cf] then
-        fail(format("struct %s: fields '%s' and '%s' are both '%s' in C", ty.name, cnames[cf], f.name, cf))
+      if unusable(cf) or cf:match "^MM3_" then
+        repeat cf = cf .. "_" until not (unusable(cf) or own[cf] or used[cf])
       end
-      cnames[cf] = f.name
+      used[cf] = true
       local n = note(f.type, f.atomic)
       if cf ~= f.name then n = format("field '%s'%s", f.name, n and "; " .. n or "") end
       members[i] = mem(decl(f.type, cf), cf, f.offset, f.type.size, f.type.align, n)
@@ -386,9 +495,21 @@ function M.generate(T, name)
     take(name, "the root type")
     emit(format("/* the root: %s */", T.canon))
     emit(format("typedef %s;", decl(T, name)))
-    emit(format('_Static_assert(sizeof(%s) == %d, "%s: size");', name, T.size, name))
+    emit(format('MM3_STATIC_ASSERT(sizeof(%s) == %d, "%s: size");', name, T.size, name))
     emit("")
   end
+  for _, d in ipairs(deferred) do
+    sink = {}
+    emit_fields(d.ty)
+    out[d.slot] = concat(sink, "\n")
+  end
+  sink = out
+  local names = {}
+  for id in pairs(taken) do
+    if CXX_KEYWORDS[id] then names[#names + 1] = id end
+  end
+  table.sort(names)
+  for _, id in ipairs(names) do cxx_only[#cxx_only + 1] = format("%s is a C++ keyword", id) end
 
   local head = {
     format("/* Generated by `memmap3 cheader` for the root %s: do not edit.", name),
@@ -401,6 +522,14 @@ function M.generate(T, name)
     " * in place; atomic fields with mm3_atomic_*; containers with the mm3_* calls",
     " * of memmap3.h (they take the file's lock and make each change crash-safe),",
     " * given the mm3_ctype their *_CTYPE macro describes.",
+    " *",
+    " * A field whose name is a C keyword or a macro (of this header, MM3_* of",
+    " * memmap3.h, or of <stdint.h>, <stddef.h>, <assert.h>, <stdbool.h>,",
+    " * <stdalign.h>) has a trailing underscore, another while that name is",
+    " * another field's: `int` is int_, and int__ if the struct has a field int_.",
+    " * Its comment gives the field's name in the schema. Under C++ a field named",
+    " * like a C++ keyword or like a type of its struct is renamed the same way",
+    " * (`class` is class_ in C++ only), in an #ifdef __cplusplus of its own.",
     " */",
     format("#ifndef %s_MM3_H", P),
     format("#define %s_MM3_H", P),
@@ -409,11 +538,21 @@ function M.generate(T, name)
     "#include <stddef.h>",
     "#include <stdint.h>",
     "",
+  }
+  if #cxx_only > 0 then
+    head[#head + 1] = "#ifdef __cplusplus"
+    head[#head + 1] = format("#error %s", c_string("this header is C only: " .. concat(cxx_only, "; ")))
+    head[#head + 1] = "#endif"
+    head[#head + 1] = ""
+  end
+  for _, l in ipairs(COMPAT) do head[#head + 1] = l end
+  for _, l in ipairs {
+    "",
     format("#define %s_SCHEMA \\\n  %s", P, c_string(text)),
     format("#define %s_ROOT_SIZE %d", P, T.size),
     format("#define %s_FINGERPRINT UINT64_C(0x%016x)", P, fnv1a64(text)),
     "",
-  }
+  } do head[#head + 1] = l end
   if uses128 then
     for _, l in ipairs {
       "#ifndef MM3_INT128_TYPES",

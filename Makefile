@@ -55,8 +55,12 @@ $(B)/libmemmap3.a: $(CORE_OBJ)
 $(B)/libmemmap3_lua.a: $(CORE_OBJ) $(LUA_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
+# The shared library's ABI version is its SONAME: programs linked with
+# -lmemmap3 load libmemmap3.so.0, installed beside the full version's file.
+SOVERSION := 0
+SOFULL    := 0.1.0
 $(B)/libmemmap3.so: $(CORE_OBJ)
-	$(CC) $(LIBFLAG) -o $@ $^ $(LDLIBS)
+	$(CC) $(LIBFLAG) -Wl,-soname,libmemmap3.so.$(SOVERSION) -o $@ $^ $(LDLIBS)
 
 $(B)/memmap3/core.so: $(CORE_OBJ) $(LUA_OBJ) | $(B)/memmap3
 	$(CC) $(LIBFLAG) -o $@ $^ $(LDLIBS)
@@ -147,7 +151,9 @@ install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUA_LIBDIR)/memmap3 \
 	  $(DESTDIR)$(LUA_SHAREDIR)/memmap3 $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 $(B)/libmemmap3.a $(DESTDIR)$(LIBDIR)/
-	install -m 755 $(B)/libmemmap3.so $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(B)/libmemmap3.so $(DESTDIR)$(LIBDIR)/libmemmap3.so.$(SOFULL)
+	ln -sf libmemmap3.so.$(SOFULL) $(DESTDIR)$(LIBDIR)/libmemmap3.so.$(SOVERSION)
+	ln -sf libmemmap3.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libmemmap3.so
 	install -m 644 $(B)/libmemmap3_lua.a $(DESTDIR)$(LIBDIR)/
 	install -m 644 src/memmap3.h src/memmap3_lua.h $(DESTDIR)$(INCDIR)/
 	install -m 755 $(B)/memmap3/core.so $(DESTDIR)$(LUA_LIBDIR)/memmap3/
@@ -162,7 +168,8 @@ install: all
 	  bin/memmap3 > $(DESTDIR)$(BINDIR)/memmap3 && chmod 755 $(DESTDIR)$(BINDIR)/memmap3; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/libmemmap3.a $(DESTDIR)$(LIBDIR)/libmemmap3.so $(DESTDIR)$(LIBDIR)/libmemmap3_lua.a
+	rm -f $(DESTDIR)$(LIBDIR)/libmemmap3.a $(DESTDIR)$(LIBDIR)/libmemmap3.so $(DESTDIR)$(LIBDIR)/libmemmap3_lua.a \
+	  $(DESTDIR)$(LIBDIR)/libmemmap3.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libmemmap3.so.$(SOFULL)
 	rm -f $(DESTDIR)$(INCDIR)/memmap3.h $(DESTDIR)$(INCDIR)/memmap3_lua.h
 	rm -rf $(DESTDIR)$(LUA_LIBDIR)/memmap3 $(DESTDIR)$(LUA_SHAREDIR)/memmap3
 	rm -f $(DESTDIR)$(PKGCONFIGDIR)/memmap3.pc $(DESTDIR)$(PKGCONFIGDIR)/memmap3-lua.pc $(DESTDIR)$(BINDIR)/memmap3

@@ -81,6 +81,8 @@ local function expected_files()
     "include/memmap3_lua.h",
     "lib/libmemmap3.a",
     "lib/libmemmap3.so",
+    "lib/libmemmap3.so.0",
+    "lib/libmemmap3.so.0.1.0",
     "lib/lua/5.4/memmap3/core.so",
     "lib/pkgconfig/memmap3.pc",
   }
@@ -130,6 +132,10 @@ describe("make install", function()
   it("installs the libraries, both headers, the Lua module, the memmap3 command and memmap3.pc", function()
     assert_installed(prefix, expected_files())
     ok_run("test -x " .. q(prefix .. "/bin/memmap3"))
+    -- the shared library carries its ABI version: programs load libmemmap3.so.0
+    local dyn = ok_run("readelf -d " .. q(prefix .. "/lib/libmemmap3.so.0.1.0"))
+    assert.matches("Library soname: [libmemmap3.so.0]", dyn, 1, true)
+    assert.equal("libmemmap3.so.0", ok_run("readlink " .. q(prefix .. "/lib/libmemmap3.so")):match("^(%S+)"))
     -- the command finds the installed modules wherever it runs
     local cli = h.read_file(prefix .. "/bin/memmap3")
     assert.matches('package.path = "' .. prefix .. '/share/lua/5.4/?.lua;', cli, 1, true)

@@ -148,14 +148,17 @@ local function child_env()
     sh(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), sh(root .. "/" .. h.build .. "/?.so;;"))
 end
 
+-- After each test: its directory and what it left open.
+local function clean(dir)
+  collectgarbage()
+  rmrf(dir)
+  h.cleanup()
+end
+
 describe("four processes at once", function()
   local dir
   before_each(function() dir = tmpdir() end)
-  after_each(function()
-    collectgarbage()
-    rmrf(dir)
-    h.cleanup()
-  end)
+  after_each(function() clean(dir) end)
 
   it(("%d processes x %d mixed operations under transactions and locks: every total exact")
     :format(PROCS, ITERS), function()
@@ -265,11 +268,7 @@ end)
 describe("two processes on one struct", function()
   local dir
   before_each(function() dir = tmpdir() end)
-  after_each(function()
-    collectgarbage()
-    rmrf(dir)
-    h.cleanup()
-  end)
+  after_each(function() clean(dir) end)
 
   -- string<8> and bytes<4> at offsets that are multiples of their size are
   -- stored and loaded at once: the reader sees "x" or "abcdefgh", never "a"
@@ -371,5 +370,44 @@ print("appended")
     assert.is_truthy(aout:match("^done (%d+)"), aout)
     local assigned = tonumber(aout:match("^done (%d+)"))
     assert.is_true(assigned > 100, "the assignments overlapped the appends: " .. aout)
+  end)
+
+  -- m:read and m:unpack of a raw shared map another process is writing:
+  -- the bytes may be half old, half new (raw writes are plain copies), but
+  -- the string is always equal to the same bytes made in Lua (Lua hashed
+  -- short strings from the map, then copied bytes that had changed).
+  it("raw map reads of bytes being written are proper Lua strings", function()
+    local path = dir .. "/raw.bin"
+    h.write_file(path, ("x"):rep(4096))
+    local env = child_env()
+    local wscript = dir .. "/rawwriter.lua"
+    h.write_file(wscript, [[
+local mm = require "memmap3"
+local m = assert(mm.map(..., {mode = "rw"}))
+for i = 1, 300000 do m:write(0, i % 2 == 0 and "abcdefghijklmnop" or "0123456789ABCDEF") end
+m:write(100, "s")
+print("done")
+]])
+    local writer = assert(io.popen(("timeout -s KILL 120 env %s %s %s %s 2>&1"):format(
+      env, sh(h.lua), sh(wscript), sh(path))))
+    local out, status, err = h.run_lua([[
+local mm = require "memmap3"
+local m = assert(mm.map(..., {mode = "r"}))
+local reads, bad, deadline = 0, 0, os.time() + 100
+while m:read(100, 1) ~= "s" and os.time() < deadline do
+  for _, s in ipairs({m:read(0, 16), (m:unpack("c16", 0))}) do
+    reads = reads + 1
+    if s ~= string.char(s:byte(1, -1)) then bad = bad + 1 end
+  end
+end
+print(reads, bad)
+]], {args = {path}})
+    local wout = writer:read("a")
+    writer:close()
+    assert.are.equal("done\n", wout)
+    assert.are.equal(0, status, err)
+    local reads, bad = out:match("^(%d+)\t(%d+)")
+    assert.is_true(tonumber(reads) > 1000, out)
+    assert.are.equal("0", bad)
   end)
 end)

@@ -162,6 +162,10 @@ MM3_INTERNAL int lmm3_cont_error(lua_State *L, int viewidx, int rc);
 /* Read / write one scalar of a type code; set returns NULL or why it refused
    the value at idx (then nothing was written). */
 MM3_INTERNAL void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size);
+/* lua_pushlstring of n bytes of mapped memory another process may be
+   writing: a short string (which Lua hashes while it reads the bytes, then
+   copies) is copied aside first, so that it is never unequal to itself. */
+MM3_INTERNAL void lmm3_push_mapped(lua_State *L, const void *p, size_t n);
 /* luaL_checkstring for a path: refuses one with a NUL byte inside. */
 MM3_INTERNAL const char *lmm3_checkpath(lua_State *L, int idx, const char *what);
 MM3_INTERNAL void lmm3_push_scalars(lua_State *L, const uint8_t *p, lua_Integer n, size_t stride, int code,

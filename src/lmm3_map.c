@@ -264,7 +264,7 @@ static int m_read(lua_State *L) {
     n = mm3_map_len(m) - off;
   }
   check_range(L, m, off, n);
-  lua_pushlstring(L, (const char *)mm3_map_ptr(m) + off, (size_t)n); /* copies, then may collect */
+  lmm3_push_mapped(L, (const char *)mm3_map_ptr(m) + off, (size_t)n); /* copies, then may collect */
   if (mm3_map_truncated(m)) check_truncated(L, m); /* this very read faulted: zeros, not data */
   return 1;
 }

@@ -274,12 +274,12 @@ int lmm3_unpack(lua_State *L, const char *fmt, const uint8_t *data, size_t ld, s
         lua_pushnumber(L, (lua_Number)f);
         break;
       }
-      case Kchar: lua_pushlstring(L, (const char *)data + pos, (size_t)size); break;
+      case Kchar: lmm3_push_mapped(L, data + pos, (size_t)size); break;
       case Kstring: {
         size_t len = (size_t)unpackint(L, data + pos, h.islittle, size, 0);
         if (len > ld - pos - (size_t)size)
           luaL_error(L, "string at offset %I runs past the end of the map", (lua_Integer)pos);
-        lua_pushlstring(L, (const char *)data + pos + size, len);
+        lmm3_push_mapped(L, data + pos + size, len);
         pos += len;
         break;
       }
@@ -287,7 +287,7 @@ int lmm3_unpack(lua_State *L, const char *fmt, const uint8_t *data, size_t ld, s
         const uint8_t *z = memchr(data + pos, 0, ld - pos);
         if (!z) luaL_error(L, "unfinished string for format 'z' at offset %I", (lua_Integer)pos);
         size_t len = (size_t)(z - (data + pos));
-        lua_pushlstring(L, (const char *)data + pos, len);
+        lmm3_push_mapped(L, data + pos, len);
         pos += len + 1;
         break;
       }

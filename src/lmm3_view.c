@@ -243,6 +243,16 @@ static int name_of(lua_State *L, lua_Integer x) {
   return lua_rawgeti(L, -1, x + 1);
 }
 
+void lmm3_push_mapped(lua_State *L, const void *p, size_t n) {
+  char c[64]; /* more than Lua's longest short string (40 bytes) */
+  if (n > sizeof c) { /* a long string: copied first, hashed from the copy */
+    lua_pushlstring(L, p, n);
+    return;
+  }
+  memcpy(c, p, n);
+  lua_pushlstring(L, c, n);
+}
+
 void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
   push_scalar(L, p, code, size);
 }

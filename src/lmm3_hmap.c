@@ -271,19 +271,21 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
   }
   if (ct->kind == MM3_FMAP && (uint64_t)n > ct->cap)
     luaL_error(L, "%s: %I entries do not fit (capacity %I)", where, n, (lua_Integer)ct->cap);
-  size_t one = (size_t)ct->key_size + ct->elem_size;
-  uint8_t *all = lua_newuserdatauv(L, (size_t)(n ? n : 1) * one, 0);
+  /* keys, then values, each packed: what mm3_hmap_put_many takes */
+  size_t nk = (size_t)(n ? n : 1);
+  uint8_t *all = lua_newuserdatauv(L, nk * ((size_t)ct->key_size + ct->elem_size), 0);
+  uint8_t *vals = all + nk * ct->key_size;
   lua_Integer i = 0;
   lua_pushnil(L);
   while (lua_next(L, vidx)) {
     if (i >= n) /* a finalizer run by an allocation above added keys to it */
       luaL_error(L, "%s: the table changed while it was being read", where);
-    uint8_t *k = all + i * one;
+    uint8_t *k = all + i * ct->key_size;
     memset(k, 0, ct->key_size);
     int64_t kd = ti->kdesc;
     const char *why = lmm3_set_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF), -2);
     if (why) luaL_error(L, "%s: bad key: %s", where, why);
-    lmm3_encode(L, -1, ti->edesc, d, k + ct->key_size, ct->elem_size, where);
+    lmm3_encode(L, -1, ti->edesc, d, vals + i * ct->elem_size, ct->elem_size, where);
     lua_pop(L, 1);
     i++;
   }
@@ -293,8 +295,7 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
   int rc = mm3_txn_begin(fb->f, &sp);
   if (!rc) {
     rc = mm3_hmap_clear(fb->f, p, ct);
-    for (lua_Integer j = 0; !rc && j < n; j++)
-      rc = mm3_hmap_put(fb->f, p, ct, all + j * one, all + j * one + ct->key_size, NULL);
+    if (!rc) rc = mm3_hmap_put_many(fb->f, p, ct, (size_t)n, all, vals, NULL);
     if (rc) mm3_txn_rollback(fb->f, sp);
     else rc = mm3_txn_commit(fb->f);
   }

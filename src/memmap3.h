@@ -530,6 +530,24 @@ MM3_API int mm3_hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void
  *  @return 0, MM3_EFULL (fixed map), ENOSPC (growing the file), MM3_ECORRUPT. */
 MM3_API int mm3_hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val,
                         int *created);
+/** Look n keys up at once (keys: n keys of key_size bytes, one after the
+ *  other). Value i is copied to vals + i * elem_size (vals may be NULL) and
+ *  found[i] (found may be NULL) is set to 1, or to 0 when key i is not in the
+ *  map (its value bytes are then left as they were). The same results as n
+ *  calls of mm3_hmap_get, faster: the keys' cache misses overlap.
+ *  @return 0 (whether or not each key was found), MM3_ECORRUPT. */
+MM3_API int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, void *vals,
+                             uint8_t *found);
+/** Insert or replace n entries at once, in order: key i (keys + i * key_size)
+ *  gets value i (vals + i * elem_size); a key given twice keeps its last value.
+ *  The same results as n calls of mm3_hmap_put, faster: the lock is taken
+ *  once per group of 16 entries and their cache misses overlap. Each entry is
+ *  crash-atomic as a put is; for all-or-nothing, call it in a transaction.
+ *  On an error, entries before the failing one are in the map, it and those
+ *  after are not. *done (if not NULL) receives how many were put.
+ *  @return as mm3_hmap_put. */
+MM3_API int mm3_hmap_put_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys,
+                             const void *vals, size_t *done);
 /** Delete a key. @return 0 or MM3_ENOTFOUND. */
 MM3_API int mm3_hmap_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key);
 /** Delete every entry (a growable map frees its nodes and tables). */

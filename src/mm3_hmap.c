@@ -182,15 +182,28 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
   uint64_t *from = gtable(f, g, 0), *to = gtable(f, g, 1);
   if (!from || !to) return MM3_ECORRUPT;
   uint64_t nb = (uint64_t)1 << g->lg[0], mask1 = ((uint64_t)1 << g->lg[1]) - 1;
+  /* The nodes and the buckets they go to are in random places: each is
+     asked for a few buckets ahead (the node AHEAD buckets on, then its
+     destination when it has had time to arrive), so the misses overlap
+     instead of coming one after the other. */
+  uint64_t b0 = g->rehash - 1, e = b0 + steps < nb ? b0 + steps : nb;
+  if (b0 >= e) steps = 0;
+  else LOG(f, &from[b0], (e - b0) * 8); /* the step's old buckets, in one entry */
+  enum { AHEAD = 8 };
+  for (uint64_t b = b0; b < e && b < b0 + AHEAD; b++)
+    if (from[b] && mm3__inside(f, from[b], 16)) __builtin_prefetch(f->base + from[b], 1);
   while (steps-- && g->rehash <= nb) {
     uint64_t b = g->rehash - 1;
     uint64_t guard = 0;
+    if (b + AHEAD < e && from[b + AHEAD] && mm3__inside(f, from[b + AHEAD], 16))
+      __builtin_prefetch(f->base + from[b + AHEAD], 1);
+    if (b + AHEAD / 2 < e && from[b + AHEAD / 2] && mm3__inside(f, from[b + AHEAD / 2], 16))
+      __builtin_prefetch(&to[((uint64_t *)(f->base + from[b + AHEAD / 2]))[1] & mask1], 1);
     while (from[b]) {
       uint8_t *n = gnode(f, t, from[b]);
       if (!n || guard++ > g->count) return MM3_ECORRUPT;
       uint64_t off = from[b];
       uint64_t *dst = &to[((uint64_t *)n)[1] & mask1];
-      LOG(f, &from[b], 8);
       LOG(f, n, 8);
       LOG(f, dst, 8);
       from[b] = *(uint64_t *)n;
@@ -211,8 +224,10 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
   return 0;
 }
 
+/* steps: buckets of a resize under way to move first (put_many moves a
+   group's share at once, then puts with 0). */
 static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
-                int *created) {
+                int *created, uint64_t steps) {
   ghead *g = (ghead *)c;
   int rc;
   LOG(f, g, sizeof *g);
@@ -223,7 +238,7 @@ static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
     g->lg[0] = 3;
     g->tab[0] = off;
   }
-  rc = rehash_step(f, t, g, REHASH_STEP);
+  rc = rehash_step(f, t, g, steps);
   if (rc) return rc;
   uint64_t *link;
   uint8_t *n;
@@ -379,10 +394,107 @@ int mm3__hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, 
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
   seq_begin(f);
-  rc = t->kind == MM3_FMAP ? fput(f, c, t, key, h, val, created) : gput(f, c, t, key, h, val, created);
+  rc = t->kind == MM3_FMAP ? fput(f, c, t, key, h, val, created) : gput(f, c, t, key, h, val, created, REHASH_STEP);
   if (rc) mm3__rollback(f, sp); /* undone before readers may look again */
   seq_end(f);
   return mm3__op_end(f, sp, rc);
+}
+
+/* ---- many keys at once ----
+   A lookup's cost is its cache misses (the bucket, then the node), and one
+   call cannot start the next key's before its own end. Given a group of
+   keys, the hashes come first, then every bucket is asked for, then every
+   first node: the misses of a group overlap. Nothing here is needed for
+   correctness: a prefetch of an address that changed meanwhile is wasted. */
+
+#define GROUP 16
+
+/* Where key hash h's bucket is in table i (NULL: none), and its first node
+   (NULL: none). The callers prefetch them: a function that only prefetched
+   would count as having no effect, and GCC drops calls to it. */
+static const void *bucket_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t h, int i) {
+  if (t->kind == MM3_FMAP) return i ? NULL : &fbuckets(c)[h & (t->buckets - 1)];
+  ghead *g = (ghead *)c;
+  uint64_t *tab = gtable(f, g, i);
+  return tab ? &tab[h & (((uint64_t)1 << g->lg[i]) - 1)] : NULL;
+}
+
+static const void *first_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t h) {
+  if (t->kind == MM3_FMAP) {
+    uint32_t idx = fbuckets(c)[h & (t->buckets - 1)];
+    return idx && idx <= t->cap ? fnode(c, t, idx) : NULL;
+  }
+  const uint64_t *b = bucket_at(f, c, t, h, 0);
+  uint64_t off = b ? *b : 0;
+  return off && mm3__inside(f, off, t->node_size) ? f->base + off : NULL;
+}
+
+#define PREFETCH(p)                      \
+  do {                                   \
+    const void *p_ = (p);                \
+    if (p_) __builtin_prefetch(p_);      \
+  } while (0)
+
+int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, void *vals,
+                      uint8_t *found) {
+  const uint8_t *k = keys;
+  uint8_t *v = vals;
+  uint64_t h[GROUP];
+  for (size_t i = 0; i < n; i += GROUP) {
+    size_t m = n - i < GROUP ? n - i : GROUP;
+    for (size_t j = 0; j < m; j++) {
+      h[j] = mm3_hmap_key_hash(f, t, k + (i + j) * t->key_size);
+      PREFETCH(bucket_at(f, c, t, h[j], 0));
+      PREFETCH(bucket_at(f, c, t, h[j], 1));
+    }
+    for (size_t j = 0; j < m; j++) PREFETCH(first_at(f, c, t, h[j]));
+    for (size_t j = 0; j < m; j++) {
+      int rc = mm3__hmap_get(f, c, t, k + (i + j) * t->key_size, h[j], v ? v + (i + j) * t->elem_size : NULL, NULL);
+      if (rc && rc != MM3_ENOTFOUND) return rc;
+      if (found) found[i + j] = rc == 0;
+    }
+  }
+  return 0;
+}
+
+int mm3_hmap_put_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, const void *vals,
+                      size_t *done) {
+  const uint8_t *k = keys, *v = vals;
+  uint64_t h[GROUP];
+  int rc = 0;
+  size_t i = 0;
+  while (i < n && !rc) {
+    size_t m = n - i < GROUP ? n - i : GROUP;
+    uint64_t sp;
+    rc = mm3__op_begin(f, &sp); /* one lock and one logged step for the group */
+    if (rc) break;
+    const uint8_t *kg = k + i * t->key_size, *vg = v + i * t->elem_size;
+    for (size_t j = 0; j < m; j++) {
+      h[j] = mm3_hmap_key_hash(f, t, kg + j * t->key_size);
+      PREFETCH(bucket_at(f, c, t, h[j], 0));
+      PREFETCH(bucket_at(f, c, t, h[j], 1));
+    }
+    seq_begin(f);
+    ghead *g = (ghead *)c;
+    if (t->kind == MM3_HMAP && g->rehash) { /* the group's share of a resize, its misses overlapped */
+      rc = mm3__log(f, g, sizeof *g);
+      if (!rc) rc = rehash_step(f, t, g, REHASH_STEP * m);
+      if (rc) mm3__rollback(f, sp);
+    }
+    for (size_t j = 0; j < m; j++) PREFETCH(first_at(f, c, t, h[j]));
+    for (size_t j = 0; j < m && !rc; j++) {
+      uint64_t sj = mm3__hdr(f)->log_len; /* a failed put undoes itself only */
+      const uint8_t *kj = kg + j * t->key_size, *vj = vg + j * t->elem_size;
+      rc = t->kind == MM3_FMAP ? fput(f, c, t, kj, h[j], vj, NULL) : gput(f, c, t, kj, h[j], vj, NULL, 0);
+      if (rc) mm3__rollback(f, sj);
+      else i++;
+    }
+    seq_end(f);
+    int erc = mm3__op_end(f, sp, 0); /* what was put before a failure stays */
+    if (!rc) rc = erc;
+  }
+  if (done) *done = i;
+  return rc;
 }
 
 int mm3_hmap_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {

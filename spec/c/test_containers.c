@@ -801,6 +801,117 @@ FTEST(hmap_delete_during_next) {
   CHECK(file_ok(f));
 }
 
+/* put_many and get_many give what one call per key gives: the last value of
+   a key given twice, found flags, untouched values for missing keys. */
+FTEST(hmap_put_many_get_many) {
+  enum { N = 50000, KEYS = 40000 };
+  mm3_ctype t = map_ctype(MM3_HMAP, 8, 8, 0, 8, 8, 0);
+  mm3_file *f = container_file("hmapmany", "root map<u64,u64>", &t);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  uint64_t *keys = malloc(N * sizeof *keys), *vals = malloc(N * sizeof *vals), *out = malloc(N * sizeof *out);
+  uint8_t *found = malloc(N);
+  REQUIRE(keys && vals && out && found);
+  for (uint64_t i = 0; i < N; i++) keys[i] = i % KEYS, vals[i] = i * 3 + 1; /* the last 10000 come twice */
+  size_t done = 0;
+  CHECK_RC(mm3_hmap_put_many(f, c, &t, 0, keys, vals, &done));
+  CHECK_EQ(done, 0);
+  CHECK_RC(mm3_hmap_put_many(f, c, &t, N, keys, vals, &done));
+  CHECK_EQ(done, N);
+  CHECK_EQ(mm3_container_len(f, c, &t), KEYS);
+  for (uint64_t i = 0; i < N; i++) keys[i] = i, out[i] = 777, found[i] = 9;
+  CHECK_RC(mm3_hmap_get_many(f, c, &t, N, keys, out, found));
+  int bad = 0;
+  for (uint64_t i = 0; i < N; i++) {
+    uint64_t want = i < N - KEYS ? (i + KEYS) * 3 + 1 : i * 3 + 1; /* the second put of key i */
+    if (i >= KEYS) bad += found[i] != 0 || out[i] != 777;
+    else bad += found[i] != 1 || out[i] != want;
+    uint64_t one = 0;
+    int rc = mm3_hmap_get(f, c, &t, &keys[i], &one, NULL);
+    if (i < KEYS) bad += rc != 0 || one != out[i];
+    else bad += rc != MM3_ENOTFOUND;
+  }
+  CHECK_EQ(bad, 0);
+  CHECK_RC(mm3_hmap_get_many(f, c, &t, N, keys, NULL, NULL)); /* both outputs optional */
+  CHECK(container_ok(f, c, &t));
+  CHECK(file_ok(f));
+  free(keys), free(vals), free(out), free(found);
+}
+
+/* A fixed map that fills mid-batch keeps the entries before the failing one,
+   has none from it on, and its old entries are as they were. */
+FTEST(fmap_put_many_full) {
+  mm3_ctype t = map_ctype(MM3_FMAP, 8, 8, 0, 8, 8, 64);
+  mm3_file *f = container_file("fmapmany", "root map<u64,u64,64>", &t);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  for (uint64_t k = 0; k < 60; k++) CHECK_RC(mm3_hmap_put(f, c, &t, &k, &k, NULL));
+  uint64_t keys[10], vals[10];
+  for (int i = 0; i < 10; i++) keys[i] = 1000 + (uint64_t)i, vals[i] = 5000 + (uint64_t)i;
+  keys[1] = 7; /* an existing key: replaced, takes no room */
+  size_t done = 99;
+  CHECK_EQ(mm3_hmap_put_many(f, c, &t, 10, keys, vals, &done), MM3_EFULL);
+  CHECK_EQ(done, 5); /* 1000, 7, 1002, 1003, 1004 fit; 1005 does not */
+  CHECK_EQ(mm3_container_len(f, c, &t), 64);
+  uint64_t v = 0;
+  for (int i = 0; i < 10; i++) {
+    int rc = mm3_hmap_get(f, c, &t, &keys[i], &v, NULL);
+    if (i < 5) {
+      CHECK_RC(rc);
+      CHECK_EQ(v, vals[i]);
+    } else {
+      CHECK_EQ(rc, MM3_ENOTFOUND);
+    }
+  }
+  for (uint64_t k = 0; k < 60; k++) {
+    CHECK_RC(mm3_hmap_get(f, c, &t, &k, &v, NULL));
+    CHECK_EQ(v, k == 7 ? 5001 : k);
+  }
+  CHECK(container_ok(f, c, &t));
+  CHECK(file_ok(f));
+}
+
+/* Inside a transaction a rollback undoes every entry of a put_many; a
+   read-only file refuses it and nothing is put. */
+FTEST(hmap_put_many_rollback_readonly) {
+  enum { N = 5000 };
+  mm3_ctype t = map_ctype(MM3_HMAP, 8, 8, 0, 8, 8, 0);
+  const char *path;
+  REQUIRE(mm3_ctype_init(&t) == 0);
+  mm3_file *f = new_file("hmapmanytx", "root map<u64,u64>", t.size, &path);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  for (uint64_t k = 0; k < 100; k++) CHECK_RC(mm3_hmap_put(f, c, &t, &k, &k, NULL));
+  uint64_t *keys = malloc(N * sizeof *keys);
+  REQUIRE(keys);
+  for (uint64_t i = 0; i < N; i++) keys[i] = i * 2; /* half of the first 100 exist */
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  size_t done = 0;
+  CHECK_RC(mm3_hmap_put_many(f, c, &t, N, keys, keys, &done));
+  CHECK_EQ(done, N);
+  mm3_txn_rollback(f, sp);
+  CHECK_EQ(mm3_container_len(f, c, &t), 100);
+  int bad = 0;
+  for (uint64_t k = 0; k < 200; k++) {
+    uint64_t v = 0;
+    int rc = mm3_hmap_get(f, c, &t, &k, &v, NULL);
+    bad += k < 100 ? rc != 0 || v != k : rc != MM3_ENOTFOUND;
+  }
+  CHECK_EQ(bad, 0);
+  CHECK(container_ok(f, c, &t));
+  CHECK(file_ok(f));
+  close_file(f);
+  mm3_file *ro = open_existing(path, 1);
+  REQUIRE(ro);
+  c = mm3_file_root(ro);
+  done = 99;
+  CHECK_EQ(mm3_hmap_put_many(ro, c, &t, N, keys, keys, &done), MM3_EREADONLY);
+  CHECK_EQ(done, 0);
+  CHECK_EQ(mm3_container_len(ro, c, &t), 100);
+  free(keys);
+}
+
 /* ========================================================================
  * segmented<T>
  * ======================================================================== */
@@ -1295,6 +1406,7 @@ RUN_TESTS(ctype_vec_ring_layout, ctype_map_layout, ctype_segmented_value_layout,
           ctype_zero_capacity_is_einval, vec_push_at_pop, vec_insert_remove, vec_set_clear, vec_persists,
           ring_overwrites_oldest, ring_only_pushes, fmap_integer_keys, fmap_string_keys, fmap_next_and_clear,
           hmap_key_hash, hmap_string_keys, hmap_100000_entries, hmap_next_during_resize, hmap_delete_during_next,
+          hmap_put_many_get_many, fmap_put_many_full, hmap_put_many_rollback_readonly,
           seg_push_million, seg_set_pop_truncate, seg_push_past_reserve, value_get_set_retry,
           value_fixed_capacity, containers_in_struct_readonly, check_healthy_containers,
           check_damaged_vec_and_value, check_damaged_fmap, check_damaged_hmap, check_damaged_segmented)

@@ -6,6 +6,11 @@
  *
  * Targets (issue): at least 3x LMDB's puts per second and 1.5x its gets.
  *
+ * memmap3 runs twice: one mm3_hmap_put / mm3_hmap_get call per key, and every
+ * key through one mm3_hmap_put_many / mm3_hmap_get_many call (which overlap
+ * the cache misses of groups of 16 keys). Both are printed, each against the
+ * same LMDB run, and the summary gives a verdict for each.
+ *
  * A second pass does the same with the keys in a random order, with no
  * target: in order, consecutive keys ("k123456", "k123457") are neighbours in
  * LMDB's sorted B-tree, so its pages stay in the cache, while a hash map

@@ -541,8 +541,10 @@ MM3_API int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_
 /** Insert or replace n entries at once, in order: key i (keys + i * key_size)
  *  gets value i (vals + i * elem_size); a key given twice keeps its last value.
  *  The same results as n calls of mm3_hmap_put, faster: the lock is taken
- *  once per group of 16 entries and their cache misses overlap. Each entry is
- *  crash-atomic as a put is; for all-or-nothing, call it in a transaction.
+ *  once per group of 16 entries and their cache misses overlap. A crash during
+ *  the call leaves every entry whole, put or not (a group is one crash-atomic
+ *  step, so entries of the group under way are undone together); for
+ *  all-or-nothing, call it in a transaction.
  *  On an error, entries before the failing one are in the map, it and those
  *  after are not. *done (if not NULL) receives how many were put.
  *  @return as mm3_hmap_put. */

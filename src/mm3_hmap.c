@@ -176,6 +176,19 @@ static int gfind(mm3_file *f, const mm3_ctype *t, ghead *g, const void *key, uin
   return rc;
 }
 
+/* Prefetch p unless NULL. (A function that only prefetched would count as
+   having no effect: GCC drops calls to it.) */
+#define PREFETCH(p)                      \
+  do {                                   \
+    const void *p_ = (p);                \
+    if (p_) __builtin_prefetch(p_);      \
+  } while (0)
+
+/* The first node of old bucket b (< e) of a resize, or NULL. */
+static const uint64_t *moved_node(mm3_file *f, const uint64_t *from, uint64_t b, uint64_t e) {
+  return b < e && from[b] && mm3__inside(f, from[b], 16) ? (const uint64_t *)(f->base + from[b]) : NULL;
+}
+
 /* Move up to steps buckets of tab[0] into tab[1]; finish when all moved. */
 static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps) {
   if (!g->rehash) return 0;
@@ -187,18 +200,14 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
      destination when it has had time to arrive), so the misses overlap
      instead of coming one after the other. */
   uint64_t b0 = g->rehash - 1, e = b0 + steps < nb ? b0 + steps : nb;
-  if (b0 >= e) steps = 0;
-  else LOG(f, &from[b0], (e - b0) * 8); /* the step's old buckets, in one entry */
+  if (b0 < e) LOG(f, &from[b0], (e - b0) * 8); /* the step's old buckets, in one entry */
   enum { AHEAD = 8 };
-  for (uint64_t b = b0; b < e && b < b0 + AHEAD; b++)
-    if (from[b] && mm3__inside(f, from[b], 16)) __builtin_prefetch(f->base + from[b], 1);
-  while (steps-- && g->rehash <= nb) {
-    uint64_t b = g->rehash - 1;
+  for (uint64_t b = b0; b < e && b < b0 + AHEAD; b++) PREFETCH(moved_node(f, from, b, e));
+  for (uint64_t b = b0; b < e; b++) {
     uint64_t guard = 0;
-    if (b + AHEAD < e && from[b + AHEAD] && mm3__inside(f, from[b + AHEAD], 16))
-      __builtin_prefetch(f->base + from[b + AHEAD], 1);
-    if (b + AHEAD / 2 < e && from[b + AHEAD / 2] && mm3__inside(f, from[b + AHEAD / 2], 16))
-      __builtin_prefetch(&to[((uint64_t *)(f->base + from[b + AHEAD / 2]))[1] & mask1], 1);
+    PREFETCH(moved_node(f, from, b + AHEAD, e));
+    const uint64_t *soon = moved_node(f, from, b + AHEAD / 2, e);
+    if (soon) PREFETCH(&to[soon[1] & mask1]);
     while (from[b]) {
       uint8_t *n = gnode(f, t, from[b]);
       if (!n || guard++ > g->count) return MM3_ECORRUPT;
@@ -210,7 +219,7 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
       *(uint64_t *)n = *dst;
       *dst = off;
     }
-    g->rehash++;
+    g->rehash = b + 2;
   }
   if (g->rehash > nb) {
     int rc = mm3__free(f, g->tab[0]);
@@ -224,10 +233,9 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
   return 0;
 }
 
-/* steps: buckets of a resize under way to move first (put_many moves a
-   group's share at once, then puts with 0). */
+/* The caller (put_group) has moved this put's share of a resize under way. */
 static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
-                int *created, uint64_t steps) {
+                int *created) {
   ghead *g = (ghead *)c;
   int rc;
   LOG(f, g, sizeof *g);
@@ -238,8 +246,6 @@ static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
     g->lg[0] = 3;
     g->tab[0] = off;
   }
-  rc = rehash_step(f, t, g, steps);
-  if (rc) return rc;
   uint64_t *link;
   uint8_t *n;
   int which;
@@ -384,22 +390,6 @@ int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, 
   return rc;
 }
 
-int mm3_hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val, int *created) {
-  return mm3__hmap_put(f, c, t, key, mm3_hmap_key_hash(f, t, key), val, created);
-}
-
-int mm3__hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
-                 int *created) {
-  uint64_t sp;
-  int rc = mm3__op_begin(f, &sp);
-  if (rc) return rc;
-  seq_begin(f);
-  rc = t->kind == MM3_FMAP ? fput(f, c, t, key, h, val, created) : gput(f, c, t, key, h, val, created, REHASH_STEP);
-  if (rc) mm3__rollback(f, sp); /* undone before readers may look again */
-  seq_end(f);
-  return mm3__op_end(f, sp, rc);
-}
-
 /* ---- many keys at once ----
    A lookup's cost is its cache misses (the bucket, then the node), and one
    call cannot start the next key's before its own end. Given a group of
@@ -410,8 +400,7 @@ int mm3__hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, 
 #define GROUP 16
 
 /* Where key hash h's bucket is in table i (NULL: none), and its first node
-   (NULL: none). The callers prefetch them: a function that only prefetched
-   would count as having no effect, and GCC drops calls to it. */
+   (NULL: none), for PREFETCH. */
 static const void *bucket_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t h, int i) {
   if (t->kind == MM3_FMAP) return i ? NULL : &fbuckets(c)[h & (t->buckets - 1)];
   ghead *g = (ghead *)c;
@@ -429,11 +418,14 @@ static const void *first_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_
   return off && mm3__inside(f, off, t->node_size) ? f->base + off : NULL;
 }
 
-#define PREFETCH(p)                      \
-  do {                                   \
-    const void *p_ = (p);                \
-    if (p_) __builtin_prefetch(p_);      \
-  } while (0)
+/* The hashes of m keys, their buckets prefetched. */
+static void hash_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, const uint8_t *keys, uint64_t *h) {
+  for (size_t j = 0; j < m; j++) {
+    h[j] = mm3_hmap_key_hash(f, t, keys + j * t->key_size);
+    PREFETCH(bucket_at(f, c, t, h[j], 0));
+    PREFETCH(bucket_at(f, c, t, h[j], 1));
+  }
+}
 
 int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, void *vals,
                       uint8_t *found) {
@@ -442,11 +434,7 @@ int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, con
   uint64_t h[GROUP];
   for (size_t i = 0; i < n; i += GROUP) {
     size_t m = n - i < GROUP ? n - i : GROUP;
-    for (size_t j = 0; j < m; j++) {
-      h[j] = mm3_hmap_key_hash(f, t, k + (i + j) * t->key_size);
-      PREFETCH(bucket_at(f, c, t, h[j], 0));
-      PREFETCH(bucket_at(f, c, t, h[j], 1));
-    }
+    hash_group(f, c, t, m, k + i * t->key_size, h);
     for (size_t j = 0; j < m; j++) PREFETCH(first_at(f, c, t, h[j]));
     for (size_t j = 0; j < m; j++) {
       int rc = mm3__hmap_get(f, c, t, k + (i + j) * t->key_size, h[j], v ? v + (i + j) * t->elem_size : NULL, NULL);
@@ -457,43 +445,55 @@ int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, con
   return 0;
 }
 
+/* Put m <= GROUP entries (key j at keys + j * key_size, its hash h[j]) as
+   one logged step under one lock: a resize under way moves the group's share
+   first, then each entry is put; a failed put undoes itself only, and the
+   entries before it stay. *done counts the entries put. */
+static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, const uint8_t *keys,
+                     const uint8_t *vals, const uint64_t *h, int *created, size_t *done) {
+  uint64_t sp;
+  int rc = mm3__op_begin(f, &sp);
+  if (rc) return rc;
+  seq_begin(f);
+  ghead *g = (ghead *)c;
+  if (t->kind == MM3_HMAP && g->rehash) {
+    rc = mm3__log(f, g, sizeof *g);
+    if (!rc) rc = rehash_step(f, t, g, REHASH_STEP * m);
+    if (rc) mm3__rollback(f, sp); /* undone before readers may look again */
+  }
+  if (m > 1)
+    for (size_t j = 0; j < m; j++) PREFETCH(first_at(f, c, t, h[j]));
+  for (size_t j = 0; j < m && !rc; j++) {
+    uint64_t sj = mm3__hdr(f)->log_len;
+    const uint8_t *kj = keys + j * t->key_size, *vj = vals + j * t->elem_size;
+    rc = t->kind == MM3_FMAP ? fput(f, c, t, kj, h[j], vj, created) : gput(f, c, t, kj, h[j], vj, created);
+    if (rc) mm3__rollback(f, sj);
+    else ++*done;
+  }
+  seq_end(f);
+  int erc = mm3__op_end(f, sp, 0); /* what was put before a failure stays */
+  return rc ? rc : erc;
+}
+
+int mm3_hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val, int *created) {
+  uint64_t h = mm3_hmap_key_hash(f, t, key);
+  size_t done = 0;
+  return put_group(f, c, t, 1, key, val, &h, created, &done);
+}
+
 int mm3_hmap_put_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, const void *vals,
                       size_t *done) {
   const uint8_t *k = keys, *v = vals;
   uint64_t h[GROUP];
+  size_t put = 0;
   int rc = 0;
-  size_t i = 0;
-  while (i < n && !rc) {
-    size_t m = n - i < GROUP ? n - i : GROUP;
-    uint64_t sp;
-    rc = mm3__op_begin(f, &sp); /* one lock and one logged step for the group */
-    if (rc) break;
-    const uint8_t *kg = k + i * t->key_size, *vg = v + i * t->elem_size;
-    for (size_t j = 0; j < m; j++) {
-      h[j] = mm3_hmap_key_hash(f, t, kg + j * t->key_size);
-      PREFETCH(bucket_at(f, c, t, h[j], 0));
-      PREFETCH(bucket_at(f, c, t, h[j], 1));
-    }
-    seq_begin(f);
-    ghead *g = (ghead *)c;
-    if (t->kind == MM3_HMAP && g->rehash) { /* the group's share of a resize, its misses overlapped */
-      rc = mm3__log(f, g, sizeof *g);
-      if (!rc) rc = rehash_step(f, t, g, REHASH_STEP * m);
-      if (rc) mm3__rollback(f, sp);
-    }
-    for (size_t j = 0; j < m; j++) PREFETCH(first_at(f, c, t, h[j]));
-    for (size_t j = 0; j < m && !rc; j++) {
-      uint64_t sj = mm3__hdr(f)->log_len; /* a failed put undoes itself only */
-      const uint8_t *kj = kg + j * t->key_size, *vj = vg + j * t->elem_size;
-      rc = t->kind == MM3_FMAP ? fput(f, c, t, kj, h[j], vj, NULL) : gput(f, c, t, kj, h[j], vj, NULL, 0);
-      if (rc) mm3__rollback(f, sj);
-      else i++;
-    }
-    seq_end(f);
-    int erc = mm3__op_end(f, sp, 0); /* what was put before a failure stays */
-    if (!rc) rc = erc;
+  while (put < n && !rc) {
+    size_t m = n - put < GROUP ? n - put : GROUP;
+    const uint8_t *kg = k + put * t->key_size;
+    hash_group(f, c, t, m, kg, h); /* before the lock: its wait overlaps these misses */
+    rc = put_group(f, c, t, m, kg, v + put * t->elem_size, h, NULL, &put);
   }
-  if (done) *done = i;
+  if (done) *done = put;
   return rc;
 }
 

@@ -149,10 +149,8 @@ MM3_INTERNAL int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, ch
 MM3_INTERNAL int mm3__seg_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 MM3_INTERNAL int mm3__value_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 
-/* mm3_hmap_get / mm3_hmap_put with the key's hash already computed. */
+/* mm3_hmap_get with the key's hash already computed. */
 MM3_INTERNAL int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
                               void *val_out, uint8_t **val_ptr);
-MM3_INTERNAL int mm3__hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
-                              const void *val, int *created);
 
 #endif

@@ -7,10 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <linux/fs.h> /* BLKGETSIZE64 */
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lmm3_internal.h"
@@ -91,19 +88,11 @@ static void release(lmm3_map *u) {
 
 /* 0 if the file behind fd covers [0, end) or has no size (a character
    device); FILE_SHORT and its size in *size if it is shorter; an errno if
-   fstat fails. A block device's size is the device's (its st_size is 0; the
-   ioctl leaves the file position, shared with the caller's handle, alone). */
+   its size cannot be read. */
 #define FILE_SHORT (-1)
 static int file_short(int fd, uint64_t end, uint64_t *size) {
-  struct stat st;
-  if (fstat(fd, &st) != 0) return errno;
-  if (S_ISBLK(st.st_mode)) {
-    if (ioctl(fd, BLKGETSIZE64, size) != 0) return errno;
-  } else if (S_ISREG(st.st_mode)) {
-    *size = (uint64_t)st.st_size;
-  } else {
-    return 0;
-  }
+  int sized, rc = mm3__fd_size(fd, size, &sized);
+  if (rc || !sized) return rc;
   return *size < end ? FILE_SHORT : 0;
 }
 
@@ -265,7 +254,7 @@ static int m_read(lua_State *L) {
   }
   check_range(L, m, off, n);
   lmm3_push_mapped(L, (const char *)mm3_map_ptr(m) + off, (size_t)n); /* copies, then may collect */
-  if (mm3_map_truncated(m)) check_truncated(L, m); /* this very read faulted: zeros, not data */
+  check_truncated(L, m); /* this very read faulted: zeros, not data */
   return 1;
 }
 

@@ -179,6 +179,28 @@ static void store_small(uint8_t *p, const uint8_t *src, uint32_t n) {
   memcpy(p, src, n);
 }
 
+/* Push n bytes of mapped memory another process may be writing, cut at the
+   first NUL if cut: the bytes are copied once, then measured and interned
+   from the copy. Lua hashes a short string as it interns it; bytes that
+   changed between its hash and its copy would make a string unequal to
+   itself. */
+static void push_copied(lua_State *L, const void *p, size_t n, int cut) {
+  char c[64]; /* more than Lua's longest short string (40 bytes) */
+  if (n <= sizeof c) {
+    memcpy(c, p, n);
+    const char *z = cut ? memchr(c, 0, n) : NULL;
+    lua_pushlstring(L, c, z ? (size_t)(z - c) : n);
+  } else if (!cut) { /* a long string: Lua copies it first, hashes the copy */
+    lua_pushlstring(L, p, n);
+  } else { /* measured on a copy too */
+    luaL_Buffer b;
+    char *d = luaL_buffinitsize(L, &b, n);
+    memcpy(d, p, n);
+    const char *z = memchr(d, 0, n);
+    luaL_pushresultsize(&b, z ? (size_t)(z - d) : n);
+  }
+}
+
 static inline void push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
   switch (code) {
     case LMM3_U8: lua_pushinteger(L, *p); break;
@@ -211,10 +233,7 @@ static inline void push_scalar(lua_State *L, const uint8_t *p, int code, uint32_
     }
     case LMM3_STRING:
     case LMM3_BYTES: {
-      /* Another process may be writing these bytes: copy them once, then
-         measure and intern the copy. Lua hashes a short string as it
-         interns it; bytes that changed between its hash and its copy
-         would make a string unequal to itself. */
+      /* another process may be writing these bytes (push_copied) */
       if (size <= 8) { /* as store_small wrote it: one load */
         char c[8];
         load_small(c, p, size);
@@ -222,11 +241,7 @@ static inline void push_scalar(lua_State *L, const uint8_t *p, int code, uint32_
         lua_pushlstring(L, c, z ? (size_t)(z - c) : size);
         break;
       }
-      luaL_Buffer b;
-      char *c = luaL_buffinitsize(L, &b, size);
-      memcpy(c, p, size);
-      const char *z = code == LMM3_STRING ? memchr(c, 0, size) : NULL;
-      luaL_pushresultsize(&b, z ? (size_t)(z - c) : size);
+      push_copied(L, p, size, code == LMM3_STRING);
       break;
     }
     default: luaL_error(L, "memmap3: bad type code %d", code);
@@ -243,15 +258,7 @@ static int name_of(lua_State *L, lua_Integer x) {
   return lua_rawgeti(L, -1, x + 1);
 }
 
-void lmm3_push_mapped(lua_State *L, const void *p, size_t n) {
-  char c[64]; /* more than Lua's longest short string (40 bytes) */
-  if (n > sizeof c) { /* a long string: copied first, hashed from the copy */
-    lua_pushlstring(L, p, n);
-    return;
-  }
-  memcpy(c, p, n);
-  lua_pushlstring(L, c, n);
-}
+void lmm3_push_mapped(lua_State *L, const void *p, size_t n) { push_copied(L, p, n, 0); }
 
 void lmm3_push_scalar(lua_State *L, const uint8_t *p, int code, uint32_t size) {
   push_scalar(L, p, code, size);

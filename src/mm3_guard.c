@@ -25,37 +25,36 @@
 
 /* Registered files; a slot is claimed with a compare-and-swap, so the handler
    (which may interrupt a registration) only ever sees whole entries. */
-static mm3_file *volatile slots[SLOTS];
+static void *volatile slots[SLOTS]; /* mm3_file * */
 static struct sigaction previous;
 static int installed;
 /* Registered raw file maps (mm3_map_fd), the same way. */
-static mm3_map *volatile map_slots[SLOTS];
+static void *volatile map_slots[SLOTS]; /* mm3_map * */
+
+/* Map a zero page over the faulting page at a, with protection prot; 1 done. */
+static int zero_page(void *a, int prot) {
+  size_t page = mm3__page_size();
+  void *p = (void *)((uintptr_t)a & ~(uintptr_t)(page - 1));
+  return mmap(p, page, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED;
+}
 
 static void handler(int sig, siginfo_t *si, void *ctx) {
   uint8_t *a = si->si_addr;
   for (int i = 0; i < SLOTS; i++) {
-    mm3_file *f = slots[i];
-    if (f && a >= f->base && a < f->base + f->reserve) {
-      size_t page = mm3__page_size();
-      void *p = (void *)((uintptr_t)a & ~(uintptr_t)(page - 1));
-      if (mmap(p, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
-        f->truncated = 1;
-        return;
-      }
+    mm3_file *f = (mm3_file *)slots[i];
+    if (f && a >= f->base && a < f->base + f->reserve && zero_page(a, PROT_READ | PROT_WRITE)) {
+      f->truncated = 1;
+      return;
     }
   }
   for (int i = 0; i < SLOTS; i++) {
-    mm3_map *m = map_slots[i];
-    if (m && a >= m->base && a < m->base + m->map_len) {
-      /* the zero page keeps the map's protection: a read-only map stays so */
-      int prot = m->prot == MM3_PROT_RW ? PROT_READ | PROT_WRITE
-                 : m->prot == MM3_PROT_RX ? PROT_READ | PROT_EXEC : PROT_READ;
-      size_t page = mm3__page_size();
-      void *p = (void *)((uintptr_t)a & ~(uintptr_t)(page - 1));
-      if (mmap(p, page, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
-        m->truncated = 1;
-        return;
-      }
+    mm3_map *m = (mm3_map *)map_slots[i];
+    /* the zero page keeps the map's protection: a read-only map stays so */
+    int prot = m && m->prot == MM3_PROT_RW ? PROT_READ | PROT_WRITE
+               : m && m->prot == MM3_PROT_RX ? PROT_READ | PROT_EXEC : PROT_READ;
+    if (m && a >= m->base && a < m->base + m->map_len && zero_page(a, prot)) {
+      m->truncated = 1;
+      return;
     }
   }
   /* not ours: what would have happened without us */
@@ -84,27 +83,33 @@ static void install(void) {
   }
 }
 
-void mm3__guard_add(mm3_file *f) {
-  install();
+/* Claim a free slot of a registry for p (none free: p is not guarded), or
+   free p's slot. A slot changes with a compare-and-swap, so the handler
+   (which may interrupt either) only ever sees whole entries. */
+static void slot_put(void *volatile *reg, void *p) {
   for (int i = 0; i < SLOTS; i++) {
-    mm3_file *expected = NULL;
-    if (__atomic_compare_exchange_n((mm3_file **)&slots[i], &expected, f, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-      return;
+    void *expected = NULL;
+    if (__atomic_compare_exchange_n((void **)&reg[i], &expected, p, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return;
   }
-  /* more than SLOTS files open: this one is not guarded */
 }
 
-void mm3__guard_remove(mm3_file *f) {
+static void slot_take(void *volatile *reg, void *p) {
   for (int i = 0; i < SLOTS; i++) {
-    mm3_file *expected = f;
-    if (__atomic_compare_exchange_n((mm3_file **)&slots[i], &expected, NULL, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-      return;
+    void *expected = p;
+    if (__atomic_compare_exchange_n((void **)&reg[i], &expected, NULL, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return;
   }
 }
+
+void mm3__guard_add(mm3_file *f) {
+  install();
+  slot_put(slots, f);
+}
+
+void mm3__guard_remove(mm3_file *f) { slot_take(slots, f); }
 
 void mm3__guard_forget_locks(void) {
   for (int i = 0; i < SLOTS; i++) {
-    mm3_file *f = slots[i];
+    mm3_file *f = (mm3_file *)slots[i];
     if (f) {
       f->lock_depth = 0;
       f->txn_depth = 0;
@@ -118,20 +123,7 @@ int mm3_file_truncated(const mm3_file *f) { return f->truncated; }
 
 void mm3__guard_add_map(mm3_map *m) {
   install();
-  for (int i = 0; i < SLOTS; i++) {
-    mm3_map *expected = NULL;
-    if (__atomic_compare_exchange_n((mm3_map **)&map_slots[i], &expected, m, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE))
-      return;
-  }
-  /* more than SLOTS file maps: this one is not guarded */
+  slot_put(map_slots, m);
 }
 
-void mm3__guard_remove_map(mm3_map *m) {
-  for (int i = 0; i < SLOTS; i++) {
-    mm3_map *expected = m;
-    if (__atomic_compare_exchange_n((mm3_map **)&map_slots[i], &expected, NULL, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE))
-      return;
-  }
-}
+void mm3__guard_remove_map(mm3_map *m) { slot_take(map_slots, m); }

@@ -103,6 +103,11 @@ MM3_INTERNAL void mm3__guard_add(mm3_file *f);
 MM3_INTERNAL void mm3__guard_remove(mm3_file *f);
 /* In a child after fork(): no handle holds the lock or a transaction. */
 MM3_INTERNAL void mm3__guard_forget_locks(void);
+/* The size of the file behind fd in *size, and 1 in *sized; *sized = 0 for
+   what has no size (a character device, /dev/zero). A block device has no
+   st_size: its size comes from the device (BLKGETSIZE64 rather than lseek,
+   which would move the file position the caller shares). 0 or an errno. */
+MM3_INTERNAL int mm3__fd_size(int fd, uint64_t *size, int *sized);
 /* File maps (mm3_map) are guarded beside the files: a fault on one of their
    pages maps a zero page there and sets m->truncated. Registered while
    mapped; a remap takes the map out and puts it back. */

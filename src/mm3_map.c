@@ -53,11 +53,7 @@ static int file_range_too_big(uint64_t offset, uint64_t len) {
   return offset - delta > (uint64_t)INT64_MAX - span;
 }
 
-/* The size of the file behind fd in *size, and 1 in *sized; *sized = 0 for
-   what has no size (a character device, /dev/zero). A block device has no
-   st_size: its size comes from the device (BLKGETSIZE64 rather than lseek,
-   which would move the file position the caller shares). 0 or an errno. */
-static int fd_size(int fd, uint64_t *size, int *sized) {
+int mm3__fd_size(int fd, uint64_t *size, int *sized) {
   struct stat st;
   *size = 0;
   *sized = 0;
@@ -164,7 +160,7 @@ int mm3_map_fd(int fd, const mm3_map_opts *opts, mm3_map **out) {
   uint64_t len = opts->len;
   if (!opts->has_len) {
     uint64_t size;
-    int sized, rc = fd_size(fd, &size, &sized);
+    int sized, rc = mm3__fd_size(fd, &size, &sized);
     if (rc) return rc;
     if (opts->offset > size) return MM3_ERANGE;
     len = size - opts->offset;

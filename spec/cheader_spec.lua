@@ -369,6 +369,12 @@ int f(S *s) {
     local cstatus, cerr = compile_header_cxx(S, nil, body)
     assert(cstatus == nil or cstatus == 0, tostring(cerr))
     -- a type or an enum constant named like a macro is refused, not renamed
+    -- names the compiler may have predefined as macros, and memmap3.h's guard
+    local G = mm.struct("G", { { "__linux__", "u32" }, { "_Foo", "u8" }, { "MEMMAP3_H", "u8" }, { "ok", "u8" } })
+    local gs, gerr2, gtext = compile_header(G, nil,
+      "int g(G *s);\nint g(G *s) { s->__linux___ = 1; s->_Foo_ = 2; s->MEMMAP3_H_ = 3; return s->ok; }")
+    assert(gs == 0, gerr2 .. "\n" .. gtext)
+    assert.matches("  uint32_t __linux___; /* field '__linux__' */\n", gtext, 1, true)
     local R = mm.struct("R", { { "e", mm.enum("INT8", "u8", { "max" }) } })
     assert.has_error(function() cheader.generate(R) end,
       "memmap3 cheader: the constant of INT8.max: 'INT8_MAX' is reserved in C")
@@ -474,5 +480,17 @@ int main() { All a = All(); a.class_ = CLASS_ROGUE; return a.class_ == CLASS_ROG
     local o7, s7, e7 = memmap3("cheader " .. h.shell_quote(one))
     assert.equal(0, s7, e7)
     assert.matches("typedef struct One {", o7, 1, true)
+    -- a mistake in the schema file keeps its file and line (memmap3's own
+    -- source positions are what the command line leaves out)
+    local syn = h.tmpname(".lua")
+    h.write_file(syn, 'local mm = require "memmap3"\nreturn mm.struct("S", { { "x", "u8" } }\n')
+    local _, s8, e8 = memmap3("cheader " .. h.shell_quote(syn) .. " S")
+    assert.equal(1, s8)
+    assert.matches(syn .. ":3:", e8, 1, true)
+    local nilidx = h.tmpname(".lua")
+    h.write_file(nilidx, 'local t\nreturn t.x\n')
+    local _, s9, e9 = memmap3("cheader " .. h.shell_quote(nilidx) .. " S")
+    assert.equal(1, s9)
+    assert.matches(nilidx .. ":2: attempt to index", e9, 1, true)
   end)
 end)

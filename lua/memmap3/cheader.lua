@@ -17,8 +17,9 @@
 --    the header.
 -- Macros are upper case (NAME in upper case as their prefix). A field whose
 -- name is a C keyword or a macro (one of the header's own, MM3_* of
--- memmap3.h, or one of the standard headers: RESERVED) gets a trailing
--- underscore, and more while the name is another field's or still reserved.
+-- memmap3.h, one of the standard headers: RESERVED), or is in the compiler's
+-- space (__x, _X), gets a trailing underscore, and more while the name is
+-- another field's or still reserved.
 -- The header compiles as C11 and as C++11: MM3_STATIC_ASSERT, MM3_ALIGNAS and
 -- MM3_ALIGNOF pick each language's spelling (it declares no functions, so no
 -- extern "C" is needed). A field named like a C++ keyword or like a type its
@@ -58,7 +59,7 @@ for w in ([[auto break case char const continue default do double else enum exte
   _Complex _Generic _Imaginary _Noreturn _Static_assert _Thread_local alignas alignof
   bool constexpr false nullptr static_assert thread_local true typeof typeof_unqual
   NULL offsetof unreachable assert NDEBUG __bool_true_false_are_defined
-  __alignas_is_defined __alignof_is_defined linux unix i386
+  __alignas_is_defined __alignof_is_defined linux unix i386 MEMMAP3_H
   SIZE_MAX SIZE_WIDTH PTRDIFF_MIN PTRDIFF_MAX PTRDIFF_WIDTH
   SIG_ATOMIC_MIN SIG_ATOMIC_MAX SIG_ATOMIC_WIDTH WCHAR_MIN WCHAR_MAX WCHAR_WIDTH
   WINT_MIN WINT_MAX WINT_WIDTH INTPTR_MIN INTPTR_MAX INTPTR_WIDTH UINTPTR_MAX UINTPTR_WIDTH
@@ -456,8 +457,11 @@ function M.generate(T, name)
   end
 
   -- A field name C cannot use as it is: a keyword, or a macro of this header,
-  -- of memmap3.h (MM3_*, none of which ends in _) or of the standard headers.
+  -- of memmap3.h (MEMMAP3_H, and MM3_*: none of those ends in _), of the
+  -- standard headers, or maybe one the compiler predefines: names that start
+  -- with __ or _ and a capital are its own (__linux__ is 1 with GCC).
   local function unusable(id) return RESERVED[id] or macros[id] end
+  local function macro_space(id) return id:match "^MM3_" or id:match "^__" or id:match "^_%u" end
 
   local function emit_fields(ty)
     local own = {}
@@ -465,7 +469,7 @@ function M.generate(T, name)
     local members, used = {}, {}
     for i, f in ipairs(ty.fields) do
       local cf = f.name
-      if unusable(cf) or cf:match "^MM3_" then
+      if unusable(cf) or macro_space(cf) then
         repeat cf = cf .. "_" until not (unusable(cf) or own[cf] or used[cf])
       end
       used[cf] = true

@@ -131,21 +131,12 @@ local function key_json(k, t)
   return json_string(scalar_lua(k, t))
 end
 
--- Map keys in order: u64 and usize unsigned, 128-bit digit strings by value.
+-- Map keys in order: u64 and usize unsigned. (Keys are never 128-bit.)
 local function key_order(t)
   if unsigned(t) then return math_ult end
-  if wide(t) then
-    return function(a, b)
-      local na, nb = a:sub(1, 1) == "-", b:sub(1, 1) == "-"
-      if na ~= nb then return na end
-      if #a ~= #b then return (#a < #b) ~= na end
-      return (a < b) ~= na
-    end
-  end
   return function(a, b) return a < b end
 end
 
-local CONTAINER = { vec = true, ring = true, segmented = true, string_array = true, map = true }
 
 local render_any
 
@@ -161,7 +152,7 @@ local function render(v, t, json, indent, out)
       out[#out + 1] = (i < #t.fields or not json) and ",\n" or "\n"
     end
     out[#out + 1] = rep("  ", indent) .. "}"
-  elseif t.kind == "array" or (CONTAINER[t.kind] and t.kind ~= "map") then
+  elseif t.kind ~= "map" and not mm._through_cell(t) then -- arrays, sequences
     local n = t.kind == "array" and t.n or #v
     out[#out + 1] = json and "[" or "{"
     local simple = t.elem.kind ~= "struct" and t.elem.kind ~= "array"
@@ -269,7 +260,44 @@ end
 
 local commands = {}
 -- The options each command takes.
-local OPTIONS = { info = {}, dump = { ["--json"] = true }, check = {} }
+-- Each command's options: true for a flag, "value" for one followed by a
+-- value. The FILE commands take exactly one FILE; cheader SCHEMA.lua [NAME].
+local FILE_CMD = { npos = { 1, 1 }, file = true }
+local OPTIONS = {
+  info = FILE_CMD,
+  dump = { ["--json"] = true, npos = { 1, 1 }, file = true },
+  check = FILE_CMD,
+  cheader = {
+    ["-o"] = "value", npos = { 1, 2 },
+    few = "cheader needs a SCHEMA.lua (and the NAME of its root type)",
+    many = "cheader takes SCHEMA.lua NAME [-o OUT]",
+  },
+}
+
+-- The arguments after the command: its positional ones and its options, which
+-- may stand anywhere ("dump --json FILE" too); "--" ends the options. nil and
+-- a usage message for an unknown option or a missing value.
+local function parse_args(cmd, args)
+  local spec, pos, opts, only_files = OPTIONS[cmd], {}, {}, false
+  local i = 2
+  while i <= #args do
+    local a = args[i]
+    if only_files or a == "-" or a:sub(1, 1) ~= "-" then
+      pos[#pos + 1] = a
+    elseif a == "--" then
+      only_files = true
+    elseif spec[a] == "value" then
+      if not args[i + 1] then return nil, a .. " needs a file name" end
+      opts[a], i = args[i + 1], i + 1
+    elseif spec[a] == true then
+      opts[a] = true
+    else
+      return nil, cmd .. ": unknown option " .. a
+    end
+    i = i + 1
+  end
+  return pos, opts
+end
 
 function commands.info(out, path)
   local v <close>, err = open(path)
@@ -289,9 +317,7 @@ function commands.dump(out, path, opts)
   local v <close>, err = open(path)
   if not v then return nil, err end
   local t, data = mm.schema(v), mm.totable(v)
-  -- A root that is not a struct, array or container is read through a cell
-  -- with one field, `value`.
-  if t.kind ~= "struct" and t.kind ~= "array" and not CONTAINER[t.kind] then data = data.value end
+  if mm._through_cell(t) then data = data.value end
   out(M.render(data, t, opts["--json"]))
   return true
 end
@@ -303,34 +329,15 @@ function commands.check(out, path)
   return true
 end
 
--- cheader SCHEMA.lua NAME [-o OUT]: its own arguments (-o takes a value).
--- Returns true, or nil, a message and 2 for a usage error.
-local function cheader(out, args)
-  local pos, dest, only_files = {}, nil, false
-  local i = 2
-  while i <= #args do
-    local a = args[i]
-    if only_files or a == "-" or a:sub(1, 1) ~= "-" then
-      pos[#pos + 1] = a
-    elseif a == "--" then
-      only_files = true
-    elseif a == "-o" then
-      if not args[i + 1] then return nil, "-o needs a file name", 2 end
-      dest, i = args[i + 1], i + 1
-    else
-      return nil, "cheader: unknown option " .. a, 2
-    end
-    i = i + 1
-  end
-  if not pos[1] then return nil, "cheader needs a SCHEMA.lua (and the NAME of its root type)", 2 end
-  if #pos > 2 then return nil, "cheader takes SCHEMA.lua NAME [-o OUT]", 2 end
+-- cheader SCHEMA.lua [NAME] [-o OUT]
+function commands.cheader(out, pos, opts)
+  local dest = opts["-o"]
   -- The schema module may require its neighbours.
   local dir = pos[1]:match "^(.*)/[^/]*$"
   local saved = package.path
   if dir then package.path = dir .. "/?.lua;" .. package.path end
-  local okc, text, err = pcall(require("memmap3.cheader").from_file, pos[1], pos[2])
+  local text, err = require("memmap3.cheader").from_file(pos[1], pos[2]) -- catches its errors
   package.path = saved
-  if not okc then text, err = nil, text end
   if not text then return nil, err end
   if not dest then
     out((text:gsub("\n$", "")))
@@ -355,10 +362,11 @@ local function cheader(out, args)
   return true
 end
 
--- An error message as a user should read it: without the Lua source
--- positions ("init.lua:451: ") and without a second "memmap3: ".
+-- An error message as a user should read it: without memmap3's own source
+-- positions (".../memmap3/init.lua:451: "; a position in the user's schema
+-- file stays) and without a second "memmap3: ".
 local function clean(msg)
-  msg = tostring(msg):gsub("[^%s:]*%.lua:%d+: ", ""):gsub("^memmap3: ", ""):gsub(": memmap3: ", ": ")
+  msg = tostring(msg):gsub("[^%s:]*memmap3/[%w_]+%.lua:%d+: ", ""):gsub("^memmap3: ", ""):gsub(": memmap3: ", ": ")
   return msg
 end
 
@@ -387,33 +395,17 @@ function M.main(args, out, err)
       return 0
     end
   end
-  if cmd == "cheader" then
-    local ok, msg, code = cheader(out, args)
-    if ok then return 0 end
-    if code == 2 then return usage_error(msg) end
-    return failure(nil, msg)
-  end
   local fn = commands[cmd]
   if not fn then return usage_error("unknown command '" .. cmd .. "'") end
-  -- Options may stand anywhere after the command: "dump --json FILE" too.
-  local pos, opts, only_files = {}, {}, false
-  for i = 2, #args do
-    local a = args[i]
-    if only_files or a == "-" or a:sub(1, 1) ~= "-" then
-      pos[#pos + 1] = a
-    elseif a == "--" then
-      only_files = true
-    elseif OPTIONS[cmd][a] then
-      opts[a] = true
-    else
-      return usage_error(cmd .. ": unknown option " .. a)
-    end
-  end
-  if #pos == 0 then return usage_error(cmd .. " needs a FILE") end
-  if #pos > 1 then return usage_error(cmd .. " takes one FILE, not " .. #pos) end
-  local okp, ok, msg = pcall(fn, out, pos[1], opts)
+  local pos, opts = parse_args(cmd, args)
+  if not pos then return usage_error(opts) end
+  local spec = OPTIONS[cmd]
+  if #pos < spec.npos[1] then return usage_error(spec.few or cmd .. " needs a FILE") end
+  if #pos > spec.npos[2] then return usage_error(spec.many or cmd .. " takes one FILE, not " .. #pos) end
+  local file = spec.file and pos[1] or nil -- cheader's messages name their file
+  local okp, ok, msg = pcall(fn, out, file or pos, opts)
   if not okp then ok, msg = nil, ok end
-  if not ok then return failure(pos[1], msg) end
+  if not ok then return failure(file, msg) end
   return 0
 end
 

@@ -196,6 +196,12 @@ end
 
 local CONTAINER = { vec = true, ring = true, string_array = true, map = true, segmented = true }
 
+-- A root that is not a struct, array or container (a number, a string, a
+-- value...) is seen through a cell with one field, `value` (compile below;
+-- the command line's dump reads it so).
+local function through_cell(t) return t.kind ~= "struct" and t.kind ~= "array" and not CONTAINER[t.kind] end
+M._through_cell = through_cell
+
 local meta_of_canon = setmetatable({}, { __mode = "v" }) -- canonical text -> metatable
 
 function compile(t)
@@ -227,8 +233,7 @@ function compile(t)
       cap = t.cap or 0, size = t.size,
     }, descriptor(t.elem, 0, false), key and descriptor(key, 0, false))
   else
-    -- Any other root (a number, a string, a value...) is seen through a cell
-    -- with one field, `value`; `cell << x` assigns it, as for a string.
+    -- through_cell(t): `cell << x` assigns the cell's value, as for a string.
     mt = core.new_struct(t.canon, { value = descriptor(t, 0, false) }, { "value" }, t.size)
     mt.__shl = function(v, x)
       v.value = x

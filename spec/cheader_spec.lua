@@ -370,7 +370,9 @@ int f(S *s) {
     assert(cstatus == nil or cstatus == 0, tostring(cerr))
     -- a type or an enum constant named like a macro is refused, not renamed
     -- names the compiler may have predefined as macros, and memmap3.h's guard
-    local G = mm.struct("G", { { "__linux__", "u32" }, { "_Foo", "u8" }, { "MEMMAP3_H", "u8" }, { "ok", "u8" } })
+    local G = mm.struct("G", {
+      { "__linux__", "u32" }, { "_Foo", "u8" }, { "MEMMAP3_H", "u8" }, { "ok", "u8" },
+    })
     local gs, gerr2, gtext = compile_header(G, nil,
       "int g(G *s);\nint g(G *s) { s->__linux___ = 1; s->_Foo_ = 2; s->MEMMAP3_H_ = 3; return s->ok; }")
     assert(gs == 0, gerr2 .. "\n" .. gtext)

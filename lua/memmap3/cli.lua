@@ -366,7 +366,8 @@ end
 -- positions (".../memmap3/init.lua:451: "; a position in the user's schema
 -- file stays) and without a second "memmap3: ".
 local function clean(msg)
-  msg = tostring(msg):gsub("[^%s:]*memmap3/[%w_]+%.lua:%d+: ", ""):gsub("^memmap3: ", ""):gsub(": memmap3: ", ": ")
+  msg = tostring(msg):gsub("[^%s:]*memmap3/[%w_]+%.lua:%d+: ", "")
+  msg = msg:gsub("^memmap3: ", ""):gsub(": memmap3: ", ": ")
   return msg
 end
 

@@ -118,6 +118,13 @@ static inline mm3_map *keep_map(mm3_map *m) {
   return m;
 }
 
+/* One page unmapped by the fixture (test_map.c's block_page_at); 0 if full. */
+static inline int keep_block(void *page) {
+  if (fx.nblocks >= FX_MAX) return 0;
+  fx.blocks[fx.nblocks++] = page;
+  return 1;
+}
+
 /* A descriptor closed by the fixture; fd < 0 is passed through. */
 static inline int keep_fd(int fd) {
   if (fd < 0) return fd;

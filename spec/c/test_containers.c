@@ -37,12 +37,17 @@ static mm3_ctype map_ctype(mm3_ckind kind, uint32_t key_size, uint32_t key_align
   return t;
 }
 
-/* Lay t out and create a file whose root is that container; NULL on failure. */
-static mm3_file *container_file(const char *tag, const char *schema, mm3_ctype *t) {
+/* Lay t out and create a file whose root is that container (*path, may be
+   NULL, receives its path); NULL on failure. */
+static mm3_file *container_file_at(const char *tag, const char *schema, mm3_ctype *t, const char **path) {
   int rc = mm3_ctype_init(t);
   CHECK_RC(rc);
   if (rc) return NULL;
-  return new_file(tag, schema, t->size, NULL);
+  return new_file(tag, schema, t->size, path);
+}
+
+static mm3_file *container_file(const char *tag, const char *schema, mm3_ctype *t) {
+  return container_file_at(tag, schema, t, NULL);
 }
 
 /* A string<16> key: NUL-padded, as the contract asks. */
@@ -805,13 +810,12 @@ FTEST(hmap_delete_during_next) {
    a key given twice, found flags, untouched values for missing keys. */
 FTEST(hmap_put_many_get_many) {
   enum { N = 50000, KEYS = 40000 };
+  static uint64_t keys[N], vals[N], out[N]; /* static: a REQUIRE may end the test */
+  static uint8_t found[N];
   mm3_ctype t = map_ctype(MM3_HMAP, 8, 8, 0, 8, 8, 0);
   mm3_file *f = container_file("hmapmany", "root map<u64,u64>", &t);
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
-  uint64_t *keys = malloc(N * sizeof *keys), *vals = malloc(N * sizeof *vals), *out = malloc(N * sizeof *out);
-  uint8_t *found = malloc(N);
-  REQUIRE(keys && vals && out && found);
   for (uint64_t i = 0; i < N; i++) keys[i] = i % KEYS, vals[i] = i * 3 + 1; /* the last 10000 come twice */
   size_t done = 0;
   CHECK_RC(mm3_hmap_put_many(f, c, &t, 0, keys, vals, &done));
@@ -835,7 +839,6 @@ FTEST(hmap_put_many_get_many) {
   CHECK_RC(mm3_hmap_get_many(f, c, &t, N, keys, NULL, NULL)); /* both outputs optional */
   CHECK(container_ok(f, c, &t));
   CHECK(file_ok(f));
-  free(keys), free(vals), free(out), free(found);
 }
 
 /* A fixed map that fills mid-batch keeps the entries before the failing one,
@@ -877,13 +880,11 @@ FTEST(hmap_put_many_rollback_readonly) {
   enum { N = 5000 };
   mm3_ctype t = map_ctype(MM3_HMAP, 8, 8, 0, 8, 8, 0);
   const char *path;
-  REQUIRE(mm3_ctype_init(&t) == 0);
-  mm3_file *f = new_file("hmapmanytx", "root map<u64,u64>", t.size, &path);
+  mm3_file *f = container_file_at("hmapmanytx", "root map<u64,u64>", &t, &path);
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
   for (uint64_t k = 0; k < 100; k++) CHECK_RC(mm3_hmap_put(f, c, &t, &k, &k, NULL));
-  uint64_t *keys = malloc(N * sizeof *keys);
-  REQUIRE(keys);
+  static uint64_t keys[N];
   for (uint64_t i = 0; i < N; i++) keys[i] = i * 2; /* half of the first 100 exist */
   uint64_t sp;
   CHECK_RC(mm3_txn_begin(f, &sp));
@@ -909,7 +910,6 @@ FTEST(hmap_put_many_rollback_readonly) {
   CHECK_EQ(mm3_hmap_put_many(ro, c, &t, N, keys, keys, &done), MM3_EREADONLY);
   CHECK_EQ(done, 0);
   CHECK_EQ(mm3_container_len(ro, c, &t), 100);
-  free(keys);
 }
 
 /* ========================================================================
@@ -1076,8 +1076,8 @@ FTEST(value_get_set_retry) {
   for (int i = 0; i < 100; i++) CHECK_RC(mm3_value_set(f, c, &t, big, BIG));
   CHECK_EQ(hdr_u64(f, 544), used);
   /* a length past the heap's largest block is refused before anything is
-     read from data (len + 8 wrapped to a 16-byte block, then len bytes were
-     copied into it) */
+     read from data (UINT64_MAX - 3: len + 8 wrapped to a 16-byte block, then
+     len bytes were copied into it; 2^50 + 1, just past the largest block) */
   CHECK_EQ(mm3_value_set(f, c, &t, big, UINT64_MAX - 3), MM3_ETOOBIG);
   CHECK_EQ(mm3_value_set(f, c, &t, big, ((uint64_t)1 << 50) + 1), MM3_ETOOBIG);
   CHECK_EQ(mm3_container_len(f, c, &t), BIG);

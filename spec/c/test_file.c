@@ -512,8 +512,9 @@ FTEST(open_reserve) {
   CHECK_EQ(mm3_file_grow(f, UINT64_MAX), MM3_ERESERVE);
   CHECK_EQ(mm3_file_size(f), 2 << 20);
   close_file(f);
-  /* A reserve no address space holds (rounding it up wrapped to 0, and it
-     was taken as "twice the file"): the open fails. */
+  /* A reserve no address space holds: the open fails (UINT64_MAX - 10:
+     rounding it up wrapped to 0, which was taken as "twice the file"; 2^62,
+     the largest asked for, which mmap refuses). */
   for (int i = 0; i < 2; i++) {
     mm3_file_opts h = {0};
     h.reserve = i ? UINT64_MAX - 10 : (uint64_t)1 << 62;

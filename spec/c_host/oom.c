@@ -7,7 +7,8 @@
  * transaction open and the lock free: the file closes, and a second process
  * takes the lock at once. Prints "ok N" (N failures seen), exits 1 otherwise.
  *
- * Usage: oom PATH   (run from the repository: it loads lua/ and build/)
+ * Usage: oom PATH BUILD   (PATH: a file to make; BUILD: the build directory,
+ *                          whose memmap3/core.so it loads; run from the repository)
  */
 #include <lauxlib.h>
 #include <lua.h>

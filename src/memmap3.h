@@ -121,8 +121,9 @@ typedef struct mm3_anon_opts {
  *  mode must allow the mapping mode (O_RDWR for MM3_MODE_RW). Without a
  *  length the map runs to the end of the file; a block device's size is the
  *  device's (BLKGETSIZE64; the descriptor's file position is left alone);
- *  other devices (/dev/zero) have no size: give them a length. A length past the end of the file is
- *  mapped, but touching its pages raises SIGBUS (the Lua binding refuses it).
+ *  other devices (/dev/zero) have no size: give them a length. A length past
+ *  the end of the file is mapped, but touching its pages raises SIGBUS (the
+ *  Lua binding refuses it; mm3_map_truncated's guard catches it).
  *  @param fd   an open file descriptor
  *  @param opts options, or NULL for a read-only map of the whole file
  *  @param out  receives the new map; release it with mm3_map_close
@@ -180,9 +181,9 @@ MM3_API int mm3_map_is_anon(const mm3_map *m);
  *  after reading bytes whose loss matters. The Lua binding raises "the mapped
  *  file was truncated by another program" on every use after it is set.
  *  A map whose pages were replaced is several kernel mappings: growing or
- *  moving it with mm3_map_remap fails (EFAULT); close it. The guard has room for 1024 file
- *  maps (beside 1024 memmap3 files); maps beyond that are not guarded, nor is
- *  a map while mm3_map_remap runs. */
+ *  moving it with mm3_map_remap fails (EFAULT); close it. The guard has room
+ *  for 1024 file maps (beside 1024 memmap3 files); maps beyond that are not
+ *  guarded, nor is a map while mm3_map_remap runs. */
 MM3_API int mm3_map_truncated(const mm3_map *m);
 
 /** Copy n bytes at off out of the map into dst.
@@ -536,8 +537,8 @@ MM3_API int mm3_hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void
  *  map (its value bytes are then left as they were). The same results as n
  *  calls of mm3_hmap_get, faster: the keys' cache misses overlap.
  *  @return 0 (whether or not each key was found), MM3_ECORRUPT. */
-MM3_API int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, void *vals,
-                             uint8_t *found);
+MM3_API int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys,
+                             void *vals, uint8_t *found);
 /** Insert or replace n entries at once, in order: key i (keys + i * key_size)
  *  gets value i (vals + i * elem_size); a key given twice keeps its last value.
  *  The same results as n calls of mm3_hmap_put, faster: the lock is taken

@@ -122,8 +122,9 @@ typedef struct mm3_anon_opts {
  *  length the map runs to the end of the file; a block device's size is the
  *  device's (BLKGETSIZE64; the descriptor's file position is left alone);
  *  other devices (/dev/zero) have no size: give them a length. A length past
- *  the end of the file is mapped, but touching its pages raises SIGBUS (the
- *  Lua binding refuses it; mm3_map_truncated's guard catches it).
+ *  the end of the file is mapped, but its pages past the end fault when
+ *  touched: the SIGBUS guard gives zeros and sets mm3_map_truncated (the Lua
+ *  binding refuses such a length).
  *  @param fd   an open file descriptor
  *  @param opts options, or NULL for a read-only map of the whole file
  *  @param out  receives the new map; release it with mm3_map_close

@@ -4,7 +4,7 @@
 -- lua5.4 processes incrementing one counter in one file.
 local mm = require "memmap3"
 local h = require "helpers"
-local sh_quote, tmpdir, rmrf, raises, cwd = h.shell_quote, h.tmpdir, h.rmrf, h.raises, h.cwd
+local tmpdir, rmrf, raises = h.tmpdir, h.rmrf, h.raises
 
 -- name, min, max (as Lua reads them), signed
 local WIDTHS = {
@@ -354,15 +354,8 @@ describe("atomic fields", function()
       local f = assert(io.open(script, "wb"))
       f:write(WORKER)
       f:close()
-      local root = cwd()
-      local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
-        sh_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
-    sh_quote(root .. "/" .. (os.getenv("MM3_BUILD") or "build") .. "/?.so;;"))
       local procs = {}
-      for i = 1, 4 do
-        procs[i] = assert(io.popen(("%s lua5.4 %s %s %s %d %d 2>&1"):format(
-          env, sh_quote(script), sh_quote(path), what, n, i)))
-      end
+      for i = 1, 4 do procs[i] = h.spawn_lua(script, { path, what, n, i }, { timeout = 300 }) end
       for i = 1, 4 do
         local out = procs[i]:read("a")
         local ok, how, code = procs[i]:close()

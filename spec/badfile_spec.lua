@@ -329,10 +329,8 @@ describe("bad files", function()
       local ok, why = mm.check(path)
       assert(ok == nil and why:find(path, 1, true), tostring(why))
       print("refused")]=]):format(fifo)
-    local cmd = "timeout 20 env LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s %s -e %s 2>&1"
-    local out = h.capture(cmd:format(
-      h.shell_quote("lua/?.lua;lua/?/init.lua;;"), h.shell_quote(h.build .. "/?.so;;"), h.shell_quote(h.lua),
-      h.shell_quote(code)))
+    local out, status, err = h.run_lua(code, { timeout = 20 })
+    assert.are.equal(0, status, err)
     assert.are.equal("refused\n", out)
   end)
 

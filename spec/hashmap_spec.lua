@@ -8,7 +8,7 @@
 -- file. Real processes insert at once and see each other's growth.
 local mm = require "memmap3"
 local h = require "helpers"
-local sh_quote, tmpdir, rmrf, cwd, raises = h.shell_quote, h.tmpdir, h.rmrf, h.cwd, h.raises
+local sh_quote, tmpdir, rmrf, raises = h.shell_quote, h.tmpdir, h.rmrf, h.raises
 
 -- Runs code in a fresh lua5.4 process with args; returns its stdout.
 local function fresh(code, ...)
@@ -16,17 +16,6 @@ local function fresh(code, ...)
   assert.equal("", err)
   assert.equal(0, status)
   return out
-end
-
--- The command line that runs script with args in a lua5.4 that finds memmap3.
-local function lua_command(script, args)
-  local root = cwd()
-  local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
-    sh_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
-    sh_quote(root .. "/" .. (os.getenv("MM3_BUILD") or "build") .. "/?.so;;"))
-  local quoted = {}
-  for j, a in ipairs(args) do quoted[j] = sh_quote(a) end
-  return ("%s lua5.4 %s %s 2>&1"):format(env, sh_quote(script), table.concat(quoted, " "))
 end
 
 local function write_script(dir, code)
@@ -51,7 +40,7 @@ end
 local function run_together(dir, code, arglists)
   local script = write_script(dir, code)
   local procs, outs = {}, {}
-  for i, args in ipairs(arglists) do procs[i] = assert(io.popen(lua_command(script, args))) end
+  for i, args in ipairs(arglists) do procs[i] = h.spawn_lua(script, args, { timeout = 300 }) end
   for i = 1, #procs do outs[i] = finish(procs[i], "worker " .. i) end
   return outs
 end
@@ -940,7 +929,7 @@ describe("hash maps", function()
           s.done:store(1)
           io.write("done")
         ]])
-        local proc = assert(io.popen(lua_command(script, {p, NEW})))
+        local proc = h.spawn_lua(script, {p, NEW}, { timeout = 300 })
         local rounds, missing, twice = 0, 0, 0
         local deadline = os.time() + 120 -- a writer that died never sets done
         repeat
@@ -982,7 +971,7 @@ describe("hash maps", function()
         end
         io.write("done")
       ]])
-      local proc = assert(io.popen(lua_command(script, {p, N})))
+      local proc = h.spawn_lua(script, {p, N}, { timeout = 300 })
       -- meanwhile, this process reads what the other has written so far
       local m, progress = s.m, s.progress
       local during, t0, last = 0, os.time(), 0

@@ -143,9 +143,52 @@ function M.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+--- The environment assignments (for `env`, or before a command) under which
+-- a child lua5.4 finds memmap3 in this tree's lua/, spec/ and build directory,
+-- from any directory (absolute paths); LUA_INIT is neutralised.
+function M.child_env()
+  local root = M.cwd()
+  return string_format("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s",
+    M.shell_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root .. "/spec/?.lua;;"),
+    M.shell_quote((M.build:sub(1, 1) == "/" and "" or root .. "/") .. M.build .. "/?.so;;"))
+end
+
+-- `timeout -s KILL seconds env ENV lua5.4 script args...` with each argument quoted.
+local function lua_command(script, args, seconds)
+  local quoted = {}
+  for i, a in ipairs(args or {}) do quoted[i] = M.shell_quote(a) end
+  return string_format("timeout -s KILL %d env %s %s %s %s", seconds, M.child_env(), M.shell_quote(M.lua),
+    M.shell_quote(script), table_concat(quoted, " "))
+end
+
+--- Start the Lua script at path in the background (a lua5.4 that finds
+-- memmap3), killed after opts.timeout seconds (120). Returns an io.popen
+-- handle: read("a") gives its stdout and stderr, close() waits for it.
+function M.spawn_lua(script, args, opts)
+  return assert(io_popen(lua_command(script, args, opts and opts.timeout or 120) .. " 2>&1", "r"))
+end
+
+--- Run the script `code` in one process per argument list, all at once
+-- (written to dir/worker.lua); wait for all, check that each exited 0 and
+-- printed something starting with "done", and return what each printed.
+function M.run_together(dir, code, arglists)
+  local script = dir .. "/worker.lua"
+  M.write_file(script, code)
+  local procs, outs = {}, {}
+  for i, args in ipairs(arglists) do procs[i] = M.spawn_lua(script, args, { timeout = 300 }) end
+  for i = 1, #procs do
+    outs[i] = procs[i]:read("a")
+    local ok, how, c = procs[i]:close()
+    assert(ok, string_format("worker %d: %s %s: %s", i, tostring(how), tostring(c), outs[i]))
+    assert(outs[i]:match("^done"), string_format("worker %d: %s", i, outs[i]))
+  end
+  return outs
+end
+
 --- Run Lua `code` in a fresh `lua5.4` process that finds memmap3 in lua/ and
--- the build directory (LUA_PATH, LUA_CPATH; LUA_INIT is neutralised).
+-- the build directory (M.child_env).
 -- opts.args: list of arguments (available as `...` and `arg`);
+-- opts.timeout: seconds before it is killed (600);
 -- opts.redirect: raw shell redirections appended to the command, e.g.
 --   "3<>" .. h.shell_quote(path) to hand the child descriptor 3.
 -- Returns stdout, status, stderr: status is the exit code, or 128 + the
@@ -157,13 +200,7 @@ function M.run_lua(code, opts)
   local f = assert(io_open(script, "wb"))
   f:write(code)
   f:close()
-  local args = {}
-  for i, a in ipairs(opts.args or {}) do args[i] = M.shell_quote(a) end
-  local cmd = string_format(
-    "LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s %s %s %s 2>%s %s",
-    M.shell_quote("lua/?.lua;lua/?/init.lua;spec/?.lua;;"),
-    M.shell_quote(M.build .. "/?.so;;"),
-    M.shell_quote(M.lua), M.shell_quote(script), table_concat(args, " "),
+  local cmd = string_format("%s 2>%s %s", lua_command(script, opts.args, opts.timeout or 600),
     M.shell_quote(errfile), opts.redirect or "")
   local p = assert(io_popen(cmd, "r"))
   local out = p:read("a")

@@ -758,6 +758,9 @@ describe("memmap3.Map", function()
       raises("option 'huge' must be true or page-size bits", mm.anon, size, {huge = "2M"})
     end)
 
+    -- Runs only where huge pages are reserved (sysctl vm.nr_hugepages=N): on
+    -- a default machine it is pending. Other programs taking huge pages
+    -- meanwhile would upset its counts.
     it("a huge-page map shorter than a huge page protects and gives its page back", function()
       local function free_huge()
         return tonumber((h.read_sys("/proc/meminfo") or ""):match("HugePages_Free:%s*(%d+)")) or 0
@@ -1100,6 +1103,7 @@ describe("memmap3.Map", function()
   end)
 
   -- -------------------------------------------------------------------------
+  describe("a file truncated underneath", function()
     it("a file truncated by another program: a read of a lost page raises, the process lives", function()
       local p = h.tmpfile("")
       local out, status, err = h.run_lua([=[
@@ -1153,7 +1157,9 @@ describe("memmap3.Map", function()
       end
       assert.equal(rep("false:truncated by another program ", 6), lines[5])
     end)
+  end)
 
+  -- -------------------------------------------------------------------------
   describe("lifetime", function()
     -- Any allocation can run a finalizer, and a finalizer can close, protect
     -- or remap the map an operation is using (in a child: it used to crash).

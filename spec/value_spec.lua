@@ -8,7 +8,7 @@
 -- process is read by another, and a reader never sees half a write.
 local mm = require "memmap3"
 local h = require "helpers"
-local sh_quote, tmpdir, rmrf, cwd, raises = h.shell_quote, h.tmpdir, h.rmrf, h.cwd, h.raises
+local tmpdir, rmrf, raises = h.tmpdir, h.rmrf, h.raises
 
 -- Runs code in a fresh lua5.4 process with args; returns its stdout.
 local function fresh(code, ...)
@@ -44,32 +44,7 @@ end
 ]]
 local ser = assert(load(SER .. " return ser"))()
 
--- Starts processes at once (io.popen), one per argument list, each running
--- script `code`; waits for all, checks they exited 0 and printed "done...".
-local function run_together(dir, code, arglists)
-  local script = dir .. "/worker.lua"
-  local f = assert(io.open(script, "wb"))
-  f:write(code)
-  f:close()
-  local root = cwd()
-  local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
-    sh_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
-    sh_quote(root .. "/" .. (os.getenv("MM3_BUILD") or "build") .. "/?.so;;"))
-  local procs, outs = {}, {}
-  for i, args in ipairs(arglists) do
-    local quoted = {}
-    for j, a in ipairs(args) do quoted[j] = sh_quote(a) end
-    local cmd = ("%s lua5.4 %s %s 2>&1"):format(env, sh_quote(script), table.concat(quoted, " "))
-    procs[i] = assert(io.popen(cmd))
-  end
-  for i = 1, #procs do
-    outs[i] = procs[i]:read("a")
-    local ok, how, c = procs[i]:close()
-    assert.is_true(ok, ("worker %d: %s %s: %s"):format(i, tostring(how), tostring(c), outs[i]))
-    assert.is_truthy(outs[i]:match("^done"), ("worker %d: %s"):format(i, outs[i]))
-  end
-  return outs
-end
+local run_together = h.run_together
 
 local Rec = mm.struct("XRec", {{"id", "u8"}, {"cfg", "value<48>"}, {"any", "value"}})
 local Save = mm.struct("XSave", {

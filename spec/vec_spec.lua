@@ -7,7 +7,7 @@
 -- real processes push into one vec and one ring at once.
 local mm = require "memmap3"
 local h = require "helpers"
-local sh_quote, tmpdir, rmrf, cwd, raises = h.shell_quote, h.tmpdir, h.rmrf, h.cwd, h.raises
+local tmpdir, rmrf, raises = h.tmpdir, h.rmrf, h.raises
 
 -- Runs code in a fresh lua5.4 process with args; returns its stdout.
 local function fresh(code, ...)
@@ -17,34 +17,7 @@ local function fresh(code, ...)
   return out
 end
 
--- Starts lua5.4 processes at once (io.popen), one per argument list, each
--- running script `code` (written to dir); waits for all, checks each exited 0
--- and printed "done", and returns what they printed.
-local function run_together(dir, code, arglists)
-  local script = dir .. "/worker.lua"
-  local f = assert(io.open(script, "wb"))
-  f:write(code)
-  f:close()
-  local root = cwd()
-  local env = ("LUA_INIT= LUA_INIT_5_4= LUA_PATH=%s LUA_CPATH=%s"):format(
-    sh_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
-    sh_quote(root .. "/" .. (os.getenv("MM3_BUILD") or "build") .. "/?.so;;"))
-  local procs = {}
-  for i, args in ipairs(arglists) do
-    local quoted = {}
-    for j, a in ipairs(args) do quoted[j] = sh_quote(a) end
-    local cmd = ("%s lua5.4 %s %s 2>&1"):format(env, sh_quote(script), table.concat(quoted, " "))
-    procs[i] = assert(io.popen(cmd))
-  end
-  local outs = {}
-  for i = 1, #procs do
-    outs[i] = procs[i]:read("a")
-    local ok, how, code_ = procs[i]:close()
-    assert.is_true(ok, ("worker %d: %s %s: %s"):format(i, tostring(how), tostring(code_), outs[i]))
-    assert.is_truthy(outs[i]:find("done", 1, true), ("worker %d: %s"):format(i, outs[i]))
-  end
-  return outs
-end
+local run_together = h.run_together
 
 local Item = mm.struct("VItem", {{"id", "u32"}, {"name", "string<8>"}, {"hp", "i16"}})
 local Hero = mm.struct("VHero", {

@@ -63,6 +63,15 @@ static int map_anon(uint64_t len, mm3_map **out) {
   return rc;
 }
 
+/* A private anonymous map of len bytes, each 0xff (kept by the fixture): its
+   bytes, or NULL (reported). */
+static uint8_t *anon_ff(uint64_t len, mm3_map **out) {
+  CHECK_RC(map_anon(len, out));
+  if (!*out) return NULL;
+  memset(mm3_map_ptr(*out), 0xff, len);
+  return mm3_map_ptr(*out);
+}
+
 /* ------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------ */
@@ -797,14 +806,12 @@ FTEST(parity_21_advise) {
   CHECK(is_incr(mm3_map_ptr(r), 128, 0));
 }
 
-/* 22: dontneed on a private anonymous map filled with 255 makes it read 0. */
+/* 22: dontneed on a private anonymous map filled with 0xff makes it read 0. */
 FTEST(parity_22_dontneed_zeroes) {
   size_t page = page_size();
   mm3_map *m;
-  CHECK_RC(map_anon(page, &m));
-  REQUIRE(m);
-  memset(mm3_map_ptr(m), 255, page);
-  CHECK(all_eq(mm3_map_ptr(m), page, 255));
+  REQUIRE(anon_ff(page, &m));
+  CHECK(all_eq(mm3_map_ptr(m), page, 0xff));
   CHECK_RC(mm3_map_advise(m, MM3_ADV_DONTNEED, 0, 0));
   CHECK(all_eq(mm3_map_ptr(m), page, 0));
 }
@@ -813,14 +820,12 @@ FTEST(parity_22_dontneed_zeroes) {
 FTEST(parity_23_dontneed_one_page) {
   size_t page = page_size();
   mm3_map *m;
-  CHECK_RC(map_anon(3 * page, &m));
-  REQUIRE(m);
-  uint8_t *p = mm3_map_ptr(m);
-  memset(p, 255, 3 * page);
+  uint8_t *p = anon_ff(3 * page, &m);
+  REQUIRE(p);
   CHECK_RC(mm3_map_advise(m, MM3_ADV_DONTNEED, page, page));
-  CHECK(all_eq(p, page, 255));
+  CHECK(all_eq(p, page, 0xff));
   CHECK(all_eq(p + page, page, 0));
-  CHECK(all_eq(p + 2 * page, page, 255));
+  CHECK(all_eq(p + 2 * page, page, 0xff));
 }
 
 /* 24: lock twice, unlock twice; VmLck shows the locked size. */
@@ -1469,10 +1474,8 @@ FTEST(anon_shared_with_fork) {
 FTEST(empty_range_is_nothing) {
   size_t page = page_size();
   mm3_map *m;
-  CHECK_RC(map_anon(3 * page, &m));
-  REQUIRE(m);
-  uint8_t *p = mm3_map_ptr(m);
-  memset(p, 0xff, 3 * page);
+  uint8_t *p = anon_ff(3 * page, &m);
+  REQUIRE(p);
   CHECK_RC(mm3_map_advise(m, MM3_ADV_DONTNEED, page + 100, 0));
   CHECK_RC(mm3_map_advise(m, MM3_ADV_DONTNEED, 2 * page, 0));
   CHECK_RC(mm3_map_advise(m, MM3_ADV_DONTNEED, 3 * page, 0)); /* at the end: still inside */
@@ -1497,10 +1500,8 @@ FTEST(empty_range_is_nothing) {
 FTEST(destructive_advice_stays_inside) {
   size_t page = page_size();
   mm3_map *a;
-  CHECK_RC(map_anon(3 * page, &a));
-  REQUIRE(a);
-  uint8_t *p = mm3_map_ptr(a);
-  memset(p, 0xff, 3 * page);
+  uint8_t *p = anon_ff(3 * page, &a);
+  REQUIRE(p);
   CHECK_RC(mm3_map_advise(a, MM3_ADV_DONTNEED, 100, 10)); /* inside one page: nothing */
   CHECK(all_eq(p, 3 * page, 0xff));
   CHECK_RC(mm3_map_advise(a, MM3_ADV_DONTNEED, 100, 2 * page)); /* covers page 1 only */

@@ -178,9 +178,15 @@ static int create_file(const char *path, const mm3_file_opts *o, int *fdout) {
 static int init_empty(int fd, const mm3_file_opts *o) {
   struct stat st;
   int rc = 0;
-  /* Not empty: nothing to do, and no flock (its openers hold shared ones). */
   if (fstat(fd, &st) != 0) return errno;
-  if (st.st_size != 0) return 0;
+  if (st.st_size != 0) {
+    /* Not empty: nothing to make. But a racing creator may be writing it
+       right now, under its exclusive flock: wait for that with a shared one
+       (which the file's openers hold too, so this never waits for them). */
+    if (flock(fd, LOCK_SH) != 0) return errno;
+    flock(fd, LOCK_UN);
+    return 0;
+  }
   if (flock(fd, LOCK_EX) != 0) return errno;
   if (fstat(fd, &st) != 0) rc = errno;
   else if (st.st_size == 0) {

@@ -827,6 +827,51 @@ FTEST(open_racing_creators) {
   CHECK_EQ(count_prefixed(dir, prefix), 0);
 }
 
+/* Creators racing on an empty file (os.tmpname, touch) all open it: one
+   initialises it, and the others wait for it, never taking its half-written
+   header for a foreign file (MM3_EBADFILE; 1 round in 4 before the fix). */
+FTEST(open_racing_creators_empty_file) {
+  enum { N = 4, ROUNDS = 40 };
+  volatile uint64_t *w = shared_words(); /* w[0]: the start flag; w[1 + i]: child i's result */
+  REQUIRE(w);
+  const char *path = tmp_path("emptyrace");
+  int bad_rounds = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    unlink(path); /* a new empty file each round */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    close(fd);
+    w[0] = 0;
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+      w[1 + i] = 99;
+      pids[i] = fork_child();
+      REQUIRE(pids[i] >= 0);
+      if (pids[i] == 0) {
+        while (!w[0]) {
+        }
+        mm3_file_opts o = {0};
+        o.create = 1;
+        o.schema = SCHEMA_S;
+        o.root_size = 16;
+        mm3_file *f = NULL;
+        int rc = mm3_file_open(path, &o, &f);
+        w[1 + i] = (uint64_t)rc;
+        if (!rc) mm3_file_close(f);
+        _exit(0);
+      }
+    }
+    w[0] = 1;
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+      CHECK_EQ(wait_child(pids[i]), 0);
+      if (w[1 + i] != 0) bad = 1, fprintf(stderr, "    round %d: creator %d: %s\n", r, i, mm3_strerror((int)w[1 + i]));
+    }
+    bad_rounds += bad;
+  }
+  CHECK_EQ(bad_rounds, 0);
+}
+
 FTEST(read_schema) {
   const char *path = make_file("readschema", SCHEMA_S, 16);
   REQUIRE(path);
@@ -1308,7 +1353,7 @@ RUN_TESTS(version_numbers, strerror_every_code, strerror_errno_success_unknown, 
           open_reopen_keeps_data, open_create_existing_keeps_data, open_exclusive_eexist, open_missing_enoent,
           open_bad_arguments, open_largest_schema, open_readonly, open_perm_bits, open_reserve, open_default_reserve_shrinks,
           open_schema_mismatch, open_foreign_file, open_empty_file, open_truncated, open_newer_version,
-          open_other_byte_order, open_corrupt_header, open_schema_null, open_racing_creators, read_schema,
+          open_other_byte_order, open_corrupt_header, open_schema_null, open_racing_creators, open_racing_creators_empty_file, read_schema,
           flush_reaches_the_file, grow_keeps_data_in_place, grow_past_reserve, grow_readonly,
           refresh_sees_other_handle_growth, refresh_past_reserve, truncated_by_another_program,
           truncated_guard_chains_other_faults, lock_recursive_and_exclusive,

@@ -154,7 +154,10 @@ uint64_t mm3__block_end(const mm3_file *f, uint64_t off) {
   return off - BLOCK_HEAD + ((uint64_t)16 << (tag & 0xff));
 }
 
-static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int top_only) {
+enum { FROM_TOP = 1, UNZEROED = 2 };
+
+static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int how) {
+  int top_only = how & FROM_TOP;
   mm3_header *h = mm3__hdr(f);
   int k = 0;
   if (size > ((uint64_t)1 << 50)) return MM3_ETOOBIG;
@@ -195,7 +198,10 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int top_only) {
   uint64_t *tag = (uint64_t *)(f->base + b);
   tag[1] = 0;
   tag[0] = TAG_USED | (uint64_t)k;
-  memset(f->base + b + BLOCK_HEAD, 0, bsize - BLOCK_HEAD);
+  /* Only the bytes asked for: the rest of the block is never read, and
+     left untouched it costs no page (a power-of-two payload, a segment or a
+     map's table, takes a block twice its size for the 16-byte head). */
+  if (!(how & UNZEROED)) memset(f->base + b + BLOCK_HEAD, 0, size);
   h->alloc_bytes += bsize;
   *off = b + BLOCK_HEAD;
   return 0;
@@ -203,8 +209,10 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int top_only) {
 
 int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, size, off, 0); }
 
+int mm3__alloc_raw(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, size, off, UNZEROED); }
+
 /* Always from the heap top (the undo log's blocks: see mm3_txn.c). */
-int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, size, off, 1); }
+int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, size, off, FROM_TOP); }
 
 /* Put a block on its free list now (its tag checked). */
 static int free_now(mm3_file *f, uint64_t off) {

@@ -122,15 +122,25 @@ MM3_INTERNAL int mm3__log(mm3_file *f, const void *p, size_t n);
    all-or-nothing (outside a transaction its log is dropped at the end; a
    failed operation is rolled back). op_begin returns the log position in *sp. */
 MM3_INTERNAL int mm3__op_begin(mm3_file *f, uint64_t *sp);
+/* mm3__op_begin for a caller that took the lock already (released on error). */
+MM3_INTERNAL int mm3__op_enter(mm3_file *f, uint64_t *sp);
 MM3_INTERNAL int mm3__op_end(mm3_file *f, uint64_t sp, int rc);
 /* Undo the log back to position sp (0: everything). Caller holds the lock. */
 MM3_INTERNAL void mm3__rollback(mm3_file *f, uint64_t sp);
 
 static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->base; }
 
+/* Another handle of this file in this thread holds a transaction open (the
+   lock is recursive, so f got it too): f's writes would commit its log. */
+static inline int mm3__other_txn(const mm3_file *f) { return f->txn_owner && *f->txn_owner && *f->txn_owner != f; }
+
 /* Allocate size bytes of zeroed heap in the file (caller holds the lock);
    returns the payload's file offset. May grow the file. */
 MM3_INTERNAL int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off);
+/* mm3__alloc without the zeroing, for a caller that writes every byte before
+   it reads it (a segment: nothing past a list's length is read). A new
+   segment then costs no page until an element lands on it. */
+MM3_INTERNAL int mm3__alloc_raw(mm3_file *f, uint64_t size, uint64_t *off);
 /* mm3__alloc from the heap top only, never a free list. */
 MM3_INTERNAL int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off);
 /* File offset just past the block whose payload starts at off. */

@@ -66,7 +66,7 @@ static int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src) {
     int saved = f->no_log;
     f->no_log = 0;
     uint64_t off;
-    rc = mm3__alloc(f, (t->seg_first << k) * t->elem_size, &off);
+    rc = mm3__alloc_raw(f, (t->seg_first << k) * t->elem_size, &off);
     if (!rc) rc = mm3__log(f, &h->seg[k], 8);
     f->no_log = saved;
     if (rc) return rc;
@@ -85,8 +85,26 @@ static int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src) {
 }
 
 int mm3_seg_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
+  int rc = mm3_file_lock(f);
+  if (rc) return rc;
+  if (f->txn_depth == 0 && !mm3__other_txn(f)) {
+    /* The common case: outside a transaction, into a segment that is there
+       and mapped. It logs nothing (see below), so it skips the operation's
+       set-up: the lock, the element, the length, the unlock. */
+    seghead *h = (seghead *)c;
+    uint64_t n = h->len, slot;
+    int k;
+    uint8_t *p = locate(t, n, &k, &slot) == 0 && h->seg[k] ? seg_ptr(f, h, t, k, slot) : NULL;
+    if (p) {
+      if (t->elem_size == 8) memcpy(p, src, 8);
+      else memcpy(p, src, t->elem_size);
+      __atomic_store_n(&h->len, n + 1, __ATOMIC_RELEASE);
+      mm3_file_unlock(f);
+      return 0;
+    }
+  }
   uint64_t sp;
-  int rc = mm3__op_begin(f, &sp);
+  rc = mm3__op_enter(f, &sp);
   if (rc) return rc;
   /* Outside a transaction a push needs no undo log: the element is written
      past the end and the length published after it; a crash before that

@@ -117,13 +117,15 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
   }
 }
 
-/* Another handle of this file in this thread holds a transaction open (the
-   lock is recursive, so f got it too): f's writes would commit its log. */
-static int other_txn(const mm3_file *f) { return f->txn_owner && *f->txn_owner && *f->txn_owner != f; }
+#define other_txn mm3__other_txn
 
 int mm3__op_begin(mm3_file *f, uint64_t *sp) {
   int rc = mm3_file_lock(f);
-  if (rc) return rc;
+  return rc ? rc : mm3__op_enter(f, sp);
+}
+
+int mm3__op_enter(mm3_file *f, uint64_t *sp) {
+  int rc;
   if (other_txn(f)) {
     mm3_file_unlock(f);
     return MM3_EBUSY;

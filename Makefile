@@ -113,7 +113,7 @@ sanitize:
 
 $(B)/bench/floor.so: bench/floor.c
 	@mkdir -p $(B)/bench
-	$(CC) $(WARN) -O2 -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $<
+	$(CC) $(WARN) -O2 -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $< -lpthread
 
 $(B)/bench/c_map_bench: bench/c_map_bench.c $(B)/libmemmap3.a
 	@mkdir -p $(B)/bench

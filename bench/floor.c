@@ -1,13 +1,20 @@
 /*
  * floor.c - the cheapest possible C __index/__newindex for a userdata, the
  * floor that bench/struct_bench.lua measures memmap3's field access against,
- * and the cheapest C `<<` append (floor.list()) for bench/append_bench.lua.
+ * and the cheapest C `<<` append (floor.list()) for bench/append_bench.lua,
+ * alone and under the lock every memmap3 container operation takes
+ * (floor.locked_list(): a process-shared robust recursive pthread mutex in
+ * shared memory, taken and released per append, as memmap3's in-file lock).
  * Built only for the benchmark (make bench).
  */
+#define _XOPEN_SOURCE 700 /* pthread_mutexattr_settype, MAP_ANONYMOUS under -std=c11 */
+#define _DEFAULT_SOURCE
 #include <lauxlib.h>
 #include <lua.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 typedef struct rec { long long level; } rec;
 
@@ -35,17 +42,33 @@ static int f_new(lua_State *L) {
 
 /* A growable array of integers in C memory, appended to with `<<`: no lock,
    no file, no crash safety; the cost of the Lua metamethod call itself. */
-typedef struct list { long long *v; size_t n, cap; } list;
+typedef struct list { long long *v; size_t n, cap; pthread_mutex_t *m; } list;
+
+static int grow(list *l) {
+  if (l->n < l->cap) return 1;
+  size_t cap = l->cap ? 2 * l->cap : 64;
+  long long *v = realloc(l->v, cap * sizeof *v);
+  if (!v) return 0;
+  l->v = v, l->cap = cap;
+  return 1;
+}
 
 static int l_shl(lua_State *L) {
   list *l = lua_touserdata(L, 1);
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? 2 * l->cap : 64;
-    long long *v = realloc(l->v, cap * sizeof *v);
-    if (!v) return luaL_error(L, "out of memory");
-    l->v = v, l->cap = cap;
-  }
+  if (!grow(l)) return luaL_error(L, "out of memory");
   l->v[l->n++] = lua_tointeger(L, 2);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_shl_locked(lua_State *L) {
+  list *l = lua_touserdata(L, 1);
+  long long x = lua_tointeger(L, 2);
+  if (pthread_mutex_lock(l->m) != 0) return luaL_error(L, "lock failed");
+  int ok = grow(l);
+  if (ok) l->v[l->n++] = x;
+  pthread_mutex_unlock(l->m);
+  if (!ok) return luaL_error(L, "out of memory");
   lua_settop(L, 1);
   return 1;
 }
@@ -60,6 +83,8 @@ static int l_gc(lua_State *L) {
   list *l = lua_touserdata(L, 1);
   free(l->v);
   l->v = NULL;
+  if (l->m) munmap(l->m, sizeof *l->m);
+  l->m = NULL;
   return 0;
 }
 
@@ -67,6 +92,24 @@ static int l_new(lua_State *L) {
   list *l = lua_newuserdatauv(L, sizeof *l, 0);
   memset(l, 0, sizeof *l);
   luaL_setmetatable(L, "bench.floor.list");
+  return 1;
+}
+
+static int l_new_locked(lua_State *L) {
+  list *l = lua_newuserdatauv(L, sizeof *l, 0);
+  memset(l, 0, sizeof *l);
+  luaL_setmetatable(L, "bench.floor.locked_list");
+  void *m = mmap(NULL, sizeof *l->m, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return luaL_error(L, "mmap failed");
+  l->m = m;
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+  int rc = pthread_mutex_init(l->m, &a);
+  pthread_mutexattr_destroy(&a);
+  if (rc) return luaL_error(L, "pthread_mutex_init failed");
   return 1;
 }
 
@@ -86,10 +129,20 @@ int luaopen_floor(lua_State *L) {
   lua_pushcfunction(L, l_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
+  luaL_newmetatable(L, "bench.floor.locked_list");
+  lua_pushcfunction(L, l_shl_locked);
+  lua_setfield(L, -2, "__shl");
+  lua_pushcfunction(L, l_len);
+  lua_setfield(L, -2, "__len");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   lua_newtable(L);
   lua_pushcfunction(L, f_new);
   lua_setfield(L, -2, "new");
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "list");
+  lua_pushcfunction(L, l_new_locked);
+  lua_setfield(L, -2, "locked_list");
   return 1;
 }

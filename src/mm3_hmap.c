@@ -201,7 +201,7 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
      instead of coming one after the other. */
   uint64_t b0 = g->rehash - 1, e = b0 + steps < nb ? b0 + steps : nb;
   if (b0 < e) LOG(f, &from[b0], (e - b0) * 8); /* the step's old buckets, in one entry */
-  enum { AHEAD = 8 };
+  enum { AHEAD = 32 };
   for (uint64_t b = b0; b < e && b < b0 + AHEAD; b++) PREFETCH(moved_node(f, from, b, e));
   for (uint64_t b = b0; b < e; b++) {
     uint64_t guard = 0;

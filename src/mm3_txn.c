@@ -77,7 +77,8 @@ int mm3__log(mm3_file *f, const void *p, size_t n) {
   uint8_t *e = f->base + h->log_off + h->log_len;
   uint64_t hd[2] = {(uint64_t)(src - f->base), n};
   memcpy(e, hd, 16);
-  memcpy(e + 16, src, n);
+  if (n == 8) memcpy(e + 16, src, 8); /* most entries (a link, a bucket): inline, not a call */
+  else memcpy(e + 16, src, n);
   memcpy(e + 16 + pad8(n), &need, 8);
   __atomic_store_n(&h->log_len, h->log_len + need, __ATOMIC_RELEASE); /* the entry is complete */
   return 0;

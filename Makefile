@@ -19,7 +19,10 @@ CC          ?= cc
 OPT         ?= -O2 -g
 WARN        ?= -std=c11 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS      ?= $(OPT)
-MM3_CFLAGS   = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_GNU_SOURCE
+MM3_CFLAGS   = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -fno-semantic-interposition -D_GNU_SOURCE
+# The libraries call their own public functions directly, not through the
+# PLT: nobody may interpose mm3_file_lock under mm3_seg_push.
+SO_LDFLAGS   = -Wl,-Bsymbolic-functions
 LIBFLAG     ?= -shared
 LDLIBS      ?= -lpthread
 B           ?= build
@@ -60,10 +63,10 @@ $(B)/libmemmap3_lua.a: $(CORE_OBJ) $(LUA_OBJ)
 SOVERSION := 0
 SOFULL    := 0.1.0
 $(B)/libmemmap3.so: $(CORE_OBJ)
-	$(CC) $(LIBFLAG) -Wl,-soname,libmemmap3.so.$(SOVERSION) -o $@ $^ $(LDLIBS)
+	$(CC) $(LIBFLAG) $(SO_LDFLAGS) -Wl,-soname,libmemmap3.so.$(SOVERSION) -o $@ $^ $(LDLIBS)
 
 $(B)/memmap3/core.so: $(CORE_OBJ) $(LUA_OBJ) | $(B)/memmap3
-	$(CC) $(LIBFLAG) -o $@ $^ $(LDLIBS)
+	$(CC) $(LIBFLAG) $(SO_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # C unit tests link the static core only: they prove it needs no Lua.
 $(B)/tests/%: spec/c/%.c spec/c/mm3_test.h spec/c/mm3_fixture.h $(B)/libmemmap3.a | $(B)/tests

@@ -159,8 +159,7 @@ static int q_len(lua_State *L) {
 }
 
 /* Append the value at idx (vec, ring, segmented). */
-static void push_value(lua_State *L, int viewidx, int idx, int descidx) {
-  lmm3_view *v = lua_touserdata(L, viewidx);
+static void push_value(lua_State *L, lmm3_view *v, int viewidx, int idx, int descidx) {
   check_writable(L, v, viewidx);
   const mm3_ctype *ct = &v->ti->ct;
   int code = v->ti->edesc >= 0 ? (int)(v->ti->edesc & 0xFF) : 0;
@@ -192,12 +191,12 @@ static int m_push(lua_State *L) {
   only_kinds(L, v, K(LMM3_VEC) | K(LMM3_RING) | K(LMM3_SEG), "push");
   luaL_checkany(L, 2);
   if (v->ti->edesc >= 0) { /* a scalar element: no descriptor table needed */
-    push_value(L, 1, 2, 0);
+    push_value(L, v, 1, 2, 0);
     return 0;
   }
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__mm3elem");
-  push_value(L, 1, 2, lua_gettop(L));
+  push_value(L, v, 1, 2, lua_gettop(L));
   return 0;
 }
 
@@ -335,11 +334,11 @@ static int c_shl(lua_State *L) {
   if (v->ti->kind == LMM3_FMAP || v->ti->kind == LMM3_HMAP) return lmm3_hmap_shl(L);
   if (v->ti->kind == LMM3_SARRAY) return luaL_error(L, "string_array has a fixed length: assign sa[i] = s");
   if (v->ti->edesc >= 0) {
-    push_value(L, 1, 2, 0);
+    push_value(L, v, 1, 2, 0);
   } else {
     lua_getmetatable(L, 1);
     lua_getfield(L, -1, "__mm3elem");
-    push_value(L, 1, 2, lua_gettop(L));
+    push_value(L, v, 1, 2, lua_gettop(L));
   }
   lua_settop(L, 1);
   return 1;

@@ -8,6 +8,7 @@
  * mm3_fixture.h's fixture: its files are closed and removed afterwards.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "memmap3.h"
@@ -952,6 +953,79 @@ FTEST(seg_push_million) {
   CHECK(file_ok(f));
 }
 
+/* How many of the pages of [p, p + n) this process has touched: mapped in
+   its page table (/proc/self/pagemap's present bit). Not mincore: the page
+   cache also holds the kernel's readahead, megabytes around a fault here. */
+static size_t touched_pages(const uint8_t *p, size_t n) {
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE), r = 0;
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return (size_t)-1;
+  for (uintptr_t a = (uintptr_t)p / pg * pg; a < (uintptr_t)p + n; a += pg) {
+    uint64_t e;
+    if (pread(fd, &e, 8, (off_t)(a / pg * 8)) != 8) {
+      close(fd);
+      return (size_t)-1;
+    }
+    r += (size_t)(e >> 63);
+  }
+  close(fd);
+  return r;
+}
+
+/* A list's new segment takes no memory until its elements land there: its
+   block is not zeroed (nothing past the length is read). Zeroing it, as the
+   heap did, put every page of the segment (and of the rest of its block,
+   twice its size) in memory at the first push. */
+FTEST(seg_new_segment_takes_no_memory) {
+  mm3_ctype t = ctype(MM3_SEGMENTED, 8, 8, 0);
+  mm3_file *f = container_file("segmem", "root segmented<u64>", &t);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  const uint64_t before = 512 * ((1u << 10) - 1); /* segments 0..9; segment 10 holds 512 << 10 */
+  int bad = 0;
+  for (uint64_t i = 0; i <= before; i++) bad += mm3_seg_push(f, c, &t, &i) != 0;
+  CHECK_EQ(bad, 0);
+  uint8_t *p = mm3_seg_at(f, c, &t, before);
+  REQUIRE(p);
+  CHECK(p != mm3_seg_at(f, c, &t, before - 1) + 8); /* the first element of a new segment */
+  CHECK_EQ(rd64(p), before);
+  size_t seg_bytes = (size_t)(512u << 10) * 8, pages = seg_bytes / (size_t)sysconf(_SC_PAGESIZE);
+  size_t r = touched_pages(p, seg_bytes);
+  REQUIRE(r != (size_t)-1);
+  if (r > 1) fprintf(stderr, "    %zu of the new segment's %zu pages touched\n", r, pages);
+  CHECK(r <= 1); /* the page of its first element */
+}
+
+/* A map's bucket table (2^lg words) takes a block twice its size (for the
+   block's 16-byte head): only the table is zeroed, the rest of the block
+   never touched. */
+FTEST(hmap_table_block_rest_untouched) {
+  mm3_ctype t = map_ctype(MM3_HMAP, 8, 8, 0, 8, 8, 0);
+  mm3_file *f = container_file("hmapmem", "root map<u64,u64>", &t);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  int bad = 0;
+  for (uint64_t k = 1; k <= 100000; k++) bad += mm3_hmap_put(f, c, &t, &k, &k, NULL) != 0;
+  CHECK_EQ(bad, 0);
+  /* map<K,V> head: u64 count, u64 table[2], u32 lg[2], u64 rehash + 1 */
+  uint64_t tab = rd64(c + 8), rehash = rd64(c + 32);
+  uint32_t lg;
+  memcpy(&lg, c + 24, 4);
+  CHECK_EQ(rehash, 0);
+  CHECK_EQ(lg, 18); /* 100000 keys: 2^18 buckets, no resize under way */
+  size_t table = (size_t)8 << lg, pages = table / (size_t)sysconf(_SC_PAGESIZE);
+  /* the block's second half, less its first and last pages (they share the
+     table's last bytes and the next block's first ones) */
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  size_t r = touched_pages(mm3_file_base(f) + tab + table + pg, table - 16 - 2 * pg);
+  REQUIRE(r != (size_t)-1);
+  if (r > 0) fprintf(stderr, "    %zu of the %zu pages past the table touched\n", r, pages);
+  CHECK_EQ(r, 0);
+  uint64_t k = 77777, v = 0;
+  CHECK_RC(mm3_hmap_get(f, c, &t, &k, &v, NULL));
+  CHECK_EQ(v, 77777);
+}
+
 FTEST(seg_set_pop_truncate) {
   mm3_ctype t = ctype(MM3_SEGMENTED, 4, 4, 0);
   mm3_file *f = container_file("segops", "root segmented<u32>", &t);
@@ -1407,6 +1481,6 @@ RUN_TESTS(ctype_vec_ring_layout, ctype_map_layout, ctype_segmented_value_layout,
           ring_overwrites_oldest, ring_only_pushes, fmap_integer_keys, fmap_string_keys, fmap_next_and_clear,
           hmap_key_hash, hmap_string_keys, hmap_100000_entries, hmap_next_during_resize, hmap_delete_during_next,
           hmap_put_many_get_many, fmap_put_many_full, hmap_put_many_rollback_readonly,
-          seg_push_million, seg_set_pop_truncate, seg_push_past_reserve, value_get_set_retry,
+          seg_push_million, seg_new_segment_takes_no_memory, hmap_table_block_rest_untouched, seg_set_pop_truncate, seg_push_past_reserve, value_get_set_retry,
           value_fixed_capacity, containers_in_struct_readonly, check_healthy_containers,
           check_damaged_vec_and_value, check_damaged_fmap, check_damaged_hmap, check_damaged_segmented)

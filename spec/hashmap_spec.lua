@@ -719,6 +719,36 @@ describe("hash maps", function()
       assert.equal(1, s.pts[1].x)
       mm.close(s)
     end)
+
+    -- Values whose type holds fixed containers: stored whole by m[k] = v,
+    -- m << {k, v} and a table assigned to the map, in one transaction each.
+    it("values holding containers are stored whole; one that does not fit changes nothing", function()
+      local V = mm.struct("HValC", {{"n", "u8"}, {"tags", "vec<u8, 2>"}, {"f", "map<u8, u8, 2>"}})
+      local M = mm.struct("HValBox", {{"m", mm.map("string<8>", V)}, {"fm", mm.map("u8", V, 2)}})
+      local p = path()
+      local s = assert(mm.create(p, M))
+      s.m.a = {n = 1, tags = {1, 2}, f = {[1] = 10}}
+      local _ = s.m << {"b", {n = 2, tags = {3}}}
+      s.fm[1] = {n = 3, f = {[2] = 20, [3] = 30}}
+      s.m.a = {n = 4, tags = {4}} -- replaced whole: its map is empty again
+      local want_m = {a = {n = 4, tags = {4}, f = {}}, b = {n = 2, tags = {3}, f = {}}}
+      local want_fm = {[1] = {n = 3, tags = {}, f = {[2] = 20, [3] = 30}}}
+      assert.same(want_m, mm.totable(s.m))
+      assert.same(want_fm, mm.totable(s.fm))
+      raises({"map 'm' value field 'tags'", "3 elements do not fit (capacity 2)"},
+        function() s.m.c = {n = 5, tags = {1, 2, 3}} end)
+      raises("3 elements do not fit", function() s.m.a = {n = 5, tags = {1, 2, 3}} end)
+      raises("3 elements do not fit", function() return s.m << {"c", {tags = {1, 2, 3}}} end)
+      raises("do not fit", function() s.fm[2] = {f = {[1] = 1, [2] = 2, [3] = 3}} end)
+      raises("3 elements do not fit", function() s.m = {x = {n = 1}, y = {tags = {1, 2, 3}}} end)
+      assert.same(want_m, mm.totable(s.m))
+      assert.same(want_fm, mm.totable(s.fm))
+      s.m = {x = {n = 6, tags = {6, 6}, f = {[6] = 6}}}
+      mm.close(s)
+      s = assert(mm.open(p, {readonly = true}))
+      assert.same({x = {n = 6, tags = {6, 6}, f = {[6] = 6}}}, mm.totable(s.m))
+      mm.close(s)
+    end)
   end)
 
   -- -------------------------------------------------------------------------

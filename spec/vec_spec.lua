@@ -778,19 +778,96 @@ describe("fixed sequences", function()
     end)
   end)
 
-  describe("elements that hold a container", function()
-    -- An element is encoded whole before it is stored, where a container
-    -- cannot be built: the error says so and how to get there.
-    it("cannot be pushed with the container set; the error says to assign the field afterwards", function()
-      local E = mm.struct("VElemC", {{"id", "u32"}, {"tags", "vec<u8, 4>"}})
-      local v = assert(mm.create(path("ec.mm3"), mm.vec(E, 4)))
-      raises({"containers cannot be set inside this value", "list[i].field"},
-        function() return v << {id = 4, tags = {1}} end)
-      assert.equal(0, #v) -- nothing stored
-      local _ = v << {id = 4}
-      v[1].tags = {1, 2}
-      assert.same({{id = 4, tags = {1, 2}}}, mm.totable(v))
-      mm.close(v)
+  describe("elements that hold containers", function()
+    -- An element is encoded before it is stored; the fixed containers it
+    -- names inside are assigned once it is in the file, in the same
+    -- transaction: all of it is stored, or nothing.
+    local E = mm.struct("VElemC", {{"id", "u32"}, {"tags", "vec<u8, 4>"}, {"seen", "map<u8, u16, 3>"},
+      {"last", "ring<u8, 2>"}})
+    local Box = mm.struct("VElemBox", {{"v", mm.vec(E, 4)}, {"r", mm.ring(E, 2)}, {"log", mm.segmented(E)}})
+    local function e(id, tags, seen, last)
+      return {id = id, tags = tags or {}, seen = seen or {}, last = last or {}}
+    end
+
+    it("are stored whole by push, <<, insert and v[i] = ..., and reopen in a fresh process", function()
+      local b = assert(mm.create(path("ec.mm3"), Box))
+      b.v:push({id = 1, tags = {1, 2}, seen = {[7] = 70}})
+      local _ = b.v << {id = 2, tags = {3}} << {id = 3, last = {1, 2, 3}}
+      b.v:insert(1, {id = 0, tags = {9, 9, 9, 9}, seen = {[1] = 1, [2] = 2, [3] = 3}})
+      b.v[4] = {id = 30, tags = {4}}
+      local _ = b.log << {id = 5, tags = {5, 5}, seen = {[5] = 50}}
+      b.log:push({id = 6})
+      b.log[2] = {id = 60, last = {6}}
+      mm.close(b)
+      local want = {v = {e(0, {9, 9, 9, 9}, {[1] = 1, [2] = 2, [3] = 3}), e(1, {1, 2}, {[7] = 70}), e(2, {3}),
+        e(30, {4})}, r = {}, log = {e(5, {5, 5}, {[5] = 50}), e(60, nil, nil, {6})}}
+      local out = fresh([[
+        local mm = require "memmap3"
+        local b = assert(mm.open(arg[1], {readonly = true}))
+        local t = mm.totable(b)
+        mm.close(b)
+        local function dump(x)
+          if type(x) ~= "table" then return tostring(x) end
+          local keys = {}
+          for k in pairs(x) do keys[#keys + 1] = k end
+          table.sort(keys, function(p, q) return tostring(p) < tostring(q) end)
+          local parts = {}
+          for _, k in ipairs(keys) do parts[#parts + 1] = tostring(k) .. "=" .. dump(x[k]) end
+          return "{" .. table.concat(parts, ",") .. "}"
+        end
+        io.write(dump(t))
+      ]], path("ec.mm3"))
+      b = assert(mm.open(path("ec.mm3")))
+      assert.same(want, mm.totable(b))
+      assert.matches("v={1={id=0,last={},seen={1=1,2=2,3=3},tags={1=9,2=9,3=9,4=9}}", out, 1, true)
+      mm.close(b)
+    end)
+
+    it("a ring keeps the newest, each with what was inside it", function()
+      local b = assert(mm.create(path("er.mm3"), Box))
+      local _ = b.r << e(1, {1}) << e(2, {2, 2}) << e(3, {3, 3, 3}, {[3] = 3})
+      assert.same({e(2, {2, 2}), e(3, {3, 3, 3}, {[3] = 3})}, mm.totable(b.r))
+      b.r = {e(4, {4}), e(5, nil, {[5] = 5}), e(6, {6, 6}, nil, {6})}
+      assert.same({e(5, nil, {[5] = 5}), e(6, {6, 6}, nil, {6})}, mm.totable(b.r))
+      mm.close(b)
+    end)
+
+    it("whole-list assignment stores each element with its containers", function()
+      local b = assert(mm.create(path("ea.mm3"), Box))
+      b.v = {e(1, {1}), e(2, {2, 2}, {[2] = 2})}
+      b.log = {e(3, {3, 3, 3}), e(4, nil, nil, {4, 4})}
+      assert.same({e(1, {1}), e(2, {2, 2}, {[2] = 2})}, mm.totable(b.v))
+      assert.same({e(3, {3, 3, 3}), e(4, nil, nil, {4, 4})}, mm.totable(b.log))
+      mm.close(b)
+    end)
+
+    it("a container inside that does not fit raises naming it, and nothing is stored", function()
+      local b = assert(mm.create(path("ef.mm3"), Box))
+      b.v:push(e(1, {1}))
+      b.log:push(e(1, {1}))
+      local before = mm.totable(b)
+      local five = {1, 2, 3, 4, 5}
+      raises({"vec 'v' element field 'tags'", "5 elements do not fit (capacity 4)"},
+        function() b.v:push(e(2, five)) end)
+      raises("5 elements do not fit", function() return b.v << e(2, five) end)
+      raises("5 elements do not fit", function() b.v:insert(1, e(2, five)) end)
+      raises("5 elements do not fit", function() b.v[1] = e(2, five) end)
+      raises("do not fit", function() b.v[1] = e(2, nil, {[1] = 1, [2] = 2, [3] = 3, [4] = 4}) end)
+      raises("5 elements do not fit", function() b.log:push(e(2, five)) end)
+      raises("5 elements do not fit", function() b.r:push(e(2, five)) end)
+      raises("5 elements do not fit", function() b.v = {e(2), e(3, five)} end)
+      raises("5 elements do not fit", function() b.log = {e(2), e(3, five)} end)
+      raises("expected a table", function() b.v:push({id = 2, tags = 7}) end)
+      assert.same(before, mm.totable(b))
+      -- and inside a transaction that then fails, neither
+      assert.has_error(function()
+        mm.transaction(b, function()
+          b.v:push(e(9, {9}))
+          error("give up")
+        end)
+      end)
+      assert.same(before, mm.totable(b))
+      mm.close(b)
     end)
   end)
 end)

@@ -112,9 +112,22 @@ static const char *where(lua_State *L, int viewidx, const char *what) {
   return lua_pushfstring(L, "%s '%s' %s", kind_name(v->ti->kind), cont_name(L, viewidx), what);
 }
 
+/* An element stored through s: its containers (and growable values) were
+   set aside by lmm3_encode_defer, to be assigned where the element is once
+   stored, in the same transaction (store_deferred). */
+enum { ST_PUSH, ST_SET, ST_INSERT };
+typedef struct seqstore {
+  int op;
+  uint64_t i; /* ST_SET, ST_INSERT: 0-based */
+  const uint8_t *buf;
+  const char *where;
+} seqstore;
+
 /* Convert the value at idx into buf, one element of the container at
-   viewidx; the error message is only built when the value is refused. */
-static void encode(lua_State *L, int viewidx, int idx, int descidx, uint8_t *buf) {
+   viewidx; the error message is only built when the value is refused, or
+   when the value names containers: then s->where is set, and the list of
+   them set aside is pushed and its index returned (0: none). */
+static int encode(lua_State *L, int viewidx, int idx, int descidx, uint8_t *buf, seqstore *s) {
   lmm3_view *v = lua_touserdata(L, viewidx);
   const mm3_ctype *ct = &v->ti->ct;
   int64_t d = v->ti->edesc;
@@ -122,9 +135,44 @@ static void encode(lua_State *L, int viewidx, int idx, int descidx, uint8_t *buf
     memset(buf, 0, ct->elem_size);
     const char *why = lmm3_set_scalar(L, buf, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), idx);
     if (why) luaL_error(L, "%s: %s", where(L, viewidx, "element"), why);
-    return;
+    return 0;
   }
-  lmm3_encode(L, idx, d, descidx, buf, ct->elem_size, where(L, viewidx, "element"));
+  s->buf = buf;
+  s->where = where(L, viewidx, "element");
+  return lmm3_encode_defer(L, idx, d, descidx, buf, ct->elem_size, s->where);
+}
+
+/* Arguments: the seqstore, the list set aside, the view. */
+static int seq_store_run(lua_State *L) {
+  const seqstore *s = lua_touserdata(L, 1);
+  lmm3_view *v = lmm3_cont_view(L, 3);
+  mm3_file *f = v->fb->f;
+  const mm3_ctype *ct = &v->ti->ct;
+  uint64_t at = s->i;
+  int rc, seg = v->ti->kind == LMM3_SEG;
+  switch (s->op) {
+    case ST_SET: rc = seg ? mm3_seg_set(f, v->p, ct, at, s->buf) : mm3_vec_set(f, v->p, ct, at, s->buf); break;
+    case ST_INSERT: rc = mm3_vec_insert(f, v->p, ct, at, s->buf); break;
+    default:
+      rc = seg ? mm3_seg_push(f, v->p, ct, s->buf) : mm3_vec_push(f, v->p, ct, s->buf);
+      at = seq_len(v) - 1; /* a ring's newest too */
+  }
+  if (rc) return lmm3_cont_error(L, 3, rc);
+  uint8_t *p = seq_at(v, at);
+  if (!p) return lmm3_cont_error(L, 3, MM3_ECORRUPT);
+  lmm3_apply_deferred(L, 2, v->fb, p, s->where);
+  return 0;
+}
+
+/* Store the element as s says, then assign the containers set aside (list)
+   inside it: one transaction, so a failure leaves the container as it was. */
+static void store_deferred(lua_State *L, int viewidx, const seqstore *s, int list) {
+  lmm3_view *v = lua_touserdata(L, viewidx);
+  lua_pushcfunction(L, seq_store_run);
+  lua_pushlightuserdata(L, (void *)s);
+  lua_pushvalue(L, list);
+  lua_pushvalue(L, viewidx);
+  lmm3_in_txn(L, v->fb, 3, s->where);
 }
 
 static int q_newindex(lua_State *L) {
@@ -139,7 +187,12 @@ static int q_newindex(lua_State *L) {
   const mm3_ctype *ct = &v->ti->ct;
   elembuf b;
   uint8_t *buf = buf_for(L, &b, ct->elem_size);
-  encode(L, 1, 3, lua_upvalueindex(1), buf);
+  seqstore s = {ST_SET, (uint64_t)i - 1, NULL, NULL};
+  int list = encode(L, 1, 3, lua_upvalueindex(1), buf, &s);
+  if (list) {
+    store_deferred(L, 1, &s, list);
+    return 0;
+  }
   int rc;
   switch (v->ti->kind) {
     case LMM3_SEG: rc = mm3_seg_set(v->fb->f, v->p, ct, (uint64_t)i - 1, buf); break;
@@ -171,7 +224,12 @@ static void push_value(lua_State *L, lmm3_view *v, int viewidx, int idx, int des
   }
   elembuf b;
   uint8_t *buf = buf_for(L, &b, ct->elem_size);
-  encode(L, viewidx, idx, descidx, buf);
+  seqstore s = {ST_PUSH, 0, NULL, NULL};
+  int list = encode(L, viewidx, idx, descidx, buf, &s);
+  if (list) {
+    store_deferred(L, viewidx, &s, list);
+    return;
+  }
   int rc = v->ti->kind == LMM3_SEG ? mm3_seg_push(v->fb->f, v->p, ct, buf) : mm3_vec_push(v->fb->f, v->p, ct, buf);
   if (rc) lmm3_cont_error(L, viewidx, rc);
 }
@@ -239,7 +297,12 @@ static int m_insert(lua_State *L) {
   int d = lua_gettop(L);
   elembuf b;
   uint8_t *buf = buf_for(L, &b, ct->elem_size);
-  encode(L, 1, 3, d, buf);
+  seqstore s = {ST_INSERT, (uint64_t)i - 1, NULL, NULL};
+  int list = encode(L, 1, 3, d, buf, &s);
+  if (list) {
+    store_deferred(L, 1, &s, list);
+    return 0;
+  }
   int rc = mm3_vec_insert(v->fb->f, v->p, ct, (uint64_t)i - 1, buf);
   if (rc) return lmm3_cont_error(L, 1, rc);
   return 0;
@@ -375,6 +438,52 @@ static int c_eq(lua_State *L) {
 /* ---- assignment from a table, plain copies ---- */
 
 
+/* What lmm3_container_assign stores: n elements converted into all. */
+typedef struct seqassign {
+  lmm3_file *fb;
+  uint8_t *p;
+  const lmm3_tinfo *ti;
+  const uint8_t *all;
+  lua_Integer n;
+  const char *where;
+} seqassign;
+
+/* Arguments: the seqassign, the containers set aside by element. */
+static int assign_run(lua_State *L) {
+  const seqassign *a = lua_touserdata(L, 1);
+  mm3_file *f = a->fb->f;
+  const mm3_ctype *ct = &a->ti->ct;
+  uint8_t *p = a->p;
+  lua_Integer n = a->n;
+  int rc;
+  switch (a->ti->kind) {
+    case LMM3_SARRAY:
+      rc = zero_logged(f, p, ct->cap * ct->elem_size);
+      if (!rc) rc = mm3_file_write(f, p, a->all, (size_t)n * ct->elem_size);
+      break;
+    case LMM3_SEG:
+      rc = mm3_seg_truncate(f, p, ct, 0);
+      for (lua_Integer i = 0; !rc && i < n; i++) rc = mm3_seg_push(f, p, ct, a->all + i * ct->elem_size);
+      break;
+    default:
+      rc = mm3_vec_clear(f, p, ct);
+      for (lua_Integer i = 0; !rc && i < n; i++) rc = mm3_vec_push(f, p, ct, a->all + i * ct->elem_size);
+  }
+  if (rc) return luaL_error(L, "%s: %s", a->where, mm3_strerror(rc));
+  /* a ring keeps the newest: the first n - len pushed are gone */
+  uint64_t len = mm3_container_len(f, p, ct), gone = (uint64_t)n > len ? (uint64_t)n - len : 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 2, i) == LUA_TTABLE && (uint64_t)i > gone) {
+      uint64_t at = (uint64_t)i - 1 - gone;
+      uint8_t *e = a->ti->kind == LMM3_SEG ? mm3_seg_at(f, p, ct, at) : mm3_vec_at(f, p, ct, at);
+      if (!e) return luaL_error(L, "%s: %s", a->where, mm3_strerror(MM3_ECORRUPT));
+      lmm3_apply_deferred(L, -1, a->fb, e, a->where);
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3_file *fb, const char *where) {
   lua_rawgeti(L, descidx, LMM3_D_META);
   int meta = lua_gettop(L);
@@ -405,36 +514,24 @@ void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3
   }
   if ((ti->kind == LMM3_VEC || ti->kind == LMM3_SARRAY) && (uint64_t)n > ct->cap)
     luaL_error(L, "%s: %I elements do not fit (capacity %I)", where, n, (lua_Integer)ct->cap);
-  /* every element converted before anything changes */
+  /* every element converted before anything changes; the containers they
+     name inside are set aside by element (lists[i]) */
   uint8_t *all = lua_newuserdatauv(L, (size_t)(n ? n : 1) * ct->elem_size, 0);
+  lua_newtable(L);
+  int lists = lua_gettop(L);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, vidx, i);
-    lmm3_encode(L, -1, ti->edesc, edesc_idx, all + (i - 1) * ct->elem_size, ct->elem_size, where);
+    if (lmm3_encode_defer(L, -1, ti->edesc, edesc_idx, all + (i - 1) * ct->elem_size, ct->elem_size, where))
+      lua_rawseti(L, lists, i);
     lua_pop(L, 1);
   }
   /* One transaction: a push that fails part way (a full disk) puts the old
      contents back instead of leaving the container half replaced. */
-  mm3_file *f = fb->f;
-  uint64_t sp;
-  int rc = mm3_txn_begin(f, &sp);
-  if (!rc) {
-    switch (ti->kind) {
-      case LMM3_SARRAY:
-        rc = zero_logged(f, p, ct->cap * ct->elem_size);
-        if (!rc) rc = mm3_file_write(f, p, all, (size_t)n * ct->elem_size);
-        break;
-      case LMM3_SEG:
-        rc = mm3_seg_truncate(f, p, ct, 0);
-        for (lua_Integer i = 0; !rc && i < n; i++) rc = mm3_seg_push(f, p, ct, all + i * ct->elem_size);
-        break;
-      default:
-        rc = mm3_vec_clear(f, p, ct);
-        for (lua_Integer i = 0; !rc && i < n; i++) rc = mm3_vec_push(f, p, ct, all + i * ct->elem_size);
-    }
-    if (rc) mm3_txn_rollback(f, sp);
-    else rc = mm3_txn_commit(f);
-  }
-  if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+  seqassign a = {fb, p, ti, all, n, where};
+  lua_pushcfunction(L, assign_run);
+  lua_pushlightuserdata(L, &a);
+  lua_pushvalue(L, lists);
+  lmm3_in_txn(L, fb, 2, where);
   lua_settop(L, meta - 1);
 }
 

@@ -63,6 +63,20 @@ int lmm3_hmap_index(lua_State *L) {
   return 1;
 }
 
+/* A value that names containers inside (see lmm3_encode_defer): put, then
+   its containers assigned where it now is. Arguments: the list set aside,
+   the view, key, value (lightuserdata), where. */
+static int put_deferred_run(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 2);
+  const uint8_t *key = lua_touserdata(L, 3), *val = lua_touserdata(L, 4);
+  uint8_t *p = NULL;
+  int rc = mm3_hmap_put(v->fb->f, v->p, &v->ti->ct, key, val, NULL);
+  if (!rc) rc = mm3_hmap_get(v->fb->f, v->p, &v->ti->ct, key, NULL, &p);
+  if (rc) return lmm3_cont_error(L, 2, rc);
+  lmm3_apply_deferred(L, 1, v->fb, p, lua_tostring(L, 5));
+  return 0;
+}
+
 static void put(lua_State *L, int viewidx, int kidx, int vidx, int descidx) {
   lmm3_view *v = lua_touserdata(L, viewidx);
   const mm3_ctype *ct = &v->ti->ct;
@@ -83,8 +97,18 @@ static void put(lua_State *L, int viewidx, int kidx, int vidx, int descidx) {
     why = lmm3_set_scalar(L, val, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), vidx);
     if (why) luaL_error(L, "map '%s' value: %s", map_name(L, viewidx), why);
   } else {
-    lmm3_encode(L, vidx, v->ti->edesc, descidx, val, ct->elem_size,
-                lua_pushfstring(L, "map '%s' value", map_name(L, viewidx)));
+    const char *where = lua_pushfstring(L, "map '%s' value", map_name(L, viewidx));
+    int list = lmm3_encode_defer(L, vidx, v->ti->edesc, descidx, val, ct->elem_size, where);
+    if (list) { /* one transaction: the put and what goes inside the value */
+      lua_pushcfunction(L, put_deferred_run);
+      lua_pushvalue(L, list);
+      lua_pushvalue(L, viewidx);
+      lua_pushlightuserdata(L, key);
+      lua_pushlightuserdata(L, val);
+      lua_pushstring(L, where);
+      lmm3_in_txn(L, v->fb, 5, where);
+      return;
+    }
   }
   int rc = mm3_hmap_put(v->fb->f, v->p, ct, key, val, NULL);
   if (rc) lmm3_cont_error(L, viewidx, rc);
@@ -256,6 +280,35 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   lua_settop(L, d - 1);
 }
 
+/* What lmm3_hmap_assign stores: n keys and values, packed. */
+typedef struct mapassign {
+  lmm3_file *fb;
+  uint8_t *p;
+  const mm3_ctype *ct;
+  const uint8_t *keys, *vals;
+  size_t n;
+  const char *where;
+} mapassign;
+
+/* Arguments: the mapassign, the containers set aside by entry. */
+static int assign_run(lua_State *L) {
+  const mapassign *a = lua_touserdata(L, 1);
+  mm3_file *f = a->fb->f;
+  int rc = mm3_hmap_clear(f, a->p, a->ct);
+  if (!rc) rc = mm3_hmap_put_many(f, a->p, a->ct, a->n, a->keys, a->vals, NULL);
+  if (rc) return luaL_error(L, "%s: %s", a->where, mm3_strerror(rc));
+  for (size_t i = 0; i < a->n; i++) {
+    if (lua_rawgeti(L, 2, (lua_Integer)i + 1) == LUA_TTABLE) {
+      uint8_t *v = NULL;
+      rc = mm3_hmap_get(f, a->p, a->ct, a->keys + i * a->ct->key_size, NULL, &v);
+      if (rc) return luaL_error(L, "%s: %s", a->where, mm3_strerror(rc));
+      lmm3_apply_deferred(L, -1, a->fb, v, a->where);
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *fb, const char *where) {
   if (lua_type(L, vidx) != LUA_TTABLE) luaL_error(L, "%s: expected a table, got %s", where, luaL_typename(L, vidx));
   lua_getfield(L, meta, "__mm3ti");
@@ -275,6 +328,8 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
   size_t nk = (size_t)(n ? n : 1);
   uint8_t *all = lua_newuserdatauv(L, nk * ((size_t)ct->key_size + ct->elem_size), 0);
   uint8_t *vals = all + nk * ct->key_size;
+  lua_newtable(L); /* the containers each value names inside, set aside by entry */
+  int lists = lua_gettop(L);
   lua_Integer i = 0;
   lua_pushnil(L);
   while (lua_next(L, vidx)) {
@@ -285,20 +340,17 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
     int64_t kd = ti->kdesc;
     const char *why = lmm3_set_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF), -2);
     if (why) luaL_error(L, "%s: bad key: %s", where, why);
-    lmm3_encode(L, -1, ti->edesc, d, vals + i * ct->elem_size, ct->elem_size, where);
+    if (lmm3_encode_defer(L, -1, ti->edesc, d, vals + i * ct->elem_size, ct->elem_size, where))
+      lua_rawseti(L, lists, i + 1);
     lua_pop(L, 1);
     i++;
   }
   n = i; /* keys removed meanwhile: what was read */
-  if (LMM3_CLOSED(fb)) luaL_error(L, "attempt to use a closed memmap3 file");
-  uint64_t sp; /* one transaction: a failed put restores the old entries */
-  int rc = mm3_txn_begin(fb->f, &sp);
-  if (!rc) {
-    rc = mm3_hmap_clear(fb->f, p, ct);
-    if (!rc) rc = mm3_hmap_put_many(fb->f, p, ct, (size_t)n, all, vals, NULL);
-    if (rc) mm3_txn_rollback(fb->f, sp);
-    else rc = mm3_txn_commit(fb->f);
-  }
-  if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+  /* one transaction: a failed put restores the old entries */
+  mapassign a = {fb, p, ct, all, vals, (size_t)n, where};
+  lua_pushcfunction(L, assign_run);
+  lua_pushlightuserdata(L, &a);
+  lua_pushvalue(L, lists);
+  lmm3_in_txn(L, fb, 2, where);
   lua_settop(L, d - 2);
 }

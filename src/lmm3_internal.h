@@ -129,9 +129,21 @@ MM3_INTERNAL void lmm3_file_close(lua_State *L, int idx);
    otherwise descidx is the stack index of a table descriptor. */
 MM3_INTERNAL void lmm3_push_elem(lua_State *L, int viewidx, int64_t edesc, int descidx, uint8_t *p);
 /* Encode the Lua value at vidx into buf (size bytes; zeroed first). Raises
-   naming where on a bad value: call it before taking any lock. */
-MM3_INTERNAL void lmm3_encode(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf, size_t size,
-                              const char *where);
+   naming where on a bad value: call it before taking any lock. Containers
+   (and growable values) the value names inside cannot be built in buf: they
+   are left empty there and set aside, to be assigned once the element is
+   stored in the file (lmm3_apply_deferred, in the same transaction). Returns
+   the stack index of the list set aside, or 0 (nothing pushed): none. */
+MM3_INTERNAL int lmm3_encode_defer(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf,
+                                   size_t size, const char *where);
+/* Assign the containers set aside (list at stack index list) into the
+   element now stored at dst in fb's file. Inside a transaction. */
+MM3_INTERNAL void lmm3_apply_deferred(lua_State *L, int list, lmm3_file *fb, uint8_t *dst, const char *where);
+/* Call the function below its nargs arguments on the stack top inside a
+   transaction on fb: committed when it returns, rolled back (and its error
+   raised again) when it raises. Nothing may raise between pushing it and
+   this call. */
+MM3_INTERNAL void lmm3_in_txn(lua_State *L, lmm3_file *fb, int nargs, const char *where);
 /* Plain Lua copy of an element (edesc / descidx as above), for mm.totable. */
 MM3_INTERNAL void lmm3_push_copy(lua_State *L, mm3_file *f, int64_t edesc, int descidx, uint8_t *p);
 /* Plain Lua copy of the container at p whose metatable is at meta. */

@@ -543,15 +543,22 @@ void lmm3_push_elem(lua_State *L, int viewidx, int64_t edesc, int descidx, uint8
   lua_remove(L, -2);
 }
 
-void lmm3_encode(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf, size_t size,
-                 const char *where) {
+int lmm3_encode_defer(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf, size_t size,
+                      const char *where) {
   memset(buf, 0, size);
   if (edesc >= 0) {
     const char *why = lmm3_set_scalar(L, buf, (int)(edesc & 0xFF), (uint32_t)((edesc >> 8) & 0xFFFFFF), vidx);
     if (why) luaL_error(L, "%s: %s", where, why);
-    return;
+    return 0;
   }
-  set_from(L, lua_absindex(L, vidx), lua_absindex(L, descidx), buf, where, NULL, NULL);
+  vidx = lua_absindex(L, vidx);
+  descidx = lua_absindex(L, descidx);
+  lua_newtable(L);
+  fillctx cx = {lua_gettop(L), buf};
+  set_from(L, vidx, descidx, buf, where, NULL, &cx);
+  if (lua_rawlen(L, cx.defer) > 0) return cx.defer;
+  lua_pop(L, 1);
+  return 0;
 }
 
 /* Plain Lua copy of the value at p described by desc (int or table) at descidx. */
@@ -690,7 +697,14 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
       lua_pushvalue(L, -2);
       if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, fields) == LUA_TNIL)
         luaL_error(L, "%s: %s has no field '%s'", where, tname, luaL_tolstring(L, -3, NULL));
+      lua_Integer had = cx ? (lua_Integer)lua_rawlen(L, cx->defer) : 0;
       set_from(L, lua_gettop(L) - 1, lua_gettop(L), p, where, NULL, cx);
+      if (cx && (lua_Integer)lua_rawlen(L, cx->defer) == had + 1) { /* a container set aside: its name */
+        lua_rawgeti(L, cx->defer, had + 1);
+        lua_pushvalue(L, -4);
+        lua_rawseti(L, -2, 4);
+        lua_pop(L, 1);
+      }
       lua_pop(L, 2);
     }
   }
@@ -772,11 +786,41 @@ static void copy_kept(lua_State *L, int keep, uint8_t *scratch, const uint8_t *d
   }
 }
 
-/* Elements of vecs, rings, maps and segmented lists are encoded whole into a
-   buffer, where a container or a growable value cannot be built: the error
-   says what to do instead. */
-#define INSIDE_HINT \
-  " (store the element without it, then assign the field through the stored element: list[i].field = ...)"
+void lmm3_apply_deferred(lua_State *L, int list, lmm3_file *fb, uint8_t *dst, const char *where) {
+  list = lua_absindex(L, list);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    int e = lua_gettop(L);
+    lua_rawgeti(L, e, 1); /* desc */
+    lua_rawgeti(L, e, 2); /* value */
+    lua_rawgeti(L, e, 3); /* offset */
+    /* the desc's own offset is relative to its parent: rebase on dst */
+    uint8_t *base = dst + lua_tointeger(L, -1) - desc_int(L, e + 1, LMM3_D_OFFSET);
+    const char *w = where;
+    if (lua_rawgeti(L, e, 4) == LUA_TSTRING) w = lua_pushfstring(L, "%s field '%s'", where, lua_tostring(L, -1));
+    set_from(L, e + 2, e + 1, base, w, fb, NULL);
+    lua_settop(L, e - 1);
+  }
+}
+
+void lmm3_in_txn(lua_State *L, lmm3_file *fb, int nargs, const char *where) {
+  /* the call is made ready first (by the caller): nothing may raise between
+     the begin and the protected call, or the lock would stay taken */
+  if (LMM3_CLOSED(fb)) closed_error(L); /* by a hook or finalizer meanwhile */
+  uint64_t sp;
+  int rc = mm3_txn_begin(fb->f, &sp);
+  if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+  fb->txn_open++; /* a close from a hook or finalizer meanwhile is refused */
+  int st = lua_pcall(L, nargs, 0, 0);
+  if (fb->txn_open > 0) fb->txn_open--;
+  if (st != LUA_OK) {
+    if (fb->f) mm3_txn_rollback(fb->f, sp);
+    lua_error(L);
+  }
+  rc = mm3_txn_commit(fb->f);
+  if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+}
 
 /* Copy-in through a scratch buffer: all or nothing. */
 /* Run after the scratch copy is in place (inside a transaction): write it,
@@ -790,18 +834,7 @@ static int apply_deferred(lua_State *L) {
   size_t size = (size_t)lua_tointeger(L, 6);
   if (lua_istable(L, 7)) copy_kept(L, 7, scratch, dst, size); /* as they are now, under the lock */
   write_bytes(L, fb, dst, scratch, size, where);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, 1, i);
-    int e = lua_gettop(L);
-    lua_rawgeti(L, e, 1); /* desc */
-    lua_rawgeti(L, e, 2); /* value */
-    lua_rawgeti(L, e, 3); /* offset */
-    /* the desc's own offset is relative to its parent: rebase on dst */
-    uint8_t *base = dst + lua_tointeger(L, -1) - desc_int(L, e + 1, LMM3_D_OFFSET);
-    set_from(L, e + 2, e + 1, base, where, fb, NULL);
-    lua_settop(L, e - 1);
-  }
+  lmm3_apply_deferred(L, 1, fb, dst, where);
   return 0;
 }
 
@@ -848,7 +881,7 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
     lua_getfield(L, meta, "__name");
     luaL_error(L, "%s: expected a table for %s, got %s", where, lua_tostring(L, -1), luaL_typename(L, vidx));
   }
-  if (!fb && cx) { /* inside a scratch copy already */
+  if (!fb) { /* inside a scratch copy already */
     fill_from_table(L, vidx, meta, dst, where, cx);
     return;
   }
@@ -864,17 +897,11 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
      table was read (an append made meanwhile, by another process or by a
      finalizer, would be undone). */
   int keep = has_containers && lua_getfield(L, meta, "__mm3keep") == LUA_TTABLE ? lua_gettop(L) : 0;
-  if (!fb) {
-    if (lua_rawlen(L, mine.defer) > 0) luaL_error(L, "%s: containers cannot be set inside this value%s", where, INSIDE_HINT);
-    if (keep) copy_kept(L, keep, scratch, dst, size);
-    memcpy(dst, scratch, size); /* dst is a scratch copy itself */
-  } else if (!keep && lua_rawlen(L, mine.defer) == 0) {
+  if (!keep && lua_rawlen(L, mine.defer) == 0) {
     if (LMM3_CLOSED(fb)) closed_error(L); /* by a hook while the table was read */
     write_bytes(L, fb, dst, scratch, size, where);
   } else {
-    /* the kept bytes, the copy and the containers as one transaction; the
-       call is made ready first: nothing may raise (memory) between the
-       begin and the protected call, or the lock would stay taken */
+    /* the kept bytes, the copy and the containers as one transaction */
     lua_pushcfunction(L, apply_deferred);
     lua_pushvalue(L, mine.defer);
     lua_pushlightuserdata(L, dst);
@@ -884,19 +911,7 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
     lua_pushinteger(L, (lua_Integer)size);
     if (keep) lua_pushvalue(L, keep);
     else lua_pushnil(L);
-    if (LMM3_CLOSED(fb)) closed_error(L); /* by a hook or finalizer meanwhile */
-    uint64_t sp;
-    int rc = mm3_txn_begin(fb->f, &sp);
-    if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
-    fb->txn_open++; /* a close from a hook or finalizer meanwhile is refused */
-    int st = lua_pcall(L, 7, 0, 0);
-    if (fb->txn_open > 0) fb->txn_open--;
-    if (st != LUA_OK) {
-      if (fb->f) mm3_txn_rollback(fb->f, sp);
-      lua_error(L);
-    }
-    rc = mm3_txn_commit(fb->f);
-    if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
+    lmm3_in_txn(L, fb, 7, where);
   }
   lua_settop(L, top);
 }
@@ -950,7 +965,8 @@ static void defer(lua_State *L, fillctx *cx, int vidx, int descidx, uint8_t *p) 
   lua_rawseti(L, cx->defer, (lua_Integer)lua_rawlen(L, cx->defer) + 1);
 }
 
-/* fb is the file when writing live data, NULL when filling a scratch copy. */
+/* fb is the file when writing live data; NULL when filling a scratch copy,
+   and then cx is where its containers are set aside. */
 static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where, lmm3_file *fb,
                      fillctx *cx) {
   if (lua_type(L, descidx) == LUA_TNUMBER) {
@@ -971,8 +987,7 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
     case LMM3_ENUM: set_enum(L, vidx, descidx, p, where, fb); break;
     case LMM3_ATOMIC: set_atomic(L, vidx, descidx, p, where); break;
     case LMM3_VEC: case LMM3_RING: case LMM3_SARRAY: case LMM3_FMAP: case LMM3_HMAP: case LMM3_SEG:
-      if (!fb) {
-        if (!cx) luaL_error(L, "%s: containers cannot be set inside this value%s", where, INSIDE_HINT);
+      if (!fb) { /* in a scratch copy: assigned once it is stored */
         defer(L, cx, vidx, descidx, p);
         break;
       }
@@ -984,7 +999,6 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
       ct.cap = (uint64_t)desc_int(L, descidx, LMM3_D_META);
       mm3_ctype_init(&ct);
       if (!fb && !ct.cap) {
-        if (!cx) luaL_error(L, "%s: a growable value cannot be set inside this value%s", where, INSIDE_HINT);
         defer(L, cx, vidx, descidx, p);
         break;
       }

@@ -72,6 +72,39 @@ describe("schemas", function()
       assert.equal("struct", mm.struct("u64x", {{"a", "u8"}}).kind) -- a longer name is fine
     end)
 
+    -- Errors of bad arguments name the line that called mm.*: the wrappers
+    -- in init.lua neither add their own line nor (by a tail call) lose it.
+    it("bad arguments to the API raise at the caller's line", function()
+      local cases = {
+        {"mm.create: expected a type", function() local v = mm.create("/nonexistent/x.mm3", 5); return v end},
+        {"mm.create: unknown option 'bogus'",
+          function() local v = mm.create("/nonexistent/x.mm3", "u32", {bogus = 1}); return v end},
+        {"mm.create: options must be a table",
+          function() local v = mm.create("/nonexistent/x.mm3", "u32", 5); return v end},
+        {"mm.open: path must be a string", function() local v = mm.open(5); return v end},
+        {"mm.open: option 'mode' must be permission bits", function()
+          local v = mm.open("/nonexistent/x.mm3", "u32", {create = true, mode = "999"})
+          return v
+        end},
+        {"mm.vec: vec capacity must be an integer", function() local t = mm.vec("u32"); return t end},
+        {"mm.ring: ring has zero capacity", function() local t = mm.ring("u8", 0); return t end},
+        {"mm.segmented: element type value is a growable type",
+          function() local t = mm.segmented("value"); return t end},
+        {"mm.string_array: capacity must be an integer",
+          function() local t = mm.string_array(2, "x"); return t end},
+        {"mm.value: value has zero capacity", function() local t = mm.value(0); return t end},
+        {"mm.map: a map key must be an integer", function() local t = mm.map("f32", "u8"); return t end},
+        {"mm.type: cannot parse type 'vec<u8>'", function() local t = mm.type("vec<u8>"); return t end},
+        {"bad argument #1 to 'clear'", function() mm.clear({}) end},
+      }
+      for _, c in ipairs(cases) do
+        local ok, err = pcall(c[2])
+        assert.is_false(ok)
+        assert.matches(c[1], err, 1, true)
+        assert.matches("^spec/schema_spec%.lua:%d+: ", err)
+      end
+    end)
+
     it("mm.type returns a type object unchanged", function()
       local P = mm.struct("P", {{"a", "u8"}})
       assert.equal(P, mm.type(P))

@@ -73,23 +73,30 @@ end
 -- @function array
 M.array = schema.array
 
+-- fn(...) for a type constructor of schema.lua, whose errors carry no
+-- position (the schema parser raises them too): raised again at the line
+-- that called the mm.* function that called this. That function must not
+-- tail-call it (`return (at_caller(...))`), or the line would be lost.
+local function at_caller(fn, ...)
+  local ok, t = pcall(fn, ...)
+  if not ok then error(t, 3) end
+  return t
+end
+
 --- A fixed-capacity vector type, `vec<T, N>`.
--- @function vec
-M.vec = schema.vec
+function M.vec(t, n) return (at_caller(schema.container, "vec", t, n, "mm.vec")) end
 
 --- A ring buffer type, `ring<T, N>`: pushing into a full ring overwrites the oldest.
--- @function ring
-M.ring = schema.ring
+function M.ring(t, n) return (at_caller(schema.container, "ring", t, n, "mm.ring")) end
 
 --- A segmented list type, `segmented<T>`: unlimited growth, elements never move.
--- @function segmented
-M.segmented = schema.segmented
+function M.segmented(t) return (at_caller(schema.container, "segmented", t, nil, "mm.segmented")) end
 
 --- A `string_array<N, LEN>` type: N strings of up to LEN bytes.
-function M.string_array(n, len) return schema.string_array(n, len, "mm.string_array") end
+function M.string_array(n, len) return (at_caller(schema.string_array, n, len, "mm.string_array")) end
 
 --- A `value<N>` type (any Lua value, serialised, up to N bytes), or `value` (any size) without N.
-function M.value(n) return schema.value(n, "mm.value") end
+function M.value(n) return (at_caller(schema.value, n, "mm.value")) end
 
 -- A type object or a string that parses as one.
 local function typelike(v)
@@ -102,14 +109,13 @@ end
 -- `map<K, V>`), chosen when the second argument is a type.
 function M.map(a, b, n)
   if schema.is_type(a) or schema.is_type(b) or (typelike(a) and typelike(b)) then
-    return schema.hashmap(a, b, n, "mm.map")
+    return (at_caller(schema.hashmap, a, b, n, "mm.map"))
   end
   return core.map(a, b)
 end
 
 --- The type object of a type expression ("u8[16][4]", "map<u64, bool>") or of a type.
--- @function type
-M.type = schema.totype
+function M.type(t) return (at_caller(schema.totype, t, "mm.type")) end
 
 --- The canonical schema text of a root type, as stored in files.
 -- @function canonical
@@ -256,11 +262,13 @@ end
 
 local OPEN_OPTS = { create = true, readonly = true, mode = true, reserve = true, durable = true }
 
+-- The open options' checks, called by open_file (so level 4 is the line that
+-- called mm.open or mm.create).
 local function check_opts(opts, what)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then error(format("%s: options must be a table", what), 3) end
+  if type(opts) ~= "table" then error(format("%s: options must be a table", what), 4) end
   for k in pairs(opts) do
-    if not OPEN_OPTS[k] then error(format("%s: unknown option '%s'", what, tostring(k)), 3) end
+    if not OPEN_OPTS[k] then error(format("%s: unknown option '%s'", what, tostring(k)), 4) end
   end
   return opts
 end
@@ -270,7 +278,7 @@ local function perm_bits(mode, what)
   if math_type(mode) == "integer" and mode >= 0 and mode <= 511 then return mode end
   if type(mode) == "string" and mode:match "^0?[0-7][0-7][0-7]$" then return tonumber(mode, 8) end
   error(format("%s: option 'mode' must be permission bits, 0 to 0777 (420 or \"644\"), got %s", what,
-    tostring(mode)), 3)
+    tostring(mode)), 4)
 end
 
 -- Schema text stored in a file -> its type, so that opening files of one
@@ -280,6 +288,8 @@ end
 local TEXT_CACHE_MAX = 64
 local type_of_text, n_texts = {}, 0
 
+-- Called by mm.create and mm.open, never as a tail call: level 3 of its
+-- errors is their caller's line.
 local function open_file(path, t, opts, create, exclusive, what)
   if type(path) ~= "string" then error(format("%s: path must be a string", what), 3) end
   if path:find("\0", 1, true) then error(format("%s: the path contains a NUL byte", what), 3) end
@@ -344,7 +354,8 @@ end
 -- @return the root view, or fail, message, code
 function M.create(path, t, opts)
   if t == nil then error("mm.create: needs a type", 2) end
-  return open_file(path, t, opts, true, true, "mm.create")
+  local v, msg, code = open_file(path, t, opts, true, true, "mm.create")
+  return v, msg, code
 end
 
 --- Open a file. With a type, its layout must match the file's; without,
@@ -353,7 +364,8 @@ end
 -- @return the root view, or fail, message, code
 function M.open(path, t, opts)
   if opts == nil and type(t) == "table" and not schema.is_type(t) then t, opts = nil, t end
-  return open_file(path, t, opts, false, false, "mm.open")
+  local v, msg, code = open_file(path, t, opts, false, false, "mm.open")
+  return v, msg, code
 end
 
 -- Used by mm3lua_push_root (memmap3_lua.h): the root view of a File
@@ -484,9 +496,9 @@ end
 
 --- Remove every element of a container (vec, ring, map, segmented,
 -- string_array): maps have no methods, so this is how to empty one.
-function M.clear(v)
-  core.clear(v)
-end
+-- (The C function itself: its errors name the caller's line.)
+-- @function clear
+M.clear = core.clear
 
 --- A plain Lua copy of a view (deep); other values are returned as they are.
 function M.totable(v)

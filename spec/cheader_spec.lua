@@ -381,6 +381,21 @@ int f(S *s) {
     assert.has_error(function() cheader.generate(R) end,
       "memmap3 cheader: the constant of INT8.max: 'INT8_MAX' is reserved in C")
     assert.has_error(function() cheader.generate(mm.struct("SIZE_MAX", { { "x", "u8" } })) end)
+    -- types (and so macros) in the compiler's space: __linux__ is 1 with GCC
+    local inner = mm.struct("__linux__", { { "x", "u8" } })
+    assert.has_error(function() cheader.generate(mm.struct("Outer", { { "a", inner } })) end,
+      "memmap3 cheader: struct __linux__: '__linux__' is reserved in C (at file scope, names that begin "
+      .. "with _ are the compiler's)")
+    local ok, uerr = pcall(cheader.generate, mm.struct("Outer", { { "e", mm.enum("_Kind", "u8", { "a" }) } }))
+    assert.is_false(ok)
+    assert.matches("enum _Kind: '_Kind' is reserved in C", uerr, 1, true)
+    ok, uerr = pcall(cheader.generate, mm.struct("_save", { { "x", "u8" } }))
+    assert.is_false(ok)
+    assert.matches("NAME '_save' begins with _, so would the header's macros (_SAVE_SCHEMA)", uerr, 1, true)
+    ok, uerr = pcall(cheader.generate, mm.struct("_save", { { "x", "u8" } }), "Save")
+    assert.is_false(ok)
+    assert.matches("struct _save: '_save' is reserved in C", uerr, 1, true)
+    assert.is_true((pcall(cheader.generate, mm.struct("save", { { "_x", "u8" } }), "Save"))) -- fields may
   end)
 
   it("compiles as C++11: fields named like a C++ keyword or a type of their struct get a _ there", function()

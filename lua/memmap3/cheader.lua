@@ -173,6 +173,10 @@ function M.generate(T, name)
     fail(format("NAME must be an identifier, got %s", tostring(name)))
   end
   if RESERVED[name] then fail(format("NAME '%s' is reserved in C", name)) end
+  if name:match "^_" then -- its macros would be _NAME_SCHEMA...: the compiler's names
+    fail(format("NAME '%s' begins with _, so would the header's macros (%s_SCHEMA): give another NAME",
+      name, name:upper()))
+  end
 
   local P = name:upper()          -- macro prefix
   local out = {}                  -- lines of the body (after the macros)
@@ -186,6 +190,10 @@ function M.generate(T, name)
 
   local function take(id, what)
     if RESERVED[id] or TAKEN_TYPES[id] then fail(format("%s: '%s' is reserved in C", what, id)) end
+    if id:match "^_" then -- the compiler's (and __linux__ is a macro of GCC's)
+      fail(format("%s: '%s' is reserved in C (at file scope, names that begin with _ are the compiler's)",
+        what, id))
+    end
     if taken[id] then fail(format("%s: the C name '%s' is already %s", what, id, taken[id])) end
     taken[id] = what
   end

@@ -744,6 +744,16 @@ describe("hash maps", function()
       assert.same(want_m, mm.totable(s.m))
       assert.same(want_fm, mm.totable(s.fm))
       s.m = {x = {n = 6, tags = {6, 6}, f = {[6] = 6}}}
+      -- two Lua keys that are one map key: the value put last is stored, all of it
+      local B = mm.struct("HValBytes", {{"m", mm.map("bytes<4>", V)}})
+      local b = assert(mm.create(path("dup.mm3"), B))
+      for _ = 1, 20 do
+        b.m = {["ab"] = {n = 1, tags = {1, 1}}, ["ab\0"] = {n = 2}}
+        local _, v = next(mm.totable(b.m))
+        assert.equal(v.n == 1 and 2 or 0, #v.tags)
+      end
+      assert.equal(1, #b.m)
+      mm.close(b)
       mm.close(s)
       s = assert(mm.open(p, {readonly = true}))
       assert.same({x = {n = 6, tags = {6, 6}, f = {[6] = 6}}}, mm.totable(s.m))

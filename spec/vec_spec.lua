@@ -841,6 +841,26 @@ describe("fixed sequences", function()
       mm.close(b)
     end)
 
+    it("a view of the element type stores what is inside it too", function()
+      local O = mm.struct("VElemO", {{"a", "u32"}, {"inner", E}})
+      local B2 = mm.struct("VElemB2", {{"p", E}, {"v", mm.vec(E, 4)}, {"log", mm.segmented(E)}, {"o", O},
+        {"ol", mm.segmented(O)}})
+      local b = assert(mm.create(path("ev.mm3"), B2))
+      b.p = e(7, {1, 2, 3}, {[1] = 10})
+      b.v = {b.p}
+      b.log = {b.p, b.p}
+      b.o = {inner = b.p}
+      b.ol:push({a = 1, inner = b.p})
+      local _ = b.v << b.p
+      b.v[1] = b.p
+      local want = e(7, {1, 2, 3}, {[1] = 10})
+      assert.same({want, want}, mm.totable(b.v))
+      assert.same({want, want}, mm.totable(b.log))
+      assert.same({a = 0, inner = want}, mm.totable(b.o))
+      assert.same({{a = 1, inner = want}}, mm.totable(b.ol))
+      mm.close(b)
+    end)
+
     it("a container inside that does not fit raises naming it, and nothing is stored", function()
       local b = assert(mm.create(path("ef.mm3"), Box))
       b.v:push(e(1, {1}))
@@ -856,6 +876,13 @@ describe("fixed sequences", function()
       raises("5 elements do not fit", function() b.log:push(e(2, five)) end)
       raises("5 elements do not fit", function() b.r:push(e(2, five)) end)
       raises("5 elements do not fit", function() b.v = {e(2), e(3, five)} end)
+      -- a ring's element that later ones push out is checked all the same
+      raises("5 elements do not fit", function() b.r = {e(2, five), e(3), e(4)} end)
+      raises("expected a table", function() b.r = {{id = 2, tags = "x"}, e(3), e(4)} end)
+      -- the error names the line that stored the element
+      local ok, err = pcall(function() b.v:push(e(2, five)) end)
+      assert.is_false(ok)
+      assert.matches("^spec/vec_spec%.lua:%d+: vec 'v' element field 'tags'", err)
       raises("5 elements do not fit", function() b.log = {e(2), e(3, five)} end)
       raises("expected a table", function() b.v:push({id = 2, tags = 7}) end)
       assert.same(before, mm.totable(b))

@@ -454,33 +454,29 @@ static int assign_run(lua_State *L) {
   mm3_file *f = a->fb->f;
   const mm3_ctype *ct = &a->ti->ct;
   uint8_t *p = a->p;
-  lua_Integer n = a->n;
-  int rc;
-  switch (a->ti->kind) {
-    case LMM3_SARRAY:
-      rc = zero_logged(f, p, ct->cap * ct->elem_size);
-      if (!rc) rc = mm3_file_write(f, p, a->all, (size_t)n * ct->elem_size);
-      break;
-    case LMM3_SEG:
-      rc = mm3_seg_truncate(f, p, ct, 0);
-      for (lua_Integer i = 0; !rc && i < n; i++) rc = mm3_seg_push(f, p, ct, a->all + i * ct->elem_size);
-      break;
-    default:
-      rc = mm3_vec_clear(f, p, ct);
-      for (lua_Integer i = 0; !rc && i < n; i++) rc = mm3_vec_push(f, p, ct, a->all + i * ct->elem_size);
+  int rc, seg = a->ti->kind == LMM3_SEG;
+  if (a->ti->kind == LMM3_SARRAY) { /* strings: nothing inside */
+    rc = zero_logged(f, p, ct->cap * ct->elem_size);
+    if (!rc) rc = mm3_file_write(f, p, a->all, (size_t)a->n * ct->elem_size);
+    if (rc) return luaL_error(L, "%s: %s", a->where, mm3_strerror(rc));
+    return 0;
+  }
+  rc = seg ? mm3_seg_truncate(f, p, ct, 0) : mm3_vec_clear(f, p, ct);
+  /* each element's containers are assigned right after it is pushed, where
+     it then is (the newest): those of a ring's elements that later ones push
+     out are checked all the same */
+  for (lua_Integer i = 0; !rc && i < a->n; i++) {
+    const uint8_t *x = a->all + i * ct->elem_size;
+    rc = seg ? mm3_seg_push(f, p, ct, x) : mm3_vec_push(f, p, ct, x);
+    if (!rc && lua_rawgeti(L, 2, i + 1) == LUA_TTABLE) {
+      uint64_t at = mm3_container_len(f, p, ct) - 1;
+      uint8_t *e = seg ? mm3_seg_at(f, p, ct, at) : mm3_vec_at(f, p, ct, at);
+      if (!e) rc = MM3_ECORRUPT;
+      else lmm3_apply_deferred(L, -1, a->fb, e, a->where);
+    }
+    lua_settop(L, 2);
   }
   if (rc) return luaL_error(L, "%s: %s", a->where, mm3_strerror(rc));
-  /* a ring keeps the newest: the first n - len pushed are gone */
-  uint64_t len = mm3_container_len(f, p, ct), gone = (uint64_t)n > len ? (uint64_t)n - len : 0;
-  for (lua_Integer i = 1; i <= n; i++) {
-    if (lua_rawgeti(L, 2, i) == LUA_TTABLE && (uint64_t)i > gone) {
-      uint64_t at = (uint64_t)i - 1 - gone;
-      uint8_t *e = a->ti->kind == LMM3_SEG ? mm3_seg_at(f, p, ct, at) : mm3_vec_at(f, p, ct, at);
-      if (!e) return luaL_error(L, "%s: %s", a->where, mm3_strerror(MM3_ECORRUPT));
-      lmm3_apply_deferred(L, -1, a->fb, e, a->where);
-    }
-    lua_pop(L, 1);
-  }
   return 0;
 }
 

@@ -297,14 +297,21 @@ static int assign_run(lua_State *L) {
   int rc = mm3_hmap_clear(f, a->p, a->ct);
   if (!rc) rc = mm3_hmap_put_many(f, a->p, a->ct, a->n, a->keys, a->vals, NULL);
   if (rc) return luaL_error(L, "%s: %s", a->where, mm3_strerror(rc));
-  for (size_t i = 0; i < a->n; i++) {
-    if (lua_rawgeti(L, 2, (lua_Integer)i + 1) == LUA_TTABLE) {
-      uint8_t *v = NULL;
-      rc = mm3_hmap_get(f, a->p, a->ct, a->keys + i * a->ct->key_size, NULL, &v);
-      if (rc) return luaL_error(L, "%s: %s", a->where, mm3_strerror(rc));
-      lmm3_apply_deferred(L, -1, a->fb, v, a->where);
+  /* Two Lua keys may be one map key (bytes<4>: "ab" and "ab\0"): the last
+     put wins, so its entry alone names what goes inside, going backwards. */
+  lua_newtable(L); /* value pointers seen */
+  for (size_t i = a->n; i-- > 0;) {
+    uint8_t *v = NULL;
+    rc = mm3_hmap_get(f, a->p, a->ct, a->keys + i * a->ct->key_size, NULL, &v);
+    if (rc) return luaL_error(L, "%s: %s", a->where, mm3_strerror(rc));
+    lua_pushlightuserdata(L, v);
+    if (lua_rawget(L, 3) == LUA_TNIL) {
+      lua_pushlightuserdata(L, v);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, 3);
+      if (lua_rawgeti(L, 2, (lua_Integer)i + 1) == LUA_TTABLE) lmm3_apply_deferred(L, -1, a->fb, v, a->where);
     }
-    lua_pop(L, 1);
+    lua_settop(L, 3);
   }
   return 0;
 }

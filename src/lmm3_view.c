@@ -9,6 +9,7 @@
  * (nested structs, arrays, atomics) are cached per parent, so repeated access
  * allocates nothing.
  */
+#include <ctype.h>
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -29,7 +30,8 @@ int lmm3_truncated_error(lua_State *L, lmm3_file *fb) {
 /* While a table is copied into a scratch copy of a struct or array, the
    containers it names are set aside here and assigned after the copy. */
 typedef struct fillctx {
-  int defer;      /* stack index of the list of {desc, value, offset} */
+  int defer;      /* stack index of the list of {desc, value, offset [, field name]}; 0: the
+                     value's type holds no container, so nothing is set aside */
   uint8_t *sbase; /* the scratch copy: offsets are relative to it */
 } fillctx;
 
@@ -553,6 +555,17 @@ int lmm3_encode_defer(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_
   }
   vidx = lua_absindex(L, vidx);
   descidx = lua_absindex(L, descidx);
+  int code = (int)desc_int(L, descidx, LMM3_D_CODE), inside = LMM3_IS_CONTAINER(code);
+  if (code == LMM3_STRUCT || code == LMM3_ARRAY) { /* a container anywhere inside (see init.lua) */
+    lua_rawgeti(L, descidx, LMM3_D_META);
+    inside = lua_getfield(L, -1, "__mm3keep") == LUA_TTABLE;
+    lua_pop(L, 2);
+  }
+  if (!inside) { /* nothing will be set aside: no list */
+    fillctx none = {0, buf};
+    set_from(L, vidx, descidx, buf, where, NULL, &none);
+    return 0;
+  }
   lua_newtable(L);
   fillctx cx = {lua_gettop(L), buf};
   set_from(L, vidx, descidx, buf, where, NULL, &cx);
@@ -697,9 +710,9 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
       lua_pushvalue(L, -2);
       if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, fields) == LUA_TNIL)
         luaL_error(L, "%s: %s has no field '%s'", where, tname, luaL_tolstring(L, -3, NULL));
-      lua_Integer had = cx ? (lua_Integer)lua_rawlen(L, cx->defer) : 0;
+      lua_Integer had = cx->defer ? (lua_Integer)lua_rawlen(L, cx->defer) : 0;
       set_from(L, lua_gettop(L) - 1, lua_gettop(L), p, where, NULL, cx);
-      if (cx && (lua_Integer)lua_rawlen(L, cx->defer) == had + 1) { /* a container set aside: its name */
+      if (cx->defer && (lua_Integer)lua_rawlen(L, cx->defer) == had + 1) { /* set aside: its name */
         lua_rawgeti(L, cx->defer, had + 1);
         lua_pushvalue(L, -4);
         lua_rawseti(L, -2, 4);
@@ -804,6 +817,16 @@ void lmm3_apply_deferred(lua_State *L, int list, lmm3_file *fb, uint8_t *dst, co
   }
 }
 
+/* Whether an error message starts with a "chunk:line: " position. */
+static int has_position(const char *msg) {
+  const char *c = strchr(msg, ':');
+  if (!c || c == msg || memchr(msg, '\n', (size_t)(c - msg))) return 0;
+  if (!isdigit((unsigned char)c[1])) return 0;
+  for (c++; isdigit((unsigned char)*c); c++) {
+  }
+  return c[0] == ':' && c[1] == ' ';
+}
+
 void lmm3_in_txn(lua_State *L, lmm3_file *fb, int nargs, const char *where) {
   /* the call is made ready first (by the caller): nothing may raise between
      the begin and the protected call, or the lock would stay taken */
@@ -816,6 +839,13 @@ void lmm3_in_txn(lua_State *L, lmm3_file *fb, int nargs, const char *where) {
   if (fb->txn_open > 0) fb->txn_open--;
   if (st != LUA_OK) {
     if (fb->f) mm3_txn_rollback(fb->f, sp);
+    /* raised in C under lua_pcall, where no line is known: the caller's */
+    const char *msg = lua_tostring(L, -1);
+    if (lua_type(L, -1) == LUA_TSTRING && !has_position(msg)) {
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
     lua_error(L);
   }
   rc = mm3_txn_commit(fb->f);
@@ -840,6 +870,7 @@ static int apply_deferred(lua_State *L) {
 
 static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const char *where, lmm3_file *fb,
                           fillctx *cx) {
+  int entry = lua_gettop(L); /* restored on every return: the copy of a view below is left above it */
   lua_getfield(L, meta, "__mm3size");
   size_t size = (size_t)lua_tointeger(L, -1);
   lua_pop(L, 1);
@@ -881,11 +912,11 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
     lua_getfield(L, meta, "__name");
     luaL_error(L, "%s: expected a table for %s, got %s", where, lua_tostring(L, -1), luaL_typename(L, vidx));
   }
-  if (!fb) { /* inside a scratch copy already */
+  if (!fb) { /* inside a scratch copy already (what it sets aside holds its own values) */
     fill_from_table(L, vidx, meta, dst, where, cx);
+    lua_settop(L, entry);
     return;
   }
-  int top = lua_gettop(L);
   uint8_t *scratch = lua_newuserdatauv(L, size ? size : 1, 0);
   int sidx = lua_gettop(L);
   memset(scratch, 0, size);
@@ -913,7 +944,7 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
     else lua_pushnil(L);
     lmm3_in_txn(L, fb, 7, where);
   }
-  lua_settop(L, top);
+  lua_settop(L, entry);
 }
 
 static void set_enum(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where, lmm3_file *fb) {
@@ -955,6 +986,7 @@ static void set_atomic(lua_State *L, int vidx, int descidx, uint8_t *p, const ch
 
 /* Set a container aside (see fillctx): p is its place in the scratch copy. */
 static void defer(lua_State *L, fillctx *cx, int vidx, int descidx, uint8_t *p) {
+  if (!cx->defer) luaL_error(L, "memmap3: a container inside a type that was said to hold none");
   lua_createtable(L, 3, 0);
   lua_pushvalue(L, descidx);
   lua_rawseti(L, -2, 1);

@@ -183,7 +183,8 @@ static int init_empty(int fd, const mm3_file_opts *o) {
     /* Not empty: nothing to make. But a racing creator may be writing it
        right now, under its exclusive flock: wait for that with a shared one
        (which the file's openers hold too, so this never waits for them). */
-    if (flock(fd, LOCK_SH) != 0) return errno;
+    while (flock(fd, LOCK_SH) != 0)
+      if (errno != EINTR) return errno;
     flock(fd, LOCK_UN);
     return 0;
   }

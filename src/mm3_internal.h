@@ -130,6 +130,11 @@ MM3_INTERNAL void mm3__rollback(mm3_file *f, uint64_t sp);
 
 static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->base; }
 
+/* For the C tests (which link the static library): called, when set, at a
+   few named points of a write, so that a test can die exactly there. NULL
+   otherwise; only slow paths test it. */
+MM3_INTERNAL extern void (*mm3__test_hook)(const char *point);
+
 /* Another handle of this file in this thread holds a transaction open (the
    lock is recursive, so f got it too): f's writes would commit its log. */
 static inline int mm3__other_txn(const mm3_file *f) { return f->txn_owner && *f->txn_owner && *f->txn_owner != f; }

@@ -10,6 +10,8 @@
 
 #define NSEG 56
 
+void (*mm3__test_hook)(const char *point);
+
 #define LOG(f, p, n)                         \
   do {                                       \
     int lrc_ = mm3__log(f, p, n);            \
@@ -62,12 +64,14 @@ static int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src) {
   if (rc) return rc;
   if (!h->seg[k]) {
     /* a new segment is logged even in an unlogged push: a crash then rolls
-       the allocation back instead of leaking it */
+       the allocation back instead of leaking it, and the length with it
+       (kept, it would count an element in a segment that is gone) */
     int saved = f->no_log;
     f->no_log = 0;
     uint64_t off;
     rc = mm3__alloc_raw(f, (t->seg_first << k) * t->elem_size, &off);
     if (!rc) rc = mm3__log(f, &h->seg[k], 8);
+    if (!rc) rc = mm3__log(f, &h->len, 8);
     f->no_log = saved;
     if (rc) return rc;
     h->seg[k] = off;
@@ -81,6 +85,7 @@ static int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src) {
   if (t->elem_size == 8) memcpy(p, src, 8); /* the common case, inline */
   else memcpy(p, src, t->elem_size);
   __atomic_store_n(&h->len, n + 1, __ATOMIC_RELEASE); /* published after the element */
+  if (mm3__test_hook) mm3__test_hook("seg push: length published");
   return 0;
 }
 

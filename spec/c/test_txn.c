@@ -758,6 +758,61 @@ FTEST(txn_rollback_seg_push) {
              mm3_file_check(f, ...) -> MM3_ECORRUPT
    Whether a kill lands inside that window is a matter of timing: the test
    tries up to 8 kills at varied delays, and fails on the first damage. */
+/* The library's hook for tests (src/mm3_internal.h): named points of a write. */
+extern void (*mm3__test_hook)(const char *point);
+static void die_after_seg_length(const char *point) {
+  if (strcmp(point, "seg push: length published") == 0) _exit(0);
+}
+
+/* A push that makes a new segment, outside a transaction, dies after
+   publishing the new length but before its operation ends: the next opener
+   rolls the segment back, and the length with it (it kept the length, which
+   then counted an element in a segment that was gone: l[n] read nil and the
+   check reported the segment missing). */
+FTEST(death_after_new_segment_length_rolls_both_back) {
+  mm3_ctype ts;
+  memset(&ts, 0, sizeof ts);
+  ts.kind = MM3_SEGMENTED;
+  ts.elem_size = 8;
+  ts.elem_align = 8;
+  REQUIRE(mm3_ctype_init(&ts) == 0);
+  const char *path;
+  mm3_file *f = new_file("seglen", "root segmented<u64>", ts.size, &path);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  uint64_t n = ts.seg_first; /* fills segment 0: the next push makes segment 1 */
+  for (uint64_t i = 0; i < n; i++) CHECK_RC(mm3_seg_push(f, c, &ts, &i));
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file_opts o = {0};
+    mm3_file *g = NULL;
+    if (mm3_file_open(path, &o, &g)) _exit(10);
+    mm3__test_hook = die_after_seg_length;
+    uint64_t x = 777;
+    mm3_seg_push(g, mm3_file_root(g), &ts, &x);
+    _exit(11); /* the hook did not run */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  close_file(f); /* the next opener is alone, and recovers */
+  f = open_existing(path, 0);
+  REQUIRE(f);
+  c = mm3_file_root(f);
+  CHECK_EQ(mm3_file_recovered(f), 1);
+  CHECK_EQ(mm3_container_len(f, c, &ts), n);
+  char why[256] = "";
+  CHECK_RC(mm3_container_check(f, c, &ts, why, sizeof why));
+  if (why[0]) fprintf(stderr, "    %s\n", why);
+  uint64_t y = 888;
+  CHECK_RC(mm3_seg_push(f, c, &ts, &y));
+  uint8_t *p = mm3_seg_at(f, c, &ts, n);
+  REQUIRE(p);
+  uint64_t got;
+  memcpy(&got, p, 8);
+  CHECK_EQ(got, 888);
+  CHECK(file_ok(f));
+}
+
 FTEST(kill_in_seg_push_keeps_heap_consistent) {
   enum { ITEM = 4096, BOUNDARY = 2047 }; /* segment 11 starts at element 2^11 - 1 */
   mm3_ctype ts;
@@ -1245,7 +1300,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_rollback_after_log_growth_keeps_heap_consistent,
           crash_recovery_after_log_growth_keeps_heap_consistent, file_write_range, close_inside_txn_rolls_back,
           crash_exit_in_txn_file_open, crash_exit_in_txn_reopen, crash_kill_holding_lock, crash_kill_in_loop,
-          txn_rollback_seg_push, kill_in_seg_push_keeps_heap_consistent, fork_in_txn_child_recovers_dead_parent,
+          txn_rollback_seg_push, death_after_new_segment_length_rolls_both_back, kill_in_seg_push_keeps_heap_consistent, fork_in_txn_child_recovers_dead_parent,
           two_handles_one_thread_keep_txn, second_handle_refused_during_txn, thread_dies_in_txn_other_handle_recovers,
           thread_dies_in_txn_same_handle_recovers, thread_dies_in_txn_its_frees_are_undone,
           atomic_load_store_widths, atomic_fetch_every_op,

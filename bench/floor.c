@@ -113,6 +113,18 @@ static int l_new_locked(lua_State *L) {
   return 1;
 }
 
+/* The metatable of a list whose `<<` is shl. */
+static void list_meta(lua_State *L, const char *name, lua_CFunction shl) {
+  luaL_newmetatable(L, name);
+  lua_pushcfunction(L, shl);
+  lua_setfield(L, -2, "__shl");
+  lua_pushcfunction(L, l_len);
+  lua_setfield(L, -2, "__len");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
 int luaopen_floor(lua_State *L);
 int luaopen_floor(lua_State *L) {
   luaL_newmetatable(L, "bench.floor");
@@ -121,22 +133,8 @@ int luaopen_floor(lua_State *L) {
   lua_pushcfunction(L, f_newindex);
   lua_setfield(L, -2, "__newindex");
   lua_pop(L, 1);
-  luaL_newmetatable(L, "bench.floor.list");
-  lua_pushcfunction(L, l_shl);
-  lua_setfield(L, -2, "__shl");
-  lua_pushcfunction(L, l_len);
-  lua_setfield(L, -2, "__len");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, "bench.floor.locked_list");
-  lua_pushcfunction(L, l_shl_locked);
-  lua_setfield(L, -2, "__shl");
-  lua_pushcfunction(L, l_len);
-  lua_setfield(L, -2, "__len");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  list_meta(L, "bench.floor.list", l_shl);
+  list_meta(L, "bench.floor.locked_list", l_shl_locked);
   lua_newtable(L);
   lua_pushcfunction(L, f_new);
   lua_setfield(L, -2, "new");

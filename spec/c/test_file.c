@@ -790,6 +790,17 @@ FTEST(open_schema_null) {
   CHECK_EQ(mm3_file_open(empty, &o, &h), MM3_EBADFILE);
 }
 
+/* A creator's open of path (schema SCHEMA_S, 16-byte root), in a child: the
+   result code. */
+static int open_creating(const char *path, mm3_file **f) {
+  mm3_file_opts o = {0};
+  o.create = 1;
+  o.schema = SCHEMA_S;
+  o.root_size = 16;
+  *f = NULL;
+  return mm3_file_open(path, &o, f);
+}
+
 /* Creators racing on one path all open the same file (one wins the link). */
 FTEST(open_racing_creators) {
   enum { N = 4 };
@@ -801,16 +812,11 @@ FTEST(open_racing_creators) {
     pids[i] = fork_child();
     REQUIRE(pids[i] >= 0);
     if (pids[i] == 0) {
-      mm3_file_opts o = {0};
-      o.create = 1;
-      o.schema = SCHEMA_S;
-      o.root_size = 16;
-      mm3_file *f = NULL;
-      int rc = mm3_file_open(path, &o, &f);
-      if (rc) _exit(10);
+      mm3_file *f;
+      if (open_creating(path, &f)) _exit(10);
       seeds[i] = mm3_file_seed(f);
       uint8_t one = 1;
-      rc = mm3_file_write(f, mm3_file_root(f) + 8 + i, &one, 1); /* byte i of b */
+      int rc = mm3_file_write(f, mm3_file_root(f) + 8 + i, &one, 1); /* byte i of b */
       mm3_file_close(f);
       _exit(rc ? 11 : 0);
     }
@@ -850,12 +856,8 @@ FTEST(open_racing_creators_empty_file) {
       if (pids[i] == 0) {
         while (!w[0]) {
         }
-        mm3_file_opts o = {0};
-        o.create = 1;
-        o.schema = SCHEMA_S;
-        o.root_size = 16;
-        mm3_file *f = NULL;
-        int rc = mm3_file_open(path, &o, &f);
+        mm3_file *f;
+        int rc = open_creating(path, &f);
         w[1 + i] = (uint64_t)rc;
         if (!rc) mm3_file_close(f);
         _exit(0);

@@ -785,9 +785,8 @@ FTEST(death_after_new_segment_length_rolls_both_back) {
   pid_t pid = fork_child();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    mm3_file_opts o = {0};
-    mm3_file *g = NULL;
-    if (mm3_file_open(path, &o, &g)) _exit(10);
+    mm3_file *g = open_existing(path, 0);
+    if (!g) _exit(10);
     mm3__test_hook = die_after_seg_length;
     uint64_t x = 777;
     mm3_seg_push(g, mm3_file_root(g), &ts, &x);

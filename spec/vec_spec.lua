@@ -879,10 +879,23 @@ describe("fixed sequences", function()
       -- a ring's element that later ones push out is checked all the same
       raises("5 elements do not fit", function() b.r = {e(2, five), e(3), e(4)} end)
       raises("expected a table", function() b.r = {{id = 2, tags = "x"}, e(3), e(4)} end)
-      -- the error names the line that stored the element
+      -- the error names the line that stored the element, and the innermost field
       local ok, err = pcall(function() b.v:push(e(2, five)) end)
       assert.is_false(ok)
       assert.matches("^spec/vec_spec%.lua:%d+: vec 'v' element field 'tags'", err)
+      local Mid = mm.struct("VElemMid", {{"p", "vec<u8, 2>"}, {"q", "vec<u8, 2>"}})
+      local Out = mm.struct("VElemOut", {{"a", Mid}, {"t", "vec<u8, 2>"}})
+      local nest = assert(mm.create(path("en.mm3"), mm.vec(Out, 2)))
+      raises("element field 'p': 3 elements do not fit", function() nest:push({a = {p = {1, 2, 3}}}) end)
+      raises("element field 'p': 3 elements do not fit",
+        function() nest:push({a = {p = {1, 2, 3}, q = {}}}) end)
+      -- an error value that is not a string comes back as it was
+      local k = setmetatable({}, {__tostring = function() error(42) end})
+      ok, err = pcall(function() nest:push({t = {[k] = 1}}) end)
+      assert.is_false(ok)
+      assert.equal(42, err)
+      assert.equal(0, #nest)
+      mm.close(nest)
       raises("5 elements do not fit", function() b.log = {e(2), e(3, five)} end)
       raises("expected a table", function() b.v:push({id = 2, tags = 7}) end)
       assert.same(before, mm.totable(b))

@@ -124,9 +124,9 @@ typedef struct seqstore {
 } seqstore;
 
 /* Convert the value at idx into buf, one element of the container at
-   viewidx; the error message is only built when the value is refused, or
-   when the value names containers: then s->where is set, and the list of
-   them set aside is pushed and its index returned (0: none). */
+   viewidx. A scalar builds no message unless it is refused; an aggregate
+   pushes it into s->where, and the list of the containers it names, set
+   aside, is pushed and its index returned (0: none). */
 static int encode(lua_State *L, int viewidx, int idx, int descidx, uint8_t *buf, seqstore *s) {
   lmm3_view *v = lua_touserdata(L, viewidx);
   const mm3_ctype *ct = &v->ti->ct;

@@ -286,7 +286,7 @@ typedef struct mapassign {
   uint8_t *p;
   const mm3_ctype *ct;
   const uint8_t *keys, *vals;
-  size_t n;
+  size_t n, nlists; /* entries, and how many of them set containers aside */
   const char *where;
 } mapassign;
 
@@ -297,6 +297,7 @@ static int assign_run(lua_State *L) {
   int rc = mm3_hmap_clear(f, a->p, a->ct);
   if (!rc) rc = mm3_hmap_put_many(f, a->p, a->ct, a->n, a->keys, a->vals, NULL);
   if (rc) return luaL_error(L, "%s: %s", a->where, mm3_strerror(rc));
+  if (a->nlists == 0) return 0;
   /* Two Lua keys may be one map key (bytes<4>: "ab" and "ab\0"): the last
      put wins, so its entry alone names what goes inside, going backwards. */
   lua_newtable(L); /* value pointers seen */
@@ -337,6 +338,7 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
   uint8_t *vals = all + nk * ct->key_size;
   lua_newtable(L); /* the containers each value names inside, set aside by entry */
   int lists = lua_gettop(L);
+  size_t nlists = 0;
   lua_Integer i = 0;
   lua_pushnil(L);
   while (lua_next(L, vidx)) {
@@ -347,14 +349,16 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
     int64_t kd = ti->kdesc;
     const char *why = lmm3_set_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF), -2);
     if (why) luaL_error(L, "%s: bad key: %s", where, why);
-    if (lmm3_encode_defer(L, -1, ti->edesc, d, vals + i * ct->elem_size, ct->elem_size, where))
+    if (lmm3_encode_defer(L, -1, ti->edesc, d, vals + i * ct->elem_size, ct->elem_size, where)) {
       lua_rawseti(L, lists, i + 1);
+      nlists++;
+    }
     lua_pop(L, 1);
     i++;
   }
   n = i; /* keys removed meanwhile: what was read */
   /* one transaction: a failed put restores the old entries */
-  mapassign a = {fb, p, ct, all, vals, (size_t)n, where};
+  mapassign a = {fb, p, ct, all, vals, (size_t)n, nlists, where};
   lua_pushcfunction(L, assign_run);
   lua_pushlightuserdata(L, &a);
   lua_pushvalue(L, lists);

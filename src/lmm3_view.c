@@ -712,11 +712,16 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
         luaL_error(L, "%s: %s has no field '%s'", where, tname, luaL_tolstring(L, -3, NULL));
       lua_Integer had = cx->defer ? (lua_Integer)lua_rawlen(L, cx->defer) : 0;
       set_from(L, lua_gettop(L) - 1, lua_gettop(L), p, where, NULL, cx);
-      if (cx->defer && (lua_Integer)lua_rawlen(L, cx->defer) == had + 1) { /* set aside: its name */
-        lua_rawgeti(L, cx->defer, had + 1);
-        lua_pushvalue(L, -4);
-        lua_rawseti(L, -2, 4);
-        lua_pop(L, 1);
+      /* what this field set aside is named by it, unless an inner field
+         (of a struct in it) named it already: errors name the innermost */
+      lua_Integer now = cx->defer ? (lua_Integer)lua_rawlen(L, cx->defer) : 0;
+      for (lua_Integer j = had + 1; j <= now; j++) {
+        lua_rawgeti(L, cx->defer, j);
+        if (lua_rawgeti(L, -1, 4) == LUA_TNIL) {
+          lua_pushvalue(L, -5); /* the key */
+          lua_rawseti(L, -3, 4);
+        }
+        lua_pop(L, 2);
       }
       lua_pop(L, 2);
     }
@@ -817,14 +822,16 @@ void lmm3_apply_deferred(lua_State *L, int list, lmm3_file *fb, uint8_t *dst, co
   }
 }
 
-/* Whether an error message starts with a "chunk:line: " position. */
+/* Whether an error message's first line holds a "chunk:line: " position
+   (":12: "; a chunk name may hold colons itself: C:\x.lua, [string "o:f()"]). */
 static int has_position(const char *msg) {
-  const char *c = strchr(msg, ':');
-  if (!c || c == msg || memchr(msg, '\n', (size_t)(c - msg))) return 0;
-  if (!isdigit((unsigned char)c[1])) return 0;
-  for (c++; isdigit((unsigned char)*c); c++) {
+  for (const char *c = msg; *c && *c != '\n'; c++) {
+    if (c[0] != ':' || !isdigit((unsigned char)c[1])) continue;
+    const char *d = c + 1;
+    while (isdigit((unsigned char)*d)) d++;
+    if (d[0] == ':' && d[1] == ' ') return 1;
   }
-  return c[0] == ':' && c[1] == ' ';
+  return 0;
 }
 
 void lmm3_in_txn(lua_State *L, lmm3_file *fb, int nargs, const char *where) {
@@ -839,9 +846,9 @@ void lmm3_in_txn(lua_State *L, lmm3_file *fb, int nargs, const char *where) {
   if (fb->txn_open > 0) fb->txn_open--;
   if (st != LUA_OK) {
     if (fb->f) mm3_txn_rollback(fb->f, sp);
-    /* raised in C under lua_pcall, where no line is known: the caller's */
-    const char *msg = lua_tostring(L, -1);
-    if (lua_type(L, -1) == LUA_TSTRING && !has_position(msg)) {
+    /* raised in C under lua_pcall, where no line is known: the caller's
+       (not on a memory error, nor on an error value that is not a string) */
+    if (st != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING && !has_position(lua_tostring(L, -1))) {
       luaL_where(L, 1);
       lua_insert(L, -2);
       lua_concat(L, 2);

@@ -14,6 +14,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -30,6 +31,14 @@ static struct sigaction previous;
 static int installed;
 /* Registered raw file maps (mm3_map_fd), the same way. */
 static void *volatile map_slots[SLOTS]; /* mm3_map * */
+/* Handlers running now, in any thread. One may have read an entry just
+   before it was taken out, and still use it (map a zero page into its range,
+   flag it): an entry taken out goes back to its owner, to unmap and free,
+   only once none runs (slot_take). Sequentially consistent on both sides:
+   a handler either sees the entry gone, or is seen running. */
+static int in_flight;
+
+static void *slot_get(void *volatile *reg, int i) { return __atomic_load_n((void **)&reg[i], __ATOMIC_SEQ_CST); }
 
 /* Map a zero page over the faulting page at a, with protection prot; 1 done. */
 static int zero_page(void *a, int prot) {
@@ -38,25 +47,34 @@ static int zero_page(void *a, int prot) {
   return mmap(p, page, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED;
 }
 
-static void handler(int sig, siginfo_t *si, void *ctx) {
-  uint8_t *a = si->si_addr;
+/* Whether the fault at a is on a registered file or map: then a zero page is
+   there now, and its owner flagged. */
+static int ours(uint8_t *a) {
   for (int i = 0; i < SLOTS; i++) {
-    mm3_file *f = (mm3_file *)slots[i];
+    mm3_file *f = (mm3_file *)slot_get(slots, i);
     if (f && a >= f->base && a < f->base + f->reserve && zero_page(a, PROT_READ | PROT_WRITE)) {
       f->truncated = 1;
-      return;
+      return 1;
     }
   }
   for (int i = 0; i < SLOTS; i++) {
-    mm3_map *m = (mm3_map *)map_slots[i];
+    mm3_map *m = (mm3_map *)slot_get(map_slots, i);
     /* the zero page keeps the map's protection: a read-only map stays so */
     int prot = m && m->prot == MM3_PROT_RW ? PROT_READ | PROT_WRITE
                : m && m->prot == MM3_PROT_RX ? PROT_READ | PROT_EXEC : PROT_READ;
     if (m && a >= m->base && a < m->base + m->map_len && zero_page(a, prot)) {
       m->truncated = 1;
-      return;
+      return 1;
     }
   }
+  return 0;
+}
+
+static void handler(int sig, siginfo_t *si, void *ctx) {
+  __atomic_add_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
+  int mine = ours(si->si_addr);
+  __atomic_sub_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
+  if (mine) return;
   /* not ours: what would have happened without us */
   if (previous.sa_flags & SA_SIGINFO) {
     if (previous.sa_sigaction) {
@@ -96,8 +114,9 @@ static void slot_put(void *volatile *reg, void *p) {
 static void slot_take(void *volatile *reg, void *p) {
   for (int i = 0; i < SLOTS; i++) {
     void *expected = p;
-    if (__atomic_compare_exchange_n((void **)&reg[i], &expected, NULL, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return;
+    if (__atomic_compare_exchange_n((void **)&reg[i], &expected, NULL, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) break;
   }
+  while (__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > 0) sched_yield(); /* see in_flight */
 }
 
 void mm3__guard_add(mm3_file *f) {

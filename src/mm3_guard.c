@@ -52,6 +52,7 @@ static int zero_page(void *a, int prot) {
 static int ours(uint8_t *a) {
   for (int i = 0; i < SLOTS; i++) {
     mm3_file *f = (mm3_file *)slot_get(slots, i);
+    if (f && mm3__test_hook) mm3__test_hook("guard: entry read");
     if (f && a >= f->base && a < f->base + f->reserve && zero_page(a, PROT_READ | PROT_WRITE)) {
       f->truncated = 1;
       return 1;
@@ -59,6 +60,7 @@ static int ours(uint8_t *a) {
   }
   for (int i = 0; i < SLOTS; i++) {
     mm3_map *m = (mm3_map *)slot_get(map_slots, i);
+    if (m && mm3__test_hook) mm3__test_hook("guard: entry read");
     /* the zero page keeps the map's protection: a read-only map stays so */
     int prot = m && m->prot == MM3_PROT_RW ? PROT_READ | PROT_WRITE
                : m && m->prot == MM3_PROT_RX ? PROT_READ | PROT_EXEC : PROT_READ;

@@ -14,11 +14,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "memmap3.h"
@@ -1741,6 +1744,61 @@ FTEST(truncated_file_map_after_remap) {
   CHECK(mm3_map_truncated(m) != 0);
 }
 
+/* The library's hook for tests (src/mm3_internal.h): named points. */
+extern void (*mm3__test_hook)(const char *point);
+static volatile int guard_state; /* 0: no handler yet; 1: one is paused in the hook; 2: it went on */
+static void slow_guard_entry(const char *point) {
+  if (strcmp(point, "guard: entry read") == 0 && guard_state == 0) {
+    guard_state = 1;
+    struct timespec d = {0, 200 * 1000000L};
+    nanosleep(&d, NULL);
+    guard_state = 2;
+  }
+}
+
+typedef struct closer {
+  mm3_map *m;
+  int state_at_return; /* guard_state when mm3_map_close returned */
+} closer;
+
+static void *close_in_handler(void *arg) {
+  closer *c = arg;
+  while (guard_state == 0) sched_yield();
+  mm3_map_close(c->m);
+  c->state_at_return = guard_state;
+  return NULL;
+}
+
+/* A map closed while a SIGBUS handler (of another thread) runs is given back
+   (unmapped, freed) only once the handler is done with the registry: the
+   handler may have read its entry just before. The test's hook pauses the
+   handler right after it reads an entry; before, close returned during the
+   pause (state 1), and the handler went on with a freed map. */
+FTEST(guard_close_waits_for_a_running_handler) {
+  size_t page = page_size();
+  int fd2 = tmp_file("guardwait2", 2 * page, NULL), fd1 = tmp_file("guardwait1", 2 * page, NULL);
+  REQUIRE(fd1 >= 0 && fd2 >= 0);
+  mm3_map_opts o = {0};
+  o.has_len = 1;
+  o.len = 2 * page;
+  closer c = {NULL, -1};
+  REQUIRE(mm3_map_fd(fd2, &o, &c.m) == 0); /* closed by the thread */
+  mm3_map *m1;
+  CHECK_RC(map_fd(fd1, MM3_MODE_RW, 0, 2 * page, 1, &m1));
+  REQUIRE(m1);
+  REQUIRE(ftruncate(fd1, (off_t)page) == 0);
+  guard_state = 0;
+  pthread_t th;
+  REQUIRE(pthread_create(&th, NULL, close_in_handler, &c) == 0);
+  mm3__test_hook = slow_guard_entry;
+  volatile uint8_t *p = mm3_map_ptr(m1);
+  CHECK_EQ(p[page], 0); /* past the end: the handler runs */
+  mm3__test_hook = NULL;
+  pthread_join(th, NULL);
+  CHECK_EQ(c.state_at_return, 2);
+  CHECK(mm3_map_truncated(m1) != 0);
+}
+
 /* mm3_test.h's RUN_TESTS expands at most 40 names; this file has more, so
    main() lists them with an X-macro and calls the harness's runner itself. */
 #define ALL_TESTS(X) \
@@ -1794,7 +1852,8 @@ FTEST(truncated_file_map_after_remap) {
   X(huge_pages_whole) \
   X(block_device_size) \
   X(truncated_file_map) \
-  X(truncated_file_map_after_remap)
+  X(truncated_file_map_after_remap) \
+  X(guard_close_waits_for_a_running_handler)
 
 int main(void) {
   static const mm3t_fn fns[] = {ALL_TESTS(MM3T_FN)};

@@ -378,7 +378,8 @@ MM3_API const char *mm3_file_path(const mm3_file *f);
  *  a page of the file that no longer exists and sets this flag, so a read of
  *  the lost bytes gives zeros and a write is lost instead of killing the
  *  process. The Lua binding raises "file was truncated by another program"
- *  on the next access. Close the file. */
+ *  on the next access. Close the file. (A close while that handler runs in
+ *  another thread waits the few microseconds until it is done.) */
 MM3_API int mm3_file_truncated(const mm3_file *f);
 
 /** Make everything written so far durable: msync(MS_SYNC) and fdatasync.

@@ -740,7 +740,8 @@ describe("hash maps", function()
       raises("3 elements do not fit", function() s.m.a = {n = 5, tags = {1, 2, 3}} end)
       raises("3 elements do not fit", function() return s.m << {"c", {tags = {1, 2, 3}}} end)
       raises("do not fit", function() s.fm[2] = {f = {[1] = 1, [2] = 2, [3] = 3}} end)
-      raises("3 elements do not fit", function() s.m = {x = {n = 1}, y = {tags = {1, 2, 3}}} end)
+      raises("field 'm' value of key 'y' field 'tags': 3 elements do not fit",
+        function() s.m = {x = {n = 1}, y = {tags = {1, 2, 3}}} end)
       assert.same(want_m, mm.totable(s.m))
       assert.same(want_fm, mm.totable(s.fm))
       s.m = {x = {n = 6, tags = {6, 6}, f = {[6] = 6}}}

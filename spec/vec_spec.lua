@@ -875,7 +875,8 @@ describe("fixed sequences", function()
       raises("do not fit", function() b.v[1] = e(2, nil, {[1] = 1, [2] = 2, [3] = 3, [4] = 4}) end)
       raises("5 elements do not fit", function() b.log:push(e(2, five)) end)
       raises("5 elements do not fit", function() b.r:push(e(2, five)) end)
-      raises("5 elements do not fit", function() b.v = {e(2), e(3, five)} end)
+      raises("field 'v' element 2 field 'tags': 5 elements do not fit",
+        function() b.v = {e(2), e(3, five)} end)
       -- a ring's element that later ones push out is checked all the same
       raises("5 elements do not fit", function() b.r = {e(2, five), e(3), e(4)} end)
       raises("expected a table", function() b.r = {{id = 2, tags = "x"}, e(3), e(4)} end)

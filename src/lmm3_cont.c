@@ -472,7 +472,7 @@ static int assign_run(lua_State *L) {
       uint64_t at = mm3_container_len(f, p, ct) - 1;
       uint8_t *e = seg ? mm3_seg_at(f, p, ct, at) : mm3_vec_at(f, p, ct, at);
       if (!e) rc = MM3_ECORRUPT;
-      else lmm3_apply_deferred(L, -1, a->fb, e, a->where);
+      else lmm3_apply_deferred(L, 3, a->fb, e, lua_pushfstring(L, "%s element %I", a->where, i + 1));
     }
     lua_settop(L, 2);
   }

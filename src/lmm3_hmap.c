@@ -287,6 +287,7 @@ typedef struct mapassign {
   const mm3_ctype *ct;
   const uint8_t *keys, *vals;
   size_t n, nlists; /* entries, and how many of them set containers aside */
+  int64_t kdesc;    /* the keys' descriptor, for errors */
   const char *where;
 } mapassign;
 
@@ -310,7 +311,14 @@ static int assign_run(lua_State *L) {
       lua_pushlightuserdata(L, v);
       lua_pushboolean(L, 1);
       lua_rawset(L, 3);
-      if (lua_rawgeti(L, 2, (lua_Integer)i + 1) == LUA_TTABLE) lmm3_apply_deferred(L, -1, a->fb, v, a->where);
+      if (lua_rawgeti(L, 2, (lua_Integer)i + 1) == LUA_TTABLE) {
+        int list = lua_gettop(L);
+        int64_t kd = a->kdesc;
+        lmm3_push_scalar(L, a->keys + i * a->ct->key_size, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF));
+        const char *q = lua_type(L, -1) == LUA_TSTRING ? "'" : "";
+        const char *k = luaL_tolstring(L, -1, NULL);
+        lmm3_apply_deferred(L, list, a->fb, v, lua_pushfstring(L, "%s value of key %s%s%s", a->where, q, k, q));
+      }
     }
     lua_settop(L, 3);
   }
@@ -358,7 +366,7 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
   }
   n = i; /* keys removed meanwhile: what was read */
   /* one transaction: a failed put restores the old entries */
-  mapassign a = {fb, p, ct, all, vals, (size_t)n, nlists, where};
+  mapassign a = {fb, p, ct, all, vals, (size_t)n, nlists, ti->kdesc, where};
   lua_pushcfunction(L, assign_run);
   lua_pushlightuserdata(L, &a);
   lua_pushvalue(L, lists);

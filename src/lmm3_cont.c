@@ -112,67 +112,84 @@ static const char *where(lua_State *L, int viewidx, const char *what) {
   return lua_pushfstring(L, "%s '%s' %s", kind_name(v->ti->kind), cont_name(L, viewidx), what);
 }
 
-/* An element stored through s: its containers (and growable values) were
-   set aside by lmm3_encode_defer, to be assigned where the element is once
-   stored, in the same transaction (store_deferred). */
+/* How an element is stored: pushed, set at index i or inserted before it
+   (0-based); buf holds it, encoded. where names it in errors once an
+   aggregate was encoded. */
 enum { ST_PUSH, ST_SET, ST_INSERT };
 typedef struct seqstore {
   int op;
-  uint64_t i; /* ST_SET, ST_INSERT: 0-based */
-  const uint8_t *buf;
+  uint64_t i;
+  uint8_t *buf;
   const char *where;
 } seqstore;
 
-/* Convert the value at idx into buf, one element of the container at
+/* Convert the value at idx into s->buf, one element of the container at
    viewidx. A scalar builds no message unless it is refused; an aggregate
    pushes it into s->where, and the list of the containers it names, set
    aside, is pushed and its index returned (0: none). */
-static int encode(lua_State *L, int viewidx, int idx, int descidx, uint8_t *buf, seqstore *s) {
+static int encode(lua_State *L, int viewidx, int idx, int descidx, seqstore *s) {
   lmm3_view *v = lua_touserdata(L, viewidx);
   const mm3_ctype *ct = &v->ti->ct;
   int64_t d = v->ti->edesc;
   if (d >= 0) {
-    memset(buf, 0, ct->elem_size);
-    const char *why = lmm3_set_scalar(L, buf, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), idx);
+    memset(s->buf, 0, ct->elem_size);
+    const char *why = lmm3_set_scalar(L, s->buf, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), idx);
     if (why) luaL_error(L, "%s: %s", where(L, viewidx, "element"), why);
     return 0;
   }
-  s->buf = buf;
   s->where = where(L, viewidx, "element");
-  return lmm3_encode_defer(L, idx, d, descidx, buf, ct->elem_size, s->where);
+  return lmm3_encode_defer(L, idx, d, descidx, s->buf, ct->elem_size, s->where);
 }
 
-/* Arguments: the seqstore, the list set aside, the view. */
+/* Store s->buf into v as s says: 0 or an error code; *at (unless NULL) is
+   then the element's index. */
+static int seq_store(lmm3_view *v, const seqstore *s, uint64_t *at) {
+  mm3_file *f = v->fb->f;
+  const mm3_ctype *ct = &v->ti->ct;
+  int rc, seg = v->ti->kind == LMM3_SEG;
+  if (at) *at = s->i;
+  switch (s->op) {
+    case ST_SET:
+      if (v->ti->kind == LMM3_SARRAY) /* a string of up to LEN bytes: through the undo log */
+        return mm3_file_write(f, v->p + s->i * ct->elem_size, s->buf, ct->elem_size);
+      return seg ? mm3_seg_set(f, v->p, ct, s->i, s->buf) : mm3_vec_set(f, v->p, ct, s->i, s->buf);
+    case ST_INSERT: return mm3_vec_insert(f, v->p, ct, s->i, s->buf);
+    default:
+      rc = seg ? mm3_seg_push(f, v->p, ct, s->buf) : mm3_vec_push(f, v->p, ct, s->buf);
+      if (!rc && at) *at = seq_len(v) - 1; /* a ring's newest too */
+      return rc;
+  }
+}
+
+/* Arguments: the seqstore, the containers set aside, the view. */
 static int seq_store_run(lua_State *L) {
   const seqstore *s = lua_touserdata(L, 1);
   lmm3_view *v = lmm3_cont_view(L, 3);
-  mm3_file *f = v->fb->f;
-  const mm3_ctype *ct = &v->ti->ct;
-  uint64_t at = s->i;
-  int rc, seg = v->ti->kind == LMM3_SEG;
-  switch (s->op) {
-    case ST_SET: rc = seg ? mm3_seg_set(f, v->p, ct, at, s->buf) : mm3_vec_set(f, v->p, ct, at, s->buf); break;
-    case ST_INSERT: rc = mm3_vec_insert(f, v->p, ct, at, s->buf); break;
-    default:
-      rc = seg ? mm3_seg_push(f, v->p, ct, s->buf) : mm3_vec_push(f, v->p, ct, s->buf);
-      at = seq_len(v) - 1; /* a ring's newest too */
-  }
-  if (rc) return lmm3_cont_error(L, 3, rc);
-  uint8_t *p = seq_at(v, at);
-  if (!p) return lmm3_cont_error(L, 3, MM3_ECORRUPT);
+  uint64_t at;
+  int rc = seq_store(v, s, &at);
+  uint8_t *p = rc ? NULL : seq_at(v, at);
+  if (!p) return lmm3_cont_error(L, 3, rc ? rc : MM3_ECORRUPT);
   lmm3_apply_deferred(L, 2, v->fb, p, s->where);
   return 0;
 }
 
-/* Store the element as s says, then assign the containers set aside (list)
-   inside it: one transaction, so a failure leaves the container as it was. */
-static void store_deferred(lua_State *L, int viewidx, const seqstore *s, int list) {
-  lmm3_view *v = lua_touserdata(L, viewidx);
-  lua_pushcfunction(L, seq_store_run);
-  lua_pushlightuserdata(L, (void *)s);
-  lua_pushvalue(L, list);
-  lua_pushvalue(L, viewidx);
-  lmm3_in_txn(L, v->fb, 3, s->where);
+/* Convert the value at idx and store it into the container at viewidx as op
+   says; the containers it names inside are assigned where it then is, in
+   the same transaction, so a failure leaves the container as it was. */
+static void store_elem(lua_State *L, lmm3_view *v, int viewidx, int idx, int descidx, int op, uint64_t i) {
+  elembuf b;
+  seqstore s = {op, i, buf_for(L, &b, v->ti->ct.elem_size), NULL};
+  int list = encode(L, viewidx, idx, descidx, &s);
+  if (list) {
+    lua_pushcfunction(L, seq_store_run);
+    lua_pushlightuserdata(L, &s);
+    lua_pushvalue(L, list);
+    lua_pushvalue(L, viewidx);
+    lmm3_in_txn(L, v->fb, 3, s.where);
+    return;
+  }
+  int rc = seq_store(v, &s, NULL);
+  if (rc) lmm3_cont_error(L, viewidx, rc);
 }
 
 static int q_newindex(lua_State *L) {
@@ -184,24 +201,7 @@ static int q_newindex(lua_State *L) {
   if (lua_type(L, 2) != LUA_TNUMBER || !isint || i < 1 || (uint64_t)i > n)
     return luaL_error(L, "%s '%s': index %s is out of range (1..%I)", kind_name(v->ti->kind), cont_name(L, 1),
                       luaL_tolstring(L, 2, NULL), (lua_Integer)n);
-  const mm3_ctype *ct = &v->ti->ct;
-  elembuf b;
-  uint8_t *buf = buf_for(L, &b, ct->elem_size);
-  seqstore s = {ST_SET, (uint64_t)i - 1, NULL, NULL};
-  int list = encode(L, 1, 3, lua_upvalueindex(1), buf, &s);
-  if (list) {
-    store_deferred(L, 1, &s, list);
-    return 0;
-  }
-  int rc;
-  switch (v->ti->kind) {
-    case LMM3_SEG: rc = mm3_seg_set(v->fb->f, v->p, ct, (uint64_t)i - 1, buf); break;
-    case LMM3_SARRAY: /* a string of up to LEN bytes: through the undo log */
-      rc = mm3_file_write(v->fb->f, v->p + (uint64_t)(i - 1) * ct->elem_size, buf, ct->elem_size);
-      break;
-    default: rc = mm3_vec_set(v->fb->f, v->p, ct, (uint64_t)i - 1, buf);
-  }
-  if (rc) return lmm3_cont_error(L, 1, rc);
+  store_elem(L, v, 1, 3, lua_upvalueindex(1), ST_SET, (uint64_t)i - 1);
   return 0;
 }
 
@@ -222,16 +222,7 @@ static void push_value(lua_State *L, lmm3_view *v, int viewidx, int idx, int des
     if (rc) lmm3_cont_error(L, viewidx, rc);
     return;
   }
-  elembuf b;
-  uint8_t *buf = buf_for(L, &b, ct->elem_size);
-  seqstore s = {ST_PUSH, 0, NULL, NULL};
-  int list = encode(L, viewidx, idx, descidx, buf, &s);
-  if (list) {
-    store_deferred(L, viewidx, &s, list);
-    return;
-  }
-  int rc = v->ti->kind == LMM3_SEG ? mm3_seg_push(v->fb->f, v->p, ct, buf) : mm3_vec_push(v->fb->f, v->p, ct, buf);
-  if (rc) lmm3_cont_error(L, viewidx, rc);
+  store_elem(L, v, viewidx, idx, descidx, ST_PUSH, 0);
 }
 
 /* A method taken from one kind of container may be called on another
@@ -294,17 +285,7 @@ static int m_insert(lua_State *L) {
                       (lua_Integer)n + 1);
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__mm3elem");
-  int d = lua_gettop(L);
-  elembuf b;
-  uint8_t *buf = buf_for(L, &b, ct->elem_size);
-  seqstore s = {ST_INSERT, (uint64_t)i - 1, NULL, NULL};
-  int list = encode(L, 1, 3, d, buf, &s);
-  if (list) {
-    store_deferred(L, 1, &s, list);
-    return 0;
-  }
-  int rc = mm3_vec_insert(v->fb->f, v->p, ct, (uint64_t)i - 1, buf);
-  if (rc) return lmm3_cont_error(L, 1, rc);
+  store_elem(L, v, 1, 3, lua_gettop(L), ST_INSERT, (uint64_t)i - 1);
   return 0;
 }
 

@@ -132,7 +132,7 @@ static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->
 
 /* For the C tests (which link the static library): called, when set, at a
    few named points of a write, so that a test can die exactly there. NULL
-   otherwise; only slow paths test it. */
+   otherwise (a test of it costs a load and a branch). */
 MM3_INTERNAL extern void (*mm3__test_hook)(const char *point);
 
 /* Another handle of this file in this thread holds a transaction open (the

@@ -57,12 +57,18 @@ uint8_t *mm3_seg_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i) {
   return p;
 }
 
-static int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src) {
+/* push returns this, without grow, where the push needs an operation: a
+   new segment, or one this process has not mapped yet. */
+#define NEEDS_OP 1
+
+static inline __attribute__((always_inline)) int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src,
+                                                     int grow) {
   int k;
   uint64_t slot, n = h->len;
   int rc = locate(t, n, &k, &slot);
   if (rc) return rc;
   if (!h->seg[k]) {
+    if (!grow) return NEEDS_OP;
     /* a new segment is logged even in an unlogged push: a crash then rolls
        the allocation back instead of leaking it, and the length with it
        (kept, it would count an element in a segment that is gone) */
@@ -77,7 +83,7 @@ static int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src) {
     h->seg[k] = off;
   }
   uint8_t *p = seg_ptr(f, h, t, k, slot);
-  if (!p) return MM3_ECORRUPT;
+  if (!p) return grow ? MM3_ECORRUPT : NEEDS_OP;
   if (!f->no_log) { /* in a transaction */
     LOG(f, p, t->elem_size);
     LOG(f, &h->len, 8);
@@ -92,30 +98,25 @@ static int push(mm3_file *f, seghead *h, const mm3_ctype *t, const void *src) {
 int mm3_seg_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
   int rc = mm3_file_lock(f);
   if (rc) return rc;
+  /* Outside a transaction a push needs no undo log: the element is written
+     past the end and the length published after it; a crash before that
+     leaves the push undone. So into a segment that is there and mapped it
+     needs no operation either (the common case): the lock, the push, the
+     unlock. */
   if (f->txn_depth == 0 && !mm3__other_txn(f)) {
-    /* The common case: outside a transaction, into a segment that is there
-       and mapped. It logs nothing (see below), so it skips the operation's
-       set-up: the lock, the element, the length, the unlock. */
-    seghead *h = (seghead *)c;
-    uint64_t n = h->len, slot;
-    int k;
-    uint8_t *p = locate(t, n, &k, &slot) == 0 && h->seg[k] ? seg_ptr(f, h, t, k, slot) : NULL;
-    if (p) {
-      if (t->elem_size == 8) memcpy(p, src, 8);
-      else memcpy(p, src, t->elem_size);
-      __atomic_store_n(&h->len, n + 1, __ATOMIC_RELEASE);
+    f->no_log = 1;
+    rc = push(f, (seghead *)c, t, src, 0);
+    f->no_log = 0;
+    if (rc != NEEDS_OP) {
       mm3_file_unlock(f);
-      return 0;
+      return rc;
     }
   }
   uint64_t sp;
   rc = mm3__op_enter(f, &sp);
   if (rc) return rc;
-  /* Outside a transaction a push needs no undo log: the element is written
-     past the end and the length published after it; a crash before that
-     leaves the push undone (and a new segment, at worst, allocated unused). */
   if (f->txn_depth == 0) f->no_log = 1;
-  rc = push(f, (seghead *)c, t, src);
+  rc = push(f, (seghead *)c, t, src, 1);
   f->no_log = 0;
   return mm3__op_end(f, sp, rc);
 }

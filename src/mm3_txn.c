@@ -118,8 +118,6 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
   }
 }
 
-#define other_txn mm3__other_txn
-
 int mm3__op_begin(mm3_file *f, uint64_t *sp) {
   int rc = mm3_file_lock(f);
   return rc ? rc : mm3__op_enter(f, sp);
@@ -127,7 +125,7 @@ int mm3__op_begin(mm3_file *f, uint64_t *sp) {
 
 int mm3__op_enter(mm3_file *f, uint64_t *sp) {
   int rc;
-  if (other_txn(f)) {
+  if (mm3__other_txn(f)) {
     mm3_file_unlock(f);
     return MM3_EBUSY;
   }
@@ -155,7 +153,7 @@ int mm3__op_end(mm3_file *f, uint64_t sp, int rc) {
 int mm3_txn_begin(mm3_file *f, uint64_t *savepoint) {
   int rc = mm3_file_lock(f);
   if (rc) return rc;
-  rc = other_txn(f) ? MM3_EBUSY : mm3_file_refresh(f);
+  rc = mm3__other_txn(f) ? MM3_EBUSY : mm3_file_refresh(f);
   if (!rc) rc = ensure_log(f);
   if (rc) {
     mm3_file_unlock(f);

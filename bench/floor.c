@@ -113,34 +113,22 @@ static int l_new_locked(lua_State *L) {
   return 1;
 }
 
-/* The metatable of a list whose `<<` is shl. */
-static void list_meta(lua_State *L, const char *name, lua_CFunction shl) {
+/* A metatable name with its methods. */
+static void meta(lua_State *L, const char *name, const luaL_Reg *methods) {
   luaL_newmetatable(L, name);
-  lua_pushcfunction(L, shl);
-  lua_setfield(L, -2, "__shl");
-  lua_pushcfunction(L, l_len);
-  lua_setfield(L, -2, "__len");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
+  luaL_setfuncs(L, methods, 0);
   lua_pop(L, 1);
 }
 
 int luaopen_floor(lua_State *L);
 int luaopen_floor(lua_State *L) {
-  luaL_newmetatable(L, "bench.floor");
-  lua_pushcfunction(L, f_index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, f_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pop(L, 1);
-  list_meta(L, "bench.floor.list", l_shl);
-  list_meta(L, "bench.floor.locked_list", l_shl_locked);
-  lua_newtable(L);
-  lua_pushcfunction(L, f_new);
-  lua_setfield(L, -2, "new");
-  lua_pushcfunction(L, l_new);
-  lua_setfield(L, -2, "list");
-  lua_pushcfunction(L, l_new_locked);
-  lua_setfield(L, -2, "locked_list");
+  static const luaL_Reg rec_meta[] = {{"__index", f_index}, {"__newindex", f_newindex}, {NULL, NULL}};
+  static const luaL_Reg list_meta[] = {{"__shl", l_shl}, {"__len", l_len}, {"__gc", l_gc}, {NULL, NULL}};
+  static const luaL_Reg locked_meta[] = {{"__shl", l_shl_locked}, {"__len", l_len}, {"__gc", l_gc}, {NULL, NULL}};
+  static const luaL_Reg module[] = {{"new", f_new}, {"list", l_new}, {"locked_list", l_new_locked}, {NULL, NULL}};
+  meta(L, "bench.floor", rec_meta);
+  meta(L, "bench.floor.list", list_meta);
+  meta(L, "bench.floor.locked_list", locked_meta);
+  luaL_newlib(L, module);
   return 1;
 }

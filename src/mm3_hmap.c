@@ -362,18 +362,30 @@ int mm3_hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, v
   return mm3__hmap_get(f, c, t, key, mm3_hmap_key_hash(f, t, key), val_out, val_ptr);
 }
 
+/* A value of n bytes: an 8-byte one (the common case) inline, not a call. */
+static inline void copy_value(void *dst, const void *src, size_t n) {
+  if (n == 8) memcpy(dst, src, 8);
+  else memcpy(dst, src, n);
+}
+
 int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, void *val_out,
                  uint8_t **val_ptr) {
   uint64_t *seq = &mm3__hdr(f)->seq;
-  for (int tries = 0; tries < 8; tries++) {
+  /* Without the lock the value is copied aside first and given out only
+     once no writer came in meanwhile: a try that found the key, then lost
+     it to a writer, must not leave a value behind for a key not found. A
+     value too big to copy aside is read under the lock. */
+  uint8_t aside[256];
+  for (int tries = 0; tries < 8 && (!val_out || t->elem_size <= sizeof aside); tries++) {
     uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
     if (s1 & 1) continue;
     uint8_t *n = NULL;
     int rc = mm3_file_refresh(f);
     if (!rc) rc = find_any(f, c, t, key, h, &n);
-    if (!rc && val_out) memcpy(val_out, n + t->val_off, t->elem_size);
+    if (!rc && val_out) copy_value(aside, n + t->val_off, t->elem_size);
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(seq, __ATOMIC_RELAXED) == s1) {
+      if (!rc && val_out) copy_value(val_out, aside, t->elem_size);
       if (!rc && val_ptr) *val_ptr = n + t->val_off;
       return rc;
     }

@@ -809,6 +809,43 @@ FTEST(hmap_delete_during_next) {
 
 /* put_many and get_many give what one call per key gives: the last value of
    a key given twice, found flags, untouched values for missing keys. */
+/* A key another process keeps deleting and putting back: a lookup that
+   reports it not found leaves the caller's value as it was (a try that found
+   it, then lost it to the writer, wrote its value there before: 1 lookup in
+   about 2700). */
+FTEST(hmap_get_many_not_found_leaves_value) {
+  mm3_ctype t = map_ctype(MM3_HMAP, 8, 8, 0, 8, 8, 0);
+  const char *path;
+  mm3_file *f = container_file_at("hmapflap", "root map<u64,u64>", &t, &path);
+  REQUIRE(f);
+  volatile uint64_t *stop = shared_words();
+  REQUIRE(stop);
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file *g = open_existing(path, 0);
+    if (!g) _exit(10);
+    uint64_t k = 1, v = 42;
+    while (!*stop) {
+      if (mm3_hmap_put(g, mm3_file_root(g), &t, &k, &v, NULL) || mm3_hmap_del(g, mm3_file_root(g), &t, &k)) _exit(11);
+    }
+    _exit(0);
+  }
+  uint8_t *c = mm3_file_root(f);
+  uint64_t k = 1, found_n = 0, missing = 0, dirty = 0;
+  for (int i = 0; i < 400000; i++) {
+    uint64_t v = 7;
+    uint8_t found;
+    CHECK_RC(mm3_hmap_get_many(f, c, &t, 1, &k, &v, &found));
+    if (found) found_n++, dirty += v != 42;
+    else missing++, dirty += v != 7;
+  }
+  *stop = 1;
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK(found_n > 0 && missing > 0); /* the writer really raced the lookups */
+  CHECK_EQ(dirty, 0);
+}
+
 FTEST(hmap_put_many_get_many) {
   enum { N = 50000, KEYS = 40000 };
   static uint64_t keys[N], vals[N], out[N]; /* static: a REQUIRE may end the test */
@@ -1480,7 +1517,7 @@ RUN_TESTS(ctype_vec_ring_layout, ctype_map_layout, ctype_segmented_value_layout,
           ctype_zero_capacity_is_einval, vec_push_at_pop, vec_insert_remove, vec_set_clear, vec_persists,
           ring_overwrites_oldest, ring_only_pushes, fmap_integer_keys, fmap_string_keys, fmap_next_and_clear,
           hmap_key_hash, hmap_string_keys, hmap_100000_entries, hmap_next_during_resize, hmap_delete_during_next,
-          hmap_put_many_get_many, fmap_put_many_full, hmap_put_many_rollback_readonly,
+          hmap_get_many_not_found_leaves_value, hmap_put_many_get_many, fmap_put_many_full, hmap_put_many_rollback_readonly,
           seg_push_million, seg_new_segment_takes_no_memory, hmap_table_block_rest_untouched, seg_set_pop_truncate, seg_push_past_reserve, value_get_set_retry,
           value_fixed_capacity, containers_in_struct_readonly, check_healthy_containers,
           check_damaged_vec_and_value, check_damaged_fmap, check_damaged_hmap, check_damaged_segmented)

@@ -396,6 +396,18 @@ int f(S *s) {
     assert.is_false(ok)
     assert.matches("struct _save: '_save' is reserved in C", uerr, 1, true)
     assert.is_true((pcall(cheader.generate, mm.struct("save", { { "_x", "u8" } }), "Save"))) -- fields may
+    -- memmap3.h's own names (MM3_EBUSY is one of its macros), as a type or an enum constant
+    local busy = mm.struct("MM3_EBUSY", { { "x", "u8" } })
+    ok, uerr = pcall(cheader.generate, mm.struct("R", { { "b", busy } }))
+    assert.is_false(ok)
+    assert.matches("struct MM3_EBUSY: 'MM3_EBUSY' is reserved: memmap3.h's names begin with MM3_", uerr, 1,
+      true)
+    ok, uerr = pcall(cheader.generate, mm.struct("mm3_save", { { "x", "u8" } }))
+    assert.is_false(ok)
+    assert.matches("NAME 'mm3_save' begins with MM3_", uerr, 1, true)
+    ok, uerr = pcall(cheader.generate, mm.struct("R", { { "e", mm.enum("mm3", "u8", { "ebusy" }) } }))
+    assert.is_false(ok)
+    assert.matches("'MM3_EBUSY' is reserved", uerr, 1, true)
   end)
 
   it("compiles as C++11: fields named like a C++ keyword or a type of their struct get a _ there", function()

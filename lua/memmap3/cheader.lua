@@ -173,9 +173,10 @@ function M.generate(T, name)
     fail(format("NAME must be an identifier, got %s", tostring(name)))
   end
   if RESERVED[name] then fail(format("NAME '%s' is reserved in C", name)) end
-  if name:match "^_" then -- its macros would be _NAME_SCHEMA...: the compiler's names
-    fail(format("NAME '%s' begins with _, so would the header's macros (%s_SCHEMA): give another NAME",
-      name, name:upper()))
+  local prefix = name:match "^_" or name:upper():match "^MM3_" -- the compiler's names, memmap3.h's
+  if prefix then
+    fail(format("NAME '%s' begins with %s, so would the header's macros (%s_SCHEMA): give another NAME",
+      name, prefix, name:upper()))
   end
 
   local P = name:upper()          -- macro prefix
@@ -194,6 +195,9 @@ function M.generate(T, name)
       fail(format("%s: '%s' is reserved in C (at file scope, names that begin with _ are the compiler's)",
         what, id))
     end
+    if id:match "^MM3_" then
+      fail(format("%s: '%s' is reserved: memmap3.h's names begin with MM3_", what, id))
+    end
     if taken[id] then fail(format("%s: the C name '%s' is already %s", what, id, taken[id])) end
     taken[id] = what
   end
@@ -207,7 +211,7 @@ function M.generate(T, name)
   take_macro(P .. "_MM3_H", "the include guard")
   for _, m in ipairs { "MM3_CHEADER_COMPAT", "MM3_STATIC_ASSERT", "MM3_ALIGNOF", "MM3_ALIGNAS",
     "MM3_INT128_TYPES" } do
-    take_macro(m, "a macro of the header")
+    taken[m], macros[m] = "a macro of the header", true -- memmap3's own name: not refused
   end
 
   local sink = out

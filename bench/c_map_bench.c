@@ -19,8 +19,11 @@
  * Both sides get their fastest durable-less settings: LMDB with MDB_WRITEMAP |
  * MDB_NOSYNC | MDB_NOMETASYNC (nothing is synced; memmap3 syncs only on
  * mm3_file_flush, which is not called). LMDB keys are the bare strings (2-8
- * bytes); memmap3 keys are NUL-padded to 16 as its layout wants. Each round
- * starts from a new, empty file on both sides. Times are CPU times of the
+ * bytes); memmap3 keys are NUL-padded to 16 as its layout wants. Every side
+ * reads the pass's keys and values from arrays laid out in the pass's order
+ * before the clock starts (a shuffled pass indexing the key table inside the
+ * timed loop would add a cache miss per key to the sides that do it). Each
+ * round starts from a new, empty file on both sides. Times are CPU times of the
  * process (clock_gettime CLOCK_PROCESS_CPUTIME_ID), best of ROUNDS rounds run
  * alternately, so load from other processes hurts both sides alike.
  *
@@ -49,6 +52,12 @@ static size_t n_keys = 1000000;
 static uint32_t *shuffled; /* a random permutation of 0..n_keys-1 */
 static char *keys;      /* n_keys * KEY bytes, NUL-padded */
 static uint8_t *klen;   /* string length of each key */
+/* A pass's keys, their lengths and values, laid out in the pass's order
+   before any clock starts: every side reads them one after the other, so
+   none pays a cache miss per key to find its next key (compare). */
+static char *pkeys;
+static uint8_t *plen;
+static uint64_t *pvals;
 static char mm_path[64], db_path[64], lock_path[80];
 
 static double cpu_now(void) {
@@ -77,13 +86,9 @@ typedef struct result {
   uint64_t sum;      /* sum of the values read back */
 } result;
 
-/* The index of the i-th key a pass uses: in order ("k1", "k2"...), or shuffled. */
-#define KEY_AT(order, i) ((order) ? (size_t)(order)[i] : (i))
-
 /* batch: 0, one mm3_hmap_put / mm3_hmap_get per key; 1, every key in one
-   mm3_hmap_put_many / mm3_hmap_get_many call (keys and values laid out in
-   the pass's order before the clock starts). */
-static result run_memmap3(const uint32_t *order, int batch) {
+   mm3_hmap_put_many / mm3_hmap_get_many call. */
+static result run_memmap3(int batch) {
   result r;
   unlink(mm_path);
   mm3_file_opts o = {0};
@@ -103,41 +108,25 @@ static result run_memmap3(const uint32_t *order, int batch) {
   MM3_CHECK(mm3_ctype_init(&t));
   if (t.size != ROOT_SIZE) die("mm3_ctype_init", "map<K,V> head is not 48 bytes");
   uint8_t *root = mm3_file_root(f);
-  char *bkeys = NULL;
-  uint64_t *bvals = NULL;
-  uint8_t *found = NULL;
-  if (batch) {
-    bkeys = malloc(n_keys * KEY);
-    bvals = malloc(n_keys * sizeof *bvals);
-    found = malloc(n_keys);
-    if (!bkeys || !bvals || !found) die("malloc", "out of memory");
-    for (size_t i = 0; i < n_keys; i++) {
-      size_t j = KEY_AT(order, i);
-      memcpy(bkeys + i * KEY, keys + j * KEY, KEY);
-      bvals[i] = j + 1;
-    }
-  }
+  uint64_t *got = malloc(n_keys * sizeof *got);
+  uint8_t *found = malloc(n_keys);
+  if (!got || !found) die("malloc", "out of memory");
 
   double t0 = cpu_now();
   if (batch) {
-    MM3_CHECK(mm3_hmap_put_many(f, root, &t, n_keys, bkeys, bvals, NULL));
+    MM3_CHECK(mm3_hmap_put_many(f, root, &t, n_keys, pkeys, pvals, NULL));
   } else {
-    for (size_t i = 0; i < n_keys; i++) {
-      size_t j = KEY_AT(order, i);
-      uint64_t v = j + 1;
-      MM3_CHECK(mm3_hmap_put(f, root, &t, keys + j * KEY, &v, NULL));
-    }
+    for (size_t i = 0; i < n_keys; i++) MM3_CHECK(mm3_hmap_put(f, root, &t, pkeys + i * KEY, &pvals[i], NULL));
   }
   double t1 = cpu_now();
   uint64_t sum = 0;
   if (batch) {
-    memset(bvals, 0, n_keys * sizeof *bvals);
-    MM3_CHECK(mm3_hmap_get_many(f, root, &t, n_keys, bkeys, bvals, found));
-    for (size_t i = 0; i < n_keys; i++) sum += found[i] ? bvals[i] : 0;
+    MM3_CHECK(mm3_hmap_get_many(f, root, &t, n_keys, pkeys, got, found));
+    for (size_t i = 0; i < n_keys; i++) sum += found[i] ? got[i] : 0;
   } else {
     for (size_t i = 0; i < n_keys; i++) {
       uint64_t v;
-      MM3_CHECK(mm3_hmap_get(f, root, &t, keys + KEY_AT(order, i) * KEY, &v, NULL));
+      MM3_CHECK(mm3_hmap_get(f, root, &t, pkeys + i * KEY, &v, NULL));
       sum += v;
     }
   }
@@ -145,8 +134,7 @@ static result run_memmap3(const uint32_t *order, int batch) {
   if (mm3_container_len(f, root, &t) != n_keys) die("memmap3", "the map lost entries");
   mm3_file_close(f);
   unlink(mm_path);
-  free(bkeys);
-  free(bvals);
+  free(got);
   free(found);
   r.put = t1 - t0;
   r.get = t2 - t1;
@@ -154,7 +142,7 @@ static result run_memmap3(const uint32_t *order, int batch) {
   return r;
 }
 
-static result run_lmdb(const uint32_t *order) {
+static result run_lmdb(void) {
   result r;
   unlink(db_path);
   unlink(lock_path);
@@ -169,9 +157,7 @@ static result run_lmdb(const uint32_t *order) {
   MDB_CHECK(mdb_txn_begin(env, NULL, 0, &txn));
   MDB_CHECK(mdb_dbi_open(txn, NULL, 0, &dbi));
   for (size_t i = 0; i < n_keys; i++) {
-    size_t j = KEY_AT(order, i);
-    uint64_t v = j + 1;
-    MDB_val k = {klen[j], keys + j * KEY}, d = {sizeof v, &v};
+    MDB_val k = {plen[i], pkeys + i * KEY}, d = {sizeof pvals[i], &pvals[i]};
     MDB_CHECK(mdb_put(txn, dbi, &k, &d, 0));
   }
   MDB_CHECK(mdb_txn_commit(txn));
@@ -179,8 +165,7 @@ static result run_lmdb(const uint32_t *order) {
   uint64_t sum = 0;
   MDB_CHECK(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn));
   for (size_t i = 0; i < n_keys; i++) {
-    size_t j = KEY_AT(order, i);
-    MDB_val k = {klen[j], keys + j * KEY}, d;
+    MDB_val k = {plen[i], pkeys + i * KEY}, d;
     MDB_CHECK(mdb_get(txn, dbi, &k, &d));
     uint64_t v;
     memcpy(&v, d.mv_data, sizeof v);
@@ -219,13 +204,20 @@ typedef struct ratios {
   double put_many, get_many; /* mm3_hmap_put_many / mm3_hmap_get_many */
 } ratios;
 
-/* Best of ROUNDS alternating rounds of the three; prints them, returns the ratios. */
+/* Best of ROUNDS alternating rounds of the three, with keys in order
+   ("k1", "k2"...) or shuffled; prints them, returns the ratios. */
 static ratios compare(const char *title, const uint32_t *order) {
+  for (size_t i = 0; i < n_keys; i++) {
+    size_t j = order ? order[i] : i;
+    memcpy(pkeys + i * KEY, keys + j * KEY, KEY);
+    plen[i] = klen[j];
+    pvals[i] = j + 1;
+  }
   result one = {0}, many = {0}, db = {0};
   for (int round = 0; round < ROUNDS; round++) {
-    keep_best(&one, run_memmap3(order, 0), round == 0);
-    keep_best(&many, run_memmap3(order, 1), round == 0);
-    keep_best(&db, run_lmdb(order), round == 0);
+    keep_best(&one, run_memmap3(0), round == 0);
+    keep_best(&many, run_memmap3(1), round == 0);
+    keep_best(&db, run_lmdb(), round == 0);
   }
   uint64_t want = (uint64_t)n_keys * (n_keys + 1) / 2;
   if (one.sum != want || many.sum != want || db.sum != want)
@@ -261,7 +253,10 @@ int main(int argc, char **argv) {
   keys = calloc(n_keys, KEY);
   klen = malloc(n_keys);
   shuffled = malloc(n_keys * sizeof *shuffled);
-  if (!keys || !klen || !shuffled) die("malloc", "out of memory");
+  pkeys = malloc(n_keys * KEY);
+  plen = malloc(n_keys);
+  pvals = malloc(n_keys * sizeof *pvals);
+  if (!keys || !klen || !shuffled || !pkeys || !plen || !pvals) die("malloc", "out of memory");
   for (size_t i = 0; i < n_keys; i++) {
     klen[i] = (uint8_t)snprintf(keys + i * KEY, KEY, "k%zu", i + 1);
     shuffled[i] = (uint32_t)i;
@@ -291,6 +286,9 @@ int main(int argc, char **argv) {
   free(keys);
   free(klen);
   free(shuffled);
+  free(pkeys);
+  free(plen);
+  free(pvals);
   cleanup();
   return 0;
 }

@@ -95,6 +95,14 @@ describe("schemas", function()
         {"mm.value: value has zero capacity", function() local t = mm.value(0); return t end},
         {"mm.map: a map key must be an integer", function() local t = mm.map("f32", "u8"); return t end},
         {"mm.type: cannot parse type 'vec<u8>'", function() local t = mm.type("vec<u8>"); return t end},
+        {"mm.map: unknown type 'f32x'", function() local t = mm.map("f32x", "u8"); return t end},
+        {"mm.canonical: expected a type", function() local c = mm.canonical(5); return c end},
+        {"mm.create: schema has two different types named 'P'", function()
+          local P1, P2 = mm.struct("P", {{"a", "u8"}}), mm.struct("P", {{"a", "u16"}})
+          local S = mm.struct("S", {{"x", P1}, {"y", P2}})
+          local v = mm.create("/nonexistent/x.mm3", S)
+          return v
+        end},
         {"bad argument #1 to 'clear'", function() mm.clear({}) end},
       }
       for _, c in ipairs(cases) do

@@ -54,6 +54,16 @@ local function builtin_name(name, what)
   end
 end
 
+-- fn(...) for a type constructor of schema.lua, whose errors carry no
+-- position (the schema parser raises them too): raised again at the line
+-- that called the mm.* function that called this. That function must not
+-- tail-call it (`return (at_caller(...))`), or the line would be lost.
+local function at_caller(fn, ...)
+  local ok, t = pcall(fn, ...)
+  if not ok then error(t, 3) end
+  return t
+end
+
 function M.struct(name, fields)
   builtin_name(name, "mm.struct")
   return schema.struct(name, fields) -- a tail call: its errors name the caller's line
@@ -72,16 +82,6 @@ end
 --- An array type: `mm.array(T, a, b)` is `T[a][b]`.
 -- @function array
 M.array = schema.array
-
--- fn(...) for a type constructor of schema.lua, whose errors carry no
--- position (the schema parser raises them too): raised again at the line
--- that called the mm.* function that called this. That function must not
--- tail-call it (`return (at_caller(...))`), or the line would be lost.
-local function at_caller(fn, ...)
-  local ok, t = pcall(fn, ...)
-  if not ok then error(t, 3) end
-  return t
-end
 
 --- A fixed-capacity vector type, `vec<T, N>`.
 function M.vec(t, n) return (at_caller(schema.container, "vec", t, n, "mm.vec")) end
@@ -108,7 +108,9 @@ end
 -- `create`); `mm.map(K, V [, N])` is the type `map<K, V, N>` (or the growable
 -- `map<K, V>`), chosen when the second argument is a type.
 function M.map(a, b, n)
-  if schema.is_type(a) or schema.is_type(b) or (typelike(a) and typelike(b)) then
+  -- a type as the second argument makes it a type, whatever the first (a
+  -- misspelt key type is then said to be unknown)
+  if schema.is_type(a) or schema.is_type(b) or typelike(b) then
     return (at_caller(schema.hashmap, a, b, n, "mm.map"))
   end
   return core.map(a, b)
@@ -117,9 +119,10 @@ end
 --- The type object of a type expression ("u8[16][4]", "map<u64, bool>") or of a type.
 function M.type(t) return (at_caller(schema.totype, t, "mm.type")) end
 
---- The canonical schema text of a root type, as stored in files.
--- @function canonical
-M.canonical = schema.canonical
+--- The canonical schema text of a root type (a type or a type expression), as stored in files.
+function M.canonical(t)
+  return (at_caller(function(x) return schema.canonical(schema.totype(x, "mm.canonical")) end, t))
+end
 
 --- Error codes returned as the third result of failed opens.
 -- @field ESCHEMA the file's layout differs from the schema
@@ -299,12 +302,16 @@ local function open_file(path, t, opts, create, exclusive, what)
   end
   local text, size
   if t ~= nil then
-    local ok, tt = pcall(schema.totype, t, what)
-    if not ok then error(tt, 3) end
-    t = tt
-    text = schema.canonical(t)
+    local ok, err = pcall(function()
+      t = schema.totype(t, what)
+      text = schema.canonical(t)
+      compile(t) -- refuse an unsupported root before touching the disk
+    end)
+    if not ok then
+      err = tostring(err)
+      error(err:sub(1, #what) == what and err or what .. ": " .. err, 3)
+    end
     size = t.size
-    compile(t) -- refuse an unsupported root before touching the disk
   end
   local reserve = opts.reserve
   if reserve ~= nil and (math_type(reserve) ~= "integer" or reserve < 0) then

@@ -193,6 +193,7 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int how) {
     ((uint64_t *)(f->base + b))[1] = 0;
     ((uint64_t *)(f->base + b))[0] = TAG_USED | (uint64_t)k;
     __atomic_store_n(&h->heap_top, top + bsize, __ATOMIC_RELEASE);
+    if (mm3__test_hook) mm3__test_hook("heap: top moved");
   }
   if ((rc = mm3__log(f, &h->alloc_bytes, 8)) != 0) return rc;
   uint64_t *tag = (uint64_t *)(f->base + b);

@@ -746,22 +746,13 @@ FTEST(txn_rollback_seg_push) {
   CHECK(file_ok(f));
 }
 
-/* Outside a transaction a segmented push skips the undo log (commit 3149342).
-   A push that starts a new segment bumps the heap top, zeroes the block, and
-   only then writes the block's tag; killed in between (SIGKILL, power loss),
-   it leaves a block without a tag below the heap top, which mm3_file_check
-   reports for good ("heap block at N has a damaged tag"), and whose space is
-   never reused: every killed attempt leaks another segment.
-     child:  mm3_seg_push(...) in a loop on segmented<bytes<4096>>, killed
-             while it allocates segment 11 (2048 x 4 KiB: a 16 MiB block)
-     parent: mm3_file_lock(f); mm3_file_unlock(f);
-             mm3_file_check(f, ...) -> MM3_ECORRUPT
-   Whether a kill lands inside that window is a matter of timing: the test
-   tries up to 8 kills at varied delays, and fails on the first damage. */
 /* The library's hook for tests (src/mm3_internal.h): named points of a write. */
 extern void (*mm3__test_hook)(const char *point);
 static void die_after_seg_length(const char *point) {
   if (strcmp(point, "seg push: length published") == 0) _exit(0);
+}
+static void die_in_allocation(const char *point) {
+  if (strcmp(point, "heap: top moved") == 0) _exit(0);
 }
 
 /* A push that makes a new segment, outside a transaction, dies after
@@ -812,6 +803,20 @@ FTEST(death_after_new_segment_length_rolls_both_back) {
   CHECK(file_ok(f));
 }
 
+/* Outside a transaction a segmented push skips the undo log (commit 3149342).
+   A push that starts a new segment bumps the heap top, zeroes the block, and
+   only then writes the block's tag; killed in between (SIGKILL, power loss),
+   it leaves a block without a tag below the heap top, which mm3_file_check
+   reports for good ("heap block at N has a damaged tag"), and whose space is
+   never reused: every killed attempt leaks another segment.
+     child:  mm3_seg_push(...) in a loop on segmented<bytes<4096>>, killed
+             while it allocates segment 11 (2048 x 4 KiB: a 16 MiB block)
+     parent: mm3_file_lock(f); mm3_file_unlock(f);
+             mm3_file_check(f, ...) -> MM3_ECORRUPT
+   Heap blocks are no longer zeroed, so the window is microseconds wide: the
+   first round dies inside it through the test hook (right after the heap
+   top moved); the others kill at varied delays, the last once the push
+   returned, and the test fails on the first damage. */
 FTEST(kill_in_seg_push_keeps_heap_consistent) {
   enum { ITEM = 4096, BOUNDARY = 2047 }; /* segment 11 starts at element 2^11 - 1 */
   mm3_ctype ts;
@@ -833,9 +838,9 @@ FTEST(kill_in_seg_push_keeps_heap_consistent) {
   volatile uint64_t *w = shared_words();
   REQUIRE(w);
   alarm(120);
-  /* -1: killed once the push returned (the segment takes longer to make than
-     the longest delay, so without it no kill would come after a push) */
-  static const long delay_us[] = {0, 200, 500, 1000, 1500, 2000, 3000, 5000, -1};
+  /* -2: dies inside the allocation of the segment (the test hook); -1:
+     killed once the push returned */
+  static const long delay_us[] = {-2, 0, 200, 500, 1000, 2000, 5000, -1};
   enum { ROUNDS = sizeof delay_us / sizeof delay_us[0] };
   int damaged = 0, acked = 0;
   for (int round = 0; round < ROUNDS && !damaged; round++) {
@@ -849,6 +854,7 @@ FTEST(kill_in_seg_push_keeps_heap_consistent) {
       uint8_t *cc = mm3_file_root(g);
       uint64_t n = mm3_container_len(g, cc, &ts);
       memcpy(item, &n, 8);
+      if (delay_us[round] == -2) mm3__test_hook = die_in_allocation;
       __atomic_store_n(&w[0], 1, __ATOMIC_SEQ_CST);
       int rc = mm3_seg_push(g, cc, &ts, item); /* allocates the 16 MiB segment */
       __atomic_store_n(&w[0], 2, __ATOMIC_SEQ_CST);
@@ -856,14 +862,18 @@ FTEST(kill_in_seg_push_keeps_heap_consistent) {
       _exit(rc);
     }
     CHECK_EQ(wait_for(&w[0], 1), 0);
-    if (delay_us[round] < 0) {
-      CHECK_EQ(wait_for(&w[0], 2), 0);
+    if (delay_us[round] == -2) {
+      CHECK_EQ(wait_child(pid), 0); /* died at the hook */
     } else {
-      struct timespec ts_delay = {0, delay_us[round] * 1000L};
-      nanosleep(&ts_delay, NULL);
+      if (delay_us[round] == -1) {
+        CHECK_EQ(wait_for(&w[0], 2), 0);
+      } else {
+        struct timespec ts_delay = {0, delay_us[round] * 1000L};
+        nanosleep(&ts_delay, NULL);
+      }
+      kill(pid, SIGKILL);
+      CHECK_EQ(wait_child(pid), 128 + SIGKILL);
     }
-    kill(pid, SIGKILL);
-    CHECK_EQ(wait_child(pid), 128 + SIGKILL);
     int acknowledged = w[0] == 2; /* the push returned before the kill */
     acked += acknowledged;
     CHECK_RC(mm3_file_lock(f));
@@ -882,7 +892,7 @@ FTEST(kill_in_seg_push_keeps_heap_consistent) {
     if (n == BOUNDARY + 1) CHECK_RC(mm3_seg_truncate(f, c, &ts, BOUNDARY)); /* aim at the same segment */
   }
   alarm(0);
-  if (!damaged) CHECK(acked > 0); /* the kept-push check above ran */
+  if (!damaged) CHECK(acked > 0); /* the kept-push check above ran (the last round's) */
   /* A later push still works and lands where the list says. */
   uint64_t n = mm3_container_len(f, c, &ts);
   memcpy(item, &n, 8);

@@ -350,18 +350,9 @@ describe("atomic fields", function()
 
     -- Starts four workers at once and waits for all of them.
     local function run4(path, what, n)
-      local script = dir .. "/worker.lua"
-      local f = assert(io.open(script, "wb"))
-      f:write(WORKER)
-      f:close()
-      local procs = {}
-      for i = 1, 4 do procs[i] = h.spawn_lua(script, { path, what, n, i }, { timeout = 300 }) end
-      for i = 1, 4 do
-        local out = procs[i]:read("a")
-        local ok, how, code = procs[i]:close()
-        assert.is_true(ok, ("worker %d: %s %s: %s"):format(i, tostring(how), tostring(code), out))
-        assert.equal("done " .. i, out)
-      end
+      local outs = h.run_together(dir, WORKER, {{path, what, n, 1}, {path, what, n, 2}, {path, what, n, 3},
+        {path, what, n, 4}})
+      for i = 1, 4 do assert.equal("done " .. i, outs[i]) end
     end
 
     it("4 processes x 100000 fetch_add(1) on one u64 counter give exactly 400000", function()

@@ -36,14 +36,7 @@ local function finish(proc, what)
   return out
 end
 
--- Starts one process per argument list at once; waits for all.
-local function run_together(dir, code, arglists)
-  local script = write_script(dir, code)
-  local procs, outs = {}, {}
-  for i, args in ipairs(arglists) do procs[i] = h.spawn_lua(script, args, { timeout = 300 }) end
-  for i = 1, #procs do outs[i] = finish(procs[i], "worker " .. i) end
-  return outs
-end
+local run_together = h.run_together
 
 -- Entries of a map as visited by pairs, checking that none comes twice.
 local function entries(m)

@@ -521,5 +521,6 @@ int main() { All a = All(); a.class_ = CLASS_ROGUE; return a.class_ == CLASS_ROG
     local _, s9, e9 = memmap3("cheader " .. h.shell_quote(nilidx) .. " S")
     assert.equal(1, s9)
     assert.matches(nilidx .. ":2: attempt to index", e9, 1, true)
+    assert.equal("memmap3: " .. nilidx .. ":2: ", e9:sub(1, #nilidx + 13)) -- the file named once
   end)
 end)

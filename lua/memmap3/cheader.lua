@@ -590,7 +590,12 @@ function M.from_file(path, name)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
   local ok, types = pcall(chunk)
-  if not ok then return nil, format("%s: %s", path, tostring(types)) end
+  if not ok then
+    local why = tostring(types)
+    -- a position in the file names it already ("s.lua:3: ..."); the command line names it once
+    if why:sub(1, #path + 1) == path .. ":" and why:sub(#path + 2):match "^%d+: " then return nil, why end
+    return nil, format("%s: %s", path, why)
+  end
   if type(types) ~= "table" then
     return nil, format("%s: must return a type or a table of named types, got %s", path, type(types))
   end

@@ -745,7 +745,7 @@ static void write_bytes(lua_State *L, lmm3_file *fb, uint8_t *dst, const void *s
   } else {
     rc = mm3_file_write(fb->f, dst, src, n);
   }
-  if (rc) luaL_error(L, "%s: %s", where, rc == MM3_ETOOBIG ? "transaction too large for the undo log" : mm3_strerror(rc));
+  if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
 }
 
 /* lmm3_set_scalar for live data (see write_bytes): returns why it refused. */
@@ -777,7 +777,7 @@ static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int 
     const char *why = lmm3_set_scalar(L, tmp, code, size, idx);
     if (why) return why;
     int rc = mm3__log(fb->f, p, size);
-    if (rc) return rc == MM3_ETOOBIG ? "transaction too large for the undo log" : mm3_strerror(rc);
+    if (rc) return mm3_strerror(rc);
     store_small(p, tmp, size);
     return NULL;
   }
@@ -786,7 +786,7 @@ static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int 
   const char *why = lmm3_set_scalar(L, tmp, code, size, idx);
   if (why) return why;
   int rc = mm3_file_write(fb->f, p, tmp, size);
-  if (rc) return rc == MM3_ETOOBIG ? "transaction too large for the undo log" : mm3_strerror(rc);
+  if (rc) return mm3_strerror(rc);
   if (tmp != small) lua_pop(L, 1);
   return NULL;
 }
@@ -1144,7 +1144,7 @@ static int s_newindex(lua_State *L) {
           int rc = mm3__log(v->fb->f, p, 8);
           if (rc)
             return luaL_error(L, "%s field '%s': %s", type_name(L, 2), lua_tostring(L, 2),
-                              rc == MM3_ETOOBIG ? "transaction too large for the undo log" : mm3_strerror(rc));
+                              mm3_strerror(rc));
         }
         memcpy(p, &x, 8);
         return 0;

@@ -63,7 +63,8 @@ MM3_API const char *mm3_version(int *major, int *minor, int *patch);
 #define MM3_ENOTFOUND    (-30887) /**< no such key or element */
 #define MM3_ERECOVER     (-30886) /**< a dead writer's work must be rolled back: open read-write */
 #define MM3_EBUSY        (-30885) /**< another open of the file in this thread has a transaction open */
-#define MM3_ERR_LAST     (-30885)
+#define MM3_ELOGFULL     (-30884) /**< a transaction changed more than the undo log holds */
+#define MM3_ERR_LAST     (-30884)
 
 /** Describe an error code returned by any mm3_* call.
  *  @param err 0, a positive errno or a negative MM3_E* code.
@@ -607,9 +608,13 @@ MM3_API uint64_t mm3_file_seed(const mm3_file *f);
  * work back, so each operation and each transaction is all or nothing.
  * Atomic fields are shared live and never rolled back. */
 
-/** Largest undo log: the most a transaction may change (bytes, with 24
- *  bytes of bookkeeping per write). The log starts at 64 KiB and doubles as
- *  needed. A larger transaction fails with MM3_ETOOBIG and is rolled back. */
+/** Largest undo log (bytes, with 24 bytes of bookkeeping per entry). The
+ *  log starts at 64 KiB and doubles as needed. A transaction's log holds the
+ *  first change it makes to each range of data that existed when it began
+ *  (later changes of the same range, and anything written into space it
+ *  allocated itself, need no entry), so a million map inserts into a new map
+ *  fit in a few KiB. A transaction that outgrows it fails with MM3_ELOGFULL
+ *  and is rolled back. */
 #define MM3_LOG_CAPACITY (((uint64_t)256 << 20) - 16)
 
 /** Begin a transaction (nested ones are savepoints inside the outer one).

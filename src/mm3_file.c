@@ -357,6 +357,7 @@ void mm3_file_close(mm3_file *f) {
   mm3__guard_remove(f);
   if (f->base && f->lock_depth > 0) {
     /* closed inside a transaction: undo it, and never unmap a held lock */
+    f->op_own = 0; /* the whole transaction goes, from the file's log */
     if (f->txn_depth > 0) mm3__rollback(f, 0);
     f->txn_depth = 0;
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL; /* under the lock, before others get it */
@@ -368,6 +369,8 @@ void mm3_file_close(mm3_file *f) {
   free(f->schema);
   free(f->path);
   free(f->pending);
+  free(f->seen);
+  free(f->own);
   free(f);
 }
 

@@ -134,6 +134,7 @@ void mm3__guard_forget_locks(void) {
     if (f) {
       f->lock_depth = 0;
       f->txn_depth = 0;
+      f->op_own = 0;
     }
   }
 }

@@ -120,9 +120,11 @@ int mm3_file_lock(mm3_file *f) {
          makes those blocks live again */
       mm3__free_rollback(owner, 0);
       owner->txn_depth = 0, owner->lock_depth = 0, owner->no_log = 0, *f->txn_owner = NULL;
+      mm3__txn_forget(owner);
     }
     *f->held = 0;
     f->lock_depth = 0, f->txn_depth = 0, f->no_log = 0;
+    mm3__txn_forget(f);
   }
   if (rc) return rc;
   f->lock_depth++;
@@ -148,6 +150,11 @@ static uint64_t heap_start(const mm3_file *f) {
   return (f->root_off + f->root_size + 63) / 64 * 64;
 }
 
+uint64_t mm3__heap_top(const mm3_file *f) {
+  uint64_t top = mm3__hdr(f)->heap_top;
+  return top ? top : heap_start(f);
+}
+
 uint64_t mm3__block_end(const mm3_file *f, uint64_t off) {
   uint64_t tag = *(const uint64_t *)(f->base + off - BLOCK_HEAD);
   if ((tag & 0xff) >= MM3_FREE_CLASSES) return off; /* damaged: no block */
@@ -156,11 +163,14 @@ uint64_t mm3__block_end(const mm3_file *f, uint64_t off) {
 
 enum { FROM_TOP = 1, UNZEROED = 2 };
 
+int (*mm3__test_fail)(const char *point);
+
 static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int how) {
   int top_only = how & FROM_TOP;
   mm3_header *h = mm3__hdr(f);
   int k = 0;
   if (size > ((uint64_t)1 << 50)) return MM3_ETOOBIG;
+  if (mm3__test_fail && mm3__test_fail("heap: alloc")) return ENOMEM;
   while (((uint64_t)16 << k) < size + BLOCK_HEAD) k++;
   uint64_t bsize = (uint64_t)16 << k;
   int rc = mm3_file_refresh(f);
@@ -244,7 +254,7 @@ int mm3__free(mm3_file *f, uint64_t off) {
     f->cpending = n;
   }
   f->pending[2 * f->npending] = off;
-  f->pending[2 * f->npending + 1] = mm3__hdr(f)->log_len; /* dropped by a rollback below this */
+  f->pending[2 * f->npending + 1] = mm3__savepoint(f); /* dropped by a rollback below this */
   f->npending++;
   return 0;
 }
@@ -255,7 +265,8 @@ void mm3__free_commit(mm3_file *f) {
 }
 
 void mm3__free_rollback(mm3_file *f, uint64_t sp) {
-  while (f->npending > 0 && f->pending[2 * (f->npending - 1) + 1] >= sp) f->npending--;
+  size_t low = f->op_own ? f->own_pending : 0; /* an operation's savepoints are its own */
+  while (f->npending > low && f->pending[2 * (f->npending - 1) + 1] >= sp) f->npending--;
 }
 
 /* ---- SipHash-1-3, keyed by the file's random seed ---- */

@@ -89,6 +89,20 @@ struct mm3_file {
   uint64_t retired_log; /* a log block replaced by a bigger one, to free */
   uint64_t *pending;   /* blocks freed by what is not committed yet: offset, log position */
   size_t npending, cpending;
+  /* A transaction keeps in the file's log only what its rollback needs (see
+     mm3_txn.c): the first change of each range, nothing of space it made. */
+  int txn_lock;        /* lock_depth when the outermost transaction began */
+  uint64_t txn_sp;     /* its savepoint */
+  uint64_t txn_floor;  /* the heap top then: every byte above was allocated since */
+  uint64_t *seen;      /* ranges (offset, length) in the log since it began: see mm3_txn.c */
+  size_t nseen, cseen;
+  uint64_t seen_gen;
+  /* An operation directly inside that transaction undoes itself from its own
+     entries, kept here, in the process: the file's log may lack them. */
+  int op_own;          /* such an operation is under way */
+  uint8_t *own;
+  size_t nown, cown;
+  size_t own_pending;  /* npending when it began */
 };
 
 /* Bind f->held to the process-wide lock depth of the file (dev, ino), so
@@ -116,7 +130,7 @@ MM3_INTERNAL void mm3__guard_remove_map(mm3_map *m);
 
 /* Record the old bytes of [p, p + n) in the undo log before changing them
    (the caller holds the lock, through mm3__op_begin or a transaction).
-   MM3_ETOOBIG when the transaction outgrows the log. */
+   MM3_ELOGFULL when the transaction outgrows the log. */
 MM3_INTERNAL int mm3__log(mm3_file *f, const void *p, size_t n);
 /* Bracket one container operation: takes the lock, and makes the operation
    all-or-nothing (outside a transaction its log is dropped at the end; a
@@ -125,8 +139,15 @@ MM3_INTERNAL int mm3__op_begin(mm3_file *f, uint64_t *sp);
 /* mm3__op_begin for a caller that took the lock already (released on error). */
 MM3_INTERNAL int mm3__op_enter(mm3_file *f, uint64_t *sp);
 MM3_INTERNAL int mm3__op_end(mm3_file *f, uint64_t sp, int rc);
-/* Undo the log back to position sp (0: everything). Caller holds the lock. */
+/* Undo the log back to position sp (0: everything). Caller holds the lock.
+   Inside an operation a savepoint must come from mm3__savepoint. */
 MM3_INTERNAL void mm3__rollback(mm3_file *f, uint64_t sp);
+/* Where mm3__rollback can later take the current operation back to. */
+MM3_INTERNAL uint64_t mm3__savepoint(const mm3_file *f);
+/* Forget the transaction-wide bookkeeping (a dead holder's, a closed handle's). */
+MM3_INTERNAL void mm3__txn_forget(mm3_file *f);
+/* The heap's top: where the next block from the top begins. */
+MM3_INTERNAL uint64_t mm3__heap_top(const mm3_file *f);
 
 static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->base; }
 
@@ -134,6 +155,10 @@ static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->
    few named points of a write, so that a test can die exactly there. NULL
    otherwise (a test of it costs a load and a branch). */
 MM3_INTERNAL extern void (*mm3__test_hook)(const char *point);
+/* Likewise: when set and it returns nonzero, the allocation or the log entry
+   about to be made ("heap: alloc", "log: entry") fails with ENOMEM, so that
+   a test can make any one of them fail. */
+MM3_INTERNAL extern int (*mm3__test_fail)(const char *point);
 
 /* Another handle of this file in this thread holds a transaction open (the
    lock is recursive, so f got it too): f's writes would commit its log. */

@@ -9,6 +9,8 @@
  * newest first. Logging costs a copy of the old bytes per write; rollback is
  * proportional to what was logged.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mm3_internal.h"
@@ -25,7 +27,7 @@ static int grow_log(mm3_file *f, uint64_t need) {
   mm3_header *h = mm3__hdr(f);
   uint64_t cap = h->log_off ? h->log_cap : 0, want = cap ? cap : LOG_FIRST - 16;
   while (want - (h->log_off ? h->log_len : 0) < need) want = (want + 16) * 2 - 16;
-  if (want > MM3_LOG_CAPACITY) return MM3_ETOOBIG;
+  if (want > MM3_LOG_CAPACITY) return MM3_ELOGFULL;
   uint64_t off;
   /* From the heap top, unlogged: a rollback of earlier allocations cannot
      hand its space out again, as mm3__rollback keeps the top past it. */
@@ -62,12 +64,9 @@ static void release_retired(mm3_file *f) {
   }
 }
 
-int mm3__log(mm3_file *f, const void *p, size_t n) {
-  if (f->no_log || n == 0) return 0;
+/* Append an entry for [src, src + n) to the file's log. */
+static int log_entry(mm3_file *f, const uint8_t *src, size_t n) {
   mm3_header *h = mm3__hdr(f);
-  const uint8_t *src = p;
-  if (src < f->base + MM3_HEADER_SIZE - 1024 || mm3__range_bad((uint64_t)(src - f->base), n, f->mapped))
-    return 0; /* not file memory (a scratch copy): nothing to undo */
   uint64_t need = 16 + pad8(n) + 8;
   if (h->log_len > h->log_cap) return MM3_ECORRUPT;
   if (need > h->log_cap - h->log_len) {
@@ -84,9 +83,162 @@ int mm3__log(mm3_file *f, const void *p, size_t n) {
   return 0;
 }
 
+/* ---- what a transaction logs ----
+   A crash, or an error that escapes it, takes the outermost transaction back
+   to where it began: its rollback needs, for each range of data that existed
+   then, the oldest entry, and nothing for space allocated since (the heap
+   top goes back below it, and nothing older points into it). So inside it
+   the file's log takes a range once, by (offset, length), and never a range
+   above the heap top it began with. A million inserts into a map made in the
+   transaction then log a few entries, not a million.
+
+   An operation inside it may still fail alone (a full container, a bad key,
+   one entry of a put_many), and must then undo its own writes, every one of
+   them: those are kept in process memory (f->own), in the log's entry format,
+   for as long as the operation runs. Its savepoints (mm3__savepoint) are
+   positions in that buffer. */
+
+static uint64_t seen_slot(uint64_t off, uint64_t len, size_t cap) {
+  return ((off * 0x9E3779B97F4A7C15ULL) ^ (len * 0xC2B2AE3D27D4EB4FULL)) >> 20 & (cap - 1);
+}
+
+/* The set is open addressing over (offset, length, generation) triples; a
+   slot of an older generation is empty, so forgetting all is one increment. */
+
+/* 1 if (off, len) has an entry in the log since the transaction began.
+   Those entries stay until it ends: they are below every savepoint taken
+   after them, and an operation that fails undoes itself from its own
+   entries, not the log's. */
+static int seen(const mm3_file *f, uint64_t off, uint64_t len) {
+  if (!f->cseen) return 0;
+  for (size_t i = seen_slot(off, len, f->cseen);; i = (i + 1) & (f->cseen - 1)) {
+    const uint64_t *e = &f->seen[3 * i];
+    if (e[2] != f->seen_gen) return 0;
+    if (e[0] == off && e[1] == len) return 1;
+  }
+}
+
+static void seen_put(uint64_t *t, size_t cap, uint64_t gen, uint64_t off, uint64_t len) {
+  size_t i = seen_slot(off, len, cap);
+  while (t[3 * i + 2] == gen) i = (i + 1) & (cap - 1);
+  t[3 * i] = off, t[3 * i + 1] = len, t[3 * i + 2] = gen;
+}
+
+/* Record (off, len) as logged; without the memory to, it is logged again
+   next time, no more. */
+static void seen_add(mm3_file *f, uint64_t off, uint64_t len) {
+  if (2 * (f->nseen + 1) > f->cseen) {
+    size_t cap = f->cseen ? f->cseen * 2 : 256;
+    uint64_t *t = calloc(cap, 3 * sizeof *t); /* generation 0: empty */
+    if (!t) return;
+    for (size_t j = 0; j < f->cseen; j++)
+      if (f->seen[3 * j + 2] == f->seen_gen) seen_put(t, cap, f->seen_gen, f->seen[3 * j], f->seen[3 * j + 1]);
+    free(f->seen);
+    f->seen = t;
+    f->cseen = cap;
+  }
+  seen_put(f->seen, f->cseen, f->seen_gen, off, len);
+  f->nseen++;
+}
+
+static void seen_forget(mm3_file *f) {
+  if (f->cseen > 65536) { /* a big transaction's: give the memory back */
+    free(f->seen);
+    f->seen = NULL;
+    f->cseen = 0;
+  }
+  f->seen_gen++; /* from 1: never the 0 of a new table */
+  f->nseen = 0;
+}
+
+/* An entry the outermost transaction's rollback needs, and only that. */
+static int log_for_txn(mm3_file *f, const uint8_t *src, size_t n) {
+  uint64_t off = (uint64_t)(src - f->base);
+  if (off >= f->txn_floor || seen(f, off, n)) return 0; /* allocated inside it, or logged */
+  int rc = log_entry(f, src, n);
+  if (!rc) seen_add(f, off, n);
+  return rc;
+}
+
+/* The current operation's own undo entry for [src, src + n). */
+static int log_own(mm3_file *f, const uint8_t *src, size_t n) {
+  uint64_t need = 16 + pad8(n) + 8;
+  if (need > f->cown - f->nown) {
+    size_t cap = f->cown ? f->cown : 4096;
+    while (need > cap - f->nown) cap *= 2;
+    uint8_t *b = realloc(f->own, cap);
+    if (!b) return ENOMEM;
+    f->own = b;
+    f->cown = cap;
+  }
+  uint8_t *e = f->own + f->nown;
+  uint64_t hd[2] = {(uint64_t)(src - f->base), n};
+  memcpy(e, hd, 16);
+  if (n == 8) memcpy(e + 16, src, 8);
+  else memcpy(e + 16, src, n);
+  memcpy(e + 16 + pad8(n), &need, 8);
+  f->nown += need;
+  return 0;
+}
+
+int mm3__log(mm3_file *f, const void *p, size_t n) {
+  if (f->no_log || n == 0) return 0;
+  const uint8_t *src = p;
+  if (src < f->base + MM3_HEADER_SIZE - 1024 || mm3__range_bad((uint64_t)(src - f->base), n, f->mapped))
+    return 0; /* not file memory (a scratch copy): nothing to undo */
+  if (mm3__test_fail && mm3__test_fail("log: entry")) return ENOMEM;
+  if (f->txn_depth != 1) return log_entry(f, src, n);
+  if (f->op_own) { /* the file's log first: growing it moves the heap top, which may be src */
+    int rc = log_for_txn(f, src, n);
+    return rc ? rc : log_own(f, src, n);
+  }
+  if (f->lock_depth == f->txn_lock) return log_for_txn(f, src, n); /* a write of the transaction itself */
+  return log_entry(f, src, n); /* an operation that may roll back to a position in the log */
+}
+
+uint64_t mm3__savepoint(const mm3_file *f) { return f->op_own ? f->nown : mm3__hdr(f)->log_len; }
+
+void mm3__txn_forget(mm3_file *f) {
+  f->op_own = 0;
+  f->nown = 0;
+  seen_forget(f);
+}
+
+/* Replay entries of log (newest first) from *pos down to sp; *pos follows. */
+static void replay(mm3_file *f, const uint8_t *log, uint64_t *pos, uint64_t sp, int shared) {
+  uint64_t p = *pos;
+  while (p > sp && p >= 24) {
+    uint64_t size, hd[2];
+    memcpy(&size, log + p - 8, 8);
+    if (size < 24 || size > p) break;
+    memcpy(hd, log + p - size, 16);
+    if (hd[1] <= size - 24 && !mm3__range_bad(hd[0], hd[1], f->mapped) && hd[0] >= 144)
+      memcpy(f->base + hd[0], log + p - size + 16, hd[1]);
+    p -= size;
+    if (shared) __atomic_store_n(pos, p, __ATOMIC_RELEASE);
+  }
+  *pos = p;
+}
+
+/* The log itself was allocated unlogged: never let the heap top fall back
+   below it (or below a retired one still to be freed). */
+static void keep_top_past_log(mm3_file *f) {
+  mm3_header *h = mm3__hdr(f);
+  uint64_t end = mm3__block_end(f, h->log_off);
+  if (f->retired_log && mm3__block_end(f, f->retired_log) > end) end = mm3__block_end(f, f->retired_log);
+  if (h->heap_top < end) h->heap_top = end;
+}
+
 void mm3__rollback(mm3_file *f, uint64_t sp) {
   mm3_header *h = mm3__hdr(f);
   mm3__free_rollback(f, sp); /* those blocks are live again */
+  if (f->op_own) { /* an operation inside a transaction: its own entries */
+    uint64_t pos = f->nown;
+    replay(f, f->own, &pos, sp, 0);
+    f->nown = pos;
+    if (h->log_off) keep_top_past_log(f);
+    return;
+  }
   uint64_t pos = h->log_len;
   if (!pos) return;
   if (mm3_file_refresh(f) || !h->log_off || h->log_off % 16 || !mm3__inside(f, h->log_off, h->log_cap) ||
@@ -94,22 +246,8 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
     h->log_len = 0; /* a damaged log cannot be replayed */
     return;
   }
-  uint8_t *log = f->base + h->log_off;
-  while (pos > sp && pos >= 24) {
-    uint64_t size, hd[2];
-    memcpy(&size, log + pos - 8, 8);
-    if (size < 24 || size > pos) break;
-    memcpy(hd, log + pos - size, 16);
-    if (hd[1] <= size - 24 && !mm3__range_bad(hd[0], hd[1], f->mapped) && hd[0] >= 144)
-      memcpy(f->base + hd[0], log + pos - size + 16, hd[1]);
-    pos -= size;
-    __atomic_store_n(&h->log_len, pos, __ATOMIC_RELEASE);
-  }
-  /* The log itself was allocated unlogged: never let the heap top fall
-     back below it (or below a retired one still to be freed). */
-  uint64_t end = mm3__block_end(f, h->log_off);
-  if (f->retired_log && mm3__block_end(f, f->retired_log) > end) end = mm3__block_end(f, f->retired_log);
-  if (h->heap_top < end) h->heap_top = end;
+  replay(f, f->base + h->log_off, &h->log_len, sp, 1);
+  keep_top_past_log(f);
   if (sp == 0) {
     __atomic_store_n(&h->log_len, 0, __ATOMIC_RELEASE);
     /* a writer that died between seq_begin and seq_end left it odd */
@@ -135,12 +273,29 @@ int mm3__op_enter(mm3_file *f, uint64_t *sp) {
     mm3_file_unlock(f);
     return rc;
   }
-  *sp = mm3__hdr(f)->log_len;
+  if (f->txn_depth == 1 && !f->op_own && f->lock_depth == f->txn_lock + 1) {
+    f->op_own = 1; /* directly inside the outermost transaction: keeps its own undo entries */
+    f->nown = 0;
+    f->own_pending = f->npending;
+  }
+  *sp = mm3__savepoint(f);
   return 0;
 }
 
 int mm3__op_end(mm3_file *f, uint64_t sp, int rc) {
   if (rc) mm3__rollback(f, sp); /* a failed operation changes nothing */
+  if (f->op_own && f->lock_depth == f->txn_lock + 1) {
+    /* Done: from now on only the transaction's rollback can undo it, so
+       its frees are dropped by that alone. */
+    for (size_t i = f->own_pending; i < f->npending; i++) f->pending[2 * i + 1] = f->txn_sp;
+    f->op_own = 0;
+    f->nown = 0;
+    if (f->cown > ((size_t)1 << 20)) { /* a big operation's: give the memory back */
+      free(f->own);
+      f->own = NULL;
+      f->cown = 0;
+    }
+  }
   if (f->txn_depth == 0) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
     mm3__free_commit(f);
@@ -153,14 +308,22 @@ int mm3__op_end(mm3_file *f, uint64_t sp, int rc) {
 int mm3_txn_begin(mm3_file *f, uint64_t *savepoint) {
   int rc = mm3_file_lock(f);
   if (rc) return rc;
-  rc = mm3__other_txn(f) ? MM3_EBUSY : mm3_file_refresh(f);
+  /* (not inside an operation of its own transaction: that one's rollback
+     could not undo what this one logs) */
+  rc = mm3__other_txn(f) || f->op_own ? MM3_EBUSY : mm3_file_refresh(f);
   if (!rc) rc = ensure_log(f);
   if (rc) {
     mm3_file_unlock(f);
     return rc;
   }
-  if (f->txn_depth++ == 0 && f->txn_owner) *f->txn_owner = f;
   *savepoint = mm3__hdr(f)->log_len;
+  if (f->txn_depth++ == 0) {
+    if (f->txn_owner) *f->txn_owner = f;
+    f->txn_lock = f->lock_depth;
+    f->txn_sp = *savepoint;
+    f->txn_floor = mm3__heap_top(f);
+    seen_forget(f);
+  }
   return 0;
 }
 
@@ -170,6 +333,7 @@ int mm3_txn_commit(mm3_file *f) {
   if (--f->txn_depth == 0) {
     if (f->durable) rc = mm3_file_flush(f); /* the data before the log is dropped */
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
+    seen_forget(f);
     mm3__free_commit(f);
     release_retired(f);
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
@@ -184,6 +348,7 @@ void mm3_txn_rollback(mm3_file *f, uint64_t savepoint) {
   if (--f->txn_depth == 0) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
     f->npending = 0;
+    seen_forget(f);
     release_retired(f);
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }

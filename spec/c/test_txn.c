@@ -19,6 +19,11 @@
 #include "mm3_test.h"
 #include "mm3_fixture.h"
 
+/* The library's hooks for tests (src/mm3_internal.h): named points of a write,
+   and allocations made to fail. */
+extern void (*mm3__test_hook)(const char *point);
+extern int (*mm3__test_fail)(const char *point);
+
 /* ------------------------------------------------------------------------
  * The file most tests use: plain fields and containers in one struct
  * ------------------------------------------------------------------------ */
@@ -466,6 +471,279 @@ FTEST(crash_recovery_after_log_growth_keeps_heap_consistent) {
 }
 
 /* ========================================================================
+ * What a transaction logs: the first change of each range of data that
+ * existed when it began, nothing of the space it allocates
+ * ======================================================================== */
+
+/* Every key of the map holds model[key] (present[key] set), no other key is
+   there, and the containers and the heap check clean. */
+static void check_map_model(mm3_file *f, const uint8_t *present, const uint64_t *model, uint64_t nkeys) {
+  uint64_t want = 0, bad = 0;
+  for (uint64_t k = 1; k <= nkeys; k++) {
+    uint64_t v = 0;
+    int rc = map_get(f, k, &v);
+    if (present[k]) want++;
+    if (present[k] ? rc != 0 || v != model[k] : rc != MM3_ENOTFOUND) bad++;
+  }
+  CHECK_EQ(bad, 0);
+  CHECK_EQ(mm3_container_len(f, cm(f), &tm), want);
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+}
+
+/* 1.2 million inserts into a map the transaction makes: the log stays in its
+   first 64 KiB block (each insert logged about 270 bytes before: such a
+   transaction failed after some 950,000 inserts, the log's 256 MiB full). */
+FTEST(txn_million_inserts_log_stays_small) {
+  enum { N = 1200000 };
+  mm3_file *f = t_file("bigtxn", NULL);
+  REQUIRE(f);
+  uint64_t sp, v = 0;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  int rc = 0;
+  for (uint64_t i = 1; i <= N && !rc; i++) rc = map_put(f, i, i * 3);
+  CHECK_RC(rc);
+  CHECK(hdr_u64(f, 568) <= (64 << 10)); /* the log's capacity */
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_EQ(hdr_u64(f, 560), 0);
+  CHECK_EQ(mm3_container_len(f, cm(f), &tm), N);
+  CHECK_RC(map_get(f, 1, &v));
+  CHECK_EQ(v, 3);
+  CHECK_RC(map_get(f, N, &v));
+  CHECK_EQ(v, 3 * (uint64_t)N);
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+}
+
+/* A big transaction over old data (changed twice, deleted), new entries (the
+   table resized twice, old tables freed) and a field written a thousand
+   times, rolled back: all of the old data is back, the bytes in use are as
+   before, and the heap goes on working. */
+FTEST(txn_big_rollback_restores_old_data) {
+  enum { OLD = 2000, NEW = 100000 };
+  static uint8_t present[NEW + 1];
+  static uint64_t model[NEW + 1];
+  mm3_file *f = t_file("bigundo", NULL);
+  REQUIRE(f);
+  for (uint64_t i = 1; i <= OLD; i++) {
+    REQUIRE(map_put(f, i, i) == 0);
+    present[i] = 1, model[i] = i;
+  }
+  REQUIRE(put64(f, OFF_A, 5) == 0);
+  uint64_t used = hdr_u64(f, 544), sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  int rc = 0;
+  for (uint64_t i = 1; i <= OLD && !rc; i++) rc = map_put(f, i, i + 1000000);
+  for (uint64_t i = OLD + 1; i <= NEW && !rc; i++) rc = map_put(f, i, i);
+  for (uint64_t i = 1; i <= OLD && !rc; i++) rc = map_put(f, i, 7);
+  for (uint64_t i = 1; i <= OLD / 2 && !rc; i++) rc = mm3_hmap_del(f, cm(f), &tm, &i);
+  for (uint64_t k = 0; k < 1000 && !rc; k++) rc = put64(f, OFF_A, k);
+  CHECK_RC(rc);
+  mm3_txn_rollback(f, sp);
+  CHECK_EQ(get64(f, OFF_A), 5);
+  check_map_model(f, present, model, NEW);
+  CHECK_EQ(hdr_u64(f, 544), used); /* bytes in use */
+  for (uint64_t i = OLD + 1; i <= 20000; i++) {
+    REQUIRE(map_put(f, i, i) == 0);
+    present[i] = 1, model[i] = i;
+  }
+  check_map_model(f, present, model, NEW);
+}
+
+/* A savepoint inside a big transaction: its rollback undoes its own writes,
+   over entries the transaction made before it (which the transaction's own
+   rollback would not need logged) as well. */
+FTEST(txn_savepoint_inside_big_txn) {
+  enum { N = 45000 };
+  static uint8_t present[N + 1];
+  static uint64_t model[N + 1];
+  mm3_file *f = t_file("bigsave", NULL);
+  REQUIRE(f);
+  uint64_t sp, sp2;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  int rc = 0;
+  for (uint64_t i = 1; i <= 20000 && !rc; i++) rc = map_put(f, i, i * 3);
+  CHECK_RC(mm3_txn_begin(f, &sp2));
+  for (uint64_t i = 20001; i <= 40000 && !rc; i++) rc = map_put(f, i, i);
+  for (uint64_t i = 1; i <= 20000 && !rc; i++) rc = map_put(f, i, 0);
+  for (uint64_t i = 1; i <= 100 && !rc; i++) rc = mm3_hmap_del(f, cm(f), &tm, &i);
+  CHECK_RC(rc);
+  mm3_txn_rollback(f, sp2);
+  for (uint64_t i = 40001; i <= N && !rc; i++) rc = map_put(f, i, i * 3);
+  CHECK_RC(rc);
+  CHECK_RC(mm3_txn_commit(f));
+  for (uint64_t i = 1; i <= N; i++)
+    if (i <= 20000 || i > 40000) present[i] = 1, model[i] = i * 3;
+  check_map_model(f, present, model, N);
+}
+
+/* Deletes inside a transaction free their nodes at its commit, and a
+   savepoint begun and rolled back after them leaves those frees be: the
+   bytes in use end as they do without the savepoint. (While it runs, an
+   operation's frees carry positions in its own undo entries; a savepoint's
+   position in the file's log may lie below them, and a rollback to it that
+   took them for its own would drop the frees: the nodes would leak.) */
+FTEST(txn_savepoint_rollback_keeps_earlier_frees) {
+  uint64_t used[2];
+  for (int with_savepoint = 0; with_savepoint < 2; with_savepoint++) {
+    mm3_file *f = t_file(with_savepoint ? "freesave" : "freeplain", NULL);
+    REQUIRE(f);
+    uint64_t sp, sp2;
+    CHECK_RC(mm3_txn_begin(f, &sp));
+    int rc = 0;
+    for (uint64_t i = 1; i <= 2248 && !rc; i++) rc = map_put(f, i, i); /* a resize under way */
+    for (uint64_t i = 1; i <= 300 && !rc; i++) rc = mm3_hmap_del(f, cm(f), &tm, &i);
+    CHECK_RC(rc);
+    if (with_savepoint) {
+      CHECK_RC(mm3_txn_begin(f, &sp2));
+      CHECK_RC(map_put(f, 5000, 1));
+      mm3_txn_rollback(f, sp2);
+    }
+    CHECK_RC(mm3_txn_commit(f));
+    CHECK_EQ(mm3_container_len(f, cm(f), &tm), 1948);
+    CHECK(containers_ok(f));
+    CHECK(file_ok(f));
+    used[with_savepoint] = hdr_u64(f, 544);
+  }
+  CHECK_EQ(used[1], used[0]);
+}
+
+static int top_moves_left;
+static void die_at_top_move(const char *point) {
+  if (strcmp(point, "heap: top moved") == 0 && --top_moves_left == 0) _exit(0);
+}
+
+/* A process dies at many points of a big transaction (changes to old
+   entries, new ones, deletes, a field, a savepoint), or at its end without a
+   commit: the next one to take the lock finds the data as it was before. */
+FTEST(txn_crash_in_big_txn_recovers_old_data) {
+  enum { OLD = 500, NEW = 60000 };
+  static uint8_t present[NEW + 1];
+  static uint64_t model[NEW + 1];
+  const char *path;
+  mm3_file *f = t_file("bigcrash", &path);
+  REQUIRE(f);
+  for (uint64_t i = 1; i <= OLD; i++) {
+    REQUIRE(map_put(f, i, i) == 0);
+    present[i] = 1, model[i] = i;
+  }
+  REQUIRE(put64(f, OFF_A, 5) == 0);
+  static const int deaths[] = {1, 2, 3, 5, 9, 17, 40, 120, 700, 5000, 30000, 0}; /* 0: at the end */
+  for (uint64_t r = 0; r < sizeof deaths / sizeof *deaths; r++) {
+    pid_t pid = fork_child();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mm3_file_opts o = {0};
+      mm3_file *c = NULL;
+      uint64_t sp, sp2;
+      if (mm3_file_open(path, &o, &c) || mm3_txn_begin(c, &sp)) _exit(10);
+      top_moves_left = deaths[r];
+      mm3__test_hook = die_at_top_move;
+      for (uint64_t i = 1; i <= NEW; i++) {
+        uint64_t k = i, v = i * 5;
+        if (i == NEW / 2 && mm3_txn_begin(c, &sp2)) _exit(11);
+        if (mm3_hmap_put(c, cm(c), &tm, &k, &v, NULL)) _exit(12);
+        if (i % 100 == 0 && mm3_file_write(c, mm3_file_root(c) + OFF_A, &v, 8)) _exit(13);
+        k = i / 3;
+        if (i % 3 == 0 && mm3_hmap_del(c, cm(c), &tm, &k)) _exit(14);
+      }
+      _exit(0); /* inside both transactions */
+    }
+    CHECK_EQ(wait_child(pid), 0);
+    CHECK_RC(mm3_file_lock(f));
+    mm3_file_unlock(f);
+    CHECK_EQ(mm3_file_recovered(f), r + 1);
+    CHECK_EQ(get64(f, OFF_A), 5);
+    check_map_model(f, present, model, NEW);
+  }
+}
+
+static long events_left;
+static int fail_kth_event(const char *point) {
+  (void)point;
+  return --events_left == 0;
+}
+
+/* One script of map puts, put_many groups, deletes and value sets, inside a
+   transaction or not, whose k-th allocation or undo log entry fails (for
+   many k: an operation fails part way, after writes of its own): the
+   operation that failed changes nothing (an entry of a put_many: that entry
+   and the ones after it), the others all stay, and the transaction commits
+   them. Inside a transaction, such an operation undoes writes the file's log
+   does not hold (into tables and nodes the transaction made, and old data
+   logged once already). */
+static void failing_write_script(int in_txn) {
+  enum { N = 3000, GROUP = 16 };
+  static uint8_t present[N + GROUP + 1];
+  static uint64_t model[N + GROUP + 1];
+  mm3_file *f = t_file(in_txn ? "failtxn" : "failop", NULL);
+  REQUIRE(f);
+  int runs = 0;
+  for (long k = 1; k <= 40000; k += k < 150 ? 1 : 97, runs++) {
+    int checks_before = mm3t_failed_checks;
+    REQUIRE(mm3_hmap_clear(f, cm(f), &tm) == 0);
+    memset(present, 0, sizeof present);
+    for (uint64_t i = 1; i <= 50; i++) {
+      REQUIRE(map_put(f, i, i) == 0);
+      present[i] = 1, model[i] = i;
+    }
+    REQUIRE(mm3_value_set(f, cx(f), &tx, "old", 3) == 0);
+    char value[64] = "old", buf[64];
+    uint64_t sp;
+    if (in_txn) REQUIRE(mm3_txn_begin(f, &sp) == 0);
+    events_left = k;
+    mm3__test_fail = fail_kth_event;
+    int failures = 0;
+    for (uint64_t i = 1; i <= N; i++) {
+      uint64_t key = i, v = i * 11;
+      int rc;
+      if (i % 200 == 0) { /* a group, which may fail part way */
+        uint64_t keys[GROUP], vals[GROUP];
+        size_t done = 0;
+        for (int j = 0; j < GROUP; j++) keys[j] = i + (uint64_t)j, vals[j] = (i + (uint64_t)j) * 7;
+        rc = mm3_hmap_put_many(f, cm(f), &tm, GROUP, keys, vals, &done);
+        for (size_t j = 0; j < done; j++) present[keys[j]] = 1, model[keys[j]] = vals[j];
+        CHECK(rc ? done < GROUP : done == GROUP);
+      } else {
+        rc = mm3_hmap_put(f, cm(f), &tm, &key, &v, NULL);
+        if (!rc) present[i] = 1, model[i] = v;
+      }
+      if (rc == ENOMEM) failures++;
+      else CHECK_RC(rc);
+      if (i % 9 == 0) {
+        key = i / 2;
+        rc = mm3_hmap_del(f, cm(f), &tm, &key);
+        if (!rc) present[key] = 0;
+        else if (rc == ENOMEM) failures++;
+        else CHECK_EQ(rc, present[key] ? 0 : MM3_ENOTFOUND);
+      }
+      if (i % 150 == 0) {
+        char next[64];
+        int len = snprintf(next, sizeof next, "value %llu %.*s", (unsigned long long)i, (int)(i % 40), "........................................");
+        rc = mm3_value_set(f, cx(f), &tx, next, (uint64_t)len);
+        if (!rc) memcpy(value, next, (size_t)len + 1);
+        else if (rc == ENOMEM) failures++;
+        else CHECK_RC(rc);
+      }
+    }
+    mm3__test_fail = NULL;
+    if (in_txn) CHECK_RC(mm3_txn_commit(f));
+    if (events_left > 0) break; /* k is past the script's events */
+    CHECK_EQ(failures, 1);
+    check_map_model(f, present, model, N + GROUP);
+    CHECK(strcmp(value_str(f, buf, sizeof buf), value) == 0);
+    if (mm3t_failed_checks != checks_before) {
+      fprintf(stderr, "  (event %ld failed)\n", k);
+      break;
+    }
+  }
+  CHECK(runs > 300); /* the script made that many events */
+}
+
+FTEST(failed_write_undoes_its_operation_only) { failing_write_script(0); }
+FTEST(failed_write_in_txn_undoes_its_operation_only) { failing_write_script(1); }
+
+/* ========================================================================
  * mm3_file_write
  * ======================================================================== */
 
@@ -746,8 +1024,6 @@ FTEST(txn_rollback_seg_push) {
   CHECK(file_ok(f));
 }
 
-/* The library's hook for tests (src/mm3_internal.h): named points of a write. */
-extern void (*mm3__test_hook)(const char *point);
 static void die_after_seg_length(const char *point) {
   if (strcmp(point, "seg push: length published") == 0) _exit(0);
 }
@@ -1307,7 +1583,11 @@ FTEST(atomic_across_processes) {
 RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints, txn_inner_commit_outer_rollback,
           txn_end_without_begin, txn_readonly, txn_durable_commit, txn_large_log,
           txn_rollback_after_log_growth_keeps_heap_consistent,
-          crash_recovery_after_log_growth_keeps_heap_consistent, file_write_range, close_inside_txn_rolls_back,
+          crash_recovery_after_log_growth_keeps_heap_consistent, txn_million_inserts_log_stays_small,
+          txn_big_rollback_restores_old_data, txn_savepoint_inside_big_txn, txn_savepoint_rollback_keeps_earlier_frees,
+          txn_crash_in_big_txn_recovers_old_data,
+          failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,
+          file_write_range, close_inside_txn_rolls_back,
           crash_exit_in_txn_file_open, crash_exit_in_txn_reopen, crash_kill_holding_lock, crash_kill_in_loop,
           txn_rollback_seg_push, death_after_new_segment_length_rolls_both_back, kill_in_seg_push_keeps_heap_consistent, fork_in_txn_child_recovers_dead_parent,
           two_handles_one_thread_keep_txn, second_handle_refused_during_txn, thread_dies_in_txn_other_handle_recovers,

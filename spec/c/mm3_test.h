@@ -2,8 +2,10 @@
  * mm3_test.h - a minimal unit-test harness for the C core.
  *
  * TEST(name) { ... } defines a test; CHECK(cond) and CHECK_EQ(a, b) record a
- * failure and keep going; REQUIRE(cond) ends the test. main() comes from
- * RUN_TESTS(...) and prints "N passed, N failed" as its last line.
+ * failure and keep going; REQUIRE(cond) ends the test; SKIP("why") ends a
+ * test that cannot run here (counted apart, never as passed). main() comes
+ * from RUN_TESTS(...) and prints "N skipped" (when some were) and then
+ * "N passed, N failed" as its last line.
  */
 #ifndef MM3_TEST_H
 #define MM3_TEST_H
@@ -15,6 +17,7 @@
 
 static int mm3t_failed_checks;
 static const char *mm3t_current;
+static int mm3t_skipped; /* set by SKIP in the current test */
 
 #define CHECK(cond)                                                              \
   do {                                                                           \
@@ -56,25 +59,40 @@ static const char *mm3t_current;
     }                                                                            \
   } while (0)
 
+/* SKIP(fmt, ...): the test cannot run on this machine (says why); it ends. */
+#define SKIP(...)                                                                \
+  do {                                                                           \
+    printf("  skip %s: ", mm3t_current);                                         \
+    printf(__VA_ARGS__);                                                         \
+    printf("\n");                                                                \
+    mm3t_skipped = 1;                                                            \
+    return;                                                                      \
+  } while (0)
+
 #define TEST(name) static void name(void)
 
 typedef void (*mm3t_fn)(void);
 
 static int mm3t_run(const char *file, const mm3t_fn *fns, const char *const *names, int n) {
-  int passed = 0, failed = 0;
+  int passed = 0, failed = 0, skipped = 0;
   for (int i = 0; i < n; i++) {
     int before = mm3t_failed_checks;
     mm3t_current = names[i];
+    mm3t_skipped = 0;
     fns[i]();
-    if (mm3t_failed_checks == before) {
-      passed++;
-      printf("  ok   %s\n", names[i]);
-    } else {
+    if (mm3t_failed_checks != before) {
       failed++;
       printf("  FAIL %s\n", names[i]);
+    } else if (mm3t_skipped) {
+      skipped++;
+    } else {
+      passed++;
+      printf("  ok   %s\n", names[i]);
     }
   }
-  printf("%s\n%d passed, %d failed\n", file, passed, failed);
+  printf("%s\n", file);
+  if (skipped) printf("%d skipped\n", skipped);
+  printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
 

@@ -1057,8 +1057,7 @@ FTEST(seg_new_segment_takes_no_memory) {
   CHECK_EQ(rd64(p), before);
   size_t seg_bytes = (size_t)(512u << 10) * 8, pages = seg_bytes / (size_t)sysconf(_SC_PAGESIZE);
   if (huge_mapped(p)) {
-    fprintf(stderr, "  seg_new_segment_takes_no_memory: skipped: the file is mapped with huge pages\n");
-    return;
+    SKIP("the file is mapped with huge pages");
   }
   size_t r = touched_pages(p, seg_bytes);
   REQUIRE(r != (size_t)-1);
@@ -1088,8 +1087,7 @@ FTEST(hmap_table_block_rest_untouched) {
      table's last bytes and the next block's first ones) */
   size_t pg = (size_t)sysconf(_SC_PAGESIZE);
   if (huge_mapped(mm3_file_base(f) + tab)) {
-    fprintf(stderr, "  hmap_table_block_rest_untouched: skipped: the file is mapped with huge pages\n");
-    return;
+    SKIP("the file is mapped with huge pages");
   }
   size_t r = touched_pages(mm3_file_base(f) + tab + table + pg, table - 16 - 2 * pg);
   REQUIRE(r != (size_t)-1);

@@ -622,7 +622,7 @@ FTEST(parity_14_jit) {
   CHECK_EQ(p14_call(mm3_map_ptr(x)), 0xAB);
   CHECK_EQ(mm3_map_write(x, 0, p14_code, 1), MM3_EREADONLY);
 #else
-  printf("  note: parity_14_jit needs x86-64; skipped\n");
+  SKIP("needs x86-64");
 #endif
 }
 
@@ -1592,8 +1592,7 @@ static long meminfo(const char *key) {
 FTEST(huge_pages_whole) {
   long before = meminfo("HugePages_Free:");
   if (before <= 0) {
-    fprintf(stderr, "  huge_pages_whole: skipped: no free huge pages (/proc/sys/vm/nr_hugepages)\n");
-    return;
+    SKIP("no free huge pages (/proc/sys/vm/nr_hugepages)");
   }
   static const int sizes[2] = {1, 21};
   for (int i = 0; i < 2; i++) {
@@ -1651,12 +1650,10 @@ FTEST(block_device_size) {
   uint64_t size = 0;
   int fd = open_block_device(&size);
   if (fd < 0) {
-    fprintf(stderr, "  block_device_size: skipped: no readable block device\n");
-    return;
+    SKIP("no readable block device");
   }
   if (size == 0) { /* an empty device (an unused loop device) tells the sizes apart from nothing */
-    fprintf(stderr, "  block_device_size: skipped: the readable block devices are empty\n");
-    return;
+    SKIP("the readable block devices are empty");
   }
   mm3_map *m;
   CHECK_RC(map_fd(fd, MM3_MODE_R, 0, 0, 0, &m));

@@ -593,8 +593,9 @@ describe("hash maps", function()
         m[7] = {y = 3} -- the whole value: x and tag become zero
         assert.same({x = 0, y = 3, tag = ""}, mm.totable(m[7]))
         raises({"map '" .. field .. "' value", "no field 'z'"}, function() m[7] = {z = 1} end)
-        raises({"map '" .. field .. "' value"}, function() m[7] = {tag = "far too long"} end)
-        raises({"map '" .. field .. "' value"}, function() m[9] = {x = 1.5} end)
+        raises({"map '" .. field .. "' value field 'tag'"}, function() m[7] = {tag = "far too long"} end)
+        raises({"map '" .. field .. "' value field 'x'", "expected an integer"},
+          function() m[9] = {x = 1.5} end)
         assert.same({[7] = {x = 0, y = 3, tag = ""}, [8] = {x = 0, y = -8, tag = ""}}, mm.totable(m))
         m[8].x = 88
         mm.close(s)

@@ -712,6 +712,37 @@ describe("memmap3 files and values", function()
       assert.equal("x mage 2.5 9 77 empty", out)
     end)
 
+    it("an error deep inside a stored table names the path to it, and nothing is stored", function()
+      local s = assert(mm.create(path(), Save))
+      s.players[2].name = "ana"
+      s.grid[3][2] = 9
+      local before = mm.totable(s)
+      local P = function(t) return {id = 1, name = "p", class = "mage", kills = 0, pos = t} end
+      raises("Save field 'players' element 3 field 'pos' element 2: expected a number, got string",
+        function() s.players = {P{1, 2, 3}, P{1, 2, 3}, P{1, "x", 3}} end)
+      raises("Save field 'players' element 4 field 'class': 'bard' is not a name of this enum",
+        function() s.players = {[4] = {class = "bard"}} end)
+      raises("Save field 'players' element 1 field 'kills': expected an integer, got boolean",
+        function() s.players = {{kills = true}} end)
+      raises("Save field 'players' element 2 field 'name': string of 40 bytes is longer than its capacity",
+        function() s.players = {{}, {name = ("n"):rep(40)}} end)
+      raises("Save field 'players' element 2 field 'pos': f32[3] index 4 is out of range (1..3)",
+        function() s.players = {{}, {pos = {1, 2, 3, 4}}} end)
+      raises("Save field 'players' element 1: Player has no field 'hp'",
+        function() s.players = {{hp = 3}} end)
+      raises("Save field 'players' element 2: expected a table for Player, got number",
+        function() s.players = {{}, 7} end)
+      raises("Save field 'grid' element 3 element 2: 256 is out of range for u8 (0..255)",
+        function() s.grid = {{}, {}, {1, 256}} end)
+      raises("Player[4] element 2 field 'pos' element 1: expected a number",
+        function() s.players[2] = {pos = {"x"}} end)
+      raises("Save field 'best' field 'pos' element 3: 1e+39 is out of range for f32",
+        function() s.best = {pos = {1, 2, 1e39}} end)
+      raises("Save field 'version': -1 is out of range for u32 (0..4294967295)",
+        function() s.version = -1 end)
+      assert.same(before, mm.totable(s))
+    end)
+
     it("a write in a fresh process is seen by a view already open here", function()
       local p = path()
       local s = assert(mm.create(p, Save))

@@ -338,8 +338,12 @@ describe("Lua values", function()
     it("a table assigned to a struct sets its value<N> field; a refused value changes nothing", function()
       s.recs[1] = {id = 1, cfg = {a = 1}}
       assert.same({a = 1}, s.recs[1].cfg)
-      raises("cannot store a function", function() s.recs[1] = {id = 2, cfg = {f = print}} end)
-      raises("larger than its capacity", function() s.recs[1] = {id = 2, cfg = string.rep("x", 60)} end)
+      raises("element 1 field 'cfg': cannot store a function",
+        function() s.recs[1] = {id = 2, cfg = {f = print}} end)
+      raises("element 1 field 'cfg': value of",
+        function() s.recs[1] = {id = 2, cfg = string.rep("x", 60)} end)
+      raises("field 'recs' element 2 field 'cfg': value of",
+        function() s.recs = {{}, {cfg = string.rep("x", 60)}} end)
       assert.equal(1, s.recs[1].id)
       assert.same({a = 1}, s.recs[1].cfg)
     end)

@@ -29,11 +29,34 @@ int lmm3_truncated_error(lua_State *L, lmm3_file *fb) {
 
 /* While a table is copied into a scratch copy of a struct or array, the
    containers it names are set aside here and assigned after the copy. */
+#define PATH_MAX_DEPTH 32
+
 typedef struct fillctx {
   int defer;      /* stack index of the list of {desc, value, offset [, field name]}; 0: the
                      value's type holds no container, so nothing is set aside */
   uint8_t *sbase; /* the scratch copy: offsets are relative to it */
+  int depth;      /* how deep inside the value being stored the fill is */
+  int keys[PATH_MAX_DEPTH]; /* stack indexes of the keys that led there */
 } fillctx;
+
+/* where, and the path inside the value being stored that led to the error
+   about to be raised ("E field 'f' element 3 field 'v"): built only then. */
+static const char *at(lua_State *L, const char *where, const fillctx *cx) {
+  if (!cx || cx->depth == 0) return where;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, where);
+  for (int i = 0; i < cx->depth && i < PATH_MAX_DEPTH; i++) {
+    if (lua_type(L, cx->keys[i]) == LUA_TNUMBER)
+      lua_pushfstring(L, " element %I", (lua_Integer)lua_tointeger(L, cx->keys[i]));
+    else
+      lua_pushfstring(L, " field '%s'", lua_tostring(L, cx->keys[i]));
+    luaL_addvalue(&b);
+  }
+  if (cx->depth > PATH_MAX_DEPTH) luaL_addstring(&b, " ...");
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
 
 static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where, lmm3_file *fb,
                      fillctx *cx);
@@ -336,8 +359,14 @@ const char *lmm3_set_scalar(lua_State *L, uint8_t *p, int code, uint32_t size, i
         default: { int64_t x = (int64_t)v; memcpy(p, &x, 8); break; } /* u64 wraps, as "J" does */
       }
       return NULL;
-    range:
-      return lua_pushfstring(L, "%I is out of range", v);
+    range: {
+      static const char *const name[] = {"u8", "i8", "u16", "i16", "u32", "i32"};
+      static const lua_Integer lo[] = {0, -128, 0, -32768, 0, INT32_MIN};
+      static const lua_Integer hi[] = {0xFF, 127, 0xFFFF, 32767, 0xFFFFFFFFLL, INT32_MAX};
+      int k = code == LMM3_U8 ? 0 : code == LMM3_I8 ? 1 : code == LMM3_U16 ? 2 : code == LMM3_I16 ? 3
+            : code == LMM3_U32 ? 4 : 5;
+      return lua_pushfstring(L, "%I is out of range for %s (%I..%I)", v, name[k], lo[k], hi[k]);
+    }
     }
     case LMM3_F32: {
       if (t != LUA_TNUMBER) return lua_pushfstring(L, "expected a number, got %s", luaL_typename(L, idx));
@@ -562,12 +591,12 @@ int lmm3_encode_defer(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_
     lua_pop(L, 2);
   }
   if (!inside) { /* nothing will be set aside: no list */
-    fillctx none = {0, buf};
+    fillctx none = {.defer = 0, .sbase = buf};
     set_from(L, vidx, descidx, buf, where, NULL, &none);
     return 0;
   }
   lua_newtable(L);
-  fillctx cx = {lua_gettop(L), buf};
+  fillctx cx = {.defer = lua_gettop(L), .sbase = buf};
   set_from(L, vidx, descidx, buf, where, NULL, &cx);
   if (lua_rawlen(L, cx.defer) > 0) return cx.defer;
   lua_pop(L, 1);
@@ -697,9 +726,12 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
       int isint;
       lua_Integer i = lua_tointegerx(L, -2, &isint);
       if (lua_type(L, -2) != LUA_TNUMBER || !isint || i < 1 || i > n)
-        luaL_error(L, "%s: %s index %s is out of range (1..%I)", where, tname,
+        luaL_error(L, "%s: %s index %s is out of range (1..%I)", at(L, where, cx), tname,
                    luaL_tolstring(L, -2, NULL), n);
+      if (cx->depth < PATH_MAX_DEPTH) cx->keys[cx->depth] = lua_gettop(L) - 1;
+      cx->depth++;
       set_from(L, lua_gettop(L), d, p + (i - 1) * esize, where, NULL, cx);
+      cx->depth--;
       lua_pop(L, 1);
     }
   } else {
@@ -709,9 +741,12 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
     while (lua_next(L, tidx)) {
       lua_pushvalue(L, -2);
       if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, fields) == LUA_TNIL)
-        luaL_error(L, "%s: %s has no field '%s'", where, tname, luaL_tolstring(L, -3, NULL));
+        luaL_error(L, "%s: %s has no field '%s'", at(L, where, cx), tname, luaL_tolstring(L, -3, NULL));
       lua_Integer had = cx->defer ? (lua_Integer)lua_rawlen(L, cx->defer) : 0;
+      if (cx->depth < PATH_MAX_DEPTH) cx->keys[cx->depth] = lua_gettop(L) - 2;
+      cx->depth++;
       set_from(L, lua_gettop(L) - 1, lua_gettop(L), p, where, NULL, cx);
+      cx->depth--;
       /* what this field set aside is named by it, unless an inner field
          (of a struct in it) named it already: errors name the innermost */
       lua_Integer now = cx->defer ? (lua_Integer)lua_rawlen(L, cx->defer) : 0;
@@ -917,7 +952,8 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
   }
   if (lua_type(L, vidx) != LUA_TTABLE) {
     lua_getfield(L, meta, "__name");
-    luaL_error(L, "%s: expected a table for %s, got %s", where, lua_tostring(L, -1), luaL_typename(L, vidx));
+    luaL_error(L, "%s: expected a table for %s, got %s", at(L, where, cx), lua_tostring(L, -1),
+               luaL_typename(L, vidx));
   }
   if (!fb) { /* inside a scratch copy already (what it sets aside holds its own values) */
     fill_from_table(L, vidx, meta, dst, where, cx);
@@ -928,7 +964,7 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
   int sidx = lua_gettop(L);
   memset(scratch, 0, size);
   lua_newtable(L);
-  fillctx mine = {lua_gettop(L), scratch};
+  fillctx mine = {.defer = lua_gettop(L), .sbase = scratch};
   fill_from_table(L, vidx, meta, scratch, where, &mine);
   /* Containers inside keep their contents unless the table names them:
      their bytes are taken from dst when it is written, not before the
@@ -954,22 +990,23 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
   lua_settop(L, entry);
 }
 
-static void set_enum(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where, lmm3_file *fb) {
+static void set_enum(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where, lmm3_file *fb,
+                     const fillctx *cx) {
   int size = (int)desc_int(L, descidx, LMM3_D_SIZE);
   lua_Integer x = 0;
   if (lua_type(L, vidx) == LUA_TSTRING) {
     lua_rawgeti(L, descidx, LMM3_D_VALUES);
     lua_pushvalue(L, vidx);
     if (lua_rawget(L, -2) == LUA_TNIL)
-      luaL_error(L, "%s: '%s' is not a name of this enum", where, lua_tostring(L, vidx));
+      luaL_error(L, "%s: '%s' is not a name of this enum", at(L, where, cx), lua_tostring(L, vidx));
     x = lua_tointeger(L, -1);
     lua_pop(L, 2);
   } else {
     int isint = 0;
     if (lua_type(L, vidx) == LUA_TNUMBER) x = lua_tointegerx(L, vidx, &isint);
-    if (!isint) luaL_error(L, "%s: expected an enum name, got %s", where, luaL_typename(L, vidx));
+    if (!isint) luaL_error(L, "%s: expected an enum name, got %s", at(L, where, cx), luaL_typename(L, vidx));
     lua_rawgeti(L, descidx, LMM3_D_NAMES);
-    if (name_of(L, x) == LUA_TNIL) luaL_error(L, "%s: %I is not a value of this enum", where, x);
+    if (name_of(L, x) == LUA_TNIL) luaL_error(L, "%s: %I is not a value of this enum", at(L, where, cx), x);
     lua_pop(L, 2);
   }
   uint8_t b[8];
@@ -980,12 +1017,12 @@ static void set_enum(lua_State *L, int vidx, int descidx, uint8_t *p, const char
   write_bytes(L, fb, p, b, (size_t)size, where);
 }
 
-static void set_atomic(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where) {
+static void set_atomic(lua_State *L, int vidx, int descidx, uint8_t *p, const char *where, const fillctx *cx) {
   int base_code = (int)desc_int(L, descidx, LMM3_D_BASE);
   int size = (int)desc_int(L, descidx, LMM3_D_SIZE);
   uint8_t tmp[8] = {0};
   const char *why = lmm3_set_scalar(L, tmp, base_code, (uint32_t)size, vidx);
-  if (why) luaL_error(L, "%s: %s", where, why);
+  if (why) luaL_error(L, "%s: %s", at(L, where, cx), why);
   uint64_t x;
   memcpy(&x, tmp, 8);
   mm3_atomic_store(p, size, x);
@@ -1011,7 +1048,7 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
   if (lua_type(L, descidx) == LUA_TNUMBER) {
     lua_Integer d = lua_tointeger(L, descidx);
     const char *why = set_scalar_live(L, fb, base + (d >> 32), (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), vidx);
-    if (why) luaL_error(L, "%s: %s", where, why);
+    if (why) luaL_error(L, "%s: %s", at(L, where, cx), why);
     return;
   }
   int code = (int)desc_int(L, descidx, LMM3_D_CODE);
@@ -1023,8 +1060,8 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
       set_aggregate(L, vidx, lua_gettop(L), p, where, fb, cx);
       lua_pop(L, 1);
       break;
-    case LMM3_ENUM: set_enum(L, vidx, descidx, p, where, fb); break;
-    case LMM3_ATOMIC: set_atomic(L, vidx, descidx, p, where); break;
+    case LMM3_ENUM: set_enum(L, vidx, descidx, p, where, fb, cx); break;
+    case LMM3_ATOMIC: set_atomic(L, vidx, descidx, p, where, cx); break;
     case LMM3_VEC: case LMM3_RING: case LMM3_SARRAY: case LMM3_FMAP: case LMM3_HMAP: case LMM3_SEG:
       if (!fb) { /* in a scratch copy: assigned once it is stored */
         defer(L, cx, vidx, descidx, p);
@@ -1041,12 +1078,14 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
         defer(L, cx, vidx, descidx, p);
         break;
       }
-      lmm3_value_store(L, vidx, fb ? fb->f : NULL, p, &ct, where);
+      int top = lua_gettop(L); /* (a path named is pushed) */
+      lmm3_value_store(L, vidx, fb ? fb->f : NULL, p, &ct, cx && cx->depth ? at(L, where, cx) : where);
+      lua_settop(L, top);
       break;
     }
     default: {
       const char *why = set_scalar_live(L, fb, p, code, (uint32_t)desc_int(L, descidx, LMM3_D_SIZE), vidx);
-      if (why) luaL_error(L, "%s: %s", where, why);
+      if (why) luaL_error(L, "%s: %s", at(L, where, cx), why);
     }
   }
 }

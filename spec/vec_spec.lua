@@ -887,9 +887,14 @@ describe("fixed sequences", function()
       local Mid = mm.struct("VElemMid", {{"p", "vec<u8, 2>"}, {"q", "vec<u8, 2>"}})
       local Out = mm.struct("VElemOut", {{"a", Mid}, {"t", "vec<u8, 2>"}})
       local nest = assert(mm.create(path("en.mm3"), mm.vec(Out, 2)))
-      raises("element field 'p': 3 elements do not fit", function() nest:push({a = {p = {1, 2, 3}}}) end)
-      raises("element field 'p': 3 elements do not fit",
+      raises("vec 'root' element field 'a' field 'p': 3 elements do not fit",
+        function() nest:push({a = {p = {1, 2, 3}}}) end)
+      raises("vec 'root' element field 'a' field 'p': 3 elements do not fit",
         function() nest:push({a = {p = {1, 2, 3}, q = {}}}) end)
+      nest:push({})
+      raises("vec 'root' element 1 field 'a' field 'q': 3 elements do not fit",
+        function() nest[1] = {a = {q = {1, 2, 3}}} end)
+      nest:clear()
       -- an error value that is not a string comes back as it was
       local k = setmetatable({}, {__tostring = function() error(42) end})
       ok, err = pcall(function() nest:push({t = {[k] = 1}}) end)

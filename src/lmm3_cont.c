@@ -123,6 +123,15 @@ typedef struct seqstore {
   const char *where;
 } seqstore;
 
+/* "vec 'v' element 3" (set or inserted at 3), "vec 'v' element" (pushed). */
+static const char *element_where(lua_State *L, int viewidx, const seqstore *s) {
+  if (s->op == ST_PUSH) return where(L, viewidx, "element");
+  lua_pushfstring(L, "element %I", (lua_Integer)s->i + 1);
+  const char *w = where(L, viewidx, lua_tostring(L, -1));
+  lua_remove(L, -2);
+  return w;
+}
+
 /* Convert the value at idx into s->buf, one element of the container at
    viewidx. A scalar builds no message unless it is refused; an aggregate
    pushes it into s->where, and the list of the containers it names, set
@@ -134,10 +143,10 @@ static int encode(lua_State *L, int viewidx, int idx, int descidx, seqstore *s) 
   if (d >= 0) {
     memset(s->buf, 0, ct->elem_size);
     const char *why = lmm3_set_scalar(L, s->buf, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), idx);
-    if (why) luaL_error(L, "%s: %s", where(L, viewidx, "element"), why);
+    if (why) luaL_error(L, "%s: %s", element_where(L, viewidx, s), why);
     return 0;
   }
-  s->where = where(L, viewidx, "element");
+  s->where = element_where(L, viewidx, s);
   return lmm3_encode_defer(L, idx, d, descidx, s->buf, ct->elem_size, s->where);
 }
 

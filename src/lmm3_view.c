@@ -32,20 +32,19 @@ int lmm3_truncated_error(lua_State *L, lmm3_file *fb) {
 #define PATH_MAX_DEPTH 32
 
 typedef struct fillctx {
-  int defer;      /* stack index of the list of {desc, value, offset [, field name]}; 0: the
+  int defer;      /* stack index of the list of {desc, value, offset [, path to it]}; 0: the
                      value's type holds no container, so nothing is set aside */
   uint8_t *sbase; /* the scratch copy: offsets are relative to it */
   int depth;      /* how deep inside the value being stored the fill is */
   int keys[PATH_MAX_DEPTH]; /* stack indexes of the keys that led there */
 } fillctx;
 
-/* where, and the path inside the value being stored that led to the error
-   about to be raised ("E field 'f' element 3 field 'v"): built only then. */
-static const char *at(lua_State *L, const char *where, const fillctx *cx) {
-  if (!cx || cx->depth == 0) return where;
+/* Push the path inside the value being stored that led to where the fill
+   is (" element 3 field 'v'"), then prefix (when not NULL) before it. */
+static const char *push_path(lua_State *L, const char *prefix, const fillctx *cx) {
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  luaL_addstring(&b, where);
+  if (prefix) luaL_addstring(&b, prefix);
   for (int i = 0; i < cx->depth && i < PATH_MAX_DEPTH; i++) {
     if (lua_type(L, cx->keys[i]) == LUA_TNUMBER)
       lua_pushfstring(L, " element %I", (lua_Integer)lua_tointeger(L, cx->keys[i]));
@@ -56,6 +55,12 @@ static const char *at(lua_State *L, const char *where, const fillctx *cx) {
   if (cx->depth > PATH_MAX_DEPTH) luaL_addstring(&b, " ...");
   luaL_pushresult(&b);
   return lua_tostring(L, -1);
+}
+
+/* where, and the path to the value an error about to be raised is about
+   ("E field 'f' element 3 field 'v'"): built only then. */
+static const char *at(lua_State *L, const char *where, const fillctx *cx) {
+  return cx && cx->depth ? push_path(L, where, cx) : where;
 }
 
 static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const char *where, lmm3_file *fb,
@@ -742,22 +747,10 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
       lua_pushvalue(L, -2);
       if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, fields) == LUA_TNIL)
         luaL_error(L, "%s: %s has no field '%s'", at(L, where, cx), tname, luaL_tolstring(L, -3, NULL));
-      lua_Integer had = cx->defer ? (lua_Integer)lua_rawlen(L, cx->defer) : 0;
       if (cx->depth < PATH_MAX_DEPTH) cx->keys[cx->depth] = lua_gettop(L) - 2;
       cx->depth++;
       set_from(L, lua_gettop(L) - 1, lua_gettop(L), p, where, NULL, cx);
       cx->depth--;
-      /* what this field set aside is named by it, unless an inner field
-         (of a struct in it) named it already: errors name the innermost */
-      lua_Integer now = cx->defer ? (lua_Integer)lua_rawlen(L, cx->defer) : 0;
-      for (lua_Integer j = had + 1; j <= now; j++) {
-        lua_rawgeti(L, cx->defer, j);
-        if (lua_rawgeti(L, -1, 4) == LUA_TNIL) {
-          lua_pushvalue(L, -5); /* the key */
-          lua_rawseti(L, -3, 4);
-        }
-        lua_pop(L, 2);
-      }
       lua_pop(L, 2);
     }
   }
@@ -851,7 +844,7 @@ void lmm3_apply_deferred(lua_State *L, int list, lmm3_file *fb, uint8_t *dst, co
     /* the desc's own offset is relative to its parent: rebase on dst */
     uint8_t *base = dst + lua_tointeger(L, -1) - desc_int(L, e + 1, LMM3_D_OFFSET);
     const char *w = where;
-    if (lua_rawgeti(L, e, 4) == LUA_TSTRING) w = lua_pushfstring(L, "%s field '%s'", where, lua_tostring(L, -1));
+    if (lua_rawgeti(L, e, 4) == LUA_TSTRING) w = lua_pushfstring(L, "%s%s", where, lua_tostring(L, -1));
     set_from(L, e + 2, e + 1, base, w, fb, NULL);
     lua_settop(L, e - 1);
   }
@@ -1038,6 +1031,10 @@ static void defer(lua_State *L, fillctx *cx, int vidx, int descidx, uint8_t *p) 
   lua_rawseti(L, -2, 2);
   lua_pushinteger(L, (lua_Integer)(p - cx->sbase));
   lua_rawseti(L, -2, 3);
+  if (cx->depth) { /* its errors name the path to it */
+    push_path(L, NULL, cx);
+    lua_rawseti(L, -2, 4);
+  }
   lua_rawseti(L, cx->defer, (lua_Integer)lua_rawlen(L, cx->defer) + 1);
 }
 

@@ -52,6 +52,25 @@ local function change_all(s)
   s.note = { 1, 2, 3 }
 end
 
+-- In a fresh process: open the file at p, run body (Lua statements on v,
+-- the root) inside mm.transaction, then kill -9 itself before it ends.
+local function killed_in_transaction(p, body)
+  local out, status = h.run_lua([[
+    local mm = require "memmap3"
+    local s = assert(mm.open(...))
+    local pid = assert(io.open("/proc/self/stat")):read("n")
+    mm.transaction(s, function(v)
+  ]] .. body .. [[
+      io.stdout:write("inside\n")
+      io.stdout:flush()
+      os.execute("kill -9 " .. pid)
+      error("alive after kill -9")
+    end)
+  ]], { args = { p } })
+  assert.equal("inside\n", out)
+  assert.equal(128 + 9, status)
+end
+
 describe("mm.transaction", function()
   after_each(h.cleanup)
 
@@ -244,23 +263,12 @@ describe("mm.transaction", function()
       local s, p = new_save()
       local before = snapshot(s)
       mm.close(s)
-      local out, status = h.run_lua([[
-        local mm = require "memmap3"
-        local s = assert(mm.open(...))
-        local pid = assert(io.open("/proc/self/stat")):read("n")
-        mm.transaction(s, function(v)
-          v.level = 1000
-          v.inv:push(1)
-          v.scores["zz"] = 9
-          v.note = string.rep("x", 5000)
-          io.stdout:write("inside\n")
-          io.stdout:flush()
-          os.execute("kill -9 " .. pid)
-          v.gold = 1 -- never reached
-        end)
-      ]], { args = { p } })
-      assert.equal("inside\n", out)
-      assert.equal(128 + 9, status)
+      killed_in_transaction(p, [[
+        v.level = 1000
+        v.inv:push(1)
+        v.scores["zz"] = 9
+        v.note = string.rep("x", 5000)
+      ]])
       s = assert(mm.open(p, Save))
       assert.same(before, snapshot(s))
       assert.is_true(mm.check(s))
@@ -324,24 +332,13 @@ describe("mm.transaction", function()
     s.n = 5
     local before = mm.totable(s)
     mm.close(s)
-    local out, status = h.run_lua([[
-      local mm = require "memmap3"
-      local s = assert(mm.open(...))
-      local pid = assert(io.open("/proc/self/stat")):read("n")
-      mm.transaction(s, function(v)
-        local m = v.m
-        for i = 1, 1000 do m[i] = i + 1000000 end
-        for i = 1001, 300000 do m[i] = i end
-        for i = 1, 500 do m[i] = nil end
-        v.n = 1000
-        io.stdout:write("inside\n")
-        io.stdout:flush()
-        os.execute("kill -9 " .. pid)
-        v.n = 1 -- never reached
-      end)
-    ]], { args = { p } })
-    assert.equal("inside\n", out)
-    assert.equal(128 + 9, status)
+    killed_in_transaction(p, [[
+      local m = v.m
+      for i = 1, 1000 do m[i] = i + 1000000 end
+      for i = 1001, 300000 do m[i] = i end
+      for i = 1, 500 do m[i] = nil end
+      v.n = 1000
+    ]])
     s = assert(mm.open(p, T))
     assert.same(before, mm.totable(s))
     assert.is_true(mm.check(s))

@@ -613,8 +613,9 @@ MM3_API uint64_t mm3_file_seed(const mm3_file *f);
  *  first change it makes to each range of data that existed when it began
  *  (later changes of the same range, and anything written into space it
  *  allocated itself, need no entry), so a million map inserts into a new map
- *  fit in a few KiB. A transaction that outgrows it fails with MM3_ELOGFULL
- *  and is rolled back. */
+ *  fit in a few KiB; a nested transaction counts from its own savepoint,
+ *  and so does what follows it. A transaction that outgrows the log fails
+ *  with MM3_ELOGFULL and is rolled back. */
 #define MM3_LOG_CAPACITY (((uint64_t)256 << 20) - 16)
 
 /** Begin a transaction (nested ones are savepoints inside the outer one).

@@ -315,7 +315,7 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
     if (!f->readonly) {
       rc = mm3__lock_init(hd->lock);
       if (!rc && hd->log_len) {
-        mm3__rollback(f, 0);
+        mm3__recover(f);
         f->recovered++;
       }
     } else if (hd->log_len) {

@@ -135,6 +135,8 @@ void mm3__guard_forget_locks(void) {
       f->lock_depth = 0;
       f->txn_depth = 0;
       f->op_own = 0;
+      f->npending = 0; /* the parent's, which it frees or drops itself */
+      f->nretired = 0;
     }
   }
 }

@@ -118,9 +118,9 @@ int mm3_file_lock(mm3_file *f) {
     if (owner) {
       /* the frees it made wait for a commit that never comes: the rollback
          makes those blocks live again */
+      mm3__txn_forget(owner); /* (its frees are all the transaction's, not an operation's) */
       mm3__free_rollback(owner, 0);
       owner->txn_depth = 0, owner->lock_depth = 0, owner->no_log = 0, *f->txn_owner = NULL;
-      mm3__txn_forget(owner);
     }
     *f->held = 0;
     f->lock_depth = 0, f->txn_depth = 0, f->no_log = 0;
@@ -131,7 +131,7 @@ int mm3_file_lock(mm3_file *f) {
   if ((*f->held)++ == 0 && __atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) != 0) {
     /* Nobody else holds the lock, yet a write is logged as under way: its
        writer died. Roll it back before anything else. */
-    mm3__rollback(f, 0);
+    mm3__recover(f);
     f->recovered++;
   }
   return 0;
@@ -254,7 +254,12 @@ int mm3__free(mm3_file *f, uint64_t off) {
     f->cpending = n;
   }
   f->pending[2 * f->npending] = off;
-  f->pending[2 * f->npending + 1] = mm3__savepoint(f); /* dropped by a rollback below this */
+  f->pending[2 * f->npending + 1] = mm3__savepoint(f); /* dropped by a rollback to here or below */
+  /* The log moves past that position (an entry for the block's tag, which
+     the commit rewrites), so a savepoint taken after this free is never
+     equal to it: a rollback to one keeps the free. */
+  int rc = mm3__log(f, f->base + off - BLOCK_HEAD, BLOCK_HEAD);
+  if (rc) return rc;
   f->npending++;
   return 0;
 }

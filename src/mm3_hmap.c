@@ -483,7 +483,9 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
     else ++*done;
   }
   seq_end(f);
-  int erc = mm3__op_end(f, sp, 0); /* what was put before a failure stays */
+  /* what was put before a failure stays; a failed group of one (a single
+     put) changes nothing at all, its share of a resize included */
+  int erc = mm3__op_end(f, sp, m == 1 ? rc : 0);
   return rc ? rc : erc;
 }
 

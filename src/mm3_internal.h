@@ -86,7 +86,8 @@ struct mm3_file {
   int no_log;          /* set while the log itself is being made */
   int durable;         /* flush at every commit */
   uint64_t recovered;  /* writes of dead processes rolled back by this one */
-  uint64_t retired_log; /* a log block replaced by a bigger one, to free */
+  uint64_t retired[16]; /* log blocks replaced by bigger ones, to free (the log grows at most 12 times) */
+  int nretired;
   uint64_t *pending;   /* blocks freed by what is not committed yet: offset, log position */
   size_t npending, cpending;
   /* A transaction keeps in the file's log only what its rollback needs (see
@@ -97,6 +98,7 @@ struct mm3_file {
   uint64_t *seen;      /* ranges (offset, length) in the log since it began: see mm3_txn.c */
   size_t nseen, cseen;
   uint64_t seen_gen;
+  uint64_t seen_max;   /* log position of the newest entry the set holds */
   /* An operation directly inside that transaction undoes itself from its own
      entries, kept here, in the process: the file's log may lack them. */
   int op_own;          /* such an operation is under way */
@@ -142,6 +144,8 @@ MM3_INTERNAL int mm3__op_end(mm3_file *f, uint64_t sp, int rc);
 /* Undo the log back to position sp (0: everything). Caller holds the lock.
    Inside an operation a savepoint must come from mm3__savepoint. */
 MM3_INTERNAL void mm3__rollback(mm3_file *f, uint64_t sp);
+/* Roll a dead writer's unfinished work back (the lock taken, or alone). */
+MM3_INTERNAL void mm3__recover(mm3_file *f);
 /* Where mm3__rollback can later take the current operation back to. */
 MM3_INTERNAL uint64_t mm3__savepoint(const mm3_file *f);
 /* Forget the transaction-wide bookkeeping (a dead holder's, a closed handle's). */

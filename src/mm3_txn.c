@@ -42,7 +42,8 @@ static int grow_log(mm3_file *f, uint64_t need) {
   uint64_t old = h->log_off;
   __atomic_store_n(&h->log_off, off, __ATOMIC_RELEASE);
   h->log_cap = want;
-  if (old) f->retired_log = old; /* freed once no entry refers to it */
+  if (old && f->nretired < (int)(sizeof f->retired / sizeof f->retired[0]))
+    f->retired[f->nretired++] = old; /* freed once no entry refers to it */
   return 0;
 }
 
@@ -53,15 +54,16 @@ static int ensure_log(mm3_file *f) {
   return 0;
 }
 
-/* With no entries left, free a log block that a bigger one replaced. */
+/* With no entries left, free the log blocks that bigger ones replaced. */
 static void release_retired(mm3_file *f) {
-  if (f->retired_log && mm3__hdr(f)->log_len == 0) {
-    mm3__hdr(f)->alloc_bytes += mm3__block_end(f, f->retired_log) - (f->retired_log - 16); /* as counted */
-    f->no_log = 1;
-    mm3__free(f, f->retired_log);
-    f->no_log = 0;
-    f->retired_log = 0;
+  if (!f->nretired || mm3__hdr(f)->log_len != 0) return;
+  f->no_log = 1;
+  for (int i = 0; i < f->nretired; i++) {
+    mm3__hdr(f)->alloc_bytes += mm3__block_end(f, f->retired[i]) - (f->retired[i] - 16); /* as counted */
+    mm3__free(f, f->retired[i]);
   }
+  f->no_log = 0;
+  f->nretired = 0;
 }
 
 /* Append an entry for [src, src + n) to the file's log. */
@@ -149,14 +151,19 @@ static void seen_forget(mm3_file *f) {
   }
   f->seen_gen++; /* from 1: never the 0 of a new table */
   f->nseen = 0;
+  f->seen_max = 0;
 }
 
 /* An entry the outermost transaction's rollback needs, and only that. */
 static int log_for_txn(mm3_file *f, const uint8_t *src, size_t n) {
   uint64_t off = (uint64_t)(src - f->base);
   if (off >= f->txn_floor || seen(f, off, n)) return 0; /* allocated inside it, or logged */
+  uint64_t pos = mm3__hdr(f)->log_len;
   int rc = log_entry(f, src, n);
-  if (!rc) seen_add(f, off, n);
+  if (!rc) {
+    seen_add(f, off, n);
+    f->seen_max = pos;
+  }
   return rc;
 }
 
@@ -225,7 +232,8 @@ static void replay(mm3_file *f, const uint8_t *log, uint64_t *pos, uint64_t sp, 
 static void keep_top_past_log(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
   uint64_t end = mm3__block_end(f, h->log_off);
-  if (f->retired_log && mm3__block_end(f, f->retired_log) > end) end = mm3__block_end(f, f->retired_log);
+  for (int i = 0; i < f->nretired; i++)
+    if (mm3__block_end(f, f->retired[i]) > end) end = mm3__block_end(f, f->retired[i]);
   if (h->heap_top < end) h->heap_top = end;
 }
 
@@ -246,14 +254,19 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
     h->log_len = 0; /* a damaged log cannot be replayed */
     return;
   }
+  if (sp <= f->seen_max) seen_forget(f); /* entries of ranges it holds go */
   replay(f, f->base + h->log_off, &h->log_len, sp, 1);
   keep_top_past_log(f);
-  if (sp == 0) {
-    __atomic_store_n(&h->log_len, 0, __ATOMIC_RELEASE);
-    /* a writer that died between seq_begin and seq_end left it odd */
-    uint64_t seq = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
-    if (seq & 1) __atomic_store_n(&h->seq, seq + 1, __ATOMIC_RELEASE);
-  }
+  if (sp == 0) __atomic_store_n(&h->log_len, 0, __ATOMIC_RELEASE);
+}
+
+void mm3__recover(mm3_file *f) {
+  mm3__rollback(f, 0);
+  /* a writer that died between seq_begin and seq_end left it odd (a live
+     operation rolled back to 0 has its seq_end still to come) */
+  mm3_header *h = mm3__hdr(f);
+  uint64_t seq = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
+  if (seq & 1) __atomic_store_n(&h->seq, seq + 1, __ATOMIC_RELEASE);
 }
 
 int mm3__op_begin(mm3_file *f, uint64_t *sp) {
@@ -321,9 +334,13 @@ int mm3_txn_begin(mm3_file *f, uint64_t *savepoint) {
     if (f->txn_owner) *f->txn_owner = f;
     f->txn_lock = f->lock_depth;
     f->txn_sp = *savepoint;
-    f->txn_floor = mm3__heap_top(f);
-    seen_forget(f);
   }
+  /* What the log leaves out is relative to the newest savepoint handed
+     out: a rollback to it (even one of the outermost transaction to an
+     inner savepoint) finds every range changed since logged, and all that
+     was allocated since above the floor. */
+  f->txn_floor = mm3__heap_top(f);
+  seen_forget(f);
   return 0;
 }
 

@@ -743,6 +743,264 @@ static void failing_write_script(int in_txn) {
 FTEST(failed_write_undoes_its_operation_only) { failing_write_script(0); }
 FTEST(failed_write_in_txn_undoes_its_operation_only) { failing_write_script(1); }
 
+/* ------------------------------------------------------------------------
+ * Found by review of the transaction log economy (each failed before its fix)
+ * ------------------------------------------------------------------------ */
+
+/* Rolling a nested transaction back to an outer savepoint empties the log
+   below the ranges the outer one had logged: a later change of one of them
+   is logged again, and the outer rollback restores it. */
+FTEST(txn_rollback_to_outer_savepoint_then_more_writes) {
+  mm3_file *f = t_file("outersp", NULL);
+  REQUIRE(f);
+  REQUIRE(put64(f, OFF_A, 1) == 0);
+  uint64_t a, b;
+  CHECK_RC(mm3_txn_begin(f, &a));
+  CHECK_RC(put64(f, OFF_A, 2));
+  CHECK_RC(mm3_txn_begin(f, &b));
+  CHECK_RC(put64(f, OFF_B, 5));
+  mm3_txn_rollback(f, a); /* everything since a; depth 1 again */
+  CHECK_EQ(get64(f, OFF_A), 1);
+  CHECK_EQ(mm3_txn_depth(f), 1);
+  CHECK_RC(put64(f, OFF_A, 3));
+  mm3_txn_rollback(f, a);
+  CHECK_EQ(get64(f, OFF_A), 1);
+  CHECK_EQ(get64(f, OFF_B), 0);
+  /* the outermost transaction rolled back to a savepoint inside it */
+  CHECK_RC(mm3_txn_begin(f, &a));
+  CHECK_RC(put64(f, OFF_A, 2));
+  CHECK_RC(mm3_txn_begin(f, &b));
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_RC(put64(f, OFF_A, 3));
+  mm3_txn_rollback(f, b); /* every write since b */
+  CHECK_EQ(get64(f, OFF_A), 2);
+  CHECK_EQ(mm3_txn_depth(f), 0);
+  CHECK(file_ok(f));
+}
+
+static mm3_file *dying_thread_file;
+static void exit_thread_at_top_move(const char *point) {
+  if (strcmp(point, "heap: top moved") == 0) pthread_exit(NULL);
+}
+static void *free_then_die_in_op(void *arg) {
+  (void)arg;
+  mm3_file *f = dying_thread_file;
+  uint64_t sp, k = 1000, v = 1;
+  char big[200];
+  memset(big, 'b', sizeof big);
+  if (mm3_txn_begin(f, &sp) || mm3_value_set(f, cx(f), &tx, big, sizeof big)) return NULL; /* frees the old value */
+  mm3__test_hook = exit_thread_at_top_move;
+  mm3_hmap_put(f, cm(f), &tm, &k, &v, NULL); /* the thread ends inside this operation */
+  return NULL;
+}
+
+/* A thread ends inside an operation of its transaction, after a free made
+   earlier in it: once another handle recovers, the dead handle's next write
+   does not free that block (which is live again), and the value stays whole
+   while the heap is used on. */
+FTEST(thread_dies_in_op_of_txn_its_frees_are_undone) {
+  mm3_file *b;
+  mm3_file *a = t_pair("threadop", &b, NULL);
+  REQUIRE(a);
+  static const char old[] = "the value before the dead transaction";
+  REQUIRE(mm3_value_set(a, cx(a), &tx, old, sizeof old - 1) == 0);
+  dying_thread_file = a;
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, free_then_die_in_op, NULL) == 0);
+  pthread_join(t, NULL);
+  mm3__test_hook = NULL;
+  CHECK_RC(put64(b, OFF_B, 1));
+  CHECK_EQ(mm3_file_recovered(b), 1);
+  CHECK_RC(put64(a, OFF_A, 2));
+  for (uint64_t k = 0; k < 64; k++) CHECK_RC(map_put(b, k, 0x4242424242424242ULL));
+  char buf[64];
+  CHECK(strcmp(value_str(b, buf, sizeof buf), old) == 0);
+  CHECK(containers_ok(b));
+  CHECK(file_ok(b));
+}
+
+/* The heap's bytes in use (header offset 544) after fn ran in a new T file
+   made as setup says, and the file checked. */
+static uint64_t bytes_in_use_after(void (*fn)(mm3_file *, int), int variant) {
+  mm3_file *f = t_file("inuse", NULL);
+  if (!f) return 0;
+  fn(f, variant);
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+  return hdr_u64(f, 544);
+}
+
+/* Until the map is resizing. */
+static void start_resize(mm3_file *f) {
+  const uint64_t *g = (const uint64_t *)cm(f); /* count, tab[2], lg[2], rehash */
+  uint64_t k = 0;
+  do {
+    REQUIRE(map_put(f, k, k) == 0);
+    k++;
+  } while (!g[4] || k < 100);
+}
+
+/* A traversal finishes the resize (freeing the old table), a write logged
+   already, an empty savepoint: with or without the savepoint, the same
+   bytes end in use (a free's position in the log equalled the savepoint's,
+   and the savepoint's rollback dropped it). */
+static void free_then_empty_savepoint(mm3_file *f, int with_savepoint) {
+  start_resize(f);
+  uint64_t sp, sp2, pos[3] = {0, 0, 0};
+  uint8_t *k, *v;
+  REQUIRE(mm3_txn_begin(f, &sp) == 0);
+  CHECK_RC(put64(f, OFF_A, 1));
+  CHECK_RC(mm3_hmap_next(f, cm(f), &tm, pos, &k, &v));
+  CHECK_EQ(((const uint64_t *)cm(f))[4], 0); /* the resize is done */
+  CHECK_RC(put64(f, OFF_A, 2));
+  if (with_savepoint) {
+    CHECK_RC(mm3_txn_begin(f, &sp2));
+    mm3_txn_rollback(f, sp2);
+  }
+  CHECK_RC(mm3_txn_commit(f));
+}
+
+/* In a nested transaction, a value set (freeing the old block), then an
+   operation that fails (a delete of a missing key). */
+static void free_then_failed_op(mm3_file *f, int fail) {
+  char s[100];
+  memset(s, 'x', sizeof s);
+  REQUIRE(mm3_value_set(f, cx(f), &tx, s, 100) == 0);
+  uint64_t sp0, sp1, key = 12345;
+  REQUIRE(mm3_txn_begin(f, &sp0) == 0 && mm3_txn_begin(f, &sp1) == 0);
+  CHECK_RC(mm3_value_set(f, cx(f), &tx, s, 50));
+  if (fail) CHECK_EQ(mm3_hmap_del(f, cm(f), &tm, &key), MM3_ENOTFOUND);
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_RC(mm3_txn_commit(f));
+}
+
+static int fail_allocations;
+static int fail_alloc_now(const char *point) { return fail_allocations && strcmp(point, "heap: alloc") == 0; }
+
+/* A put_many of two keys whose group's share of a resize finishes it
+   (freeing the old table), its entries' allocations failing (variant & 2)
+   or not, in a transaction (variant & 1) or not: the finished resize stays,
+   and so does the free. */
+static void resize_done_then_put(mm3_file *f, int variant) {
+  const uint64_t *g = (const uint64_t *)cm(f); /* count, tab[2], lg[2], rehash */
+  uint64_t k = 0;
+  for (;;) { /* until at most 8 buckets of a resize are left */
+    REQUIRE(map_put(f, k++, 1) == 0);
+    uint64_t lg0 = g[3] & 0xFFFFFFFFu;
+    if (g[4] && ((uint64_t)1 << lg0) - (g[4] - 1) <= 8 && lg0 >= 6) break;
+  }
+  uint64_t sp, keys[2] = {1u << 30, (1u << 30) + 1}, vals[2] = {7, 8};
+  size_t done = 9;
+  if (variant & 1) REQUIRE(mm3_txn_begin(f, &sp) == 0);
+  fail_allocations = variant & 2;
+  mm3__test_fail = fail_alloc_now;
+  int rc = mm3_hmap_put_many(f, cm(f), &tm, 2, keys, vals, &done);
+  mm3__test_fail = NULL;
+  fail_allocations = 0;
+  CHECK_EQ(rc, variant & 2 ? ENOMEM : 0);
+  CHECK_EQ(done, variant & 2 ? 0 : 2);
+  CHECK_EQ(g[4], 0); /* the resize finished */
+  if (variant & 1) CHECK_RC(mm3_txn_commit(f));
+}
+
+FTEST(frees_survive_savepoints_at_their_log_position) {
+  CHECK_EQ(bytes_in_use_after(free_then_empty_savepoint, 1), bytes_in_use_after(free_then_empty_savepoint, 0));
+  CHECK_EQ(bytes_in_use_after(free_then_failed_op, 1), bytes_in_use_after(free_then_failed_op, 0));
+  uint64_t node = 16;
+  while (node < tm.node_size + 16) node *= 2; /* a node's block */
+  for (int in_txn = 0; in_txn < 2; in_txn++)
+    CHECK_EQ(bytes_in_use_after(resize_done_then_put, in_txn | 2) + 2 * node,
+             bytes_in_use_after(resize_done_then_put, in_txn));
+}
+
+/* A single put that fails changes nothing at all, not even its share of a
+   resize under way (which a put_many's failed entry keeps: what was put
+   before it stays). */
+FTEST(failed_single_put_changes_nothing) {
+  mm3_file *f = t_file("putnothing", NULL);
+  REQUIRE(f);
+  start_resize(f);
+  uint8_t head[48];
+  memcpy(head, cm(f), sizeof head);
+  uint64_t used = hdr_u64(f, 544), key = 1u << 30, v = 1;
+  fail_allocations = 1;
+  mm3__test_fail = fail_alloc_now;
+  CHECK_EQ(mm3_hmap_put(f, cm(f), &tm, &key, &v, NULL), ENOMEM);
+  mm3__test_fail = NULL;
+  fail_allocations = 0;
+  CHECK(memcmp(head, cm(f), sizeof head) == 0);
+  CHECK_EQ(hdr_u64(f, 544), used);
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+}
+
+/* A child forked inside a transaction holds none of its frees: after the
+   parent rolls back, the child's writes free nothing that is live. */
+FTEST(fork_in_txn_child_frees_nothing_of_parent) {
+  const char *path;
+  mm3_file *f = t_file("forkfree", &path);
+  REQUIRE(f);
+  (void)path;
+  static const char old[] = "the value before the transaction";
+  REQUIRE(mm3_value_set(f, cx(f), &tx, old, sizeof old - 1) == 0);
+  uint64_t sp;
+  char big[200];
+  memset(big, 'b', sizeof big);
+  REQUIRE(mm3_txn_begin(f, &sp) == 0);
+  CHECK_RC(mm3_value_set(f, cx(f), &tx, big, sizeof big)); /* the old block: freed at commit */
+  volatile uint64_t *go = shared_words();
+  REQUIRE(go);
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    while (!*go) sleep_ms(1);
+    int bad = put64(f, OFF_A, 7) != 0; /* takes the lock once the parent let it go */
+    for (uint64_t k = 0; k < 64; k++) bad |= map_put(f, k, 0x4242424242424242ULL) != 0;
+    _exit(bad ? 10 : 0);
+  }
+  mm3_txn_rollback(f, sp);
+  *go = 1;
+  CHECK_EQ(wait_child(pid), 0);
+  char buf[64];
+  CHECK(strcmp(value_str(f, buf, sizeof buf), old) == 0);
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+}
+
+/* A map operation that fails (a delete of a missing key) leaves the write
+   sequence even: lookups without the lock go on working. */
+FTEST(failed_map_op_leaves_sequence_even) {
+  mm3_file *f = t_file("seqeven", NULL);
+  REQUIRE(f);
+  REQUIRE(map_put(f, 1, 1) == 0);
+  uint64_t key = 99;
+  CHECK_EQ(mm3_hmap_del(f, cm(f), &tm, &key), MM3_ENOTFOUND);
+  CHECK_EQ(hdr_u64(f, 152) % 2, 0);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_EQ(mm3_hmap_del(f, cm(f), &tm, &key), MM3_ENOTFOUND);
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_EQ(hdr_u64(f, 152) % 2, 0);
+}
+
+/* The log replaced three times in one transaction: once it commits, every
+   replaced block is free again (only the last one was). */
+FTEST(txn_log_replaced_many_times_frees_every_old_block) {
+  enum { ROOT = 1 << 20 };
+  mm3_file *f = new_file("relog", "root u8[1048576]", ROOT, NULL);
+  REQUIRE(f);
+  uint8_t *root = mm3_file_root(f);
+  static uint8_t piece[4096];
+  memset(piece, 0x5C, sizeof piece);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  for (int off = 0; off < 400 << 10; off += 4096) CHECK_RC(mm3_file_write(f, root + off, piece, sizeof piece));
+  CHECK(hdr_u64(f, 568) >= (400 << 10)); /* 64 KiB, then 128, 256, 512 */
+  CHECK_RC(mm3_txn_commit(f));
+  for (int k = 12; k <= 14; k++) CHECK(hdr_u64(f, 160 + 8 * (size_t)k) != 0); /* free lists of 64, 128, 256 KiB */
+  CHECK(file_ok(f));
+}
+
 /* ========================================================================
  * mm3_file_write
  * ======================================================================== */
@@ -1587,6 +1845,10 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_big_rollback_restores_old_data, txn_savepoint_inside_big_txn, txn_savepoint_rollback_keeps_earlier_frees,
           txn_crash_in_big_txn_recovers_old_data,
           failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,
+          txn_rollback_to_outer_savepoint_then_more_writes, thread_dies_in_op_of_txn_its_frees_are_undone,
+          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing,
+          fork_in_txn_child_frees_nothing_of_parent,
+          failed_map_op_leaves_sequence_even, txn_log_replaced_many_times_frees_every_old_block,
           file_write_range, close_inside_txn_rolls_back,
           crash_exit_in_txn_file_open, crash_exit_in_txn_reopen, crash_kill_holding_lock, crash_kill_in_loop,
           txn_rollback_seg_push, death_after_new_segment_length_rolls_both_back, kill_in_seg_push_keeps_heap_consistent, fork_in_txn_child_recovers_dead_parent,

@@ -141,6 +141,14 @@ void mm3__guard_forget_locks(void) {
   }
 }
 
+void mm3__guard_forget_holders(mm3_file *f) {
+  for (int i = 0; i < SLOTS; i++) {
+    mm3_file *g = (mm3_file *)slot_get(slots, i);
+    /* nobody alive holds the lock (its holder died): a depth is the dead one's */
+    if (g && g != f && g->held == f->held && g->lock_depth > 0) mm3__forget_holder(f, g);
+  }
+}
+
 int mm3_file_truncated(const mm3_file *f) { return f->truncated; }
 
 /* ---- raw file maps, beside the files ---- */

@@ -115,16 +115,11 @@ int mm3_file_lock(mm3_file *f) {
        lock but us, so the count starts again from zero, and the rollback
        below takes its log for the dead writer's that it is. */
     mm3_file *owner = f->txn_owner ? *f->txn_owner : NULL;
-    if (owner) {
-      /* the frees it made wait for a commit that never comes: the rollback
-         makes those blocks live again */
-      mm3__txn_forget(owner); /* (its frees are all the transaction's, not an operation's) */
-      mm3__free_rollback(owner, 0);
-      owner->txn_depth = 0, owner->lock_depth = 0, owner->no_log = 0, *f->txn_owner = NULL;
-    }
+    if (owner) mm3__forget_holder(f, owner);
+    mm3__guard_forget_holders(f); /* every handle it held the lock through, in or out of a transaction */
+    mm3__forget_holder(f, f);     /* (f too, if the dead thread used it) */
+    if (f->txn_owner) *f->txn_owner = NULL;
     *f->held = 0;
-    f->lock_depth = 0, f->txn_depth = 0, f->no_log = 0;
-    mm3__txn_forget(f);
   }
   if (rc) return rc;
   f->lock_depth++;
@@ -135,6 +130,18 @@ int mm3_file_lock(mm3_file *f) {
     f->recovered++;
   }
   return 0;
+}
+
+void mm3__forget_holder(mm3_file *f, mm3_file *g) {
+  /* the frees it made wait for a commit that never comes: the rollback
+     makes those blocks live again */
+  mm3__txn_forget(g);
+  g->npending = 0;
+  /* log blocks it replaced: freed by f once the rollback is done */
+  for (int i = 0; i < g->nretired; i++)
+    if (g != f && f->nretired < (int)(sizeof f->retired / sizeof f->retired[0])) f->retired[f->nretired++] = g->retired[i];
+  if (g != f) g->nretired = 0;
+  g->txn_depth = 0, g->lock_depth = 0, g->no_log = 0;
 }
 
 void mm3_file_unlock(mm3_file *f) {
@@ -254,12 +261,9 @@ int mm3__free(mm3_file *f, uint64_t off) {
     f->cpending = n;
   }
   f->pending[2 * f->npending] = off;
-  f->pending[2 * f->npending + 1] = mm3__savepoint(f); /* dropped by a rollback to here or below */
-  /* The log moves past that position (an entry for the block's tag, which
-     the commit rewrites), so a savepoint taken after this free is never
-     equal to it: a rollback to one keeps the free. */
-  int rc = mm3__log(f, f->base + off - BLOCK_HEAD, BLOCK_HEAD);
-  if (rc) return rc;
+  /* dropped by a rollback to here or below (a savepoint taken after this
+     lies past here: see mm3__savepoint) */
+  f->pending[2 * f->npending + 1] = mm3__position(f);
   f->npending++;
   return 0;
 }

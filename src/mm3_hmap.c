@@ -476,7 +476,9 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
   if (m > 1)
     for (size_t j = 0; j < m; j++) PREFETCH(first_at(f, c, t, h[j]));
   for (size_t j = 0; j < m && !rc; j++) {
-    uint64_t sj = mm3__savepoint(f);
+    uint64_t sj;
+    rc = mm3__savepoint(f, &sj);
+    if (rc) break;
     const uint8_t *kj = keys + j * t->key_size, *vj = vals + j * t->elem_size;
     rc = t->kind == MM3_FMAP ? fput(f, c, t, kj, h[j], vj, created) : gput(f, c, t, kj, h[j], vj, created);
     if (rc) mm3__rollback(f, sj);

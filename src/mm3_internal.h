@@ -92,14 +92,13 @@ struct mm3_file {
   size_t npending, cpending;
   /* A transaction keeps in the file's log only what its rollback needs (see
      mm3_txn.c): the first change of each range, nothing of space it made. */
-  int txn_lock;        /* lock_depth when the outermost transaction began */
-  uint64_t txn_sp;     /* its savepoint */
-  uint64_t txn_floor;  /* the heap top then: every byte above was allocated since */
+  int txn_lock;        /* lock_depth of the innermost transaction */
+  uint64_t txn_floor;  /* the heap top at the newest savepoint: every byte above was allocated since */
   uint64_t *seen;      /* ranges (offset, length) in the log since it began: see mm3_txn.c */
   size_t nseen, cseen;
   uint64_t seen_gen;
   uint64_t seen_max;   /* log position of the newest entry the set holds */
-  /* An operation directly inside that transaction undoes itself from its own
+  /* An operation directly inside a transaction undoes itself from its own
      entries, kept here, in the process: the file's log may lack them. */
   int op_own;          /* such an operation is under way */
   uint8_t *own;
@@ -146,8 +145,19 @@ MM3_INTERNAL int mm3__op_end(mm3_file *f, uint64_t sp, int rc);
 MM3_INTERNAL void mm3__rollback(mm3_file *f, uint64_t sp);
 /* Roll a dead writer's unfinished work back (the lock taken, or alone). */
 MM3_INTERNAL void mm3__recover(mm3_file *f);
-/* Where mm3__rollback can later take the current operation back to. */
-MM3_INTERNAL uint64_t mm3__savepoint(const mm3_file *f);
+/* Where mm3__rollback can later take the current operation back to, in
+   *sp: 0, or an error from the log. */
+MM3_INTERNAL int mm3__savepoint(mm3_file *f, uint64_t *sp);
+/* Where the log that savepoints count in is now (no entry added). */
+MM3_INTERNAL uint64_t mm3__position(const mm3_file *f);
+/* g's thread died holding the lock (EOWNERDEAD, seen by f): g holds it no
+   more, its frees are dropped, f takes its replaced log blocks to free. */
+MM3_INTERNAL void mm3__forget_holder(mm3_file *f, mm3_file *g);
+/* mm3__forget_holder(f, g) for every open g of f's file in this process
+   whose lock depth says it holds the lock. */
+MM3_INTERNAL void mm3__guard_forget_holders(mm3_file *f);
+/* Free the log blocks bigger ones replaced, once the log is empty. */
+MM3_INTERNAL void mm3__release_retired(mm3_file *f);
 /* Forget the transaction-wide bookkeeping (a dead holder's, a closed handle's). */
 MM3_INTERNAL void mm3__txn_forget(mm3_file *f);
 /* The heap's top: where the next block from the top begins. */

@@ -86,19 +86,21 @@ static int log_entry(mm3_file *f, const uint8_t *src, size_t n) {
 }
 
 /* ---- what a transaction logs ----
-   A crash, or an error that escapes it, takes the outermost transaction back
-   to where it began: its rollback needs, for each range of data that existed
-   then, the oldest entry, and nothing for space allocated since (the heap
-   top goes back below it, and nothing older points into it). So inside it
+   A crash, or an error that escapes it, takes a transaction back to where it
+   began (its savepoint): that rollback needs, for each range of data that
+   existed then, the oldest entry since, and nothing for space allocated since
+   (the heap top goes back below it, and nothing older points into it). So
    the file's log takes a range once, by (offset, length), and never a range
-   above the heap top it began with. A million inserts into a map made in the
-   transaction then log a few entries, not a million.
+   above the heap top at the newest savepoint handed out (every
+   mm3_txn_begin starts both afresh: a rollback to any savepoint, or to 0 by
+   recovery, then finds all it needs). A million inserts into a map made in
+   the transaction then log a few entries, not a million.
 
-   An operation inside it may still fail alone (a full container, a bad key,
-   one entry of a put_many), and must then undo its own writes, every one of
-   them: those are kept in process memory (f->own), in the log's entry format,
-   for as long as the operation runs. Its savepoints (mm3__savepoint) are
-   positions in that buffer. */
+   An operation directly inside a transaction may still fail alone (a full
+   container, a bad key, one entry of a put_many), and must then undo its own
+   writes, every one of them: those are kept in process memory (f->own), in
+   the log's entry format, for as long as the operation runs. Its savepoints
+   (mm3__savepoint) are positions in that buffer. */
 
 static uint64_t seen_slot(uint64_t off, uint64_t len, size_t cap) {
   return ((off * 0x9E3779B97F4A7C15ULL) ^ (len * 0xC2B2AE3D27D4EB4FULL)) >> 20 & (cap - 1);
@@ -154,7 +156,7 @@ static void seen_forget(mm3_file *f) {
   f->seen_max = 0;
 }
 
-/* An entry the outermost transaction's rollback needs, and only that. */
+/* An entry a rollback to the newest savepoint needs, and only that. */
 static int log_for_txn(mm3_file *f, const uint8_t *src, size_t n) {
   uint64_t off = (uint64_t)(src - f->base);
   if (off >= f->txn_floor || seen(f, off, n)) return 0; /* allocated inside it, or logged */
@@ -194,7 +196,7 @@ int mm3__log(mm3_file *f, const void *p, size_t n) {
   if (src < f->base + MM3_HEADER_SIZE - 1024 || mm3__range_bad((uint64_t)(src - f->base), n, f->mapped))
     return 0; /* not file memory (a scratch copy): nothing to undo */
   if (mm3__test_fail && mm3__test_fail("log: entry")) return ENOMEM;
-  if (f->txn_depth != 1) return log_entry(f, src, n);
+  if (f->txn_depth == 0) return log_entry(f, src, n);
   if (f->op_own) { /* the file's log first: growing it moves the heap top, which may be src */
     int rc = log_for_txn(f, src, n);
     return rc ? rc : log_own(f, src, n);
@@ -203,7 +205,25 @@ int mm3__log(mm3_file *f, const void *p, size_t n) {
   return log_entry(f, src, n); /* an operation that may roll back to a position in the log */
 }
 
-uint64_t mm3__savepoint(const mm3_file *f) { return f->op_own ? f->nown : mm3__hdr(f)->log_len; }
+uint64_t mm3__position(const mm3_file *f) { return f->op_own ? f->nown : mm3__hdr(f)->log_len; }
+
+/* An entry that changes nothing when replayed: the old bytes of a reserved
+   header word, which nothing writes. */
+#define MARKER_OFF 1016
+
+int mm3__savepoint(mm3_file *f, uint64_t *sp) {
+  uint64_t pos = mm3__position(f);
+  size_t low = f->op_own ? f->own_pending : 0;
+  if (f->npending > low && f->pending[2 * (f->npending - 1) + 1] == pos) {
+    /* A free was made here: a rollback to a savepoint here would take it
+       back although it came before. Move the log past it first. */
+    int rc = f->op_own ? log_own(f, f->base + MARKER_OFF, 8) : log_entry(f, f->base + MARKER_OFF, 8);
+    if (rc) return rc;
+    pos = mm3__position(f);
+  }
+  *sp = pos;
+  return 0;
+}
 
 void mm3__txn_forget(mm3_file *f) {
   f->op_own = 0;
@@ -286,21 +306,26 @@ int mm3__op_enter(mm3_file *f, uint64_t *sp) {
     mm3_file_unlock(f);
     return rc;
   }
-  if (f->txn_depth == 1 && !f->op_own && f->lock_depth == f->txn_lock + 1) {
-    f->op_own = 1; /* directly inside the outermost transaction: keeps its own undo entries */
+  int own = f->txn_depth > 0 && !f->op_own && f->lock_depth == f->txn_lock + 1;
+  if (own) {
+    f->op_own = 1; /* directly inside a transaction: keeps its own undo entries */
     f->nown = 0;
     f->own_pending = f->npending;
   }
-  *sp = mm3__savepoint(f);
-  return 0;
+  rc = mm3__savepoint(f, sp);
+  if (rc) {
+    if (own) f->op_own = 0;
+    mm3_file_unlock(f);
+  }
+  return rc;
 }
 
 int mm3__op_end(mm3_file *f, uint64_t sp, int rc) {
   if (rc) mm3__rollback(f, sp); /* a failed operation changes nothing */
   if (f->op_own && f->lock_depth == f->txn_lock + 1) {
-    /* Done: from now on only the transaction's rollback can undo it, so
-       its frees are dropped by that alone. */
-    for (size_t i = f->own_pending; i < f->npending; i++) f->pending[2 * i + 1] = f->txn_sp;
+    /* Done: its frees now count at the log's position (savepoints taken
+       from now on lie past it: mm3__savepoint). */
+    for (size_t i = f->own_pending; i < f->npending; i++) f->pending[2 * i + 1] = mm3__hdr(f)->log_len;
     f->op_own = 0;
     f->nown = 0;
     if (f->cown > ((size_t)1 << 20)) { /* a big operation's: give the memory back */
@@ -329,12 +354,13 @@ int mm3_txn_begin(mm3_file *f, uint64_t *savepoint) {
     mm3_file_unlock(f);
     return rc;
   }
-  *savepoint = mm3__hdr(f)->log_len;
-  if (f->txn_depth++ == 0) {
-    if (f->txn_owner) *f->txn_owner = f;
-    f->txn_lock = f->lock_depth;
-    f->txn_sp = *savepoint;
+  rc = mm3__savepoint(f, savepoint);
+  if (rc) {
+    mm3_file_unlock(f);
+    return rc;
   }
+  if (f->txn_depth++ == 0 && f->txn_owner) *f->txn_owner = f;
+  f->txn_lock = f->lock_depth;
   /* What the log leaves out is relative to the newest savepoint handed
      out: a rollback to it (even one of the outermost transaction to an
      inner savepoint) finds every range changed since logged, and all that
@@ -356,6 +382,7 @@ int mm3_txn_commit(mm3_file *f) {
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }
   mm3_file_unlock(f);
+  f->txn_lock = f->lock_depth; /* the enclosing transaction's, if any */
   return rc;
 }
 
@@ -364,13 +391,16 @@ void mm3_txn_rollback(mm3_file *f, uint64_t savepoint) {
   mm3__rollback(f, savepoint);
   if (--f->txn_depth == 0) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
-    f->npending = 0;
+    mm3__free_commit(f); /* what was freed before the savepoint (normally nothing) */
     seen_forget(f);
     release_retired(f);
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }
   mm3_file_unlock(f);
+  f->txn_lock = f->lock_depth; /* the enclosing transaction's, if any */
 }
+
+void mm3__release_retired(mm3_file *f) { release_retired(f); }
 
 int mm3_txn_depth(const mm3_file *f) { return f->txn_depth; }
 void mm3_file_set_durable(mm3_file *f, int durable) { f->durable = durable; }

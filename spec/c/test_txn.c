@@ -1001,6 +1001,145 @@ FTEST(txn_log_replaced_many_times_frees_every_old_block) {
   CHECK(file_ok(f));
 }
 
+/* Until at most 8 buckets of a resize are left: the next put's share of it
+   finishes it, freeing the old table. */
+static void resize_nearly_done(mm3_file *f) {
+  const uint64_t *g = (const uint64_t *)cm(f); /* count, tab[2], lg[2], rehash */
+  uint64_t k = 0;
+  for (;;) {
+    REQUIRE(map_put(f, k++, 1) == 0);
+    uint64_t lg0 = g[3] & 0xFFFFFFFFu;
+    if (g[4] && ((uint64_t)1 << lg0) - (g[4] - 1) <= 8 && lg0 >= 6) break;
+  }
+}
+
+static void *put_then_die(void *arg) {
+  uint64_t k = 1u << 30, v = 7;
+  mm3__test_hook = exit_thread_at_top_move;
+  mm3_hmap_put((mm3_file *)arg, cm((mm3_file *)arg), &tm, &k, &v, NULL); /* frees the old table, then ends */
+  return NULL;
+}
+
+/* A thread ends inside a put, outside any transaction, after the put's
+   share of a resize freed the old table: once another handle recovers (the
+   old table is the map's again), a write through the dead thread's handle
+   frees nothing, and the map keeps every entry while the heap is used on. */
+FTEST(thread_dies_in_plain_op_its_frees_are_undone) {
+  mm3_file *b;
+  mm3_file *a = t_pair("plainop", &b, NULL);
+  REQUIRE(a);
+  resize_nearly_done(a);
+  uint64_t n = mm3_container_len(a, cm(a), &tm), old = ((const uint64_t *)cm(a))[1];
+  uint64_t block = (uint64_t)16 << (hdr_u64(a, old - 16) & 0xFF); /* the old table's block */
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, put_then_die, a) == 0);
+  pthread_join(t, NULL);
+  mm3__test_hook = NULL;
+  CHECK_RC(put64(b, OFF_B, 1));
+  CHECK_EQ(mm3_file_recovered(b), 1);
+  CHECK_RC(put64(a, OFF_A, 2));
+  char *junk = malloc(block);
+  REQUIRE(junk);
+  memset(junk, 0x5A, block);
+  CHECK_RC(mm3_value_set(b, cx(b), &tx, junk, block - 24)); /* would take the old table, freed wrongly */
+  free(junk);
+  for (uint64_t k = 0; k < 200; k++) CHECK_RC(map_put(b, 100000 + k, 2));
+  uint64_t bad = 0, v;
+  for (uint64_t k = 0; k < n; k++) bad += map_get(b, k, &v) != 0 || v != 1;
+  CHECK_EQ(bad, 0);
+  CHECK(containers_ok(b));
+  CHECK(file_ok(b));
+}
+
+/* The outermost transaction rolled back to a savepoint inside it (one of
+   a nested transaction that committed): the frees made before that
+   savepoint take effect, the ones after it do not. */
+FTEST(txn_ended_at_inner_savepoint_keeps_earlier_frees) {
+  uint64_t used[2];
+  for (int misuse = 0; misuse < 2; misuse++) {
+    mm3_file *f = t_file(misuse ? "innerend" : "innerplain", NULL);
+    REQUIRE(f);
+    char s[100];
+    memset(s, 'x', sizeof s);
+    REQUIRE(mm3_value_set(f, cx(f), &tx, s, 100) == 0);
+    uint64_t a, b;
+    CHECK_RC(mm3_txn_begin(f, &a));
+    CHECK_RC(mm3_value_set(f, cx(f), &tx, s, 20)); /* frees the 100-byte block */
+    CHECK_RC(mm3_txn_begin(f, &b));
+    CHECK_RC(mm3_txn_commit(f));
+    if (misuse) {
+      CHECK_RC(mm3_value_set(f, cx(f), &tx, s, 60)); /* frees the 20-byte one: undone */
+      mm3_txn_rollback(f, b);
+    } else {
+      CHECK_RC(mm3_txn_commit(f));
+    }
+    CHECK_EQ(mm3_txn_depth(f), 0);
+    uint64_t len = 0;
+    char buf[100];
+    CHECK_RC(mm3_value_get(f, cx(f), &tx, buf, sizeof buf, &len));
+    CHECK_EQ(len, 20);
+    CHECK(file_ok(f));
+    used[misuse] = hdr_u64(f, 544);
+  }
+  CHECK_EQ(used[1], used[0]);
+}
+
+/* Clearing a map of 100,000 entries that existed before, in a transaction:
+   its frees add nothing to the log (40 bytes each did). */
+FTEST(txn_clear_of_old_map_logs_little) {
+  mm3_file *f = t_file("bigclear", NULL);
+  REQUIRE(f);
+  for (uint64_t k = 0; k < 100000; k++) REQUIRE(map_put(f, k, k) == 0);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  CHECK_RC(mm3_hmap_clear(f, cm(f), &tm));
+  CHECK(hdr_u64(f, 560) < 4096); /* the log's length */
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK_EQ(mm3_container_len(f, cm(f), &tm), 0);
+  CHECK(file_ok(f));
+}
+
+/* Inside a nested transaction too, inserts into a map made in it log
+   almost nothing (every write was logged in full there). */
+FTEST(txn_nested_inserts_log_stays_small) {
+  mm3_file *f = t_file("nestedbig", NULL);
+  REQUIRE(f);
+  uint64_t a, b;
+  CHECK_RC(mm3_txn_begin(f, &a));
+  CHECK_RC(put64(f, OFF_A, 1));
+  CHECK_RC(mm3_txn_begin(f, &b));
+  int rc = 0;
+  for (uint64_t k = 1; k <= 200000 && !rc; k++) rc = map_put(f, k, k);
+  CHECK_RC(rc);
+  CHECK(hdr_u64(f, 568) <= (64 << 10)); /* the log's capacity */
+  mm3_txn_rollback(f, b);
+  CHECK_EQ(mm3_container_len(f, cm(f), &tm), 0);
+  CHECK_EQ(get64(f, OFF_A), 1);
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+}
+
+/* A handle closed inside a transaction whose log was replaced by bigger
+   ones: the replaced blocks are free again (they stayed in use). */
+FTEST(close_in_txn_frees_replaced_logs) {
+  const char *path;
+  mm3_file *f = new_file("closelog", "root u8[1048576]", 1 << 20, &path);
+  REQUIRE(f);
+  static uint8_t piece[4096];
+  memset(piece, 0x5C, sizeof piece);
+  uint64_t sp;
+  CHECK_RC(mm3_txn_begin(f, &sp));
+  for (int off = 0; off < 200 << 10; off += 4096) CHECK_RC(mm3_file_write(f, mm3_file_root(f) + off, piece, 4096));
+  CHECK(hdr_u64(f, 568) >= (200 << 10));
+  close_file(f);
+  mm3_file *g = open_existing(path, 0);
+  REQUIRE(g);
+  for (int k = 12; k <= 13; k++) CHECK(hdr_u64(g, 160 + 8 * (size_t)k) != 0); /* 64 and 128 KiB free */
+  CHECK(all_zero(mm3_file_root(g), 200 << 10));
+  CHECK(file_ok(g));
+}
+
 /* ========================================================================
  * mm3_file_write
  * ======================================================================== */
@@ -1849,6 +1988,8 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing,
           fork_in_txn_child_frees_nothing_of_parent,
           failed_map_op_leaves_sequence_even, txn_log_replaced_many_times_frees_every_old_block,
+          thread_dies_in_plain_op_its_frees_are_undone, txn_ended_at_inner_savepoint_keeps_earlier_frees,
+          txn_clear_of_old_map_logs_little, txn_nested_inserts_log_stays_small, close_in_txn_frees_replaced_logs,
           file_write_range, close_inside_txn_rolls_back,
           crash_exit_in_txn_file_open, crash_exit_in_txn_reopen, crash_kill_holding_lock, crash_kill_in_loop,
           txn_rollback_seg_push, death_after_new_segment_length_rolls_both_back, kill_in_seg_push_keeps_heap_consistent, fork_in_txn_child_recovers_dead_parent,

@@ -381,8 +381,9 @@ int mm3_txn_commit(mm3_file *f) {
     release_retired(f);
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }
+  f->txn_lock = f->lock_depth - 1; /* the enclosing transaction's, if any (set under the lock:
+                                       threads may share a handle) */
   mm3_file_unlock(f);
-  f->txn_lock = f->lock_depth; /* the enclosing transaction's, if any */
   return rc;
 }
 
@@ -396,8 +397,8 @@ void mm3_txn_rollback(mm3_file *f, uint64_t savepoint) {
     release_retired(f);
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }
+  f->txn_lock = f->lock_depth - 1; /* the enclosing transaction's, if any */
   mm3_file_unlock(f);
-  f->txn_lock = f->lock_depth; /* the enclosing transaction's, if any */
 }
 
 void mm3__release_retired(mm3_file *f) { release_retired(f); }

@@ -1140,6 +1140,42 @@ FTEST(close_in_txn_frees_replaced_logs) {
   CHECK(file_ok(g));
 }
 
+static mm3_file *shared_handle;
+static void *txns_on_shared_handle(void *arg) {
+  uint64_t base = (uint64_t)(uintptr_t)arg, bad = 0;
+  for (uint64_t i = 0; i < 20000; i++) {
+    uint64_t sp;
+    if (mm3_txn_begin(shared_handle, &sp)) {
+      bad++;
+      continue;
+    }
+    bad += map_put(shared_handle, base + i, i) != 0;
+    bad += mm3_txn_commit(shared_handle) != 0;
+  }
+  return (void *)(uintptr_t)bad;
+}
+
+/* Two threads share one handle, each running transactions of a map put
+   (the lock takes turns): none is refused or fails (a transaction's end set
+   the handle's transaction lock depth after letting the lock go, racing the
+   other thread's operation, which then kept its own-undo mode and refused
+   the next begin as busy). */
+FTEST(threads_sharing_a_handle_run_transactions) {
+  shared_handle = t_file("sharedtxn", NULL);
+  REQUIRE(shared_handle);
+  pthread_t t[2];
+  for (uintptr_t i = 0; i < 2; i++)
+    REQUIRE(pthread_create(&t[i], NULL, txns_on_shared_handle, (void *)(i << 32)) == 0);
+  for (int i = 0; i < 2; i++) {
+    void *bad;
+    pthread_join(t[i], &bad);
+    CHECK_EQ((uintptr_t)bad, 0);
+  }
+  CHECK_EQ(mm3_container_len(shared_handle, cm(shared_handle), &tm), 40000);
+  CHECK(containers_ok(shared_handle));
+  CHECK(file_ok(shared_handle));
+}
+
 /* ========================================================================
  * mm3_file_write
  * ======================================================================== */
@@ -1990,6 +2026,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           failed_map_op_leaves_sequence_even, txn_log_replaced_many_times_frees_every_old_block,
           thread_dies_in_plain_op_its_frees_are_undone, txn_ended_at_inner_savepoint_keeps_earlier_frees,
           txn_clear_of_old_map_logs_little, txn_nested_inserts_log_stays_small, close_in_txn_frees_replaced_logs,
+          threads_sharing_a_handle_run_transactions,
           file_write_range, close_inside_txn_rolls_back,
           crash_exit_in_txn_file_open, crash_exit_in_txn_reopen, crash_kill_holding_lock, crash_kill_in_loop,
           txn_rollback_seg_push, death_after_new_segment_length_rolls_both_back, kill_in_seg_push_keeps_heap_consistent, fork_in_txn_child_recovers_dead_parent,

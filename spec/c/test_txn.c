@@ -778,13 +778,23 @@ FTEST(txn_rollback_to_outer_savepoint_then_more_writes) {
   CHECK(file_ok(f));
 }
 
-static mm3_file *dying_thread_file;
+/* fn(a) runs in a thread that ends inside it; then b takes the lock and
+   recovers its work, and a is written through again. */
+static void thread_dies_then_b_recovers(void *(*fn)(void *), mm3_file *a, mm3_file *b) {
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, fn, a) == 0);
+  pthread_join(t, NULL);
+  mm3__test_hook = NULL;
+  CHECK_RC(put64(b, OFF_B, 1));
+  CHECK_EQ(mm3_file_recovered(b), 1);
+  CHECK_RC(put64(a, OFF_A, 2));
+}
+
 static void exit_thread_at_top_move(const char *point) {
   if (strcmp(point, "heap: top moved") == 0) pthread_exit(NULL);
 }
 static void *free_then_die_in_op(void *arg) {
-  (void)arg;
-  mm3_file *f = dying_thread_file;
+  mm3_file *f = arg;
   uint64_t sp, k = 1000, v = 1;
   char big[200];
   memset(big, 'b', sizeof big);
@@ -804,14 +814,7 @@ FTEST(thread_dies_in_op_of_txn_its_frees_are_undone) {
   REQUIRE(a);
   static const char old[] = "the value before the dead transaction";
   REQUIRE(mm3_value_set(a, cx(a), &tx, old, sizeof old - 1) == 0);
-  dying_thread_file = a;
-  pthread_t t;
-  REQUIRE(pthread_create(&t, NULL, free_then_die_in_op, NULL) == 0);
-  pthread_join(t, NULL);
-  mm3__test_hook = NULL;
-  CHECK_RC(put64(b, OFF_B, 1));
-  CHECK_EQ(mm3_file_recovered(b), 1);
-  CHECK_RC(put64(a, OFF_A, 2));
+  thread_dies_then_b_recovers(free_then_die_in_op, a, b);
   for (uint64_t k = 0; k < 64; k++) CHECK_RC(map_put(b, k, 0x4242424242424242ULL));
   char buf[64];
   CHECK(strcmp(value_str(b, buf, sizeof buf), old) == 0);
@@ -1031,13 +1034,7 @@ FTEST(thread_dies_in_plain_op_its_frees_are_undone) {
   resize_nearly_done(a);
   uint64_t n = mm3_container_len(a, cm(a), &tm), old = ((const uint64_t *)cm(a))[1];
   uint64_t block = (uint64_t)16 << (hdr_u64(a, old - 16) & 0xFF); /* the old table's block */
-  pthread_t t;
-  REQUIRE(pthread_create(&t, NULL, put_then_die, a) == 0);
-  pthread_join(t, NULL);
-  mm3__test_hook = NULL;
-  CHECK_RC(put64(b, OFF_B, 1));
-  CHECK_EQ(mm3_file_recovered(b), 1);
-  CHECK_RC(put64(a, OFF_A, 2));
+  thread_dies_then_b_recovers(put_then_die, a, b);
   char *junk = malloc(block);
   REQUIRE(junk);
   memset(junk, 0x5A, block);

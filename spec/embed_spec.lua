@@ -135,6 +135,7 @@ describe("C hosts embedding Lua", function()
       "A's writes are B's reads and back",
       "the host sees both, both see the host",
       "a rolled-back transaction in A is invisible to B and the host",
+      "a write beside another thread's transaction on the shared handle stays",
       "two states in two threads: no lost update",
       "closing the states leaves the file to the host",
     } do

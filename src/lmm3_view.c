@@ -761,13 +761,14 @@ static void fill_from_table(lua_State *L, int tidx, int meta, uint8_t *p, const 
    store, which a crash cannot split; anything larger, and every write inside
    a transaction, goes through the undo log. fb NULL: a scratch copy. */
 static void write_bytes(lua_State *L, lmm3_file *fb, uint8_t *dst, const void *src, size_t n, const char *where) {
-  if (!fb || (fb->f->txn_depth == 0 && n <= 8 && ((uintptr_t)dst & (n - 1)) == 0)) {
+  int mine = fb && mm3__txn_here(fb->f); /* not another thread's, on a shared handle */
+  if (!fb || (!mine && n <= 8 && ((uintptr_t)dst & (n - 1)) == 0)) {
     if (n <= 8) store_small(dst, src, (uint32_t)n);
     else memcpy(dst, src, n);
     return;
   }
   int rc;
-  if (fb->f->txn_depth > 0) { /* this process holds the lock: log and write */
+  if (mine) { /* this thread holds the lock: log and write */
     rc = mm3__log(fb->f, dst, n);
     if (!rc) memcpy(dst, src, n);
   } else {
@@ -778,7 +779,8 @@ static void write_bytes(lua_State *L, lmm3_file *fb, uint8_t *dst, const void *s
 
 /* lmm3_set_scalar for live data (see write_bytes): returns why it refused. */
 static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int code, uint32_t size, int idx) {
-  if (!fb || (fb->f->txn_depth == 0 && size <= 8)) {
+  int mine = fb && mm3__txn_here(fb->f);
+  if (!fb || (!mine && size <= 8)) {
     if (code == LMM3_I64 || code == LMM3_U64) { /* the common case, inline */
       int isint;
       lua_Integer x = lua_tointegerx(L, idx, &isint);
@@ -800,7 +802,7 @@ static const char *set_scalar_live(lua_State *L, lmm3_file *fb, uint8_t *p, int 
     store_small(p, tmp, size);
     return NULL;
   }
-  if (fb->f->txn_depth > 0 && size <= 8) { /* in a transaction: validate, log, store */
+  if (mine && size <= 8) { /* in a transaction: validate, log, store */
     uint8_t tmp[8];
     const char *why = lmm3_set_scalar(L, tmp, code, size, idx);
     if (why) return why;
@@ -1176,7 +1178,7 @@ static int s_newindex(lua_State *L) {
       if ((code == LMM3_I64 || code == LMM3_U64) && lua_isinteger(L, 3)) {
         lua_Integer x = lua_tointegerx(L, 3, NULL); /* the common case: one aligned store */
         uint8_t *p = v->p + (s->desc >> 32);
-        if (v->fb->f->txn_depth > 0) { /* this process holds the lock: log, then store */
+        if (mm3__txn_here(v->fb->f)) { /* this thread holds the lock: log, then store */
           int rc = mm3__log(v->fb->f, p, 8);
           if (rc)
             return luaL_error(L, "%s field '%s': %s", type_name(L, 2), lua_tostring(L, 2),

@@ -133,6 +133,7 @@ void mm3__guard_forget_locks(void) {
     mm3_file *f = (mm3_file *)slots[i];
     if (f) {
       f->lock_depth = 0;
+      f->lock_thread = 0;
       f->txn_depth = 0;
       f->op_own = 0;
       f->npending = 0; /* the parent's, which it frees or drops itself */

@@ -122,7 +122,7 @@ int mm3_file_lock(mm3_file *f) {
     *f->held = 0;
   }
   if (rc) return rc;
-  f->lock_depth++;
+  if (f->lock_depth++ == 0) __atomic_store_n(&f->lock_thread, (unsigned long)pthread_self(), __ATOMIC_RELAXED);
   if ((*f->held)++ == 0 && __atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) != 0) {
     /* Nobody else holds the lock, yet a write is logged as under way: its
        writer died. Roll it back before anything else. */
@@ -130,6 +130,10 @@ int mm3_file_lock(mm3_file *f) {
     f->recovered++;
   }
   return 0;
+}
+
+int mm3__txn_here(const mm3_file *f) {
+  return __atomic_load_n(&f->lock_thread, __ATOMIC_RELAXED) == (unsigned long)pthread_self() && f->txn_depth > 0;
 }
 
 void mm3__forget_holder(mm3_file *f, mm3_file *g) {
@@ -142,11 +146,12 @@ void mm3__forget_holder(mm3_file *f, mm3_file *g) {
     if (g != f && f->nretired < (int)(sizeof f->retired / sizeof f->retired[0])) f->retired[f->nretired++] = g->retired[i];
   if (g != f) g->nretired = 0;
   g->txn_depth = 0, g->lock_depth = 0, g->no_log = 0;
+  __atomic_store_n(&g->lock_thread, 0UL, __ATOMIC_RELAXED);
 }
 
 void mm3_file_unlock(mm3_file *f) {
   if (f->readonly || f->lock_depth == 0) return;
-  f->lock_depth--;
+  if (--f->lock_depth == 0) __atomic_store_n(&f->lock_thread, 0UL, __ATOMIC_RELAXED);
   (*f->held)--;
   pthread_mutex_unlock((pthread_mutex_t *)mm3__hdr(f)->lock);
 }

@@ -77,6 +77,7 @@ struct mm3_file {
   uint64_t root_off, root_size, fingerprint;
   char *path;
   int lock_depth;      /* this process's nesting of mm3_file_lock */
+  unsigned long lock_thread; /* the thread holding the lock through this handle (0: none); atomic */
   volatile int truncated; /* set by the SIGBUS guard: another program cut the file */
   int *held;           /* this process's lock depth on the file, shared by all its handles */
   int own_held;        /* used when no shared node could be allocated */
@@ -173,6 +174,10 @@ MM3_INTERNAL extern void (*mm3__test_hook)(const char *point);
    about to be made ("heap: alloc", "log: entry") fails with ENOMEM, so that
    a test can make any one of them fail. */
 MM3_INTERNAL extern int (*mm3__test_fail)(const char *point);
+
+/* This thread has a transaction open through f (threads may share a handle:
+   its depth alone says nothing about who holds the lock). */
+MM3_INTERNAL int mm3__txn_here(const mm3_file *f);
 
 /* Another handle of this file in this thread holds a transaction open (the
    lock is recursive, so f got it too): f's writes would commit its log. */

@@ -146,6 +146,22 @@ static int two_states(const char *path) {
   EXPECT(s->level == 8 && s->inventory.len == 1);
   ok("a rolled-back transaction in A is invisible to B and the host");
 
+  /* The host holds a transaction through f while B, in another thread on
+     the same handle, sets a field: that write is B's own, outside the
+     transaction (it went into the host's undo log, and the rollback undid
+     it, when the handle's depth was taken to mean this thread's). */
+  uint64_t sp;
+  EXPECT(mm3_txn_begin(f, &sp) == 0);
+  worker wg = {f, B, "save.gold = 777", NULL};
+  pthread_t tg;
+  EXPECT(pthread_create(&tg, NULL, work, &wg) == 0);
+  pthread_join(tg, NULL); /* an 8-byte store: no lock to wait for */
+  mm3_txn_rollback(f, sp);
+  if (wg.err) FAIL("thread B: %s", wg.err);
+  EXPECT(s->gold == 777);
+  s->gold = 12345;
+  ok("a write beside another thread's transaction on the shared handle stays");
+
   /* Each state in its own thread: the file's lock and the atomics hold. */
   const char *code = "for i = 1, " XSTR(ROUNDS) " do\n"
                      "  save.player.kills:fetch_add(1)\n"

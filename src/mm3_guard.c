@@ -143,11 +143,13 @@ void mm3__guard_forget_locks(void) {
 }
 
 void mm3__guard_forget_holders(mm3_file *f) {
+  __atomic_add_fetch(&in_flight, 1, __ATOMIC_SEQ_CST); /* a handle closed meanwhile waits (slot_take) */
   for (int i = 0; i < SLOTS; i++) {
     mm3_file *g = (mm3_file *)slot_get(slots, i);
     /* nobody alive holds the lock (its holder died): a depth is the dead one's */
     if (g && g != f && g->held == f->held && g->lock_depth > 0) mm3__forget_holder(f, g);
   }
+  __atomic_sub_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
 }
 
 int mm3_file_truncated(const mm3_file *f) { return f->truncated; }

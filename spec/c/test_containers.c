@@ -61,6 +61,16 @@ static mm3_file *u64_map_file(const char *tag, uint64_t cap, mm3_ctype *t, const
   return container_file_at(tag, schema, t, path);
 }
 
+/* Put k -> k for every k in [from, to) into the u64 map at c: 0, or the
+   first error (the puts stop there). */
+static int put_keys(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t from, uint64_t to) {
+  for (uint64_t k = from; k < to; k++) {
+    int rc = mm3_hmap_put(f, c, t, &k, &k, NULL);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 /* A string<16> key: NUL-padded, as the contract asks. */
 typedef struct {
   char s[16];
@@ -769,7 +779,7 @@ FTEST(hmap_next_during_resize) {
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
   enum { N = 260 }; /* the 257th entry starts doubling 512 buckets (load 1/2); 8 move per put */
-  for (uint64_t k = 0; k < N; k++) CHECK_RC(mm3_hmap_put(f, c, &t, &k, &k, NULL));
+  CHECK_RC(put_keys(f, c, &t, 0, N));
   REQUIRE(rd64(c + 32) != 0); /* rehash position + 1: a resize is under way */
   CHECK(container_ok(f, c, &t));
   int seen[N] = {0};
@@ -797,7 +807,7 @@ FTEST(hmap_delete_during_next) {
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
   enum { N = 3000 };
-  for (uint64_t k = 0; k < N; k++) CHECK_RC(mm3_hmap_put(f, c, &t, &k, &k, NULL));
+  CHECK_RC(put_keys(f, c, &t, 0, N));
   int seen[N] = {0};
   uint64_t pos[3] = {0, 0, 0}, visits = 0;
   uint8_t *kp, *vp;
@@ -896,7 +906,7 @@ FTEST(fmap_put_many_full) {
   mm3_file *f = u64_map_file("fmapmany", 64, &t, NULL);
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
-  for (uint64_t k = 0; k < 60; k++) CHECK_RC(mm3_hmap_put(f, c, &t, &k, &k, NULL));
+  CHECK_RC(put_keys(f, c, &t, 0, 60));
   uint64_t keys[10], vals[10];
   for (int i = 0; i < 10; i++) keys[i] = 1000 + (uint64_t)i, vals[i] = 5000 + (uint64_t)i;
   keys[1] = 7; /* an existing key: replaced, takes no room */
@@ -931,7 +941,7 @@ FTEST(hmap_put_many_rollback_readonly) {
   mm3_file *f = u64_map_file("hmapmanytx", 0, &t, &path);
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
-  for (uint64_t k = 0; k < 100; k++) CHECK_RC(mm3_hmap_put(f, c, &t, &k, &k, NULL));
+  CHECK_RC(put_keys(f, c, &t, 0, 100));
   static uint64_t keys[N];
   for (uint64_t i = 0; i < N; i++) keys[i] = i * 2; /* half of the first 100 exist */
   uint64_t sp;
@@ -1073,9 +1083,7 @@ FTEST(hmap_table_block_rest_untouched) {
   mm3_file *f = u64_map_file("hmapmem", 0, &t, NULL);
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
-  int bad = 0;
-  for (uint64_t k = 1; k <= 100000; k++) bad += mm3_hmap_put(f, c, &t, &k, &k, NULL) != 0;
-  CHECK_EQ(bad, 0);
+  CHECK_RC(put_keys(f, c, &t, 1, 100001));
   /* map<K,V> head: u64 count, u64 table[2], u32 lg[2], u64 rehash + 1 */
   uint64_t tab = rd64(c + 8), rehash = rd64(c + 32);
   uint32_t lg;
@@ -1448,7 +1456,7 @@ FTEST(check_damaged_fmap) {
   mm3_file *f = u64_map_file("dmgfmap", 16, &t, NULL);
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
-  for (uint64_t k = 0; k < 10; k++) CHECK_RC(mm3_hmap_put(f, c, &t, &k, &k, NULL));
+  CHECK_RC(put_keys(f, c, &t, 0, 10));
   CHECK(container_ok(f, c, &t));
   char why[128];
   /* a bucket links past the capacity */
@@ -1485,7 +1493,7 @@ FTEST(check_damaged_hmap) {
   mm3_file *f = u64_map_file("dmghmap", 0, &t, NULL);
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
-  for (uint64_t k = 0; k < 100; k++) CHECK_RC(mm3_hmap_put(f, c, &t, &k, &k, NULL));
+  CHECK_RC(put_keys(f, c, &t, 0, 100));
   CHECK(container_ok(f, c, &t));
   char why[160];
   uint64_t k = 42;

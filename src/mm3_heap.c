@@ -141,10 +141,11 @@ void mm3__forget_holder(mm3_file *f, mm3_file *g) {
      makes those blocks live again */
   mm3__txn_forget(g);
   g->npending = 0;
-  /* log blocks it replaced: freed by f once the rollback is done */
-  for (int i = 0; i < g->nretired; i++)
-    if (g != f && f->nretired < (int)(sizeof f->retired / sizeof f->retired[0])) f->retired[f->nretired++] = g->retired[i];
-  if (g != f) g->nretired = 0;
+  if (g != f) { /* log blocks it replaced: freed by f once the rollback is done */
+    for (int i = 0; i < g->nretired && f->nretired < (int)(sizeof f->retired / sizeof f->retired[0]); i++)
+      f->retired[f->nretired++] = g->retired[i];
+    g->nretired = 0;
+  }
   g->txn_depth = 0, g->lock_depth = 0, g->no_log = 0;
   __atomic_store_n(&g->lock_thread, 0UL, __ATOMIC_RELAXED);
 }

@@ -66,6 +66,16 @@ static void release_retired(mm3_file *f) {
   f->nretired = 0;
 }
 
+/* Write the entry for [src, src + n) at e (need bytes: head, old bytes,
+   size), in the format rollback replays. */
+static void put_entry(uint8_t *e, const mm3_file *f, const uint8_t *src, size_t n, uint64_t need) {
+  uint64_t hd[2] = {(uint64_t)(src - f->base), n};
+  memcpy(e, hd, 16);
+  if (n == 8) memcpy(e + 16, src, 8); /* most entries (a link, a bucket): inline, not a call */
+  else memcpy(e + 16, src, n);
+  memcpy(e + 16 + pad8(n), &need, 8);
+}
+
 /* Append an entry for [src, src + n) to the file's log. */
 static int log_entry(mm3_file *f, const uint8_t *src, size_t n) {
   mm3_header *h = mm3__hdr(f);
@@ -75,12 +85,7 @@ static int log_entry(mm3_file *f, const uint8_t *src, size_t n) {
     int rc = grow_log(f, need);
     if (rc) return rc;
   }
-  uint8_t *e = f->base + h->log_off + h->log_len;
-  uint64_t hd[2] = {(uint64_t)(src - f->base), n};
-  memcpy(e, hd, 16);
-  if (n == 8) memcpy(e + 16, src, 8); /* most entries (a link, a bucket): inline, not a call */
-  else memcpy(e + 16, src, n);
-  memcpy(e + 16 + pad8(n), &need, 8);
+  put_entry(f->base + h->log_off + h->log_len, f, src, n, need);
   __atomic_store_n(&h->log_len, h->log_len + need, __ATOMIC_RELEASE); /* the entry is complete */
   return 0;
 }
@@ -106,13 +111,14 @@ static uint64_t seen_slot(uint64_t off, uint64_t len, size_t cap) {
   return ((off * 0x9E3779B97F4A7C15ULL) ^ (len * 0xC2B2AE3D27D4EB4FULL)) >> 20 & (cap - 1);
 }
 
-/* The set is open addressing over (offset, length, generation) triples; a
-   slot of an older generation is empty, so forgetting all is one increment. */
+/* The set of ranges logged is open addressing over (offset, length,
+   generation) triples; a slot of an older generation is empty, so forgetting
+   all is one increment. */
 
-/* 1 if (off, len) has an entry in the log since the transaction began.
-   Those entries stay until it ends: they are below every savepoint taken
-   after them, and an operation that fails undoes itself from its own
-   entries, not the log's. */
+/* 1 if (off, len) has an entry in the log since the newest savepoint. A
+   rollback that cuts the log below one of them forgets the set (seen_max);
+   an operation that fails undoes itself from its own entries, not the
+   log's. */
 static int seen(const mm3_file *f, uint64_t off, uint64_t len) {
   if (!f->cseen) return 0;
   for (size_t i = seen_slot(off, len, f->cseen);; i = (i + 1) & (f->cseen - 1)) {
@@ -180,12 +186,7 @@ static int log_own(mm3_file *f, const uint8_t *src, size_t n) {
     f->own = b;
     f->cown = cap;
   }
-  uint8_t *e = f->own + f->nown;
-  uint64_t hd[2] = {(uint64_t)(src - f->base), n};
-  memcpy(e, hd, 16);
-  if (n == 8) memcpy(e + 16, src, 8);
-  else memcpy(e + 16, src, n);
-  memcpy(e + 16 + pad8(n), &need, 8);
+  put_entry(f->own + f->nown, f, src, n, need);
   f->nown += need;
   return 0;
 }

@@ -126,10 +126,9 @@ typedef struct seqstore {
 /* "vec 'v' element 3" (set or inserted at 3), "vec 'v' element" (pushed). */
 static const char *element_where(lua_State *L, int viewidx, const seqstore *s) {
   if (s->op == ST_PUSH) return where(L, viewidx, "element");
-  lua_pushfstring(L, "element %I", (lua_Integer)s->i + 1);
-  const char *w = where(L, viewidx, lua_tostring(L, -1));
-  lua_remove(L, -2);
-  return w;
+  lmm3_view *v = lua_touserdata(L, viewidx);
+  return lua_pushfstring(L, "%s '%s' element %I", kind_name(v->ti->kind), cont_name(L, viewidx),
+                         (lua_Integer)s->i + 1);
 }
 
 /* Convert the value at idx into s->buf, one element of the container at

@@ -354,24 +354,33 @@ const char *lmm3_set_scalar(lua_State *L, uint8_t *p, int code, uint32_t size, i
       if (t != LUA_TNUMBER) return lua_pushfstring(L, "expected an integer, got %s", luaL_typename(L, idx));
       lua_Integer v = lua_tointegerx(L, idx, &isint);
       if (!isint) return lua_pushfstring(L, "expected an integer, got %f", lua_tonumber(L, idx));
+      /* the type's range (u64 and i64 take any integer: u64 wraps, as "J" does) and width */
+      const char *name = NULL;
+      lua_Integer lo = 0, hi = 0;
+      int width = 8;
       switch (code) {
-        case LMM3_U8: if (v < 0 || v > 0xFF) goto range; *p = (uint8_t)v; break;
-        case LMM3_I8: if (v < -128 || v > 127) goto range; *p = (uint8_t)v; break;
-        case LMM3_U16: { if (v < 0 || v > 0xFFFF) goto range; uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
-        case LMM3_I16: { if (v < -32768 || v > 32767) goto range; int16_t x = (int16_t)v; memcpy(p, &x, 2); break; }
-        case LMM3_U32: { if (v < 0 || v > 0xFFFFFFFFLL) goto range; uint32_t x = (uint32_t)v; memcpy(p, &x, 4); break; }
-        case LMM3_I32: { if (v < INT32_MIN || v > INT32_MAX) goto range; int32_t x = (int32_t)v; memcpy(p, &x, 4); break; }
-        default: { int64_t x = (int64_t)v; memcpy(p, &x, 8); break; } /* u64 wraps, as "J" does */
+        case LMM3_U8: name = "u8", lo = 0, hi = 0xFF, width = 1; break;
+        case LMM3_I8: name = "i8", lo = -128, hi = 127, width = 1; break;
+        case LMM3_U16: name = "u16", lo = 0, hi = 0xFFFF, width = 2; break;
+        case LMM3_I16: name = "i16", lo = -32768, hi = 32767, width = 2; break;
+        case LMM3_U32: name = "u32", lo = 0, hi = 0xFFFFFFFFLL, width = 4; break;
+        case LMM3_I32: name = "i32", lo = INT32_MIN, hi = INT32_MAX, width = 4; break;
+        default: break;
+      }
+      if (name && (v < lo || v > hi)) return lua_pushfstring(L, "%I is out of range for %s (%I..%I)", v, name, lo, hi);
+      if (width == 1) {
+        *p = (uint8_t)v;
+      } else if (width == 2) {
+        uint16_t x = (uint16_t)v;
+        memcpy(p, &x, 2);
+      } else if (width == 4) {
+        uint32_t x = (uint32_t)v;
+        memcpy(p, &x, 4);
+      } else {
+        int64_t x = (int64_t)v;
+        memcpy(p, &x, 8);
       }
       return NULL;
-    range: {
-      static const char *const name[] = {"u8", "i8", "u16", "i16", "u32", "i32"};
-      static const lua_Integer lo[] = {0, -128, 0, -32768, 0, INT32_MIN};
-      static const lua_Integer hi[] = {0xFF, 127, 0xFFFF, 32767, 0xFFFFFFFFLL, INT32_MAX};
-      int k = code == LMM3_U8 ? 0 : code == LMM3_I8 ? 1 : code == LMM3_U16 ? 2 : code == LMM3_I16 ? 3
-            : code == LMM3_U32 ? 4 : 5;
-      return lua_pushfstring(L, "%I is out of range for %s (%I..%I)", v, name[k], lo[k], hi[k]);
-    }
     }
     case LMM3_F32: {
       if (t != LUA_TNUMBER) return lua_pushfstring(L, "expected a number, got %s", luaL_typename(L, idx));

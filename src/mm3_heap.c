@@ -133,7 +133,8 @@ int mm3_file_lock(mm3_file *f) {
 }
 
 int mm3__txn_here(const mm3_file *f) {
-  return __atomic_load_n(&f->lock_thread, __ATOMIC_RELAXED) == (unsigned long)pthread_self() && f->txn_depth > 0;
+  /* (the depth first: a plain store outside any transaction pays one load) */
+  return f->txn_depth > 0 && __atomic_load_n(&f->lock_thread, __ATOMIC_RELAXED) == (unsigned long)pthread_self();
 }
 
 void mm3__forget_holder(mm3_file *f, mm3_file *g) {

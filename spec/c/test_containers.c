@@ -827,8 +827,6 @@ FTEST(hmap_delete_during_next) {
   CHECK(file_ok(f));
 }
 
-/* put_many and get_many give what one call per key gives: the last value of
-   a key given twice, found flags, untouched values for missing keys. */
 /* A key another process keeps deleting and putting back: a lookup that
    reports it not found leaves the caller's value as it was (a try that found
    it, then lost it to the writer, wrote its value there before: 1 lookup in
@@ -866,6 +864,8 @@ FTEST(hmap_get_many_not_found_leaves_value) {
   CHECK_EQ(dirty, 0);
 }
 
+/* put_many and get_many give what one call per key gives: the last value of
+   a key given twice, found flags, untouched values for missing keys. */
 FTEST(hmap_put_many_get_many) {
   enum { N = 50000, KEYS = 40000 };
   static uint64_t keys[N], vals[N], out[N]; /* static: a REQUIRE may end the test */

@@ -358,8 +358,12 @@ void mm3_file_close(mm3_file *f) {
   if (f->base && f->lock_depth > 0) {
     /* closed inside a transaction: undo it, and never unmap a held lock */
     f->op_own = 0; /* the whole transaction goes, from the file's log */
-    if (f->txn_depth > 0) mm3__rollback(f, 0);
-    mm3__release_retired(f);
+    if (f->txn_depth > 0) {
+      mm3__rollback(f, 0);
+      __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
+    }
+    f->npending = 0; /* (a rollback to 0 dropped them all) */
+    mm3__settle(f);
     f->txn_depth = 0;
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL; /* under the lock, before others get it */
     while (f->lock_depth > 0) mm3_file_unlock(f);

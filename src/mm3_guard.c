@@ -137,7 +137,7 @@ void mm3__guard_forget_locks(void) {
       f->txn_depth = 0;
       f->op_own = 0;
       f->npending = 0; /* the parent's, which it frees or drops itself */
-      f->nretired = 0;
+      f->ngaps = 0;
     }
   }
 }
@@ -147,7 +147,7 @@ void mm3__guard_forget_holders(mm3_file *f) {
   for (int i = 0; i < SLOTS; i++) {
     mm3_file *g = (mm3_file *)slot_get(slots, i);
     /* nobody alive holds the lock (its holder died): a depth is the dead one's */
-    if (g && g != f && g->held == f->held && g->lock_depth > 0) mm3__forget_holder(f, g);
+    if (g && g != f && g->held == f->held && g->lock_depth > 0) mm3__forget_holder(g);
   }
   __atomic_sub_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
 }

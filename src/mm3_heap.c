@@ -115,9 +115,9 @@ int mm3_file_lock(mm3_file *f) {
        lock but us, so the count starts again from zero, and the rollback
        below takes its log for the dead writer's that it is. */
     mm3_file *owner = f->txn_owner ? *f->txn_owner : NULL;
-    if (owner) mm3__forget_holder(f, owner);
+    if (owner) mm3__forget_holder(owner);
     mm3__guard_forget_holders(f); /* every handle it held the lock through, in or out of a transaction */
-    mm3__forget_holder(f, f);     /* (f too, if the dead thread used it) */
+    mm3__forget_holder(f);     /* (f too, if the dead thread used it) */
     if (f->txn_owner) *f->txn_owner = NULL;
     *f->held = 0;
   }
@@ -137,16 +137,12 @@ int mm3__txn_here(const mm3_file *f) {
   return f->txn_depth > 0 && __atomic_load_n(&f->lock_thread, __ATOMIC_RELAXED) == (unsigned long)pthread_self();
 }
 
-void mm3__forget_holder(mm3_file *f, mm3_file *g) {
+void mm3__forget_holder(mm3_file *g) {
   /* the frees it made wait for a commit that never comes: the rollback
      makes those blocks live again */
   mm3__txn_forget(g);
   g->npending = 0;
-  if (g != f) { /* log blocks it replaced: freed by f once the rollback is done */
-    for (int i = 0; i < g->nretired && f->nretired < (int)(sizeof f->retired / sizeof f->retired[0]); i++)
-      f->retired[f->nretired++] = g->retired[i];
-    g->nretired = 0;
-  }
+  g->ngaps = 0; /* the recovery's rollback notes the gap that holds them */
   g->txn_depth = 0, g->lock_depth = 0, g->no_log = 0;
   __atomic_store_n(&g->lock_thread, 0UL, __ATOMIC_RELAXED);
 }
@@ -239,18 +235,24 @@ int mm3__alloc_raw(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, 
 /* Always from the heap top (the undo log's blocks: see mm3_txn.c). */
 int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, size, off, FROM_TOP); }
 
-/* Put a block on its free list now (its tag checked). */
-static int free_now(mm3_file *f, uint64_t off) {
+/* The tag of the block whose payload is at off, if it is a block in use. */
+static uint64_t *used_tag(mm3_file *f, uint64_t off) {
+  if (off < BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return NULL;
+  uint64_t *tag = (uint64_t *)(f->base + off - BLOCK_HEAD);
+  return (tag[0] & ~(uint64_t)0xff) == TAG_USED && (tag[0] & 0xff) < MM3_FREE_CLASSES ? tag : NULL;
+}
+
+/* Put a block on its free list now (its tag checked); counted: its bytes
+   leave alloc_bytes (the undo log's blocks were never in it). */
+static int free_now(mm3_file *f, uint64_t off, int counted) {
   mm3_header *h = mm3__hdr(f);
-  if (off < BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return MM3_ECORRUPT;
-  uint64_t b = off - BLOCK_HEAD;
-  uint64_t *tag = (uint64_t *)(f->base + b);
+  uint64_t *tag = used_tag(f, off);
+  if (!tag) return MM3_ECORRUPT;
   uint64_t k = tag[0] & 0xff;
-  if ((tag[0] & ~(uint64_t)0xff) != TAG_USED || k >= MM3_FREE_CLASSES) return MM3_ECORRUPT;
   tag[0] = TAG_FREE | k;
   tag[1] = h->free_list[k];
-  h->free_list[k] = b;
-  h->alloc_bytes -= (uint64_t)16 << k;
+  h->free_list[k] = off - BLOCK_HEAD;
+  if (counted) h->alloc_bytes -= (uint64_t)16 << k;
   return 0;
 }
 
@@ -258,7 +260,7 @@ static int free_now(mm3_file *f, uint64_t off) {
    free list when that commits: until then a rollback may make it live again,
    and its bytes must still be there (a reuse would overwrite them unlogged). */
 int mm3__free(mm3_file *f, uint64_t off) {
-  if (f->no_log || f->lock_depth == 0) return free_now(f, off);
+  if (f->no_log || f->lock_depth == 0) return free_now(f, off, 1);
   if (off < BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return MM3_ECORRUPT;
   if (f->npending == f->cpending) {
     size_t n = f->cpending ? f->cpending * 2 : 16;
@@ -275,9 +277,78 @@ int mm3__free(mm3_file *f, uint64_t off) {
   return 0;
 }
 
+/* Freeing a block writes its tag and its list's head: a death between the
+   two would leave a block tagged free on no list, which mm3_file_check takes
+   for damage. So blocks are freed, once nothing else is under way (the log
+   empty), in steps of FREE_STEP, each logged (the free lists' heads, the
+   count, the tags) and ended on its own: a death inside one rolls it back,
+   and its blocks stay in use, reachable from nothing (a leak, no more). */
+#define FREE_STEP 64
+
+void mm3__free_steps(mm3_file *f, const uint64_t *offs, size_t stride, size_t n, int counted, uint64_t *count) {
+  mm3_header *h = mm3__hdr(f);
+  for (size_t i = 0; i < n; i += FREE_STEP) {
+    size_t m = n - i < FREE_STEP ? n - i : FREE_STEP;
+    int empty = __atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) == 0;
+    int logged = empty && (!counted || mm3__log_fixed(f, &h->alloc_bytes, 8) == 0) &&
+                 (!count || mm3__log_fixed(f, count, 8) == 0);
+    uint64_t heads = 0; /* the classes whose list head is logged */
+    for (size_t j = 0; j < m && logged; j++) {
+      uint64_t *tag = used_tag(f, offs[(i + j) * stride]);
+      if (!tag) continue;
+      uint64_t k = tag[0] & 0xff;
+      logged = mm3__log_fixed(f, tag, 16) == 0;
+      if (logged && !(heads >> k & 1)) logged = mm3__log_fixed(f, &h->free_list[k], 8) == 0;
+      heads |= (uint64_t)1 << k;
+    }
+    /* no room (a damaged log) or work under way: unlogged, as it once was */
+    if (!logged && empty) __atomic_store_n(&h->log_len, 0, __ATOMIC_RELEASE);
+    for (size_t j = 0; j < m; j++) {
+      free_now(f, offs[(i + j) * stride], counted);
+      if (j == 0 && mm3__test_hook) mm3__test_hook("heap: freeing");
+    }
+    if (count) *count = 0;
+    if (logged) __atomic_store_n(&h->log_len, 0, __ATOMIC_RELEASE);
+  }
+}
+
 void mm3__free_commit(mm3_file *f) {
-  for (size_t i = 0; i < f->npending; i++) free_now(f, f->pending[2 * i]); /* a crash here leaks, no more */
+  mm3__free_steps(f, f->pending, 2, f->npending, 1, NULL);
   f->npending = 0;
+}
+
+/* The block at b is one of the undo log's (the log, or one it replaced). */
+static int log_block(const mm3_file *f, uint64_t b) {
+  if (mm3__hdr(f)->log_off == b + BLOCK_HEAD) return 1;
+
+  const mm3_header *h = mm3__hdr(f);
+  for (uint64_t i = 0; i < h->retired_n && i < 16; i++)
+    if (h->retired[i] == b + BLOCK_HEAD) return 1;
+  return 0;
+}
+
+void mm3__reclaim_gaps(mm3_file *f) {
+  mm3_header *h = mm3__hdr(f);
+  if (!f->ngaps || __atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) != 0 || mm3_file_refresh(f)) return;
+  uint64_t batch[FREE_STEP], top = mm3__heap_top(f);
+  size_t m = 0;
+  for (int i = 0; i < f->ngaps; i++) {
+    uint64_t b = f->gaps[i][0], end = f->gaps[i][1] < top ? f->gaps[i][1] : top;
+    if (b < heap_start(f) || b % 16) continue;
+    while (b < end) { /* the heap below the top is tagged blocks */
+      uint64_t tag = *(uint64_t *)(f->base + b), k = tag & 0xff, kind = tag & ~(uint64_t)0xff;
+      if ((kind != TAG_USED && kind != TAG_FREE) || k >= MM3_FREE_CLASSES || ((uint64_t)16 << k) > end - b)
+        break; /* damaged: the rest stays as it is */
+      if (kind == TAG_USED && !log_block(f, b)) batch[m++] = b + BLOCK_HEAD;
+      if (m == FREE_STEP) {
+        mm3__free_steps(f, batch, 1, m, 0, NULL); /* not counted: the rollback took them out of alloc_bytes */
+        m = 0;
+      }
+      b += (uint64_t)16 << k;
+    }
+  }
+  if (m) mm3__free_steps(f, batch, 1, m, 0, NULL);
+  f->ngaps = 0;
 }
 
 void mm3__free_rollback(mm3_file *f, uint64_t sp) {

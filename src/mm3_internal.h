@@ -63,7 +63,10 @@ typedef struct mm3_header {
      nonzero length means a write is under way, or its writer died: the next
      locker rolls it back. */
   uint64_t log_off, log_len, log_cap;
-  uint8_t reserved[MM3_HEADER_SIZE - 576];
+  /* 576: log blocks bigger ones replaced, freed once the log is empty (by
+     whoever empties it: a writer that dies leaves them to the next) */
+  uint64_t retired_n, retired[16]; /* (the log grows at most 12 times) */
+  uint8_t reserved[MM3_HEADER_SIZE - 712];
 } mm3_header;
 
 struct mm3_file {
@@ -87,8 +90,11 @@ struct mm3_file {
   int no_log;          /* set while the log itself is being made */
   int durable;         /* flush at every commit */
   uint64_t recovered;  /* writes of dead processes rolled back by this one */
-  uint64_t retired[16]; /* log blocks replaced by bigger ones, to free (the log grows at most 12 times) */
-  int nretired;
+  /* Heap a rollback left between the heap top it restored and the log's
+     block above it (blocks the rolled-back work took, reachable from
+     nothing): [from, to) pairs, freed once nothing is under way. */
+  uint64_t gaps[8][2];
+  int ngaps;
   uint64_t *pending;   /* blocks freed by what is not committed yet: offset, log position */
   size_t npending, cpending;
   /* A transaction keeps in the file's log only what its rollback needs (see
@@ -152,13 +158,17 @@ MM3_INTERNAL int mm3__savepoint(mm3_file *f, uint64_t *sp);
 /* Where the log that savepoints count in is now (no entry added). */
 MM3_INTERNAL uint64_t mm3__position(const mm3_file *f);
 /* g's thread died holding the lock (EOWNERDEAD, seen by f): g holds it no
-   more, its frees are dropped, f takes its replaced log blocks to free. */
-MM3_INTERNAL void mm3__forget_holder(mm3_file *f, mm3_file *g);
-/* mm3__forget_holder(f, g) for every open g of f's file in this process
+   more, its frees are dropped. */
+MM3_INTERNAL void mm3__forget_holder(mm3_file *g);
+/* mm3__forget_holder(g) for every open g of f's file in this process
    whose lock depth says it holds the lock. */
 MM3_INTERNAL void mm3__guard_forget_holders(mm3_file *f);
-/* Free the log blocks bigger ones replaced, once the log is empty. */
-MM3_INTERNAL void mm3__release_retired(mm3_file *f);
+/* Nothing is under way any more (the log is empty): commit the frees, free
+   the log blocks bigger ones replaced and the heap rollbacks left behind. */
+MM3_INTERNAL void mm3__settle(mm3_file *f);
+/* An entry in the file's log as it is, never growing it (MM3_ELOGFULL when
+   it has no room): for steps taken with nothing else under way. */
+MM3_INTERNAL int mm3__log_fixed(mm3_file *f, const void *p, size_t n);
 /* Forget the transaction-wide bookkeeping (a dead holder's, a closed handle's). */
 MM3_INTERNAL void mm3__txn_forget(mm3_file *f);
 /* The heap's top: where the next block from the top begins. */
@@ -201,6 +211,14 @@ MM3_INTERNAL int mm3__free(mm3_file *f, uint64_t off);
    log position they were made at (mm3__free_rollback). */
 MM3_INTERNAL void mm3__free_commit(mm3_file *f);
 MM3_INTERNAL void mm3__free_rollback(mm3_file *f, uint64_t sp);
+/* Free n blocks that nothing refers to any more (payload offsets offs[0],
+   offs[stride], ...; counted: their bytes leave alloc_bytes), in logged
+   steps: see mm3_heap.c. count, if not NULL, is a header word set to 0 in
+   the same step (n <= 64 then: one step). */
+MM3_INTERNAL void mm3__free_steps(mm3_file *f, const uint64_t *offs, size_t stride, size_t n, int counted,
+                                  uint64_t *count);
+/* Free the blocks of f->gaps (see mm3_file) and forget them. */
+MM3_INTERNAL void mm3__reclaim_gaps(mm3_file *f);
 /* Initialise the lock bytes of a new header. */
 MM3_INTERNAL int mm3__lock_init(void *lock);
 /* 1 if [off, off + len) lies inside the mapped file after the header. */

@@ -42,8 +42,10 @@ static int grow_log(mm3_file *f, uint64_t need) {
   uint64_t old = h->log_off;
   __atomic_store_n(&h->log_off, off, __ATOMIC_RELEASE);
   h->log_cap = want;
-  if (old && f->nretired < (int)(sizeof f->retired / sizeof f->retired[0]))
-    f->retired[f->nretired++] = old; /* freed once no entry refers to it */
+  if (old && h->retired_n < 16) { /* freed once no entry refers to it (else it leaks) */
+    h->retired[h->retired_n] = old;
+    __atomic_store_n(&h->retired_n, h->retired_n + 1, __ATOMIC_RELEASE);
+  }
   return 0;
 }
 
@@ -54,16 +56,12 @@ static int ensure_log(mm3_file *f) {
   return 0;
 }
 
-/* With no entries left, free the log blocks that bigger ones replaced. */
+/* With no entries left, free the log blocks that bigger ones replaced (not
+   counted in alloc_bytes). */
 static void release_retired(mm3_file *f) {
-  if (!f->nretired || mm3__hdr(f)->log_len != 0) return;
-  f->no_log = 1;
-  for (int i = 0; i < f->nretired; i++) {
-    mm3__hdr(f)->alloc_bytes += mm3__block_end(f, f->retired[i]) - (f->retired[i] - 16); /* as counted */
-    mm3__free(f, f->retired[i]);
-  }
-  f->no_log = 0;
-  f->nretired = 0;
+  mm3_header *h = mm3__hdr(f);
+  if (!h->retired_n || h->log_len != 0) return;
+  mm3__free_steps(f, h->retired, 1, h->retired_n < 16 ? h->retired_n : 16, 0, &h->retired_n);
 }
 
 /* Write the entry for [src, src + n) at e (need bytes: head, old bytes,
@@ -74,6 +72,17 @@ static void put_entry(uint8_t *e, const mm3_file *f, const uint8_t *src, size_t 
   if (n == 8) memcpy(e + 16, src, 8); /* most entries (a link, a bucket): inline, not a call */
   else memcpy(e + 16, src, n);
   memcpy(e + 16 + pad8(n), &need, 8);
+}
+
+int mm3__log_fixed(mm3_file *f, const void *p, size_t n) {
+  mm3_header *h = mm3__hdr(f);
+  uint64_t need = 16 + pad8(n) + 8;
+  if (!h->log_off || h->log_off % 16 || !mm3__inside(f, h->log_off, h->log_cap) || h->log_len > h->log_cap ||
+      need > h->log_cap - h->log_len)
+    return MM3_ELOGFULL;
+  put_entry(f->base + h->log_off + h->log_len, f, p, n, need);
+  __atomic_store_n(&h->log_len, h->log_len + need, __ATOMIC_RELEASE);
+  return 0;
 }
 
 /* Append an entry for [src, src + n) to the file's log. */
@@ -249,13 +258,31 @@ static void replay(mm3_file *f, const uint8_t *log, uint64_t *pos, uint64_t sp, 
 }
 
 /* The log itself was allocated unlogged: never let the heap top fall back
-   below it (or below a retired one still to be freed). */
+   below it (or below a retired one still to be freed). What the rolled-back
+   work took from the top below it is reachable from nothing now: a gap,
+   freed once nothing is under way (mm3__reclaim_gaps). */
 static void keep_top_past_log(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
   uint64_t end = mm3__block_end(f, h->log_off);
-  for (int i = 0; i < f->nretired; i++)
-    if (mm3__block_end(f, f->retired[i]) > end) end = mm3__block_end(f, f->retired[i]);
-  if (h->heap_top < end) h->heap_top = end;
+  for (uint64_t i = 0; i < h->retired_n && i < 16; i++)
+    if (h->retired[i] % 16 == 0 && mm3__inside(f, h->retired[i] - 16, 16) && mm3__block_end(f, h->retired[i]) > end)
+      end = mm3__block_end(f, h->retired[i]);
+  uint64_t top = mm3__heap_top(f);
+  if (top >= end) return;
+  /* A gap noted before that begins at or above this one lies inside it
+     (every later allocation came from above its end). */
+  int j = 0;
+  for (int i = 0; i < f->ngaps; i++)
+    if (f->gaps[i][0] < top) {
+      f->gaps[j][0] = f->gaps[i][0], f->gaps[j][1] = f->gaps[i][1];
+      j++;
+    }
+  f->ngaps = j;
+  if (j < (int)(sizeof f->gaps / sizeof f->gaps[0])) { /* else it stays a leak */
+    f->gaps[j][0] = top, f->gaps[j][1] = end;
+    f->ngaps++;
+  }
+  h->heap_top = end;
 }
 
 void mm3__rollback(mm3_file *f, uint64_t sp) {
@@ -283,6 +310,9 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
 
 void mm3__recover(mm3_file *f) {
   mm3__rollback(f, 0);
+  /* what the dead writer took from the top, and the log blocks it replaced */
+  release_retired(f);
+  mm3__reclaim_gaps(f);
   /* a writer that died between seq_begin and seq_end left it odd (a live
      operation rolled back to 0 has its seq_end still to come) */
   mm3_header *h = mm3__hdr(f);
@@ -337,8 +367,7 @@ int mm3__op_end(mm3_file *f, uint64_t sp, int rc) {
   }
   if (f->txn_depth == 0) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
-    mm3__free_commit(f);
-    release_retired(f);
+    mm3__settle(f);
   }
   mm3_file_unlock(f);
   return rc;
@@ -378,8 +407,7 @@ int mm3_txn_commit(mm3_file *f) {
     if (f->durable) rc = mm3_file_flush(f); /* the data before the log is dropped */
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
     seen_forget(f);
-    mm3__free_commit(f);
-    release_retired(f);
+    mm3__settle(f);
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }
   f->txn_lock = f->lock_depth - 1; /* the enclosing transaction's, if any (set under the lock:
@@ -393,16 +421,19 @@ void mm3_txn_rollback(mm3_file *f, uint64_t savepoint) {
   mm3__rollback(f, savepoint);
   if (--f->txn_depth == 0) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
-    mm3__free_commit(f); /* what was freed before the savepoint (normally nothing) */
     seen_forget(f);
-    release_retired(f);
+    mm3__settle(f); /* frees made before the savepoint (normally none) commit */
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }
   f->txn_lock = f->lock_depth - 1; /* the enclosing transaction's, if any */
   mm3_file_unlock(f);
 }
 
-void mm3__release_retired(mm3_file *f) { release_retired(f); }
+void mm3__settle(mm3_file *f) {
+  mm3__free_commit(f);
+  release_retired(f);
+  mm3__reclaim_gaps(f);
+}
 
 int mm3_txn_depth(const mm3_file *f) { return f->txn_depth; }
 void mm3_file_set_durable(mm3_file *f, int durable) { f->durable = durable; }

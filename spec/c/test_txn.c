@@ -608,6 +608,179 @@ FTEST(txn_savepoint_rollback_keeps_earlier_frees) {
   CHECK_EQ(used[1], used[0]);
 }
 
+/* Bytes in heap blocks tagged in use that the header's count leaves out,
+   the undo log's block aside: space nothing can use again (a leak). */
+static uint64_t leaked(mm3_file *f) {
+  const uint8_t *base = mm3_file_base(f);
+  uint64_t b = (hdr_u64(f, 48) + hdr_u64(f, 56) + 63) / 64 * 64, top = hdr_u64(f, 144), used = 0;
+  if (!top) return 0;
+  while (b < top) {
+    uint64_t tag;
+    memcpy(&tag, base + b, 8);
+    if (tag >> 8 == 0x6d6d33416c6c6fULL && b + 16 != hdr_u64(f, 552)) used += (uint64_t)16 << (tag & 0xff);
+    b += (uint64_t)16 << (tag & 0xff);
+  }
+  return used - hdr_u64(f, 544);
+}
+
+/* Work for a transaction that outgrows the undo log's first block: new
+   entries (allocated from the heap top, unlogged) interleaved with changes
+   to OLD entries made before (each logged once), so that the log's bigger
+   block lands above some of the new entries and below others. */
+enum { GROW_OLD = 3000, GROW_NEW = 20000 };
+static int grow_log_work(mm3_file *f, uint64_t from, uint64_t to) {
+  int rc = 0;
+  for (uint64_t i = from; i <= to && !rc; i++) {
+    rc = map_put(f, 100000 + i, i);
+    if (!rc) rc = map_put(f, i % GROW_OLD + 1, i);
+  }
+  return rc;
+}
+
+static mm3_file *grow_log_file(const char *tag, const char **path, uint8_t *present, uint64_t *model) {
+  mm3_file *f = t_file(tag, path);
+  for (uint64_t i = 1; f && i <= GROW_OLD; i++) {
+    if (map_put(f, i, i)) return NULL;
+    present[i] = 1, model[i] = i;
+  }
+  return f;
+}
+
+/* A transaction whose undo log grew, rolled back (whole, or to a savepoint
+   inside it before it commits): what it allocated below the log's new block
+   goes back to the free lists, as what it allocated above does. Before, the
+   heap top stayed past the new block, and every block under it stayed tagged
+   in use, reachable from nothing: 1.5 MB here, for good. */
+FTEST(txn_rollback_after_log_grew_frees_its_blocks) {
+  static uint8_t present[GROW_NEW + 100001];
+  static uint64_t model[GROW_NEW + 100001];
+  for (int variant = 0; variant < 2; variant++) {
+    memset(present, 0, sizeof present);
+    mm3_file *f = grow_log_file(variant ? "growsave" : "growroll", NULL, present, model);
+    REQUIRE(f);
+    CHECK_EQ(leaked(f), 0);
+    uint64_t log0 = hdr_u64(f, 552), sp, sp2, before = hdr_u64(f, 544);
+    CHECK_RC(mm3_txn_begin(f, &sp));
+    if (variant) { /* kept: the first new entries */
+      CHECK_RC(grow_log_work(f, 1, 100));
+      for (uint64_t i = 1; i <= 100; i++) present[100000 + i] = 1, model[100000 + i] = i, model[i % GROW_OLD + 1] = i;
+      CHECK_RC(mm3_txn_begin(f, &sp2));
+    }
+    CHECK_RC(grow_log_work(f, variant ? 101 : 1, GROW_NEW));
+    CHECK(hdr_u64(f, 552) != log0); /* the log grew */
+    if (variant) {
+      mm3_txn_rollback(f, sp2);
+      CHECK_RC(mm3_txn_commit(f));
+    } else {
+      mm3_txn_rollback(f, sp);
+      CHECK_EQ(hdr_u64(f, 544), before);
+    }
+    CHECK_EQ(leaked(f), 0);
+    CHECK(containers_ok(f));
+    CHECK(file_ok(f));
+    check_map_model(f, present, model, GROW_NEW + 100000);
+    /* the space is used again: the same work (outside a transaction, whose
+       reuse of freed space would log, and grow the log), needs no more file */
+    uint64_t size = mm3_file_size(f);
+    CHECK_RC(grow_log_work(f, 1, GROW_NEW));
+    CHECK_EQ(mm3_file_size(f), size);
+    CHECK_EQ(leaked(f), 0);
+    CHECK(file_ok(f));
+  }
+}
+
+/* The same, for a process that dies in such a transaction: whoever takes
+   the lock next rolls it back and frees what it took from the heap top,
+   the log block the dead one replaced included (it alone knew of it). */
+FTEST(txn_death_after_log_grew_leaks_nothing) {
+  static uint8_t present[GROW_NEW + 100001];
+  static uint64_t model[GROW_NEW + 100001];
+  const char *path;
+  mm3_file *f = grow_log_file("growdie", &path, present, model);
+  REQUIRE(f);
+  uint64_t log0 = hdr_u64(f, 552);
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file_opts o = {0};
+    mm3_file *c = NULL;
+    uint64_t sp;
+    if (mm3_file_open(path, &o, &c) || mm3_txn_begin(c, &sp)) _exit(10);
+    if (grow_log_work(c, 1, GROW_NEW)) _exit(11);
+    _exit(hdr_u64(c, 552) != log0 ? 0 : 12); /* inside the transaction, its log grown */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK_RC(mm3_file_lock(f));
+  mm3_file_unlock(f);
+  CHECK_EQ(mm3_file_recovered(f), 1);
+  CHECK_EQ(leaked(f), 0);
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+  check_map_model(f, present, model, GROW_NEW + 100000);
+}
+
+static int frees_left;
+static void die_freeing(const char *point) {
+  if (strcmp(point, "heap: freeing") == 0 && --frees_left == 0) _exit(0);
+}
+
+/* A T file with map keys 1..1000, and a transaction deleting 1..600 in it
+   begun: 600 node blocks to free at its commit. */
+static mm3_file *freeing_file(const char *tag, const char **path) {
+  mm3_file *f = t_file(tag, path);
+  for (uint64_t i = 1; f && i <= 1000; i++)
+    if (map_put(f, i, i)) return NULL;
+  return f;
+}
+static int delete_600_in_txn(mm3_file *c) {
+  uint64_t sp;
+  int rc = mm3_txn_begin(c, &sp);
+  for (uint64_t k = 1; k <= 600 && !rc; k++) rc = mm3_hmap_del(c, cm(c), &tm, &k);
+  return rc;
+}
+
+/* A process dies while a commit puts the blocks it freed on the free lists
+   (after the first block of a step of them, at several steps): the file
+   checks clean after recovery, the deletes stay, and the blocks of the step
+   it died in, and of those it did not reach, stay in use (counted,
+   reachable from nothing: a leak), no more. Before,
+   a death between a block's free tag and its list's head left a block on no
+   list, which mm3_file_check reports as damage. */
+FTEST(death_while_freeing_leaves_no_damage) {
+  mm3_file *ctl = freeing_file("freectl", NULL);
+  REQUIRE(ctl);
+  CHECK_RC(delete_600_in_txn(ctl));
+  CHECK_RC(mm3_txn_commit(ctl));
+  uint64_t all_freed = hdr_u64(ctl, 544);
+  static const int deaths[] = {1, 2, 5};
+  for (size_t r = 0; r < sizeof deaths / sizeof *deaths; r++) {
+    const char *path;
+    mm3_file *f = freeing_file("freedie", &path);
+    REQUIRE(f);
+    pid_t pid = fork_child();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mm3_file_opts o = {0};
+      mm3_file *c = NULL;
+      if (mm3_file_open(path, &o, &c) || delete_600_in_txn(c)) _exit(10);
+      frees_left = deaths[r];
+      mm3__test_hook = die_freeing;
+      mm3_txn_commit(c);
+      _exit(12); /* never: it dies inside */
+    }
+    CHECK_EQ(wait_child(pid), 0);
+    CHECK_RC(mm3_file_lock(f));
+    mm3_file_unlock(f);
+    CHECK_EQ(mm3_file_recovered(f), 1);
+    CHECK(file_ok(f));
+    CHECK(containers_ok(f));
+    CHECK_EQ(mm3_container_len(f, cm(f), &tm), 400);
+    CHECK_EQ(leaked(f), 0);
+    /* the steps before the death freed 64 node blocks of 64 bytes each */
+    CHECK_EQ(hdr_u64(f, 544) - all_freed, (uint64_t)(600 - 64 * (deaths[r] - 1)) * 64);
+  }
+}
+
 static int top_moves_left;
 static void die_at_top_move(const char *point) {
   if (strcmp(point, "heap: top moved") == 0 && --top_moves_left == 0) _exit(0);
@@ -2015,7 +2188,8 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_rollback_after_log_growth_keeps_heap_consistent,
           crash_recovery_after_log_growth_keeps_heap_consistent, txn_million_inserts_log_stays_small,
           txn_big_rollback_restores_old_data, txn_savepoint_inside_big_txn, txn_savepoint_rollback_keeps_earlier_frees,
-          txn_crash_in_big_txn_recovers_old_data,
+          txn_rollback_after_log_grew_frees_its_blocks, txn_death_after_log_grew_leaks_nothing,
+          death_while_freeing_leaves_no_damage, txn_crash_in_big_txn_recovers_old_data,
           failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,
           txn_rollback_to_outer_savepoint_then_more_writes, thread_dies_in_op_of_txn_its_frees_are_undone,
           frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing,

@@ -844,21 +844,26 @@ FTEST(hmap_get_many_not_found_leaves_value) {
     mm3_file *g = open_existing(path, 0);
     if (!g) _exit(10);
     uint64_t k = 1, v = 42;
-    while (!*stop) {
+    while (!stop[0]) {
       if (mm3_hmap_put(g, mm3_file_root(g), &t, &k, &v, NULL) || mm3_hmap_del(g, mm3_file_root(g), &t, &k)) _exit(11);
+      stop[1] = 1; /* racing */
     }
     _exit(0);
   }
+  for (int w = 0; !stop[1] && w < 30000; w++) usleep(1000);
+  CHECK(stop[1]); /* the writer started (else its status says why) */
   uint8_t *c = mm3_file_root(f);
   uint64_t k = 1, found_n = 0, missing = 0, dirty = 0;
-  for (int i = 0; i < 400000; i++) {
+  /* at least 400000 lookups, and on until both outcomes were seen (a loaded
+     machine may not run the writer for a while) */
+  for (long i = 0; i < 400000 || ((!found_n || !missing) && i < 100000000); i++) {
     uint64_t v = 7;
     uint8_t found;
     CHECK_RC(mm3_hmap_get_many(f, c, &t, 1, &k, &v, &found));
     if (found) found_n++, dirty += v != 42;
     else missing++, dirty += v != 7;
   }
-  *stop = 1;
+  stop[0] = 1;
   CHECK_EQ(wait_child(pid), 0);
   CHECK(found_n > 0 && missing > 0); /* the writer really raced the lookups */
   CHECK_EQ(dirty, 0);

@@ -51,6 +51,7 @@ describe("memmap3 command", function()
     assert.matches("struct Rec{id:u64;hits:atomic<u32>;tag:Tag;", out, 1, true)
     assert.matches("enum Tag:u8{red,green}", out, 1, true)
     assert.matches("fingerprint:    %x+", out)
+    assert.matches("\nheap:           %d+ bytes: %d+ in use, %d+ free for reuse, %d+ undo log\n", out)
   end)
 
   it("dump prints every field in declaration order", function()

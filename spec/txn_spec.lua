@@ -305,7 +305,7 @@ describe("mm.transaction", function()
         local _ = s.l << i
       end
       s.n = 5
-      local before = mm.totable(s)
+      local before, heap = mm.totable(s), mm.info(s)
       local ok, err = pcall(mm.transaction, s, function(v)
         local m, l = v.m, v.l
         for i = 1, 5000 do m[i] = i + 1000000 end
@@ -322,6 +322,15 @@ describe("mm.transaction", function()
       assert.matches("undo it", err)
       assert.same(before, mm.totable(s))
       assert.is_true(mm.check(s))
+      -- every block it allocated is free for reuse, those below the undo
+      -- log's grown block too: nothing leaked
+      local after = mm.info(s)
+      assert.equal(heap.heap_used, after.heap_used)
+      assert.equal(0, after.heap_leaked)
+      assert.is_true(after.heap_free > 4 * 1024 * 1024)
+      assert.is_true(after.log > heap.log) -- (it grew)
+      for i = 5001, 100000 do s.m[i] = i end -- and reused: the file needs no more room
+      assert.equal(after.size, mm.info(s).size)
     end)
 
   it("a writer killed (SIGKILL) deep in a big transaction leaves none of it", function()
@@ -330,7 +339,7 @@ describe("mm.transaction", function()
     local s = assert(mm.create(p, T))
     for i = 1, 1000 do s.m[i] = i end
     s.n = 5
-    local before = mm.totable(s)
+    local before, heap = mm.totable(s), mm.info(s)
     mm.close(s)
     killed_in_transaction(p, [[
       local m = v.m
@@ -342,6 +351,11 @@ describe("mm.transaction", function()
     s = assert(mm.open(p, T))
     assert.same(before, mm.totable(s))
     assert.is_true(mm.check(s))
+    -- what the dead writer allocated, and the log blocks it replaced, are
+    -- free for reuse (or past the heap's top): nothing leaked
+    local after = mm.info(s)
+    assert.equal(heap.heap_used, after.heap_used)
+    assert.equal(0, after.heap_leaked)
     mm.close(s)
   end)
 

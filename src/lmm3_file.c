@@ -150,7 +150,7 @@ static int l_file_isopen(lua_State *L) {
 
 static int l_file_info(lua_State *L) {
   lmm3_file *fb = tofile(L, 1);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 11);
   lua_pushinteger(L, (lua_Integer)mm3_file_size(fb->f));
   lua_setfield(L, -2, "size");
   lua_pushinteger(L, (lua_Integer)mm3_file_root_size(fb->f));
@@ -167,6 +167,15 @@ static int l_file_info(lua_State *L) {
   lua_setfield(L, -2, "format_version");
   lua_pushboolean(L, fb->readonly);
   lua_setfield(L, -2, "readonly");
+  mm3_heap_usage u;
+  if (mm3_file_usage(fb->f, &u) == 0) { /* (a damaged heap: mm.check says how) */
+    static const char *const names[] = {"heap", "heap_used", "heap_free", "log", "heap_leaked"};
+    const uint64_t vals[] = {u.heap, u.used, u.free, u.log, u.leaked};
+    for (int i = 0; i < 5; i++) {
+      lua_pushinteger(L, (lua_Integer)vals[i]);
+      lua_setfield(L, -2, names[i]);
+    }
+  }
   return 1;
 }
 

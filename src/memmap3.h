@@ -501,6 +501,19 @@ MM3_API int mm3_container_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, cha
  *  what). Reads only. */
 MM3_API int mm3_file_check(mm3_file *f, char *why, size_t n);
 
+/** Where the heap's bytes are (file bytes, 16-byte block heads included). */
+typedef struct mm3_heap_usage {
+  uint64_t heap;   /**< from the heap's start to its top (the file past the top is unused) */
+  uint64_t used;   /**< in blocks that hold data */
+  uint64_t free;   /**< in freed blocks, kept for reuse by blocks of their size */
+  uint64_t log;    /**< in the undo log's blocks */
+  uint64_t leaked; /**< in blocks tagged in use that no count holds: reachable from nothing (a writer
+                         killed at an unlucky moment, or a file written before rollbacks gave space back) */
+} mm3_heap_usage;
+/** Walk the heap's blocks (O(blocks); reads only, without the lock: with
+ *  writers at work the figures are a moment's). @return 0 or MM3_ECORRUPT. */
+MM3_API int mm3_file_usage(mm3_file *f, mm3_heap_usage *u);
+
 /* vec<T,N> and ring<T,N> ------------------------------------------------ */
 
 /** Element i (0-based, from the oldest for rings), or NULL past the end. */

@@ -405,6 +405,33 @@ uint64_t mm3_file_seed(const mm3_file *f) { return mm3__hdr(f)->seed; }
 
 #include <stdio.h>
 
+int mm3_file_usage(mm3_file *f, mm3_heap_usage *u) {
+  mm3_header *h = mm3__hdr(f);
+  memset(u, 0, sizeof *u);
+  int rc = mm3_file_refresh(f);
+  if (rc) return rc;
+  uint64_t start = heap_start(f), top = __atomic_load_n(&h->heap_top, __ATOMIC_ACQUIRE);
+  if (!top) top = start;
+  if (top < start || top > f->mapped || top % 16) return MM3_ECORRUPT;
+  uint64_t tagged = 0;
+  for (uint64_t b = start; b < top;) {
+    uint64_t tag = *(uint64_t *)(f->base + b), k = tag & 0xff, kind = tag & ~(uint64_t)0xff;
+    if ((kind != TAG_USED && kind != TAG_FREE) || k >= MM3_FREE_CLASSES || ((uint64_t)16 << k) > top - b)
+      return MM3_ECORRUPT;
+    if (kind == TAG_USED) {
+      if (log_block(f, b)) u->log += (uint64_t)16 << k;
+      else tagged += (uint64_t)16 << k;
+    } else {
+      u->free += (uint64_t)16 << k;
+    }
+    b += (uint64_t)16 << k;
+  }
+  u->heap = top - start;
+  u->used = tagged < h->alloc_bytes ? tagged : h->alloc_bytes;
+  u->leaked = tagged - u->used;
+  return 0;
+}
+
 int mm3_file_check(mm3_file *f, char *why, size_t n) {
   mm3_header *h = mm3__hdr(f);
   if (n) why[0] = 0;

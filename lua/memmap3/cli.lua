@@ -308,6 +308,10 @@ function commands.info(out, path)
   out(format("file size:      %d bytes", i.size))
   out(format("root:           %s, %d bytes at offset %d", mm.schema(v).canon, i.root_size, i.root_offset))
   out(format("fingerprint:    %s", i.fingerprint))
+  if i.heap then
+    out(format("heap:           %d bytes: %d in use, %d free for reuse, %d undo log%s", i.heap, i.heap_used,
+      i.heap_free, i.log, i.heap_leaked > 0 and format(", %d leaked", i.heap_leaked) or ""))
+  end
   out("schema:")
   for line in i.schema:gmatch "[^\n]+" do out("  " .. line) end
   return true

@@ -150,7 +150,7 @@ static int l_file_isopen(lua_State *L) {
 
 static int l_file_info(lua_State *L) {
   lmm3_file *fb = tofile(L, 1);
-  lua_createtable(L, 0, 11);
+  lua_createtable(L, 0, 11); /* (room for file_usage's) */
   lua_pushinteger(L, (lua_Integer)mm3_file_size(fb->f));
   lua_setfield(L, -2, "size");
   lua_pushinteger(L, (lua_Integer)mm3_file_root_size(fb->f));
@@ -167,16 +167,25 @@ static int l_file_info(lua_State *L) {
   lua_setfield(L, -2, "format_version");
   lua_pushboolean(L, fb->readonly);
   lua_setfield(L, -2, "readonly");
+  return 1;
+}
+
+/* core.file_usage(file, t): the heap's figures into table t (mm.info's; a
+   walk over every block, so not in file_info, which every open calls).
+   Nothing on a damaged heap: mm.check says how. */
+static int l_file_usage(lua_State *L) {
+  lmm3_file *fb = tofile(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
   mm3_heap_usage u;
-  if (mm3_file_usage(fb->f, &u) == 0) { /* (a damaged heap: mm.check says how) */
+  if (mm3_file_usage(fb->f, &u) == 0) {
     static const char *const names[] = {"heap", "heap_used", "heap_free", "log", "heap_leaked"};
     const uint64_t vals[] = {u.heap, u.used, u.free, u.log, u.leaked};
     for (int i = 0; i < 5; i++) {
       lua_pushinteger(L, (lua_Integer)vals[i]);
-      lua_setfield(L, -2, names[i]);
+      lua_setfield(L, 2, names[i]);
     }
   }
-  return 1;
+  return 0;
 }
 
 /* core.txn_begin(file) -> savepoint */
@@ -312,7 +321,8 @@ void lmm3_open_file(lua_State *L) {
       {"file_root", l_file_root},   {"file_schema", l_file_schema},
       {"file_path", l_file_path},   {"file_flush", l_file_flush},
       {"file_close", l_file_close}, {"file_isopen", l_file_isopen},
-      {"file_info", l_file_info},   {"txn_begin", l_txn_begin}, {"transaction", l_transaction}, {"lock", l_lock},
+      {"file_info", l_file_info},   {"file_usage", l_file_usage},
+      {"txn_begin", l_txn_begin},   {"transaction", l_transaction}, {"lock", l_lock},
       {"txn_commit", l_txn_commit}, {"txn_rollback", l_txn_rollback},
       {"file_set_durable", l_set_durable}, {"file_recovered", l_recovered},
       {"file_check", l_file_check}, {"schema_layout", l_schema_layout},

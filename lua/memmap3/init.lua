@@ -419,6 +419,7 @@ end
 function M.info(v)
   local f = file_of(v, "mm.info")
   local info = core.file_info(f)
+  core.file_usage(f, info) -- (walks the heap: mm.info's alone, not every open's)
   info.schema = core.file_schema(f)
   info.path = core.file_path(f)
   return info

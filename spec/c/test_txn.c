@@ -74,6 +74,16 @@ static uint64_t get64(mm3_file *f, size_t off) {
 
 static int put64(mm3_file *f, size_t off, uint64_t v) { return mm3_file_write(f, mm3_file_root(f) + off, &v, 8); }
 
+/* In a forked child: open path and begin a transaction there (exit 10 if
+   either fails). */
+static mm3_file *child_in_txn(const char *path) {
+  mm3_file_opts o = {0};
+  mm3_file *c = NULL;
+  uint64_t sp;
+  if (mm3_file_open(path, &o, &c) || mm3_txn_begin(c, &sp)) _exit(10);
+  return c;
+}
+
 static uint8_t *cv(mm3_file *f) { return mm3_file_root(f) + OFF_V; }
 static uint8_t *cm(mm3_file *f) { return mm3_file_root(f) + OFF_M; }
 static uint8_t *cx(mm3_file *f) { return mm3_file_root(f) + OFF_X; }
@@ -452,12 +462,9 @@ FTEST(crash_recovery_after_log_growth_keeps_heap_consistent) {
   pid_t pid = fork_child();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    mm3_file_opts o = {0};
-    mm3_file *c = NULL;
     static uint8_t big[100000];
     memset(big, 7, sizeof big);
-    uint64_t sp;
-    if (mm3_file_open(path, &o, &c) || mm3_txn_begin(c, &sp)) _exit(10);
+    mm3_file *c = child_in_txn(path);
     if (mm3_value_set(c, mm3_file_root(c), &tx, "hello", 5)) _exit(11);
     if (mm3_file_write(c, mm3_file_root(c) + 16, big, sizeof big)) _exit(12);
     _exit(0); /* dies inside the transaction */
@@ -697,10 +704,7 @@ FTEST(txn_death_after_log_grew_leaks_nothing) {
   pid_t pid = fork_child();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    mm3_file_opts o = {0};
-    mm3_file *c = NULL;
-    uint64_t sp;
-    if (mm3_file_open(path, &o, &c) || mm3_txn_begin(c, &sp)) _exit(10);
+    mm3_file *c = child_in_txn(path);
     if (grow_log_work(c, 1, GROW_NEW)) _exit(11);
     _exit(hdr_u64(c, 552) != log0 ? 0 : 12); /* inside the transaction, its log grown */
   }
@@ -801,10 +805,8 @@ FTEST(txn_crash_in_big_txn_recovers_old_data) {
     pid_t pid = fork_child();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-      mm3_file_opts o = {0};
-      mm3_file *c = NULL;
-      uint64_t sp, sp2;
-      if (mm3_file_open(path, &o, &c) || mm3_txn_begin(c, &sp)) _exit(10);
+      mm3_file *c = child_in_txn(path);
+      uint64_t sp2;
       top_moves_left = deaths[r];
       mm3__test_hook = die_at_top_move;
       for (uint64_t i = 1; i <= NEW; i++) {
@@ -1408,10 +1410,7 @@ FTEST(close_inside_txn_rolls_back) {
 /* Child: open path, begin a transaction, make every kind of write, then
    leave without committing (flag[0] says it got there). */
 static void die_in_txn(const char *path, volatile uint64_t *flag, int spin) {
-  mm3_file_opts o = {0};
-  mm3_file *c = NULL;
-  uint64_t sp;
-  if (mm3_file_open(path, &o, &c) || mm3_txn_begin(c, &sp)) _exit(10);
+  mm3_file *c = child_in_txn(path);
   if (dirty_state(c)) _exit(11);
   __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
   while (spin) sleep_ms(1); /* holding the lock until killed */
@@ -1797,13 +1796,12 @@ FTEST(fork_in_txn_child_recovers_dead_parent) {
   pid_t pid = fork_child();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    mm3_file_opts o = {0};
-    mm3_file *pf = NULL;
-    uint64_t sp;
-    if (mm3_file_open(path, &o, &pf) || mm3_txn_begin(pf, &sp) || put64(pf, OFF_A, 2)) _exit(10);
+    mm3_file *pf = child_in_txn(path);
+    if (put64(pf, OFF_A, 2)) _exit(10);
     pid_t g = fork_child();
     if (g < 0) _exit(11);
     if (g == 0) {
+      mm3_file_opts o = {0};
       mm3_file *gf = NULL;
       if (mm3_file_open(path, &o, &gf)) _exit(12);
       __atomic_store_n(&w[0], 1, __ATOMIC_SEQ_CST);

@@ -363,7 +363,9 @@ void mm3_file_close(mm3_file *f) {
       __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
     }
     f->npending = 0; /* (a rollback to 0 dropped them all) */
-    mm3__settle(f);
+    /* not while another handle here has a transaction open: the log blocks
+       it replaced and the gaps it left are its own to free */
+    if (!mm3__other_txn(f)) mm3__settle(f);
     f->txn_depth = 0;
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL; /* under the lock, before others get it */
     while (f->lock_depth > 0) mm3_file_unlock(f);

@@ -215,7 +215,9 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int how) {
     __atomic_store_n(&h->heap_top, top + bsize, __ATOMIC_RELEASE);
     if (mm3__test_hook) mm3__test_hook("heap: top moved");
   }
-  if ((rc = mm3__log(f, &h->alloc_bytes, 8)) != 0) return rc;
+  /* (blocks from the top only are the undo log's, counted nowhere: never
+     counted, they need no undoing of the count if a death follows) */
+  if (!top_only && (rc = mm3__log(f, &h->alloc_bytes, 8)) != 0) return rc;
   uint64_t *tag = (uint64_t *)(f->base + b);
   tag[1] = 0;
   tag[0] = TAG_USED | (uint64_t)k;
@@ -223,7 +225,7 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int how) {
      left untouched it costs no page (a power-of-two payload, a segment or a
      map's table, takes a block twice its size for the 16-byte head). */
   if (!(how & UNZEROED)) memset(f->base + b + BLOCK_HEAD, 0, size);
-  h->alloc_bytes += bsize;
+  if (!top_only) h->alloc_bytes += bsize;
   *off = b + BLOCK_HEAD;
   return 0;
 }
@@ -329,7 +331,11 @@ static int log_block(const mm3_file *f, uint64_t b) {
 
 void mm3__reclaim_gaps(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
-  if (!f->ngaps || __atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) != 0 || mm3_file_refresh(f)) return;
+  if (!f->ngaps || __atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) != 0) return;
+  if (mm3_file_refresh(f)) { /* they stay in use (a leak), never freed later by a stale note */
+    f->ngaps = 0;
+    return;
+  }
   uint64_t batch[FREE_STEP], top = mm3__heap_top(f);
   size_t m = 0;
   for (int i = 0; i < f->ngaps; i++) {

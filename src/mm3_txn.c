@@ -35,9 +35,7 @@ static int grow_log(mm3_file *f, uint64_t need) {
   int rc = mm3__alloc_top(f, want, &off);
   f->no_log = 0;
   if (rc) return rc;
-  /* Log blocks are not counted in alloc_bytes (they are allocated outside
-     the log, and a rollback restores alloc_bytes from inside it). */
-  h->alloc_bytes -= mm3__block_end(f, off) - (off - 16);
+  if (mm3__test_hook) mm3__test_hook("log: block made");
   if (h->log_off) memcpy(f->base + off, f->base + h->log_off, h->log_len);
   uint64_t old = h->log_off;
   __atomic_store_n(&h->log_off, off, __ATOMIC_RELEASE);
@@ -241,9 +239,11 @@ void mm3__txn_forget(mm3_file *f) {
   seen_forget(f);
 }
 
-/* Replay entries of log (newest first) from *pos down to sp; *pos follows. */
-static void replay(mm3_file *f, const uint8_t *log, uint64_t *pos, uint64_t sp, int shared) {
-  uint64_t p = *pos;
+/* Replay entries of log (newest first) from p down to sp; returns where it
+   stopped. pub, if not NULL, follows it, but never to the end: the caller
+   publishes that once the heap top is past the log again (a death before
+   finds the oldest entry still there, and replays it again). */
+static uint64_t replay(mm3_file *f, const uint8_t *log, uint64_t p, uint64_t sp, uint64_t *pub) {
   while (p > sp && p >= 24) {
     uint64_t size, hd[2];
     memcpy(&size, log + p - 8, 8);
@@ -252,23 +252,24 @@ static void replay(mm3_file *f, const uint8_t *log, uint64_t *pos, uint64_t sp, 
     if (hd[1] <= size - 24 && !mm3__range_bad(hd[0], hd[1], f->mapped) && hd[0] >= 144)
       memcpy(f->base + hd[0], log + p - size + 16, hd[1]);
     p -= size;
-    if (shared) __atomic_store_n(pos, p, __ATOMIC_RELEASE);
+    if (pub && p > sp) __atomic_store_n(pub, p, __ATOMIC_RELEASE);
   }
-  *pos = p;
+  return p;
 }
 
 /* The log itself was allocated unlogged: never let the heap top fall back
    below it (or below a retired one still to be freed). What the rolled-back
    work took from the top below it is reachable from nothing now: a gap,
-   freed once nothing is under way (mm3__reclaim_gaps). */
-static void keep_top_past_log(mm3_file *f) {
+   freed once nothing is under way (mm3__reclaim_gaps). Returns where the
+   gap begins (0: none). */
+static uint64_t keep_top_past_log(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
   uint64_t end = mm3__block_end(f, h->log_off);
   for (uint64_t i = 0; i < h->retired_n && i < 16; i++)
     if (h->retired[i] % 16 == 0 && mm3__inside(f, h->retired[i] - 16, 16) && mm3__block_end(f, h->retired[i]) > end)
       end = mm3__block_end(f, h->retired[i]);
   uint64_t top = mm3__heap_top(f);
-  if (top >= end) return;
+  if (top >= end) return 0;
   /* A gap noted before that begins at or above this one lies inside it
      (every later allocation came from above its end). */
   int j = 0;
@@ -283,15 +284,29 @@ static void keep_top_past_log(mm3_file *f) {
     f->ngaps++;
   }
   h->heap_top = end;
+  return top;
+}
+
+/* An entry saying the heap top was top: the work goes on after a rollback
+   that left a gap, and the entry that restored the top is gone from the log
+   (cut with the rest). A later rollback below here, or recovery after a
+   death, then finds the gap again. Without room it is left out (the gap
+   then leaks if the writer dies). */
+static void log_top(mm3_file *f, uint64_t top) {
+  mm3_header *h = mm3__hdr(f);
+  uint64_t e[4] = {offsetof(mm3_header, heap_top), 8, top, 32};
+  if (h->log_len > h->log_cap || 32 > h->log_cap - h->log_len) return;
+  memcpy(f->base + h->log_off + h->log_len, e, 32);
+  __atomic_store_n(&h->log_len, h->log_len + 32, __ATOMIC_RELEASE);
 }
 
 void mm3__rollback(mm3_file *f, uint64_t sp) {
   mm3_header *h = mm3__hdr(f);
   mm3__free_rollback(f, sp); /* those blocks are live again */
   if (f->op_own) { /* an operation inside a transaction: its own entries */
-    uint64_t pos = f->nown;
-    replay(f, f->own, &pos, sp, 0);
-    f->nown = pos;
+    /* (the file's log keeps the top at the savepoint, whose rollback, or
+       recovery's, finds this gap again) */
+    f->nown = replay(f, f->own, f->nown, sp, NULL);
     if (h->log_off) keep_top_past_log(f);
     return;
   }
@@ -303,9 +318,14 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
     return;
   }
   if (sp <= f->seen_max) seen_forget(f); /* entries of ranges it holds go */
-  replay(f, f->base + h->log_off, &h->log_len, sp, 1);
-  keep_top_past_log(f);
-  if (sp == 0) __atomic_store_n(&h->log_len, 0, __ATOMIC_RELEASE);
+  uint64_t p = replay(f, f->base + h->log_off, pos, sp, &h->log_len);
+  if (mm3__test_hook) mm3__test_hook("log: replayed");
+  uint64_t gap = keep_top_past_log(f);
+  __atomic_store_n(&h->log_len, sp == 0 ? 0 : p, __ATOMIC_RELEASE);
+  /* Work goes on in this log (a transaction, or an operation past a failed
+     step): it must find the gap again should it roll back further. The
+     callers that end it (a transaction's end, recovery) empty the log. */
+  if (gap && (sp > 0 || f->txn_depth > 0)) log_top(f, gap);
 }
 
 void mm3__recover(mm3_file *f) {

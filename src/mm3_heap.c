@@ -287,24 +287,32 @@ int mm3__free(mm3_file *f, uint64_t off) {
    and its blocks stay in use, reachable from nothing (a leak, no more). */
 #define FREE_STEP 64
 
+/* Log what freeing m blocks (offs[0], offs[stride], ...) changes, after
+   what the log holds: 1, or 0 with the log as it was (no room). */
+static int log_frees(mm3_file *f, const uint64_t *offs, size_t stride, size_t m, int counted, uint64_t *count) {
+  mm3_header *h = mm3__hdr(f);
+  uint64_t start = h->log_len, heads = 0; /* the classes whose list head is logged */
+  int logged = (!counted || mm3__log_fixed(f, &h->alloc_bytes, 8) == 0) && (!count || mm3__log_fixed(f, count, 8) == 0);
+  for (size_t j = 0; j < m && logged; j++) {
+    uint64_t *tag = used_tag(f, offs[j * stride]);
+    if (!tag) continue;
+    uint64_t k = tag[0] & 0xff;
+    logged = mm3__log_fixed(f, tag, 16) == 0;
+    if (logged && !(heads >> k & 1)) logged = mm3__log_fixed(f, &h->free_list[k], 8) == 0;
+    heads |= (uint64_t)1 << k;
+  }
+  if (!logged) __atomic_store_n(&h->log_len, start, __ATOMIC_RELEASE);
+  return logged;
+}
+
 void mm3__free_steps(mm3_file *f, const uint64_t *offs, size_t stride, size_t n, int counted, uint64_t *count) {
   mm3_header *h = mm3__hdr(f);
   for (size_t i = 0; i < n; i += FREE_STEP) {
     size_t m = n - i < FREE_STEP ? n - i : FREE_STEP;
-    int empty = __atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) == 0;
-    int logged = empty && (!counted || mm3__log_fixed(f, &h->alloc_bytes, 8) == 0) &&
-                 (!count || mm3__log_fixed(f, count, 8) == 0);
-    uint64_t heads = 0; /* the classes whose list head is logged */
-    for (size_t j = 0; j < m && logged; j++) {
-      uint64_t *tag = used_tag(f, offs[(i + j) * stride]);
-      if (!tag) continue;
-      uint64_t k = tag[0] & 0xff;
-      logged = mm3__log_fixed(f, tag, 16) == 0;
-      if (logged && !(heads >> k & 1)) logged = mm3__log_fixed(f, &h->free_list[k], 8) == 0;
-      heads |= (uint64_t)1 << k;
-    }
-    /* no room (a damaged log) or work under way: unlogged, as it once was */
-    if (!logged && empty) __atomic_store_n(&h->log_len, 0, __ATOMIC_RELEASE);
+    /* (with work under way, or no room in a damaged log: unlogged, as it
+       once was) */
+    int logged = __atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) == 0 &&
+                 log_frees(f, offs + i * stride, stride, m, counted, count);
     for (size_t j = 0; j < m; j++) {
       free_now(f, offs[(i + j) * stride], counted);
       if (j == 0 && mm3__test_hook) mm3__test_hook("heap: freeing");
@@ -319,10 +327,16 @@ void mm3__free_commit(mm3_file *f) {
   f->npending = 0;
 }
 
+int mm3__free_in_op(mm3_file *f) {
+  if (!f->npending || f->npending > FREE_STEP || !log_frees(f, f->pending, 2, f->npending, 1, NULL)) return 0;
+  for (size_t i = 0; i < f->npending; i++) free_now(f, f->pending[2 * i], 1);
+  f->npending = 0;
+  return 1;
+}
+
 /* The block at b is one of the undo log's (the log, or one it replaced). */
 static int log_block(const mm3_file *f, uint64_t b) {
   if (mm3__hdr(f)->log_off == b + BLOCK_HEAD) return 1;
-
   const mm3_header *h = mm3__hdr(f);
   for (uint64_t i = 0; i < h->retired_n && i < 16; i++)
     if (h->retired[i] == b + BLOCK_HEAD) return 1;

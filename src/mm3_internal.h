@@ -210,6 +210,10 @@ MM3_INTERNAL int mm3__free(mm3_file *f, uint64_t off);
    commits (mm3__free_commit) and are forgotten when it rolls back below the
    log position they were made at (mm3__free_rollback). */
 MM3_INTERNAL void mm3__free_commit(mm3_file *f);
+/* At the end of an operation outside a transaction, its log still whole: a
+   few frees (up to one step) join its log and are made, so that a death
+   before the log empties undoes them with the rest. 1 if done. */
+MM3_INTERNAL int mm3__free_in_op(mm3_file *f);
 MM3_INTERNAL void mm3__free_rollback(mm3_file *f, uint64_t sp);
 /* Free n blocks that nothing refers to any more (payload offsets offs[0],
    offs[stride], ...; counted: their bytes leave alloc_bytes), in logged

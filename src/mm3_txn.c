@@ -386,6 +386,7 @@ int mm3__op_end(mm3_file *f, uint64_t sp, int rc) {
     }
   }
   if (f->txn_depth == 0) {
+    if (mm3__free_in_op(f) && mm3__test_hook) mm3__test_hook("op: frees made");
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
     mm3__settle(f);
   }

@@ -918,6 +918,40 @@ FTEST(death_while_freeing_leaves_no_damage) {
   }
 }
 
+/* A process dies at the end of a delete, its node block back on its free
+   list but the operation's log not emptied yet: the next one to take the
+   lock undoes the whole delete, the free with it (the key is there again,
+   its block in use, the free list as it was). */
+FTEST(death_after_an_ops_frees_undoes_the_op) {
+  const char *path;
+  mm3_file *f = freeing_file("opfree", &path);
+  REQUIRE(f);
+  uint64_t used = hdr_u64(f, 544);
+  die_point = "op: frees made";
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file *c = open_existing(path, 0);
+    uint64_t k = 7;
+    if (!c) _exit(10);
+    mm3__test_hook = die_at_point;
+    mm3_hmap_del(c, cm(c), &tm, &k);
+    _exit(12); /* never: it dies inside */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK_RC(mm3_file_lock(f));
+  mm3_file_unlock(f);
+  CHECK_EQ(mm3_file_recovered(f), 1);
+  uint64_t v = 0;
+  CHECK_RC(map_get(f, 7, &v));
+  CHECK_EQ(v, 7);
+  CHECK_EQ(mm3_container_len(f, cm(f), &tm), 1000);
+  CHECK_EQ(hdr_u64(f, 544), used);
+  CHECK_EQ(leaked(f), 0);
+  CHECK(file_ok(f));
+  CHECK(containers_ok(f));
+}
+
 static int top_moves_left;
 static void die_at_top_move(const char *point) {
   if (strcmp(point, "heap: top moved") == 0 && --top_moves_left == 0) _exit(0);
@@ -2317,7 +2351,8 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_rollback_after_log_grew_frees_its_blocks, txn_death_after_log_grew_leaks_nothing,
           close_of_other_handle_leaves_a_txns_log_blocks, thread_dies_after_gap_recovery_frees_it,
           death_at_unlogged_log_steps_leaves_no_damage,
-          death_while_freeing_leaves_no_damage, txn_crash_in_big_txn_recovers_old_data,
+          death_while_freeing_leaves_no_damage, death_after_an_ops_frees_undoes_the_op,
+          txn_crash_in_big_txn_recovers_old_data,
           failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,
           txn_rollback_to_outer_savepoint_then_more_writes, thread_dies_in_op_of_txn_its_frees_are_undone,
           frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing,

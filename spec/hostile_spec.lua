@@ -257,6 +257,68 @@ describe("hostile Lua code", function()
     assert.equal(0, s.a)
   end)
 
+  it("metamethods taken with the debug library refuse strings, nil and light userdata (they crashed once)",
+    function()
+      local s = new(mm.struct("S", { { "a", "i64" }, { "v", mm.vec("u8", 4) }, { "m", "map<u64,u64>" } }))
+      local smt, vmt, mmt = debug.getmetatable(s), debug.getmetatable(s.v), debug.getmetatable(s.m)
+      local m = mm.anon(4096)
+      local stale = m:ptr() -- a light userdata pointing where nothing is mapped once m is closed
+      m:close()
+      local long = ("x"):rep(32) -- as long as a view's userdata
+      for _, mt in ipairs { smt, vmt, mmt } do
+        for _, bad in ipairs { stale, long } do
+          h.raises("expected", mt.__index, bad, "a")
+          h.raises("expected", mt.__newindex, bad, "a", 1)
+          h.raises("expected", mt.__tostring, bad)
+          assert.is_false(mt.__eq(bad, bad))
+          mt.__close(bad) -- nothing to close: no error, no crash
+        end
+        mt.__close(nil)
+        h.raises("expected", mt.__len, stale)
+      end
+      s.a = 5
+      assert.equal(5, s.a)
+    end)
+
+  it("a debug hook that closes the file while a popped element's map is copied out: no crash", function()
+    local E = mm.struct("E", { { "a", "u8[2]" }, { "m", "map<u64,u64,4>" } })
+    local s = new(mm.struct("S", { { "l", mm.vec(E, 4) } }))
+    s.l:push({ m = { [1] = 2 } })
+    s.l:push({ m = { [3] = 4 } })
+    local l = s.l
+    debug.sethook(function() -- the copy calls the list builder: close the file there
+      local info = debug.getinfo(2, "S")
+      if info and info.source == "return {...}" then
+        debug.sethook()
+        mm.close(s)
+      end
+    end, "c")
+    local ok, e = pcall(l.pop, l)
+    debug.sethook()
+    assert.is_true(ok) -- the copy finishes on the mapping it began with
+    assert.same({ [3] = 4 }, e.m)
+    h.raises("closed", function() return l:pop() end)
+  end)
+
+  it("a lock another program overwrote (zeroed) is refused with a clear error, never waited on for ever",
+    function()
+      local p = h.missing_path()
+      local s = assert(mm.create(p, mm.struct("S", { { "v", mm.vec("u64", 8) } })))
+      local f = assert(io.open(p, "r+b"))
+      f:seek("set", 80) -- the header's lock bytes
+      f:write(("\0"):rep(64))
+      f:close()
+      h.raises("the file's lock was overwritten by another program", function()
+        mm.transaction(s, function() s.v:push(1) end) -- waited for ever: a second lock of a plain mutex
+      end)
+      h.raises("the file's lock was overwritten", function() s.v:push(1) end)
+      mm.close(s)
+      s = assert(mm.open(p)) -- alone again: the first opener makes the lock anew
+      mm.transaction(s, function() s.v:push(1) end)
+      assert.equal(1, #s.v)
+      mm.close(s)
+    end)
+
   it("enums take and read the extreme integers without overflow", function()
     local E = mm.enum("E", "i64", { "a", "b" })
     local p = h.missing_path()

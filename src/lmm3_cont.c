@@ -27,8 +27,10 @@ static const char *kind_name(int code) {
 
 lmm3_view *lmm3_cont_view(lua_State *L, int idx) {
   lmm3_view *v = lua_touserdata(L, idx);
-  /* the full check only when the cheap one fails (as selfview in lmm3_view.c) */
-  if (!v || v->magic != LMM3_VIEW_MAGIC || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind)) {
+  /* the full check only when the cheap one fails (as selfview in lmm3_view.c;
+     the length first: a light userdata may point anywhere, and has none) */
+  if (!v || lua_rawlen(L, idx) != sizeof *v || v->magic != LMM3_VIEW_MAGIC || !v->ti ||
+      !LMM3_IS_CONTAINER(v->ti->kind)) {
     if (!v || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *v ||
         v->magic != LMM3_VIEW_MAGIC || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind))
       luaL_typeerror(L, idx, "memmap3 container");
@@ -257,13 +259,29 @@ static int m_push(lua_State *L) {
   return 0;
 }
 
-/* Pop/remove: copy out under the core's lock, then convert. */
+/* The copy of a removed element (view, its bytes): run protected. */
+static int copy_removed(lua_State *L) {
+  lmm3_view *v = lua_touserdata(L, 1);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__mm3elem");
+  lmm3_push_copy(L, v->fb->f, v->ti->edesc, lua_gettop(L), lua_touserdata(L, 2));
+  return 1;
+}
+
+/* Pop/remove: copy out under the core's lock, then convert. A copy of
+   containers (an element's map) calls Lua (the list builder), where a debug
+   hook may close the file: while it runs the file is busy, and a close only
+   marks it closing (as mm.totable). */
 static int finish_removed(lua_State *L, lmm3_view *v, uint8_t *buf, int rc) {
   if (rc == MM3_ERANGE) return 0; /* nothing to pop: nil, as table.remove */
   if (rc) return lmm3_cont_error(L, 1, rc);
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "__mm3elem");
-  lmm3_push_copy(L, v->fb->f, v->ti->edesc, lua_gettop(L), buf);
+  lua_pushcfunction(L, copy_removed);
+  lua_pushvalue(L, 1);
+  lua_pushlightuserdata(L, buf);
+  v->fb->busy++;
+  int st = lua_pcall(L, 2, 1, 0);
+  v->fb->busy--;
+  if (st != LUA_OK) return lua_error(L);
   return 1;
 }
 
@@ -397,8 +415,9 @@ static int c_shl(lua_State *L) {
 }
 
 static int c_tostring(lua_State *L) {
-  lmm3_view *v = lua_touserdata(L, 1);
-  lua_getmetatable(L, 1);
+  lmm3_view *v = lmm3_view_or_null(L, 1);
+  if (!v || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind) || !lua_getmetatable(L, 1))
+    return luaL_typeerror(L, 1, "memmap3 container");
   lua_getfield(L, -1, "__name");
   if (LMM3_CLOSED(v->fb)) lua_pushfstring(L, "%s (closed file)", lua_tostring(L, -1));
   else lua_pushfstring(L, "%s '%s' (%I): %p", lua_tostring(L, -1), cont_name(L, 1),
@@ -409,8 +428,8 @@ static int c_tostring(lua_State *L) {
 }
 
 static int c_close(lua_State *L) {
-  lmm3_view *v = lua_touserdata(L, 1);
-  if (v->root) {
+  lmm3_view *v = lmm3_view_or_null(L, 1);
+  if (v && v->root) {
     lua_getiuservalue(L, 1, 1);
     lmm3_file_close(L, -1);
   }
@@ -418,9 +437,8 @@ static int c_close(lua_State *L) {
 }
 
 static int c_eq(lua_State *L) {
-  lmm3_view *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
-  lua_pushboolean(L, lua_rawlen(L, 1) == sizeof *a && lua_rawlen(L, 2) == sizeof *b && a->magic == b->magic &&
-                         a->p == b->p && a->ti == b->ti);
+  lmm3_view *a = lmm3_view_or_null(L, 1), *b = lmm3_view_or_null(L, 2);
+  lua_pushboolean(L, a && b && a->p == b->p && a->ti == b->ti);
   return 1;
 }
 

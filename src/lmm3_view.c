@@ -1116,7 +1116,8 @@ static const lmm3_slot *probe(const lmm3_tinfo *ti, const char *k) {
    otherwise. */
 static inline lmm3_view *selfview(lua_State *L, int kind) {
   lmm3_view *v = lua_touserdata(L, 1);
-  if (!v || v->magic != LMM3_VIEW_MAGIC) v = toview(L, 1);
+  /* (the length first: a light userdata may point anywhere, and has none) */
+  if (!v || lua_rawlen(L, 1) != sizeof *v || v->magic != LMM3_VIEW_MAGIC) v = toview(L, 1);
   if (!v->ti || v->ti->kind != kind)
     luaL_typeerror(L, 1, kind == LMM3_STRUCT ? "memmap3 struct view" : "memmap3 array view");
   if (LMM3_CLOSED(v->fb)) closed_error(L);
@@ -1250,9 +1251,18 @@ static int s_len(lua_State *L) {
   return 1;
 }
 
+/* The view at idx, or NULL for anything else (for metamethods that must not
+   raise: __close, __tostring; the debug library can hand them any value). */
+lmm3_view *lmm3_view_or_null(lua_State *L, int idx) {
+  lmm3_view *v = lua_touserdata(L, idx);
+  return v && lua_type(L, idx) == LUA_TUSERDATA && lua_rawlen(L, idx) == sizeof *v && v->magic == LMM3_VIEW_MAGIC
+             ? v
+             : NULL;
+}
+
 static int v_tostring(lua_State *L) {
-  lmm3_view *v = lua_touserdata(L, 1);
-  lua_getmetatable(L, 1);
+  lmm3_view *v = lmm3_view_or_null(L, 1);
+  if (!v || !lua_getmetatable(L, 1)) return luaL_typeerror(L, 1, "memmap3 view");
   lua_getfield(L, -1, "__name");
   if (LMM3_CLOSED(v->fb)) lua_pushfstring(L, "%s (closed file)", lua_tostring(L, -1));
   else lua_pushfstring(L, "%s: %p", lua_tostring(L, -1), (void *)v->p);
@@ -1262,8 +1272,8 @@ static int v_tostring(lua_State *L) {
 /* __close: closing a file's root view closes the file; other views keep
    nothing open of their own. */
 static int v_close(lua_State *L) {
-  lmm3_view *v = lua_touserdata(L, 1);
-  if (v->root) {
+  lmm3_view *v = lmm3_view_or_null(L, 1);
+  if (v && v->root) {
     lua_getiuservalue(L, 1, 1);
     lmm3_file_close(L, -1);
   }
@@ -1272,12 +1282,9 @@ static int v_close(lua_State *L) {
 
 /* Two views are equal when they show the same bytes as the same type. */
 static int v_eq(lua_State *L) {
-  lmm3_view *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
+  lmm3_view *a = lmm3_view_or_null(L, 1), *b = lmm3_view_or_null(L, 2);
   int eq = 0;
-  if (lua_type(L, 1) == LUA_TUSERDATA && lua_type(L, 2) == LUA_TUSERDATA &&
-      lua_rawlen(L, 1) == sizeof *a && lua_rawlen(L, 2) == sizeof *b && a->magic == LMM3_VIEW_MAGIC &&
-      b->magic == LMM3_VIEW_MAGIC && a->p == b->p && lua_getmetatable(L, 1) && lua_getmetatable(L, 2))
-    eq = lua_rawequal(L, -1, -2);
+  if (a && b && a->p == b->p && lua_getmetatable(L, 1) && lua_getmetatable(L, 2)) eq = lua_rawequal(L, -1, -2);
   lua_pushboolean(L, eq);
   return 1;
 }

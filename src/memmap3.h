@@ -64,7 +64,8 @@ MM3_API const char *mm3_version(int *major, int *minor, int *patch);
 #define MM3_ERECOVER     (-30886) /**< a dead writer's work must be rolled back: open read-write */
 #define MM3_EBUSY        (-30885) /**< another open of the file in this thread has a transaction open */
 #define MM3_ELOGFULL     (-30884) /**< a transaction changed more than the undo log holds */
-#define MM3_ERR_LAST     (-30884)
+#define MM3_ELOCKBAD     (-30883) /**< another program overwrote the file's lock */
+#define MM3_ERR_LAST     (-30883)
 
 /** Describe an error code returned by any mm3_* call.
  *  @param err 0, a positive errno or a negative MM3_E* code.

@@ -23,6 +23,8 @@ static const char *const mm3_errnames[] = {
   "an unfinished write of a dead process needs recovery: open the file read-write once", /* MM3_ERECOVER */
   "the file has a transaction open through another open of it in this thread: write through that one", /* MM3_EBUSY */
   "transaction too large for the undo log (256 MiB of changes to data that existed before it)", /* MM3_ELOGFULL */
+  "the file's lock was overwritten by another program: close every open of the file (the next first opener "
+  "makes the lock anew)", /* MM3_ELOCKBAD */
 };
 
 const char *mm3_strerror(int err) {

@@ -100,9 +100,23 @@ int mm3__lock_init(void *lock) {
   return rc;
 }
 
+/* The low byte of the mutex's kind word (glibc x86-64: the int at 16: its
+   type, robust and shared bits) as mm3__lock_init makes it. A lock whose
+   bytes another program overwrote (zeroed, say: a plain private mutex,
+   which a second lock by the same thread would wait on for ever) is
+   refused instead of taken. */
+static pthread_once_t kind_once = PTHREAD_ONCE_INIT;
+static uint8_t lock_kind;
+static void read_lock_kind(void) {
+  uint8_t probe[sizeof(pthread_mutex_t)];
+  if (mm3__lock_init(probe) == 0) lock_kind = probe[16];
+}
+
 int mm3_file_lock(mm3_file *f) {
   if (f->readonly) return MM3_EREADONLY;
   pthread_mutex_t *m = (pthread_mutex_t *)mm3__hdr(f)->lock;
+  pthread_once(&kind_once, read_lock_kind);
+  if (lock_kind && ((const uint8_t *)m)[16] != lock_kind) return MM3_ELOCKBAD;
   int rc = pthread_mutex_lock(m);
   if (rc == EOWNERDEAD) {
     /* Its holder died, maybe inside a write: make the lock usable again;

@@ -155,6 +155,8 @@ FTEST(strerror_every_code) {
     {MM3_ERECOVER, "an unfinished write of a dead process needs recovery: open the file read-write once"},
     {MM3_EBUSY, "the file has a transaction open through another open of it in this thread: write through that one"},
     {MM3_ELOGFULL, "transaction too large for the undo log (256 MiB of changes to data that existed before it)"},
+    {MM3_ELOCKBAD, "the file's lock was overwritten by another program: close every open of the file (the next "
+                   "first opener makes the lock anew)"},
   };
   const int n = (int)(sizeof names / sizeof names[0]);
   CHECK_EQ(n, MM3_ERR_LAST - MM3_ERR_BASE + 1); /* the table covers the range */

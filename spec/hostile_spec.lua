@@ -319,6 +319,42 @@ describe("hostile Lua code", function()
       mm.close(s)
     end)
 
+  it("a finalizer that removes keys from a table being stored in a value: raises, the old value stays",
+    function()
+      local s = new(mm.struct("R", { { "v", "value" } }))
+      s.v = { old = true }
+      local raised = 0
+      for _ = 1, 50 do
+        local t = {}
+        for i = 1, 2000 do t["k" .. i] = i end
+        local armed = false
+        for i = 1, 50 do setmetatable({}, { __gc = function() if armed then t["k" .. i] = nil end end }) end
+        collectgarbage("incremental", 1, 100) -- collect at every allocation: inside the encoding
+        armed = true
+        local ok, err = pcall(function() s.v = t end)
+        armed = false
+        collectgarbage("incremental", 200, 100)
+        if ok then
+          assert.same(t, s.v) -- stored whole (the finalizers ran before or after)
+          s.v = { old = true }
+        else
+          raised = raised + 1
+          assert.matches("R field 'v': a table changed while it was being stored", err)
+          assert.same({ old = true }, s.v) -- once stored a damaged value that no read could decode
+        end
+      end
+      assert.is_true(raised > 0)
+      assert.is_true(mm.check(s))
+    end)
+
+  it("a whole map of short keys and value<N> values stored at once reads back (values packed unaligned)",
+    function()
+      local s = new(mm.struct("S", { { "m", "map<string<2>,value<64>,4>" } }))
+      s.m = { a = 1, b = { 2, "x" } }
+      assert.equal(1, s.m.a)
+      assert.same({ 2, "x" }, s.m.b)
+    end)
+
   it("enums take and read the extreme integers without overflow", function()
     local E = mm.enum("E", "i64", { "a", "b" })
     local p = h.missing_path()

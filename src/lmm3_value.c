@@ -115,19 +115,25 @@ static void encode(wbuf *b, int idx, int seen, int depth, const char *where) {
   put_byte(b, T_TABLE);
   put_varint(b, (uint64_t)narr);
   put_varint(b, (uint64_t)nhash);
+  /* The counts are written first: a table that changes meanwhile (a
+     finalizer run by the buffer's allocations) would make them lie. */
+  static const char changed[] = "%s: a table changed while it was being stored (by a finalizer?)";
   for (lua_Integer i = 1; i <= narr; i++) {
-    lua_rawgeti(L, idx, i);
+    if (lua_rawgeti(L, idx, i) == LUA_TNIL) luaL_error(L, changed, where);
     encode(b, -1, seen, depth + 1, where);
     lua_pop(L, 1);
   }
+  lua_Integer pairs = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     if (!(lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 && lua_tointeger(L, -2) <= narr)) {
       encode(b, -2, seen, depth + 1, where);
       encode(b, -1, seen, depth + 1, where);
+      pairs++;
     }
     lua_pop(L, 1);
   }
+  if (pairs != nhash) luaL_error(L, changed, where);
   lua_pushvalue(L, idx);
   lua_pushnil(L);
   lua_rawset(L, seen);
@@ -255,7 +261,8 @@ void lmm3_value_store(lua_State *L, int vidx, mm3_file *f, uint8_t *p, const mm3
   if (!f) { /* a scratch copy of a struct: value<N> only */
     memcpy(p + 4, b.data, b.len);
     memset(p + 4 + b.len, 0, ct->cap - b.len);
-    *(uint32_t *)p = (uint32_t)b.len;
+    uint32_t len = (uint32_t)b.len; /* (p may be unaligned: keys packed before it) */
+    memcpy(p, &len, 4);
   } else {
     int rc = mm3_value_set(f, p, ct, b.data, b.len);
     if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));

@@ -60,6 +60,21 @@ describe("segmented<T>", function()
     assert.is_nil(l[-1])
   end)
 
+  it("an element another open grew the file to, past this open's reserve, raises; it never reads as nil",
+    function()
+      local S = mm.struct("SRes", { { "g", "segmented<u64>" } })
+      local big = assert(mm.create(path("res.mm3"), S))
+      local small = assert(mm.open(path("res.mm3"), S, { reserve = 1 << 20 }))
+      for i = 1, 200000 do local _ = big.g << i end -- the file grows to about 4 MiB
+      assert.equal(200000, #small.g)
+      raises("segmented 'g': file outgrew its reserved address range", function() return small.g[199999] end)
+      raises("file outgrew its reserved address range", function() for _ in ipairs(small.g) do end end)
+      assert.equal(199999, big.g[199999])
+      assert.is_nil(small.g[200001]) -- past the end: nil, as a table
+      mm.close(small)
+      mm.close(big)
+    end)
+
   it("<< appends and returns the list, so it chains", function()
     local l = s.nums
     local r = l << 1 << 2 << 3

@@ -97,7 +97,13 @@ static int q_index(lua_State *L) {
   if (isint) {
     lua_Integer i = lua_tointeger(L, 2);
     uint8_t *p = i >= 1 ? seq_at(v, (uint64_t)i - 1) : NULL;
-    if (!p) return 0; /* nil past the end, as a table (and ipairs) */
+    if (!p) {
+      if (i < 1 || (uint64_t)i > seq_len(v)) return 0; /* nil past the end, as a table (and ipairs) */
+      /* inside the length, yet not where this open can reach it: the file
+         grew past this open's reserve (or its segment table is damaged) */
+      int rc = mm3_file_refresh(v->fb->f);
+      return lmm3_cont_error(L, 1, rc ? rc : MM3_ECORRUPT);
+    }
     lmm3_push_elem(L, 1, v->ti->edesc, lua_upvalueindex(1), p);
     return 1;
   }

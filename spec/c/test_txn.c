@@ -632,6 +632,17 @@ static uint64_t leaked(mm3_file *f) {
   return u.leaked;
 }
 
+/* After a child died in a write: the next lock rolls its work back (once),
+   and the file checks clean with nothing leaked. */
+static void check_recovered_clean(mm3_file *f) {
+  CHECK_RC(mm3_file_lock(f));
+  mm3_file_unlock(f);
+  CHECK_EQ(mm3_file_recovered(f), 1);
+  CHECK(file_ok(f));
+  CHECK(containers_ok(f));
+  CHECK_EQ(leaked(f), 0);
+}
+
 /* Work for a transaction that outgrows the undo log's first block: new
    entries (allocated from the heap top, unlogged) interleaved with changes
    to OLD entries made before (each logged once), so that the log's bigger
@@ -646,11 +657,16 @@ static int grow_log_work(mm3_file *f, uint64_t from, uint64_t to) {
   return rc;
 }
 
-static mm3_file *grow_log_file(const char *tag, const char **path, uint8_t *present, uint64_t *model) {
+/* The model of the map the tests of a growing log check against. */
+static uint8_t grow_present[GROW_NEW + 100001];
+static uint64_t grow_model[GROW_NEW + 100001];
+
+static mm3_file *grow_log_file(const char *tag, const char **path) {
+  memset(grow_present, 0, sizeof grow_present);
   mm3_file *f = t_file(tag, path);
   for (uint64_t i = 1; f && i <= GROW_OLD; i++) {
     if (map_put(f, i, i)) return NULL;
-    present[i] = 1, model[i] = i;
+    grow_present[i] = 1, grow_model[i] = i;
   }
   return f;
 }
@@ -661,18 +677,15 @@ static mm3_file *grow_log_file(const char *tag, const char **path, uint8_t *pres
    heap top stayed past the new block, and every block under it stayed tagged
    in use, reachable from nothing: 1.5 MB here, for good. */
 FTEST(txn_rollback_after_log_grew_frees_its_blocks) {
-  static uint8_t present[GROW_NEW + 100001];
-  static uint64_t model[GROW_NEW + 100001];
   for (int variant = 0; variant < 2; variant++) {
-    memset(present, 0, sizeof present);
-    mm3_file *f = grow_log_file(variant ? "growsave" : "growroll", NULL, present, model);
+    mm3_file *f = grow_log_file(variant ? "growsave" : "growroll", NULL);
     REQUIRE(f);
     CHECK_EQ(leaked(f), 0);
     uint64_t log0 = hdr_u64(f, 552), sp, sp2, before = hdr_u64(f, 544);
     CHECK_RC(mm3_txn_begin(f, &sp));
     if (variant) { /* kept: the first new entries */
       CHECK_RC(grow_log_work(f, 1, 100));
-      for (uint64_t i = 1; i <= 100; i++) present[100000 + i] = 1, model[100000 + i] = i, model[i % GROW_OLD + 1] = i;
+      for (uint64_t i = 1; i <= 100; i++) grow_present[100000 + i] = 1, grow_model[100000 + i] = i, grow_model[i % GROW_OLD + 1] = i;
       CHECK_RC(mm3_txn_begin(f, &sp2));
     }
     CHECK_RC(grow_log_work(f, variant ? 101 : 1, GROW_NEW));
@@ -687,7 +700,7 @@ FTEST(txn_rollback_after_log_grew_frees_its_blocks) {
     CHECK_EQ(leaked(f), 0);
     CHECK(containers_ok(f));
     CHECK(file_ok(f));
-    check_map_model(f, present, model, GROW_NEW + 100000);
+    check_map_model(f, grow_present, grow_model, GROW_NEW + 100000);
     /* the space is used again: the same work (outside a transaction, whose
        reuse of freed space would log, and grow the log), needs no more file */
     uint64_t size = mm3_file_size(f);
@@ -702,10 +715,8 @@ FTEST(txn_rollback_after_log_grew_frees_its_blocks) {
    the lock next rolls it back and frees what it took from the heap top,
    the log block the dead one replaced included (it alone knew of it). */
 FTEST(txn_death_after_log_grew_leaks_nothing) {
-  static uint8_t present[GROW_NEW + 100001];
-  static uint64_t model[GROW_NEW + 100001];
   const char *path;
-  mm3_file *f = grow_log_file("growdie", &path, present, model);
+  mm3_file *f = grow_log_file("growdie", &path);
   REQUIRE(f);
   uint64_t log0 = hdr_u64(f, 552);
   pid_t pid = fork_child();
@@ -716,13 +727,8 @@ FTEST(txn_death_after_log_grew_leaks_nothing) {
     _exit(hdr_u64(c, 552) != log0 ? 0 : 12); /* inside the transaction, its log grown */
   }
   CHECK_EQ(wait_child(pid), 0);
-  CHECK_RC(mm3_file_lock(f));
-  mm3_file_unlock(f);
-  CHECK_EQ(mm3_file_recovered(f), 1);
-  CHECK_EQ(leaked(f), 0);
-  CHECK(containers_ok(f));
-  CHECK(file_ok(f));
-  check_map_model(f, present, model, GROW_NEW + 100000);
+  check_recovered_clean(f);
+  check_map_model(f, grow_present, grow_model, GROW_NEW + 100000);
 }
 
 /* A second handle of the file, in the same thread, holding the lock (as
@@ -734,12 +740,9 @@ FTEST(txn_death_after_log_grew_leaks_nothing) {
    back from its free list for a value, and its commit freed the live value
    (or its rollback left a free list through a block in use). */
 FTEST(close_of_other_handle_leaves_a_txns_log_blocks) {
-  static uint8_t present[GROW_NEW + 100001];
-  static uint64_t model[GROW_NEW + 100001];
   for (int commit = 0; commit < 2; commit++) {
-    memset(present, 0, sizeof present);
     const char *path;
-    mm3_file *g = grow_log_file(commit ? "closecommit" : "closeroll", &path, present, model);
+    mm3_file *g = grow_log_file(commit ? "closecommit" : "closeroll", &path);
     REQUIRE(g);
     mm3_file *f = open_existing(path, 0);
     REQUIRE(f);
@@ -763,14 +766,14 @@ FTEST(close_of_other_handle_leaves_a_txns_log_blocks) {
       CHECK_RC(grow_log_work(g, 1, 5000)); /* allocations go on: nothing hands the value's block out */
       CHECK_RC(mm3_value_get(g, cx(g), &tx, back, sizeof back, &len));
       CHECK(len == sizeof big && memcmp(back, big, sizeof big) == 0);
-      for (uint64_t i = 1; i <= 5000; i++) present[100000 + i] = 1, model[100000 + i] = i, model[i % GROW_OLD + 1] = i;
+      for (uint64_t i = 1; i <= 5000; i++) grow_present[100000 + i] = 1, grow_model[100000 + i] = i, grow_model[i % GROW_OLD + 1] = i;
     } else {
       mm3_txn_rollback(g, sp0);
     }
     CHECK(file_ok(g));
     CHECK(containers_ok(g));
     CHECK_EQ(leaked(g), 0);
-    check_map_model(g, present, model, GROW_NEW + 100000);
+    check_map_model(g, grow_present, grow_model, GROW_NEW + 100000);
   }
 }
 
@@ -792,17 +795,15 @@ static void *gap_then_die(void *arg) {
    so recovery restored no top, found no gap, and the space stayed in use
    for good. */
 FTEST(thread_dies_after_gap_recovery_frees_it) {
-  static uint8_t present[GROW_NEW + 100001];
-  static uint64_t model[GROW_NEW + 100001];
   const char *path;
-  mm3_file *a = grow_log_file("gapdie", &path, present, model);
+  mm3_file *a = grow_log_file("gapdie", &path);
   REQUIRE(a);
   mm3_file *b = open_existing(path, 0);
   REQUIRE(b);
   CHECK_EQ(die_in_thread(gap_then_die, a), 0);
   CHECK_RC(put64(b, OFF_B, 1));
   CHECK_EQ(mm3_file_recovered(b), 1);
-  check_map_model(b, present, model, GROW_NEW + 100000);
+  check_map_model(b, grow_present, grow_model, GROW_NEW + 100000);
   CHECK(file_ok(b));
   CHECK(containers_ok(b));
   CHECK_EQ(leaked(b), 0);
@@ -824,13 +825,10 @@ static void die_at_point(const char *point) {
    logging that count itself had grown the log, left the count too high. It
    is not counted at all now; this test does not reach that case.) */
 FTEST(death_at_unlogged_log_steps_leaves_no_damage) {
-  static uint8_t present[GROW_NEW + 100001];
-  static uint64_t model[GROW_NEW + 100001];
   static const char *const points[] = {"log: replayed", "log: block made"};
   for (int i = 0; i < 2; i++) {
-    memset(present, 0, sizeof present);
     const char *path;
-    mm3_file *f = grow_log_file(i ? "deathgrow" : "deathreplay", &path, present, model);
+    mm3_file *f = grow_log_file(i ? "deathgrow" : "deathreplay", &path);
     REQUIRE(f);
     pid_t pid = fork_child();
     REQUIRE(pid >= 0);
@@ -844,13 +842,8 @@ FTEST(death_at_unlogged_log_steps_leaves_no_damage) {
       _exit(12); /* never: it dies inside */
     }
     CHECK_EQ(wait_child(pid), 0);
-    CHECK_RC(mm3_file_lock(f));
-    mm3_file_unlock(f);
-    CHECK_EQ(mm3_file_recovered(f), 1);
-    CHECK(file_ok(f));
-    CHECK(containers_ok(f));
-    CHECK_EQ(leaked(f), 0);
-    check_map_model(f, present, model, GROW_NEW + 100000);
+    check_recovered_clean(f);
+    check_map_model(f, grow_present, grow_model, GROW_NEW + 100000);
     CHECK_RC(grow_log_work(f, 1, 3000)); /* and it is usable */
     CHECK(file_ok(f));
   }
@@ -906,13 +899,8 @@ FTEST(death_while_freeing_leaves_no_damage) {
       _exit(12); /* never: it dies inside */
     }
     CHECK_EQ(wait_child(pid), 0);
-    CHECK_RC(mm3_file_lock(f));
-    mm3_file_unlock(f);
-    CHECK_EQ(mm3_file_recovered(f), 1);
-    CHECK(file_ok(f));
-    CHECK(containers_ok(f));
+    check_recovered_clean(f);
     CHECK_EQ(mm3_container_len(f, cm(f), &tm), 400);
-    CHECK_EQ(leaked(f), 0);
     /* the steps before the death freed 64 node blocks of 64 bytes each */
     CHECK_EQ(hdr_u64(f, 544) - all_freed, (uint64_t)(600 - 64 * (deaths[r] - 1)) * 64);
   }
@@ -939,17 +927,12 @@ FTEST(death_after_an_ops_frees_undoes_the_op) {
     _exit(12); /* never: it dies inside */
   }
   CHECK_EQ(wait_child(pid), 0);
-  CHECK_RC(mm3_file_lock(f));
-  mm3_file_unlock(f);
-  CHECK_EQ(mm3_file_recovered(f), 1);
+  check_recovered_clean(f);
   uint64_t v = 0;
   CHECK_RC(map_get(f, 7, &v));
   CHECK_EQ(v, 7);
   CHECK_EQ(mm3_container_len(f, cm(f), &tm), 1000);
   CHECK_EQ(hdr_u64(f, 544), used);
-  CHECK_EQ(leaked(f), 0);
-  CHECK(file_ok(f));
-  CHECK(containers_ok(f));
 }
 
 static int top_moves_left;

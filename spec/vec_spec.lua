@@ -861,6 +861,25 @@ describe("fixed sequences", function()
       mm.close(b)
     end)
 
+    it("a whole sequence stored at once names the element that failed (scalars, structs, their maps)",
+      function()
+        local SE = mm.struct("VSeqE", {{"a", "u8"}, {"m", "map<u64,u64,4>"}})
+        local S = mm.struct("VSeqS", {{"v", "vec<u8,4>"}, {"l", mm.vec(SE, 4)}, {"g", "segmented<u8>"}})
+        local q = assert(mm.create(path("seq.mm3"), S))
+        q.l = {{a = 7}}
+        local before = mm.totable(q)
+        raises("VSeqS field 'v' element 2: 300 is out of range for u8 (0..255)",
+          function() q.v = {1, 300} end)
+        raises("VSeqS field 'g' element 3: expected an integer, got string", function() q.g = {1, 2, "x"} end)
+        raises("VSeqS field 'l' element 2 field 'a': 999 is out of range for u8",
+          function() q.l = {{a = 1}, {a = 999}} end)
+        raises("VSeqS field 'l' element 2 field 'm': expected an integer, got string",
+          function() q.l = {{a = 1}, {m = {[1] = "x"}}} end)
+        assert.same(before, mm.totable(q))
+        q.l = {{a = 1, m = {[1] = 2}}, {a = 2}}
+        assert.equal(2, q.l[1].m[1])
+      end)
+
     it("a container inside that does not fit raises naming it, and nothing is stored", function()
       local b = assert(mm.create(path("ef.mm3"), Box))
       b.v:push(e(1, {1}))

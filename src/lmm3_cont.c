@@ -485,7 +485,7 @@ static int assign_run(lua_State *L) {
       uint64_t at = mm3_container_len(f, p, ct) - 1;
       uint8_t *e = seg ? mm3_seg_at(f, p, ct, at) : mm3_vec_at(f, p, ct, at);
       if (!e) rc = MM3_ECORRUPT;
-      else lmm3_apply_deferred(L, 3, a->fb, e, lua_pushfstring(L, "%s element %I", a->where, i + 1));
+      else lmm3_apply_deferred(L, 3, a->fb, e, a->where); /* (each set-aside names its element) */
     }
     lua_settop(L, 2);
   }
@@ -530,9 +530,11 @@ void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3
   int lists = lua_gettop(L);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, vidx, i);
-    if (lmm3_encode_defer(L, -1, ti->edesc, edesc_idx, all + (i - 1) * ct->elem_size, ct->elem_size, where))
+    lua_pushinteger(L, i); /* (errors name "element i") */
+    if (lmm3_encode_at(L, -2, ti->edesc, edesc_idx, all + (i - 1) * ct->elem_size, ct->elem_size, where,
+                       lua_gettop(L)))
       lua_rawseti(L, lists, i);
-    lua_pop(L, 1);
+    lua_pop(L, 2);
   }
   /* One transaction: a push that fails part way (a full disk) puts the old
      contents back instead of leaving the container half replaced. */

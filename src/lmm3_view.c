@@ -590,10 +590,18 @@ void lmm3_push_elem(lua_State *L, int viewidx, int64_t edesc, int descidx, uint8
 
 int lmm3_encode_defer(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf, size_t size,
                       const char *where) {
+  return lmm3_encode_at(L, vidx, edesc, descidx, buf, size, where, 0);
+}
+
+int lmm3_encode_at(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf, size_t size,
+                   const char *where, int posidx) {
   memset(buf, 0, size);
+  /* errors name the element's position (posidx) after where: the path is
+     built only then */
+  fillctx path = {.defer = 0, .sbase = buf, .depth = posidx ? 1 : 0, .keys = {posidx}};
   if (edesc >= 0) {
     const char *why = lmm3_set_scalar(L, buf, (int)(edesc & 0xFF), (uint32_t)((edesc >> 8) & 0xFFFFFF), vidx);
-    if (why) luaL_error(L, "%s: %s", where, why);
+    if (why) luaL_error(L, "%s: %s", at(L, where, &path), why);
     return 0;
   }
   vidx = lua_absindex(L, vidx);
@@ -605,12 +613,12 @@ int lmm3_encode_defer(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_
     lua_pop(L, 2);
   }
   if (!inside) { /* nothing will be set aside: no list */
-    fillctx none = {.defer = 0, .sbase = buf};
-    set_from(L, vidx, descidx, buf, where, NULL, &none);
+    set_from(L, vidx, descidx, buf, where, NULL, &path);
     return 0;
   }
   lua_newtable(L);
-  fillctx cx = {.defer = lua_gettop(L), .sbase = buf};
+  fillctx cx = path;
+  cx.defer = lua_gettop(L);
   set_from(L, vidx, descidx, buf, where, NULL, &cx);
   if (lua_rawlen(L, cx.defer) > 0) return cx.defer;
   lua_pop(L, 1);

@@ -86,6 +86,23 @@ describe("hash maps", function()
     h.cleanup()
   end)
 
+  it("a whole map stored at once names the key whose value failed, and keeps its old entries", function()
+    local E = mm.struct("HKeyE", {{"a", "u8"}, {"m", "map<u64,u64,4>"}})
+    local s = assert(mm.create(path("keys.mm3"), mm.struct("HKeyS",
+      {{"m", "map<string<8>,u8>"}, {"n", mm.map("u64", E)}})))
+    s.m = {a = 1}
+    raises("HKeyS field 'm' value of key 'b': 300 is out of range for u8 (0..255)",
+      function() s.m = {a = 1, b = 300} end)
+    raises("HKeyS field 'n' value of key 5 field 'a': 999 is out of range for u8",
+      function() s.n = {[5] = {a = 999}} end)
+    raises("HKeyS field 'n' value of key 7 field 'm' value of key 1: expected an integer, got string",
+      function() s.n = {[7] = {m = {[1] = "x"}}} end)
+    assert.same({a = 1}, mm.totable(s.m))
+    s.n = {[1] = {a = 1, m = {[2] = 3}}}
+    assert.equal(3, s.n[1].m[2])
+    mm.close(s)
+  end)
+
   -- -------------------------------------------------------------------------
   for _, kind in ipairs(KINDS) do
     local kname, T, cap = kind[1], kind[2], kind[3]

@@ -873,7 +873,7 @@ describe("fixed sequences", function()
         raises("VSeqS field 'g' element 3: expected an integer, got string", function() q.g = {1, 2, "x"} end)
         raises("VSeqS field 'l' element 2 field 'a': 999 is out of range for u8",
           function() q.l = {{a = 1}, {a = 999}} end)
-        raises("VSeqS field 'l' element 2 field 'm': expected an integer, got string",
+        raises("VSeqS field 'l' element 2 field 'm' value of key 1: expected an integer, got string",
           function() q.l = {{a = 1}, {m = {[1] = "x"}}} end)
         assert.same(before, mm.totable(q))
         q.l = {{a = 1, m = {[1] = 2}}, {a = 2}}

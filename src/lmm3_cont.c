@@ -532,7 +532,7 @@ void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3
     lua_rawgeti(L, vidx, i);
     lua_pushinteger(L, i); /* (errors name "element i") */
     if (lmm3_encode_at(L, -2, ti->edesc, edesc_idx, all + (i - 1) * ct->elem_size, ct->elem_size, where,
-                       lua_gettop(L)))
+                       lua_gettop(L), 0))
       lua_rawseti(L, lists, i);
     lua_pop(L, 2);
   }

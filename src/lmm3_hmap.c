@@ -287,7 +287,6 @@ typedef struct mapassign {
   const mm3_ctype *ct;
   const uint8_t *keys, *vals;
   size_t n, nlists; /* entries, and how many of them set containers aside */
-  int64_t kdesc;    /* the keys' descriptor, for errors */
   const char *where;
 } mapassign;
 
@@ -311,14 +310,8 @@ static int assign_run(lua_State *L) {
       lua_pushlightuserdata(L, v);
       lua_pushboolean(L, 1);
       lua_rawset(L, 3);
-      if (lua_rawgeti(L, 2, (lua_Integer)i + 1) == LUA_TTABLE) {
-        int list = lua_gettop(L);
-        int64_t kd = a->kdesc;
-        lmm3_push_scalar(L, a->keys + i * a->ct->key_size, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF));
-        const char *q = lua_type(L, -1) == LUA_TSTRING ? "'" : "";
-        const char *k = luaL_tolstring(L, -1, NULL);
-        lmm3_apply_deferred(L, list, a->fb, v, lua_pushfstring(L, "%s value of key %s%s%s", a->where, q, k, q));
-      }
+      if (lua_rawgeti(L, 2, (lua_Integer)i + 1) == LUA_TTABLE) /* (each set-aside names its key) */
+        lmm3_apply_deferred(L, lua_gettop(L), a->fb, v, a->where);
     }
     lua_settop(L, 3);
   }
@@ -357,7 +350,7 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
     int64_t kd = ti->kdesc;
     const char *why = lmm3_set_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF), -2);
     if (why) luaL_error(L, "%s: bad key: %s", where, why);
-    if (lmm3_encode_defer(L, -1, ti->edesc, d, vals + i * ct->elem_size, ct->elem_size, where)) {
+    if (lmm3_encode_at(L, -1, ti->edesc, d, vals + i * ct->elem_size, ct->elem_size, where, lua_gettop(L) - 1, 1)) {
       lua_rawseti(L, lists, i + 1);
       nlists++;
     }
@@ -366,7 +359,7 @@ void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *f
   }
   n = i; /* keys removed meanwhile: what was read */
   /* one transaction: a failed put restores the old entries */
-  mapassign a = {fb, p, ct, all, vals, (size_t)n, nlists, ti->kdesc, where};
+  mapassign a = {fb, p, ct, all, vals, (size_t)n, nlists, where};
   lua_pushcfunction(L, assign_run);
   lua_pushlightuserdata(L, &a);
   lua_pushvalue(L, lists);

@@ -139,9 +139,10 @@ MM3_INTERNAL void lmm3_push_elem(lua_State *L, int viewidx, int64_t edesc, int d
 MM3_INTERNAL int lmm3_encode_defer(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf,
                                    size_t size, const char *where);
 /* lmm3_encode_defer for the element at position posidx (a stack index; 0:
-   none) of a whole sequence being stored: its errors say "element i". */
+   none) of a whole sequence being stored, or (mapkey) the value of that key
+   of a whole map: its errors say "element i", or "value of key k". */
 MM3_INTERNAL int lmm3_encode_at(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf, size_t size,
-                                const char *where, int posidx);
+                                const char *where, int posidx, int mapkey);
 /* Assign the containers set aside (list at stack index list) into the
    element now stored at dst in fb's file. Inside a transaction. */
 MM3_INTERNAL void lmm3_apply_deferred(lua_State *L, int list, lmm3_file *fb, uint8_t *dst, const char *where);

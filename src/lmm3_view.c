@@ -37,6 +37,7 @@ typedef struct fillctx {
   uint8_t *sbase; /* the scratch copy: offsets are relative to it */
   int depth;      /* how deep inside the value being stored the fill is */
   int keys[PATH_MAX_DEPTH]; /* stack indexes of the keys that led there */
+  int mapkey;     /* keys[0] is the map key whose value this is */
 } fillctx;
 
 /* Push the path inside the value being stored that led to where the fill
@@ -46,7 +47,12 @@ static const char *push_path(lua_State *L, const char *prefix, const fillctx *cx
   luaL_buffinit(L, &b);
   if (prefix) luaL_addstring(&b, prefix);
   for (int i = 0; i < cx->depth && i < PATH_MAX_DEPTH; i++) {
-    if (lua_type(L, cx->keys[i]) == LUA_TNUMBER)
+    if (i == 0 && cx->mapkey) {
+      if (lua_type(L, cx->keys[0]) == LUA_TNUMBER)
+        lua_pushfstring(L, " value of key %I", (lua_Integer)lua_tointeger(L, cx->keys[0]));
+      else
+        lua_pushfstring(L, " value of key '%s'", lua_tostring(L, cx->keys[0]));
+    } else if (lua_type(L, cx->keys[i]) == LUA_TNUMBER)
       lua_pushfstring(L, " element %I", (lua_Integer)lua_tointeger(L, cx->keys[i]));
     else
       lua_pushfstring(L, " field '%s'", lua_tostring(L, cx->keys[i]));
@@ -590,15 +596,15 @@ void lmm3_push_elem(lua_State *L, int viewidx, int64_t edesc, int descidx, uint8
 
 int lmm3_encode_defer(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf, size_t size,
                       const char *where) {
-  return lmm3_encode_at(L, vidx, edesc, descidx, buf, size, where, 0);
+  return lmm3_encode_at(L, vidx, edesc, descidx, buf, size, where, 0, 0);
 }
 
 int lmm3_encode_at(lua_State *L, int vidx, int64_t edesc, int descidx, uint8_t *buf, size_t size,
-                   const char *where, int posidx) {
+                   const char *where, int posidx, int mapkey) {
   memset(buf, 0, size);
-  /* errors name the element's position (posidx) after where: the path is
-     built only then */
-  fillctx path = {.defer = 0, .sbase = buf, .depth = posidx ? 1 : 0, .keys = {posidx}};
+  /* errors name the element's position or key (posidx) after where: the
+     path is built only then */
+  fillctx path = {.defer = 0, .sbase = buf, .depth = posidx ? 1 : 0, .keys = {posidx}, .mapkey = mapkey};
   if (edesc >= 0) {
     const char *why = lmm3_set_scalar(L, buf, (int)(edesc & 0xFF), (uint32_t)((edesc >> 8) & 0xFFFFFF), vidx);
     if (why) luaL_error(L, "%s: %s", at(L, where, &path), why);

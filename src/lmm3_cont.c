@@ -26,15 +26,8 @@ static const char *kind_name(int code) {
 }
 
 lmm3_view *lmm3_cont_view(lua_State *L, int idx) {
-  lmm3_view *v = lua_touserdata(L, idx);
-  /* the full check only when the cheap one fails (as selfview in lmm3_view.c;
-     the length first: a light userdata may point anywhere, and has none) */
-  if (!v || lua_rawlen(L, idx) != sizeof *v || v->magic != LMM3_VIEW_MAGIC || !v->ti ||
-      !LMM3_IS_CONTAINER(v->ti->kind)) {
-    if (!v || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *v ||
-        v->magic != LMM3_VIEW_MAGIC || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind))
-      luaL_typeerror(L, idx, "memmap3 container");
-  }
+  lmm3_view *v = lmm3_view_or_null(L, idx);
+  if (!v || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind)) luaL_typeerror(L, idx, "memmap3 container");
   if (LMM3_CLOSED(v->fb)) luaL_error(L, "attempt to use a closed memmap3 file");
   if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;

@@ -220,9 +220,8 @@ static int l_txn_rollback(lua_State *L) {
 /* For mm.transaction and mm.lock (what): check (v, fn), begin a transaction
    on v's file and leave fn, v on the stack, ready for lua_pcall. */
 static lmm3_file *begin_scoped(lua_State *L, const char *what, const char *begin_what, uint64_t *sp) {
-  const lmm3_view *v = lua_touserdata(L, 1);
-  if (lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof *v || v->magic != LMM3_VIEW_MAGIC)
-    luaL_error(L, "%s: expected a memmap3 view, got %s", what, luaL_typename(L, 1));
+  const lmm3_view *v = lmm3_view_or_null(L, 1);
+  if (!v) luaL_error(L, "%s: expected a memmap3 view, got %s", what, luaL_typename(L, 1));
   if (lua_type(L, 2) != LUA_TFUNCTION) luaL_error(L, "%s: expected a function", what);
   lmm3_check_view(L, 1); /* a closed or truncated file raises here */
   lmm3_file *fb = v->fb;

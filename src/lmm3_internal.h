@@ -123,8 +123,14 @@ MM3_INTERNAL int lmm3_truncated_error(lua_State *L, lmm3_file *fb);
 /* Push a view of the type whose metatable is at index meta, at p. */
 MM3_INTERNAL void lmm3_push_view(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int meta);
 MM3_INTERNAL lmm3_view *lmm3_check_view(lua_State *L, int idx);
-/* The view at idx, or NULL for any other value (never raises). */
-MM3_INTERNAL lmm3_view *lmm3_view_or_null(lua_State *L, int idx);
+/* The view at idx, or NULL for any other value (never raises; the debug
+   library can hand a metamethod anything). A light userdata may point
+   anywhere and has no length, and a string's pointer is NULL: the length is
+   checked before the magic is read. */
+static inline lmm3_view *lmm3_view_or_null(lua_State *L, int idx) {
+  lmm3_view *v = lua_touserdata(L, idx);
+  return v && lua_rawlen(L, idx) == sizeof *v && v->magic == LMM3_VIEW_MAGIC ? v : NULL;
+}
 /* Close the File userdata at idx (idempotent; borrowed files are detached). */
 MM3_INTERNAL void lmm3_file_close(lua_State *L, int idx);
 /* Elements of containers. edesc >= 0 is a simple descriptor (offset 0);

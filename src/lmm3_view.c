@@ -74,10 +74,8 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
 
 /* The view at idx; raises for anything else, or a closed file. */
 static lmm3_view *toview(lua_State *L, int idx) {
-  lmm3_view *v = lua_touserdata(L, idx);
-  if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *v ||
-      v->magic != LMM3_VIEW_MAGIC)
-    luaL_typeerror(L, idx, "memmap3 view");
+  lmm3_view *v = lmm3_view_or_null(L, idx);
+  if (!v) luaL_typeerror(L, idx, "memmap3 view");
   if (LMM3_CLOSED(v->fb)) closed_error(L);
   if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
@@ -938,11 +936,11 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
   lua_pop(L, 1);
   if (lua_type(L, vidx) == LUA_TUSERDATA) {
     /* another view of the same type */
-    lmm3_view *src = lua_touserdata(L, vidx);
-    if (lua_getmetatable(L, vidx)) {
+    lmm3_view *src = lmm3_view_or_null(L, vidx);
+    if (src && lua_getmetatable(L, vidx)) {
       int same = lua_rawequal(L, -1, meta);
       lua_pop(L, 1);
-      if (same && lua_rawlen(L, vidx) == sizeof *src && src->magic == LMM3_VIEW_MAGIC) {
+      if (same) {
         if (LMM3_CLOSED(src->fb)) closed_error(L);
         if (has_containers) {
           /* containers are copied by value, never by sharing their heap; the
@@ -1123,16 +1121,13 @@ static const lmm3_slot *probe(const lmm3_tinfo *ti, const char *k) {
   }
 }
 
-/* The view at 1 for a metamethod of a struct or array (kind): the common
-   case costs a few loads. Only its own metatable calls these metamethods
-   (__metatable hides it from getmetatable), but the debug library can hand
-   one any value, so the kind is checked too; toview does the full check
-   otherwise. */
+/* The view at 1 for a metamethod of a struct or array (kind). Only its own
+   metatable calls these metamethods (__metatable hides it from
+   getmetatable), but the debug library can hand one any value, so the kind
+   is checked too. */
 static inline lmm3_view *selfview(lua_State *L, int kind) {
-  lmm3_view *v = lua_touserdata(L, 1);
-  /* (the length first: a light userdata may point anywhere, and has none) */
-  if (!v || lua_rawlen(L, 1) != sizeof *v || v->magic != LMM3_VIEW_MAGIC) v = toview(L, 1);
-  if (!v->ti || v->ti->kind != kind)
+  lmm3_view *v = lmm3_view_or_null(L, 1);
+  if (!v || !v->ti || v->ti->kind != kind)
     luaL_typeerror(L, 1, kind == LMM3_STRUCT ? "memmap3 struct view" : "memmap3 array view");
   if (LMM3_CLOSED(v->fb)) closed_error(L);
   if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
@@ -1263,15 +1258,6 @@ static int s_len(lua_State *L) {
   toview(L, 1);
   lua_pushinteger(L, (lua_Integer)lua_rawlen(L, lua_upvalueindex(1)));
   return 1;
-}
-
-/* The view at idx, or NULL for anything else (for metamethods that must not
-   raise: __close, __tostring; the debug library can hand them any value). */
-lmm3_view *lmm3_view_or_null(lua_State *L, int idx) {
-  lmm3_view *v = lua_touserdata(L, idx);
-  return v && lua_type(L, idx) == LUA_TUSERDATA && lua_rawlen(L, idx) == sizeof *v && v->magic == LMM3_VIEW_MAGIC
-             ? v
-             : NULL;
 }
 
 static int v_tostring(lua_State *L) {
@@ -1577,9 +1563,7 @@ static int l_totable(lua_State *L) {
 
 /* core.view_info(v) -> metatable, File userdata (nil, nil if not a view) */
 static int l_view_info(lua_State *L) {
-  lmm3_view *v = lua_touserdata(L, 1);
-  if (lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof *v || v->magic != LMM3_VIEW_MAGIC)
-    return 0;
+  if (!lmm3_view_or_null(L, 1)) return 0;
   lua_getmetatable(L, 1);
   lua_getiuservalue(L, 1, 1);
   return 2;

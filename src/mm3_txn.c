@@ -62,25 +62,36 @@ static void release_retired(mm3_file *f) {
   mm3__free_steps(f, h->retired, 1, h->retired_n < 16 ? h->retired_n : 16, 0, &h->retired_n);
 }
 
-/* Write the entry for [src, src + n) at e (need bytes: head, old bytes,
-   size), in the format rollback replays. */
-static void put_entry(uint8_t *e, const mm3_file *f, const uint8_t *src, size_t n, uint64_t need) {
-  uint64_t hd[2] = {(uint64_t)(src - f->base), n};
+/* Write the entry saying the n bytes at file offset off held old, at e
+   (need bytes: head, old bytes, size), in the format rollback replays. */
+static void put_entry_at(uint8_t *e, uint64_t off, const void *old, size_t n, uint64_t need) {
+  uint64_t hd[2] = {off, n};
   memcpy(e, hd, 16);
-  if (n == 8) memcpy(e + 16, src, 8); /* most entries (a link, a bucket): inline, not a call */
-  else memcpy(e + 16, src, n);
+  if (n == 8) memcpy(e + 16, old, 8); /* most entries (a link, a bucket): inline, not a call */
+  else memcpy(e + 16, old, n);
   memcpy(e + 16 + pad8(n), &need, 8);
 }
 
-int mm3__log_fixed(mm3_file *f, const void *p, size_t n) {
+/* The entry for [src, src + n) as it is now. */
+static void put_entry(uint8_t *e, const mm3_file *f, const uint8_t *src, size_t n, uint64_t need) {
+  put_entry_at(e, (uint64_t)(src - f->base), src, n, need);
+}
+
+/* Append to the file's log as it is (never growing it) the entry saying the
+   n bytes at off held old. */
+static int log_fixed_at(mm3_file *f, uint64_t off, const void *old, size_t n) {
   mm3_header *h = mm3__hdr(f);
   uint64_t need = 16 + pad8(n) + 8;
   if (!h->log_off || h->log_off % 16 || !mm3__inside(f, h->log_off, h->log_cap) || h->log_len > h->log_cap ||
       need > h->log_cap - h->log_len)
     return MM3_ELOGFULL;
-  put_entry(f->base + h->log_off + h->log_len, f, p, n, need);
+  put_entry_at(f->base + h->log_off + h->log_len, off, old, n, need);
   __atomic_store_n(&h->log_len, h->log_len + need, __ATOMIC_RELEASE);
   return 0;
+}
+
+int mm3__log_fixed(mm3_file *f, const void *p, size_t n) {
+  return log_fixed_at(f, (uint64_t)((const uint8_t *)p - f->base), p, n);
 }
 
 /* Append an entry for [src, src + n) to the file's log. */
@@ -287,18 +298,6 @@ static uint64_t keep_top_past_log(mm3_file *f) {
   return top;
 }
 
-/* An entry saying the heap top was top: the work goes on after a rollback
-   that left a gap, and the entry that restored the top is gone from the log
-   (cut with the rest). A later rollback below here, or recovery after a
-   death, then finds the gap again. Without room it is left out (the gap
-   then leaks if the writer dies). */
-static void log_top(mm3_file *f, uint64_t top) {
-  mm3_header *h = mm3__hdr(f);
-  uint64_t e[4] = {offsetof(mm3_header, heap_top), 8, top, 32};
-  if (h->log_len > h->log_cap || 32 > h->log_cap - h->log_len) return;
-  memcpy(f->base + h->log_off + h->log_len, e, 32);
-  __atomic_store_n(&h->log_len, h->log_len + 32, __ATOMIC_RELEASE);
-}
 
 void mm3__rollback(mm3_file *f, uint64_t sp) {
   mm3_header *h = mm3__hdr(f);
@@ -323,9 +322,11 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
   uint64_t gap = keep_top_past_log(f);
   __atomic_store_n(&h->log_len, sp == 0 ? 0 : p, __ATOMIC_RELEASE);
   /* Work goes on in this log (a transaction, or an operation past a failed
-     step): it must find the gap again should it roll back further. The
-     callers that end it (a transaction's end, recovery) empty the log. */
-  if (gap && (sp > 0 || f->txn_depth > 0)) log_top(f, gap);
+     step), and the entry that restored the top went with the rest: an entry
+     saying the top was the gap's start lets a later rollback below here, or
+     recovery after a death, find the gap again (without room, the gap leaks
+     if the writer dies). The callers that end the work empty the log. */
+  if (gap && (sp > 0 || f->txn_depth > 0)) log_fixed_at(f, offsetof(mm3_header, heap_top), &gap, 8);
 }
 
 void mm3__recover(mm3_file *f) {

@@ -51,9 +51,23 @@ static void held_after_fork(void) {
 
 static void mm3__held_register_fork(void) { pthread_atfork(NULL, NULL, held_after_fork); }
 
+/* The low byte of the mutex's kind word (glibc x86-64: the int at 16: its
+   type, robust and shared bits) as mm3__lock_init makes it. A lock whose
+   bytes another program overwrote (zeroed, say: a plain private mutex,
+   which a second lock by the same thread would wait on for ever) is
+   refused instead of taken. Read once, as the first file opens (every
+   open attaches), not on every lock. */
+static uint8_t lock_kind;
+static void read_lock_kind(void) {
+  uint8_t probe[sizeof(pthread_mutex_t)];
+  if (mm3__lock_init(probe) == 0) lock_kind = probe[16];
+}
+
 void mm3__held_attach(mm3_file *f, uint64_t dev, uint64_t ino) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, mm3__held_register_fork);
+  static pthread_once_t kind_once = PTHREAD_ONCE_INIT;
+  pthread_once(&kind_once, read_lock_kind);
   f->held = &f->own_held; /* only if malloc fails below */
   f->txn_owner = &f->own_txn_owner;
   pthread_mutex_lock(&held_mu);
@@ -100,23 +114,10 @@ int mm3__lock_init(void *lock) {
   return rc;
 }
 
-/* The low byte of the mutex's kind word (glibc x86-64: the int at 16: its
-   type, robust and shared bits) as mm3__lock_init makes it. A lock whose
-   bytes another program overwrote (zeroed, say: a plain private mutex,
-   which a second lock by the same thread would wait on for ever) is
-   refused instead of taken. */
-static pthread_once_t kind_once = PTHREAD_ONCE_INIT;
-static uint8_t lock_kind;
-static void read_lock_kind(void) {
-  uint8_t probe[sizeof(pthread_mutex_t)];
-  if (mm3__lock_init(probe) == 0) lock_kind = probe[16];
-}
-
 int mm3_file_lock(mm3_file *f) {
   if (f->readonly) return MM3_EREADONLY;
   pthread_mutex_t *m = (pthread_mutex_t *)mm3__hdr(f)->lock;
-  pthread_once(&kind_once, read_lock_kind);
-  if (lock_kind && ((const uint8_t *)m)[16] != lock_kind) return MM3_ELOCKBAD;
+  if (lock_kind && ((const uint8_t *)m)[16] != lock_kind) return MM3_ELOCKBAD; /* (0: not read) */
   int rc = pthread_mutex_lock(m);
   if (rc == EOWNERDEAD) {
     /* Its holder died, maybe inside a write: make the lock usable again;
@@ -348,6 +349,16 @@ int mm3__free_in_op(mm3_file *f) {
   return 1;
 }
 
+/* The size of the heap block at b (below end), or 0 if its tag is damaged;
+   *used says whether it is in use. The heap below its top is such blocks,
+   one after the other. */
+static uint64_t block_at(const mm3_file *f, uint64_t b, uint64_t end, int *used) {
+  uint64_t tag = *(const uint64_t *)(f->base + b), k = tag & 0xff, kind = tag & ~(uint64_t)0xff;
+  if ((kind != TAG_USED && kind != TAG_FREE) || k >= MM3_FREE_CLASSES || ((uint64_t)16 << k) > end - b) return 0;
+  *used = kind == TAG_USED;
+  return (uint64_t)16 << k;
+}
+
 /* The block at b is one of the undo log's (the log, or one it replaced). */
 static int log_block(const mm3_file *f, uint64_t b) {
   if (mm3__hdr(f)->log_off == b + BLOCK_HEAD) return 1;
@@ -369,16 +380,14 @@ void mm3__reclaim_gaps(mm3_file *f) {
   for (int i = 0; i < f->ngaps; i++) {
     uint64_t b = f->gaps[i][0], end = f->gaps[i][1] < top ? f->gaps[i][1] : top;
     if (b < heap_start(f) || b % 16) continue;
-    while (b < end) { /* the heap below the top is tagged blocks */
-      uint64_t tag = *(uint64_t *)(f->base + b), k = tag & 0xff, kind = tag & ~(uint64_t)0xff;
-      if ((kind != TAG_USED && kind != TAG_FREE) || k >= MM3_FREE_CLASSES || ((uint64_t)16 << k) > end - b)
-        break; /* damaged: the rest stays as it is */
-      if (kind == TAG_USED && !log_block(f, b)) batch[m++] = b + BLOCK_HEAD;
+    for (uint64_t size; b < end; b += size) {
+      int used;
+      if (!(size = block_at(f, b, end, &used))) break; /* damaged: the rest stays as it is */
+      if (used && !log_block(f, b)) batch[m++] = b + BLOCK_HEAD;
       if (m == FREE_STEP) {
         mm3__free_steps(f, batch, 1, m, 0, NULL); /* not counted: the rollback took them out of alloc_bytes */
         m = 0;
       }
-      b += (uint64_t)16 << k;
     }
   }
   if (m) mm3__free_steps(f, batch, 1, m, 0, NULL);
@@ -448,17 +457,12 @@ int mm3_file_usage(mm3_file *f, mm3_heap_usage *u) {
   if (!top) top = start;
   if (top < start || top > f->mapped || top % 16) return MM3_ECORRUPT;
   uint64_t tagged = 0;
-  for (uint64_t b = start; b < top;) {
-    uint64_t tag = *(uint64_t *)(f->base + b), k = tag & 0xff, kind = tag & ~(uint64_t)0xff;
-    if ((kind != TAG_USED && kind != TAG_FREE) || k >= MM3_FREE_CLASSES || ((uint64_t)16 << k) > top - b)
-      return MM3_ECORRUPT;
-    if (kind == TAG_USED) {
-      if (log_block(f, b)) u->log += (uint64_t)16 << k;
-      else tagged += (uint64_t)16 << k;
-    } else {
-      u->free += (uint64_t)16 << k;
-    }
-    b += (uint64_t)16 << k;
+  for (uint64_t b = start, size; b < top; b += size) {
+    int used;
+    if (!(size = block_at(f, b, top, &used))) return MM3_ECORRUPT;
+    if (!used) u->free += size;
+    else if (log_block(f, b)) u->log += size;
+    else tagged += size;
   }
   u->heap = top - start;
   u->used = tagged < h->alloc_bytes ? tagged : h->alloc_bytes;
@@ -477,17 +481,15 @@ int mm3_file_check(mm3_file *f, char *why, size_t n) {
              (unsigned long long)f->mapped);
     return MM3_ECORRUPT;
   }
-  uint64_t used = 0, blocks = 0, nfree = 0;
-  for (uint64_t b = start; b < top; blocks++) {
-    uint64_t tag = *(uint64_t *)(f->base + b), k = tag & 0xff;
-    if (((tag & ~(uint64_t)0xff) != TAG_USED && (tag & ~(uint64_t)0xff) != TAG_FREE) || k >= MM3_FREE_CLASSES ||
-        ((uint64_t)16 << k) > top - b) {
+  uint64_t used = 0, nfree = 0;
+  for (uint64_t b = start, size; b < top; b += size) {
+    int in_use;
+    if (!(size = block_at(f, b, top, &in_use))) {
       snprintf(why, n, "heap block at %llu has a damaged tag", (unsigned long long)b);
       return MM3_ECORRUPT;
     }
-    if ((tag & ~(uint64_t)0xff) == TAG_USED) used += (uint64_t)16 << k;
+    if (in_use) used += size;
     else nfree++;
-    b += (uint64_t)16 << k;
   }
   /* The undo log's blocks are not counted in alloc_bytes; a log block a dead
      process was about to free is a leak, not damage: used may exceed it. */

@@ -559,7 +559,12 @@ MM3_API int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_
 /** Insert or replace n entries at once, in order: key i (keys + i * key_size)
  *  gets value i (vals + i * elem_size); a key given twice keeps its last value.
  *  The same results as n calls of mm3_hmap_put, faster: the lock is taken
- *  once per group of 16 entries and their cache misses overlap. A crash during
+ *  once per group of 16 entries, their cache misses overlap, and a growable
+ *  map's table is sized once for the entries to come (count + n, when that
+ *  is more than the next doubling; up to 16 bytes an entry, so a batch that
+ *  mostly replaces keys may leave the table bigger than needed) instead of
+ *  doubling again and again; a table that cannot be had then is no error, the
+ *  puts grow it as single puts do. A crash during
  *  the call leaves every entry whole, put or not (a group is one crash-atomic
  *  step, so entries of the group under way are undone together); for
  *  all-or-nothing, call it in a transaction.

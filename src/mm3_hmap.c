@@ -457,17 +457,53 @@ int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, con
   return 0;
 }
 
+/* Size a growable map's table for `more` entries to come (mm3_hmap_put_many
+   knows how many): one resize straight to the size that holds them all,
+   where one put at a time would double the table again and again, moving
+   every entry at each doubling. An empty map just gets its table at that
+   size. A table that already fits, or a resize under way, is left as it is;
+   the table's bytes (16 per entry to come, at most) are the caller's to
+   afford, and a table that cannot be had is no error: the puts then grow it
+   as single puts do. Runs inside the group's op: a death part way undoes it. */
+static void presize(mm3_file *f, ghead *g, uint64_t more) {
+  if (g->rehash || more > ((uint64_t)1 << (MAX_LG - 2))) return;
+  uint64_t want = g->count + more;
+  if (g->tab[0] && want < ((uint64_t)1 << g->lg[0]) / 2) return;
+  uint32_t lg = 3;
+  while (((uint64_t)1 << lg) / 2 <= want && lg < MAX_LG) lg++;
+  if (g->tab[0] && lg <= g->lg[0] + 1) return; /* no more than the next put's doubling */
+  uint64_t sp, off;
+  if (mm3__savepoint(f, &sp)) return;
+  int rc = mm3__log(f, g, sizeof *g);
+  if (!rc) rc = mm3__alloc(f, (uint64_t)8 << lg, &off);
+  if (rc) {
+    mm3__rollback(f, sp);
+    return;
+  }
+  if (!g->tab[0]) {
+    g->tab[0] = off;
+    g->lg[0] = lg;
+    return;
+  }
+  g->tab[1] = off; /* the chains move over in the puts' steps, as at a doubling */
+  g->lg[1] = lg;
+  g->rehash = 1;
+}
+
 /* Put m <= GROUP entries (key j at keys + j * key_size, its hash h[j]) as
    one logged step under one lock: a resize under way moves the group's share
    first, then each entry is put; a failed put undoes itself only, and the
-   entries before it stay. *done counts the entries put. */
+   entries before it stay. *done counts the entries put. more > 0 (from
+   mm3_hmap_put_many): the entries still to come, these included, which the
+   table is sized for first. */
 static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, const uint8_t *keys,
-                     const uint8_t *vals, const uint64_t *h, int *created, size_t *done) {
+                     const uint8_t *vals, const uint64_t *h, int *created, size_t *done, uint64_t more) {
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
   seq_begin(f);
   ghead *g = (ghead *)c;
+  if (t->kind == MM3_HMAP && more > m) presize(f, g, more);
   if (t->kind == MM3_HMAP && g->rehash) {
     rc = mm3__log(f, g, sizeof *g);
     if (!rc) rc = rehash_step(f, t, g, REHASH_STEP * m);
@@ -494,7 +530,7 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
 int mm3_hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val, int *created) {
   uint64_t h = mm3_hmap_key_hash(f, t, key);
   size_t done = 0;
-  return put_group(f, c, t, 1, key, val, &h, created, &done);
+  return put_group(f, c, t, 1, key, val, &h, created, &done, 0);
 }
 
 int mm3_hmap_put_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, const void *vals,
@@ -507,7 +543,7 @@ int mm3_hmap_put_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, con
     size_t m = n - put < GROUP ? n - put : GROUP;
     const uint8_t *kg = k + put * t->key_size;
     hash_group(f, c, t, m, kg, h); /* before the lock: its wait overlaps these misses */
-    rc = put_group(f, c, t, m, kg, v + put * t->elem_size, h, NULL, &put);
+    rc = put_group(f, c, t, m, kg, v + put * t->elem_size, h, NULL, &put, n - put);
   }
   if (done) *done = put;
   return rc;

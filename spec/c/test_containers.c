@@ -904,6 +904,54 @@ FTEST(hmap_put_many_get_many) {
   CHECK(file_ok(f));
 }
 
+/* A put_many sizes a growable map's table for its keys at once. Into an
+   empty map: no table is outgrown, so none is left freed behind (one put at
+   a time doubles the table again and again, freeing each old one: the
+   baseline here). Into a map holding entries: they move to the new table as
+   the puts go, and every entry, old and new, is found after. */
+FTEST(hmap_put_many_sizes_table_once) {
+  enum { N = 100000, OLD = 3000 };
+  static uint64_t keys[N], vals[N];
+  mm3_ctype t;
+  mm3_heap_usage u;
+  mm3_file *one = u64_map_file("hmapsize1", 0, &t, NULL);
+  REQUIRE(one);
+  CHECK_RC(put_keys(one, mm3_file_root(one), &t, 0, N));
+  CHECK_RC(mm3_file_usage(one, &u));
+  CHECK(u.free > 0); /* the tables outgrown */
+  close_file(one);
+
+  mm3_file *f = u64_map_file("hmapsize", 0, &t, NULL);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  for (uint64_t i = 0; i < N; i++) keys[i] = i, vals[i] = i + 1;
+  size_t done = 0;
+  CHECK_RC(mm3_hmap_put_many(f, c, &t, N, keys, vals, &done));
+  CHECK_EQ(done, N);
+  CHECK_RC(mm3_file_usage(f, &u));
+  CHECK_EQ(u.free, 0);
+  CHECK_EQ(mm3_container_len(f, c, &t), N);
+
+  mm3_file *g = u64_map_file("hmapsize2", 0, &t, NULL);
+  REQUIRE(g);
+  uint8_t *cg = mm3_file_root(g);
+  CHECK_RC(put_keys(g, cg, &t, N, N + OLD));
+  CHECK_RC(mm3_hmap_put_many(g, cg, &t, N, keys, vals, &done));
+  CHECK_EQ(done, N);
+  CHECK_EQ(mm3_container_len(g, cg, &t), N + OLD);
+  int bad = 0;
+  for (uint64_t k = 0; k < N + OLD + 10; k++) {
+    uint64_t v = 0, want = k < N ? k + 1 : k;
+    int rc = mm3_hmap_get(g, cg, &t, &k, &v, NULL);
+    bad += k < N + OLD ? rc != 0 || v != want : rc != MM3_ENOTFOUND;
+  }
+  CHECK_EQ(bad, 0);
+  CHECK(container_ok(g, cg, &t));
+  CHECK(file_ok(g));
+  CHECK(container_ok(f, c, &t));
+  CHECK(file_ok(f));
+}
+
 /* A fixed map that fills mid-batch keeps the entries before the failing one,
    has none from it on, and its old entries are as they were. */
 FTEST(fmap_put_many_full) {
@@ -1565,7 +1613,7 @@ RUN_TESTS(ctype_vec_ring_layout, ctype_map_layout, ctype_segmented_value_layout,
           ctype_zero_capacity_is_einval, vec_push_at_pop, vec_insert_remove, vec_set_clear, vec_persists,
           ring_overwrites_oldest, ring_only_pushes, fmap_integer_keys, fmap_string_keys, fmap_next_and_clear,
           hmap_key_hash, hmap_string_keys, hmap_100000_entries, hmap_next_during_resize, hmap_delete_during_next,
-          hmap_get_many_not_found_leaves_value, hmap_put_many_get_many, fmap_put_many_full, hmap_put_many_rollback_readonly,
+          hmap_get_many_not_found_leaves_value, hmap_put_many_get_many, hmap_put_many_sizes_table_once, fmap_put_many_full, hmap_put_many_rollback_readonly,
           seg_push_million, seg_new_segment_takes_no_memory, hmap_table_block_rest_untouched, seg_set_pop_truncate, seg_push_past_reserve, value_get_set_retry,
           value_fixed_capacity, containers_in_struct_readonly, check_healthy_containers,
           check_damaged_vec_and_value, check_damaged_fmap, check_damaged_hmap, check_damaged_segmented)

@@ -1262,6 +1262,49 @@ FTEST(failed_single_put_changes_nothing) {
   CHECK(file_ok(f));
 }
 
+static int allocs_to_fail;
+static int fail_first_allocs(const char *point) {
+  return strcmp(point, "heap: alloc") == 0 && allocs_to_fail > 0 && allocs_to_fail--;
+}
+
+/* A put_many that cannot have its table sized for all its keys at once (the
+   allocation fails) is no error: its puts grow the table as single puts do,
+   and every key is put. */
+FTEST(put_many_without_its_table_still_puts) {
+  enum { N = 20000 };
+  static uint64_t keys[N];
+  for (int variant = 0; variant < 2; variant++) { /* the sizing fails (1) or not */
+    mm3_file *f = t_file(variant ? "presizefail" : "presize", NULL);
+    REQUIRE(f);
+    for (uint64_t i = 0; i < N; i++) keys[i] = i * 7;
+    REQUIRE(map_put(f, 1, 1) == 0); /* the map has its first, small table */
+    allocs_to_fail = variant;
+    mm3__test_fail = fail_first_allocs;
+    size_t done = 0;
+    int rc = mm3_hmap_put_many(f, cm(f), &tm, N, keys, keys, &done);
+    mm3__test_fail = NULL;
+    CHECK_RC(rc);
+    CHECK_EQ(done, N);
+    CHECK_EQ(allocs_to_fail, 0);
+    CHECK_EQ(mm3_container_len(f, cm(f), &tm), N + 1);
+    int bad = 0;
+    for (uint64_t i = 0; i < N; i++) {
+      uint64_t v = 0;
+      bad += map_get(f, i * 7, &v) != 0 || v != i * 7;
+    }
+    CHECK_EQ(bad, 0);
+    mm3_heap_usage u;
+    CHECK_RC(mm3_file_usage(f, &u));
+    /* the first group's puts grew the table one doubling at a time, and
+       left the tables they outgrew free; the next group's sizing worked */
+    if (variant) CHECK(u.free > 1024);
+    else CHECK_EQ(u.free, 128); /* the first table (8 buckets) only */
+    CHECK(containers_ok(f));
+    CHECK(file_ok(f));
+    close_file(f);
+  }
+}
+
 /* A child forked inside a transaction holds none of its frees: after the
    parent rolls back, the child's writes free nothing that is live. */
 FTEST(fork_in_txn_child_frees_nothing_of_parent) {
@@ -2338,7 +2381,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_crash_in_big_txn_recovers_old_data,
           failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,
           txn_rollback_to_outer_savepoint_then_more_writes, thread_dies_in_op_of_txn_its_frees_are_undone,
-          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing,
+          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts,
           fork_in_txn_child_frees_nothing_of_parent,
           failed_map_op_leaves_sequence_even, txn_log_replaced_many_times_frees_every_old_block,
           thread_dies_in_plain_op_its_frees_are_undone, txn_ended_at_inner_savepoint_keeps_earlier_frees,

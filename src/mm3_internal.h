@@ -66,7 +66,11 @@ typedef struct mm3_header {
   /* 576: log blocks bigger ones replaced, freed once the log is empty (by
      whoever empties it: a writer that dies leaves them to the next) */
   uint64_t retired_n, retired[16]; /* (the log grows at most 12 times) */
-  uint8_t reserved[MM3_HEADER_SIZE - 712];
+  /* 712: a hint, never logged: the bytes from the heap top up to here were
+     written with zeros (so their pages are in the page cache); 0 or a stale
+     value only costs page faults (see prefill in mm3_heap.c) */
+  uint64_t prefilled;
+  uint8_t reserved[MM3_HEADER_SIZE - 720];
 } mm3_header;
 
 struct mm3_file {

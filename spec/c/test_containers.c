@@ -1128,6 +1128,31 @@ FTEST(seg_new_segment_takes_no_memory) {
   CHECK(r <= 1); /* the page of its first element */
 }
 
+/* A file another program cut below its end stays cut: memmap3 writes zeros
+   ahead of its heap top (to take the pages' faults in bulk), but never past
+   the file's end, so the puts that land past the cut are lost (the SIGBUS
+   guard drops them, and says so), and the file does not grow back. */
+FTEST(cut_file_stays_cut) {
+  mm3_ctype t;
+  const char *path;
+  mm3_file *f = u64_map_file("hmapcut", 0, &t, &path);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  CHECK_RC(mm3_file_grow(f, 8 << 20)); /* room: the puts below need no growth (which would extend it) */
+  CHECK_RC(put_keys(f, c, &t, 0, 1000));
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  uint64_t top = rd64(mm3_file_base(f) + 144); /* the heap top (header) */
+  off_t cut = (off_t)((top / pg + 2) * pg);
+  REQUIRE((uint64_t)cut < mm3_file_size(f));
+  REQUIRE(truncate(path, cut) == 0); /* behind the mapping's back */
+  for (uint64_t k = 1000; k < 40000; k++) (void)mm3_hmap_put(f, c, &t, &k, &k, NULL); /* 2.5 MB of nodes */
+  REQUIRE(rd64(mm3_file_base(f) + 144) <= mm3_file_size(f)); /* none grew the file */
+  CHECK(mm3_file_truncated(f) != 0);
+  struct stat st;
+  REQUIRE(stat(path, &st) == 0);
+  CHECK_EQ((uint64_t)st.st_size, (uint64_t)cut);
+}
+
 /* A map's bucket table (2^lg words) takes a block twice its size (for the
    block's 16-byte head): only the table is zeroed, the rest of the block
    never touched. */
@@ -1614,6 +1639,6 @@ RUN_TESTS(ctype_vec_ring_layout, ctype_map_layout, ctype_segmented_value_layout,
           ring_overwrites_oldest, ring_only_pushes, fmap_integer_keys, fmap_string_keys, fmap_next_and_clear,
           hmap_key_hash, hmap_string_keys, hmap_100000_entries, hmap_next_during_resize, hmap_delete_during_next,
           hmap_get_many_not_found_leaves_value, hmap_put_many_get_many, hmap_put_many_sizes_table_once, fmap_put_many_full, hmap_put_many_rollback_readonly,
-          seg_push_million, seg_new_segment_takes_no_memory, hmap_table_block_rest_untouched, seg_set_pop_truncate, seg_push_past_reserve, value_get_set_retry,
+          seg_push_million, seg_new_segment_takes_no_memory, hmap_table_block_rest_untouched, cut_file_stays_cut, seg_set_pop_truncate, seg_push_past_reserve, value_get_set_retry,
           value_fixed_capacity, containers_in_struct_readonly, check_healthy_containers,
           check_damaged_vec_and_value, check_damaged_fmap, check_damaged_hmap, check_damaged_segmented)

@@ -238,7 +238,7 @@ static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
                 int *created) {
   ghead *g = (ghead *)c;
   int rc;
-  LOG(f, g, sizeof *g);
+  if (!f->top_logged) LOG(f, g, sizeof *g);
   if (!g->tab[0]) { /* first entry: 8 buckets */
     uint64_t off;
     rc = mm3__alloc(f, 8 << 3, &off);
@@ -511,7 +511,30 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
   }
   if (m > 1)
     for (size_t j = 0; j < m; j++) PREFETCH(first_at(f, c, t, h[j]));
-  for (size_t j = 0; j < m && !rc; j++) {
+  /* Outside a transaction a group of growable map puts logs the map's head,
+     the heap top and the byte count once for all of them (each put would
+     log each again), and takes no savepoint per put. Should put j fail, the
+     group's puts are undone together, those before j are made again one
+     savepoint each, as below, and j's error is returned. */
+  uint64_t sg;
+  size_t upto = m; /* the puts to make one savepoint each */
+  int failed = 0;
+  if (!rc && m > 1 && t->kind == MM3_HMAP && f->txn_depth == 0 && !mm3__other_txn(f) &&
+      (rc = mm3__savepoint(f, &sg)) == 0) {
+    mm3_header *hd = mm3__hdr(f);
+    upto = 0;
+    failed = mm3__log(f, g, sizeof *g);
+    if (!failed) failed = mm3__log(f, &hd->heap_top, 8);
+    if (!failed) failed = mm3__log(f, &hd->alloc_bytes, 8);
+    f->top_logged = 1;
+    for (; upto < m && !failed; upto++)
+      if ((failed = gput(f, c, t, keys + upto * t->key_size, h[upto], vals + upto * t->elem_size, created)) != 0)
+        break;
+    f->top_logged = 0;
+    if (failed) mm3__rollback(f, sg);
+    else *done += m, upto = 0;
+  }
+  for (size_t j = 0; j < upto && !rc; j++) {
     uint64_t sj;
     rc = mm3__savepoint(f, &sj);
     if (rc) break;
@@ -520,6 +543,7 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
     if (rc) mm3__rollback(f, sj);
     else ++*done;
   }
+  if (!rc) rc = failed;
   seq_end(f);
   /* what was put before a failure stays; a failed group of one (a single
      put) changes nothing at all, its share of a resize included */

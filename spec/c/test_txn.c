@@ -940,6 +940,50 @@ static void die_at_top_move(const char *point) {
   if (strcmp(point, "heap: top moved") == 0 && --top_moves_left == 0) _exit(0);
 }
 
+/* A process dies part way through a put_many (a group of 16 puts logs the
+   map's head and the heap top once for all of them): the next one to take
+   the lock finds every group before the death whole and the dying group
+   absent, the old entries as they were, and no space leaked. */
+FTEST(death_in_a_put_many_group_undoes_the_group) {
+  enum { N = 64 };
+  static const int deaths[] = {1, 9, 16, 17, 30, 50};
+  for (size_t r = 0; r < sizeof deaths / sizeof *deaths; r++) {
+    const char *path;
+    mm3_file *f = freeing_file("groupdie", &path);
+    REQUIRE(f);
+    pid_t pid = fork_child();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mm3_file *c = open_existing(path, 0);
+      uint64_t keys[N], vals[N];
+      for (uint64_t i = 0; i < N; i++) keys[i] = 2001 + i, vals[i] = (2001 + i) * 3;
+      if (!c) _exit(10);
+      top_moves_left = deaths[r];
+      mm3__test_hook = die_at_top_move;
+      mm3_hmap_put_many(c, cm(c), &tm, N, keys, vals, NULL);
+      _exit(12); /* never: it dies inside */
+    }
+    CHECK_EQ(wait_child(pid), 0);
+    check_recovered_clean(f);
+    int present = 0, bad = 0;
+    for (uint64_t k = 1; k <= 1000; k++) {
+      uint64_t v = 0;
+      bad += map_get(f, k, &v) != 0 || v != k;
+    }
+    for (uint64_t k = 2001; k < 2001 + N; k++) {
+      uint64_t v = 0;
+      int rc = map_get(f, k, &v);
+      if (rc == 0) present++, bad += v != k * 3 || k - 2001 >= (uint64_t)present; /* a prefix of the keys */
+      else bad += rc != MM3_ENOTFOUND;
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(present % 16, 0);
+    CHECK(present < N);
+    CHECK_EQ(mm3_container_len(f, cm(f), &tm), 1000 + (uint64_t)present);
+    close_file(f);
+  }
+}
+
 /* A process dies at many points of a big transaction (changes to old
    entries, new ones, deletes, a field, a savepoint), or at its end without a
    commit: the next one to take the lock finds the data as it was before. */
@@ -2381,7 +2425,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_crash_in_big_txn_recovers_old_data,
           failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,
           txn_rollback_to_outer_savepoint_then_more_writes, thread_dies_in_op_of_txn_its_frees_are_undone,
-          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts,
+          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts, death_in_a_put_many_group_undoes_the_group,
           fork_in_txn_child_frees_nothing_of_parent,
           failed_map_op_leaves_sequence_even, txn_log_replaced_many_times_frees_every_old_block,
           thread_dies_in_plain_op_its_frees_are_undone, txn_ended_at_inner_savepoint_keeps_earlier_frees,

@@ -71,8 +71,16 @@ describe("segmented<T>", function()
       raises("file outgrew its reserved address range", function() for _ in ipairs(small.g) do end end)
       assert.equal(199999, big.g[199999])
       assert.is_nil(small.g[200001]) -- past the end: nil, as a table
+      -- mm.check through the small open says why it cannot check, and calls
+      -- nothing damaged; through the big one the file checks clean
+      local ok, why = mm.check(small)
+      assert.is_nil(ok)
+      assert.matches("^the file %(%d+ bytes%) is bigger than this open's reserved address range "
+        .. "%(1048576 bytes%): open it with a bigger reserve to check it$", why)
+      assert.is_true(mm.check(big))
       mm.close(small)
       mm.close(big)
+      assert.is_true(mm.check(path("res.mm3")))
     end)
 
   it("<< appends and returns the list, so it chains", function()

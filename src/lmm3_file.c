@@ -294,14 +294,17 @@ static int l_schema_layout(lua_State *L) {
   return 2;
 }
 
-/* core.file_check(file) -> true | nil, why */
+/* core.file_check(file) -> true | nil, why, outgrown (true: the file is
+   bigger than this open's reserve, so nothing past it can be checked) */
 static int l_file_check(lua_State *L) {
   lmm3_file *fb = tofile(L, 1);
   char why[256];
-  if (mm3_file_check(fb->f, why, sizeof why)) {
+  int rc = mm3_file_check(fb->f, why, sizeof why);
+  if (rc) {
     luaL_pushfail(L);
     lua_pushstring(L, why);
-    return 2;
+    lua_pushboolean(L, rc == MM3_ERESERVE);
+    return 3;
   }
   lua_pushboolean(L, 1);
   return 1;

@@ -517,10 +517,24 @@ int mm3_file_usage(mm3_file *f, mm3_heap_usage *u) {
   return 0;
 }
 
+/* Map what the file has grown to before a check reads it: a file bigger
+   than this handle's reserved range cannot be checked through it (what lies
+   past the range is not damage), and why says so. */
+int mm3__check_refresh(mm3_file *f, char *why, size_t n) {
+  int rc = mm3_file_refresh(f);
+  if (rc == MM3_ERESERVE)
+    snprintf(why, n, "the file (%llu bytes) is bigger than this open's reserved address range (%llu bytes): "
+             "open it with a bigger reserve to check it",
+             (unsigned long long)__atomic_load_n(&mm3__hdr(f)->size, __ATOMIC_ACQUIRE),
+             (unsigned long long)f->reserve);
+  else if (rc) snprintf(why, n, "%s", mm3_strerror(rc));
+  return rc;
+}
+
 int mm3_file_check(mm3_file *f, char *why, size_t n) {
   mm3_header *h = mm3__hdr(f);
   if (n) why[0] = 0;
-  int rc = mm3_file_refresh(f);
+  int rc = mm3__check_refresh(f, why, n);
   if (rc) return rc;
   uint64_t start = heap_start(f), top = h->heap_top ? h->heap_top : start;
   if (top < start || top > f->mapped || top % 16) {

@@ -229,6 +229,8 @@ int mm3_vec_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const v
 
 int mm3_container_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
   if (n) why[0] = 0;
+  int rc = t->kind == MM3_VEC || t->kind == MM3_RING ? 0 : mm3__check_refresh(f, why, n);
+  if (rc) return rc;
   switch (t->kind) {
     case MM3_VEC:
       if (*(uint64_t *)c > t->cap) {

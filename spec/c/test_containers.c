@@ -1231,6 +1231,36 @@ FTEST(seg_set_pop_truncate) {
 }
 
 /* A list that outgrows the file's reserve fails cleanly and keeps working. */
+/* A handle whose reserved range the file outgrew (another handle grew it)
+   cannot check what lies past its range: the checks say so (MM3_ERESERVE),
+   and call nothing damaged; the handle that grew it checks clean. */
+FTEST(check_past_reserve_is_not_damage) {
+  mm3_ctype t = ctype(MM3_SEGMENTED, 8, 8, 0);
+  REQUIRE(mm3_ctype_init(&t) == 0);
+  const char *path = tmp_path("segcheck");
+  mm3_file_opts o = {0};
+  o.create = 1;
+  o.schema = "root segmented<u64>";
+  o.root_size = t.size;
+  mm3_file *big, *small;
+  CHECK_RC(open_file(path, &o, &big));
+  REQUIRE(big);
+  mm3_file_opts so = {0};
+  so.reserve = 1 << 20;
+  CHECK_RC(open_file(path, &so, &small));
+  REQUIRE(small);
+  int bad = 0;
+  for (uint64_t i = 0; i < 300000; i++) bad += mm3_seg_push(big, mm3_file_root(big), &t, &i) != 0;
+  CHECK_EQ(bad, 0);
+  char why[256];
+  CHECK_EQ(mm3_container_check(small, mm3_file_root(small), &t, why, sizeof why), MM3_ERESERVE);
+  CHECK(strstr(why, "bigger than this open's reserved address range (1048576 bytes)") != NULL);
+  CHECK_EQ(mm3_file_check(small, why, sizeof why), MM3_ERESERVE);
+  CHECK(strstr(why, "open it with a bigger reserve to check it") != NULL);
+  CHECK_RC(mm3_container_check(big, mm3_file_root(big), &t, why, sizeof why));
+  CHECK_RC(mm3_file_check(big, why, sizeof why));
+}
+
 FTEST(seg_push_past_reserve) {
   mm3_ctype t = ctype(MM3_SEGMENTED, 8, 8, 0);
   REQUIRE(mm3_ctype_init(&t) == 0);
@@ -1639,6 +1669,6 @@ RUN_TESTS(ctype_vec_ring_layout, ctype_map_layout, ctype_segmented_value_layout,
           ring_overwrites_oldest, ring_only_pushes, fmap_integer_keys, fmap_string_keys, fmap_next_and_clear,
           hmap_key_hash, hmap_string_keys, hmap_100000_entries, hmap_next_during_resize, hmap_delete_during_next,
           hmap_get_many_not_found_leaves_value, hmap_put_many_get_many, hmap_put_many_sizes_table_once, fmap_put_many_full, hmap_put_many_rollback_readonly,
-          seg_push_million, seg_new_segment_takes_no_memory, hmap_table_block_rest_untouched, cut_file_stays_cut, seg_set_pop_truncate, seg_push_past_reserve, value_get_set_retry,
+          seg_push_million, seg_new_segment_takes_no_memory, hmap_table_block_rest_untouched, cut_file_stays_cut, seg_set_pop_truncate, check_past_reserve_is_not_damage, seg_push_past_reserve, value_get_set_retry,
           value_fixed_capacity, containers_in_struct_readonly, check_healthy_containers,
           check_damaged_vec_and_value, check_damaged_fmap, check_damaged_hmap, check_damaged_segmented)

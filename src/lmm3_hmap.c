@@ -201,7 +201,10 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
   size_t cap = 0, n = 0;
   uint8_t *keybuf = NULL;
   int locked = mm3_file_lock(v->fb->f) == 0; /* no Lua call until unlocked */
-  uint64_t pos[3] = {0, 0, 0};
+  /* under the lock, with no change until the keys are all taken: a resize
+     under way need not be finished first (in a transaction, that would log
+     every chain it moves) */
+  uint64_t pos[3] = {locked ? MM3_HMAP_AS_IS : 0, 0, 0};
   uint8_t *k, *val;
   int rc;
   uint64_t count = __atomic_load_n((uint64_t *)v->p, __ATOMIC_ACQUIRE);

@@ -584,7 +584,13 @@ MM3_API int mm3_hmap_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t);
  *  is in Lua); entries inserted during a traversal may or may not be seen,
  *  and an insertion that starts a resize of a growable map (by this process
  *  or another) may make the traversal see some entries twice or miss some.
- *  A traversal that starts finishes any resize under way first. */
+ *  A traversal that starts finishes any resize under way first (inside a
+ *  transaction that logs every chain it moves, and the undo log's capacity
+ *  is 256 MiB: about four million entries), unless pos[0] starts as
+ *  MM3_HMAP_AS_IS: then both tables are walked as they are, which sees every
+ *  entry once if nothing changes the map until the traversal ends (hold
+ *  mm3_file_lock throughout, and change nothing). */
+#define MM3_HMAP_AS_IS ((uint64_t)1 << 62)
 MM3_API int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key,
                          uint8_t **val);
 

@@ -612,7 +612,7 @@ int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], 
   if (t->kind == MM3_FMAP) {
     fhead *hd = (fhead *)c;
     uint32_t used = hd->used > t->cap ? (uint32_t)t->cap : hd->used;
-    for (uint64_t i = pos[0] + 1; i <= used; i++) {
+    for (uint64_t i = (pos[0] & (MM3_HMAP_AS_IS - 1)) + 1; i <= used; i++) { /* (AS_IS: nothing to finish) */
       uint8_t *n = fnode(c, t, (uint32_t)i);
       if (((uint32_t *)n)[1]) {
         pos[0] = i;
@@ -644,7 +644,7 @@ int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], 
     if (rc) goto out;
     rc = MM3_ENOTFOUND;
   }
-  uint64_t tab_i = pos[0] >> 63, b = pos[0] & ~((uint64_t)1 << 63), last = pos[1], succ = pos[2];
+  uint64_t tab_i = pos[0] >> 63, b = pos[0] & (MM3_HMAP_AS_IS - 1), last = pos[1], succ = pos[2];
   for (; tab_i < 2; tab_i++, b = 0, last = succ = 0) {
     uint64_t *tab = gtable(f, g, (int)tab_i);
     if (!tab) continue;

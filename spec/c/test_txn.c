@@ -1212,6 +1212,44 @@ static void start_resize(mm3_file *f) {
   } while (!g[4] || k < 100);
 }
 
+/* A traversal begun with MM3_HMAP_AS_IS under the lock, inside a
+   transaction, walks a map in mid-resize as it is: every entry once, the
+   resize still under way, nothing logged; a plain one finishes the resize
+   first, logging the chains it moves. */
+FTEST(hmap_next_as_is_walks_a_resize_unlogged) {
+  mm3_file *f = t_file("asis", NULL);
+  REQUIRE(f);
+  start_resize(f);
+  const uint64_t *g = (const uint64_t *)cm(f);
+  uint64_t count = g[0], sp;
+  static uint8_t seen[1 << 16];
+  REQUIRE(count < sizeof seen);
+  REQUIRE(mm3_txn_begin(f, &sp) == 0);
+  REQUIRE(mm3_file_lock(f) == 0);
+  uint64_t log0 = hdr_u64(f, 560), pos[3] = {MM3_HMAP_AS_IS, 0, 0}, n = 0;
+  uint8_t *k, *v;
+  int rc, bad = 0;
+  while ((rc = mm3_hmap_next(f, cm(f), &tm, pos, &k, &v)) == 0) {
+    uint64_t key, val;
+    memcpy(&key, k, 8);
+    memcpy(&val, v, 8);
+    bad += key >= count || seen[key]++ || val != key;
+    n++;
+  }
+  mm3_file_unlock(f);
+  CHECK_EQ(rc, MM3_ENOTFOUND);
+  CHECK_EQ(bad, 0);
+  CHECK_EQ(n, count);
+  CHECK(g[4] != 0); /* still resizing */
+  CHECK_EQ(hdr_u64(f, 560), log0);
+  uint64_t plain[3] = {0, 0, 0};
+  CHECK_RC(mm3_hmap_next(f, cm(f), &tm, plain, &k, &v));
+  CHECK_EQ(g[4], 0); /* finished */
+  CHECK(hdr_u64(f, 560) > log0);
+  CHECK_RC(mm3_txn_commit(f));
+  CHECK(containers_ok(f));
+}
+
 /* A traversal finishes the resize (freeing the old table), a write logged
    already, an empty savepoint: with or without the savepoint, the same
    bytes end in use (a free's position in the log equalled the savepoint's,
@@ -2425,7 +2463,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_crash_in_big_txn_recovers_old_data,
           failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,
           txn_rollback_to_outer_savepoint_then_more_writes, thread_dies_in_op_of_txn_its_frees_are_undone,
-          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts, death_in_a_put_many_group_undoes_the_group,
+          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts, hmap_next_as_is_walks_a_resize_unlogged, death_in_a_put_many_group_undoes_the_group,
           fork_in_txn_child_frees_nothing_of_parent,
           failed_map_op_leaves_sequence_even, txn_log_replaced_many_times_frees_every_old_block,
           thread_dies_in_plain_op_its_frees_are_undone, txn_ended_at_inner_savepoint_keeps_earlier_frees,

@@ -264,6 +264,9 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   const lmm3_tinfo *ti = lua_touserdata(L, -1);
   lua_getfield(L, meta, "__mm3elem");
   int d = lua_gettop(L);
+  /* the lock first, once: a dead writer's unfinished work is rolled back
+     before the count is read (the traversal takes it again at each step) */
+  if (mm3_file_lock(f) == 0) mm3_file_unlock(f);
   uint64_t n = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE), seen = 0;
   if (ti->ct.kind == MM3_FMAP && n > ti->ct.cap) n = ti->ct.cap;
   /* the count is only a size hint: it comes from the file */
@@ -273,7 +276,10 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   int64_t kd = ti->kdesc;
   int rc;
   while ((rc = mm3_hmap_next(f, p, &ti->ct, pos, &k, &val)) == 0) {
-    if (seen++ > n) luaL_error(L, "memmap3: map is damaged (its links loop)");
+    /* more entries than the count: links that loop, or entries other
+       processes put meanwhile (the count says which) */
+    if (seen++ > n && seen > 2 * (n = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE)) + 64)
+      luaL_error(L, "memmap3: map is damaged (its links loop)");
     lmm3_push_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF));
     lmm3_push_copy(L, f, ti->edesc, d, val);
     lua_rawset(L, -3);

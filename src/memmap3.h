@@ -496,11 +496,14 @@ MM3_API uint64_t mm3_container_len(const mm3_file *f, const uint8_t *c, const mm
 /** Verify a container's invariants (lengths, links, hashes, offsets).
  *  @param why receives a sentence on damage (n bytes)
  *  @return 0 or MM3_ECORRUPT; MM3_ERESERVE if the file grew past this
- *  handle's reserved range (why says so: that is not damage). Reads only. */
+ *  handle's reserved range (why says so: that is not damage). Reads only;
+ *  through a writable handle, under the lock, which first rolls back what a
+ *  dead writer left unfinished (a read-only handle sees that as damage). */
 MM3_API int mm3_container_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 /** Verify the file's own invariants: every heap block's tag, the bytes in
  *  use, the free lists, the undo log. @return 0 or MM3_ECORRUPT (why says
- *  what); MM3_ERESERVE as mm3_container_check. Reads only. */
+ *  what); MM3_ERESERVE as mm3_container_check. Reads only, under the lock
+ *  as mm3_container_check. */
 MM3_API int mm3_file_check(mm3_file *f, char *why, size_t n);
 
 /** Where the heap's bytes are (file bytes, 16-byte block heads included). */

@@ -531,9 +531,22 @@ int mm3__check_refresh(mm3_file *f, char *why, size_t n) {
   return rc;
 }
 
+static int check_heap(mm3_file *f, char *why, size_t n);
+
+/* A writable handle checks under the lock: taking it first rolls back a
+   dead writer's unfinished work (which is not damage), and writers of other
+   processes cannot change what is being read. A read-only handle reads as
+   it is (a dead writer's unfinished work shows). */
 int mm3_file_check(mm3_file *f, char *why, size_t n) {
-  mm3_header *h = mm3__hdr(f);
   if (n) why[0] = 0;
+  int locked = !f->readonly && mm3_file_lock(f) == 0;
+  int rc = check_heap(f, why, n);
+  if (locked) mm3_file_unlock(f);
+  return rc;
+}
+
+static int check_heap(mm3_file *f, char *why, size_t n) {
+  mm3_header *h = mm3__hdr(f);
   int rc = mm3__check_refresh(f, why, n);
   if (rc) return rc;
   uint64_t start = heap_start(f), top = h->heap_top ? h->heap_top : start;

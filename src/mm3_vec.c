@@ -227,10 +227,19 @@ int mm3_vec_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const v
 
 #include <stdio.h>
 
+static int check_container(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
+
+/* Under the lock for a writable handle, as mm3_file_check. */
 int mm3_container_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
   if (n) why[0] = 0;
+  int locked = !mm3_file_readonly(f) && mm3_file_lock(f) == 0;
   int rc = t->kind == MM3_VEC || t->kind == MM3_RING ? 0 : mm3__check_refresh(f, why, n);
-  if (rc) return rc;
+  if (!rc) rc = check_container(f, c, t, why, n);
+  if (locked) mm3_file_unlock(f);
+  return rc;
+}
+
+static int check_container(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
   switch (t->kind) {
     case MM3_VEC:
       if (*(uint64_t *)c > t->cap) {

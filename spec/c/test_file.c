@@ -1339,14 +1339,18 @@ FTEST(check_damaged_accounting) {
   CHECK_EQ(mm3_file_check(f, why, sizeof why), MM3_ECORRUPT);
   CHECK(strstr(why, "free list") != NULL);
   memcpy(base + 160 + 8 * 3, &saved, 8);
-  /* An undo log longer than its capacity. */
+  /* An undo log longer than its capacity: a read-only open reports it; a
+     writable one takes the lock first, whose recovery drops a log it cannot
+     replay, and finds the rest whole. */
   uint64_t cap = hdr_u64(f, 568), len = cap + 8;
   memcpy(base + 560, &len, 8);
-  CHECK_EQ(mm3_file_check(f, why, sizeof why), MM3_ECORRUPT);
+  mm3_file *ro = open_existing(mm3_file_path(f), 1);
+  REQUIRE(ro);
+  CHECK_EQ(mm3_file_check(ro, why, sizeof why), MM3_ECORRUPT);
   CHECK(strstr(why, "undo log") != NULL);
-  uint64_t zero = 0;
-  memcpy(base + 560, &zero, 8);
   CHECK_RC(mm3_file_check(f, why, sizeof why));
+  CHECK_EQ(hdr_u64(f, 560), 0);
+  CHECK_RC(mm3_file_check(ro, why, sizeof why));
 }
 
 FTEST(close_null) {

@@ -940,6 +940,38 @@ static void die_at_top_move(const char *point) {
   if (strcmp(point, "heap: top moved") == 0 && --top_moves_left == 0) _exit(0);
 }
 
+/* A writer dies in a transaction while this process has the file open (so
+   no open rolls it back): mm3_file_check through a writable handle takes
+   the lock first, which rolls the dead writer's work back, and checks the
+   file as it was; mm3_container_check does the same. */
+FTEST(check_rolls_back_a_dead_writer_first) {
+  for (int container = 0; container < 2; container++) {
+    const char *path;
+    mm3_file *f = freeing_file("checkdead", &path);
+    REQUIRE(f);
+    pid_t pid = fork_child();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mm3_file *c = child_in_txn(path);
+      if (mm3_hmap_clear(c, cm(c), &tm) != 0) _exit(11);
+      for (uint64_t k = 1; k <= 10; k++)
+        if (map_put(c, k, 7) != 0) _exit(12);
+      _exit(0); /* dies holding the lock, the transaction open */
+    }
+    CHECK_EQ(wait_child(pid), 0);
+    char why[256];
+    CHECK_EQ(mm3_file_recovered(f), 0);
+    if (container) CHECK_RC(mm3_container_check(f, cm(f), &tm, why, sizeof why));
+    else CHECK_RC(mm3_file_check(f, why, sizeof why));
+    CHECK_EQ(mm3_file_recovered(f), 1);
+    CHECK_EQ(mm3_container_len(f, cm(f), &tm), 1000);
+    uint64_t v = 0;
+    CHECK_RC(map_get(f, 5, &v));
+    CHECK_EQ(v, 5);
+    close_file(f);
+  }
+}
+
 /* A process dies part way through a put_many (a group of 16 puts logs the
    map's head and the heap top once for all of them): the next one to take
    the lock finds every group before the death whole and the dying group
@@ -2463,7 +2495,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_crash_in_big_txn_recovers_old_data,
           failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,
           txn_rollback_to_outer_savepoint_then_more_writes, thread_dies_in_op_of_txn_its_frees_are_undone,
-          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts, hmap_next_as_is_walks_a_resize_unlogged, death_in_a_put_many_group_undoes_the_group,
+          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts, hmap_next_as_is_walks_a_resize_unlogged, death_in_a_put_many_group_undoes_the_group, check_rolls_back_a_dead_writer_first,
           fork_in_txn_child_frees_nothing_of_parent,
           failed_map_op_leaves_sequence_even, txn_log_replaced_many_times_frees_every_old_block,
           thread_dies_in_plain_op_its_frees_are_undone, txn_ended_at_inner_savepoint_keeps_earlier_frees,

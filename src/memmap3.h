@@ -565,7 +565,8 @@ MM3_API int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_
  *  The same results as n calls of mm3_hmap_put, faster: the lock is taken
  *  once per group of 16 entries, their cache misses overlap, and a growable
  *  map's table is sized once for the entries to come (count + n, when that
- *  is more than the next doubling; up to 16 bytes an entry, so a batch that
+ *  is more than the next doubling; 16 to 32 bytes an entry, in a heap block
+ *  twice that, so a batch that
  *  mostly replaces keys may leave the table bigger than needed) instead of
  *  doubling again and again; a table that cannot be had then is no error, the
  *  puts grow it as single puts do. A crash during

@@ -1230,20 +1230,29 @@ FTEST(seg_set_pop_truncate) {
   CHECK(file_ok(f));
 }
 
-/* A list that outgrows the file's reserve fails cleanly and keeps working. */
+/* A new file whose root is segmented<u64> (its type in *t, its path in
+   *path), opened with the given reserve (0: the default); NULL on failure. */
+static mm3_file *seg_u64_file(const char *tag, uint64_t reserve, mm3_ctype *t, const char **path) {
+  *t = ctype(MM3_SEGMENTED, 8, 8, 0);
+  if (mm3_ctype_init(t) != 0) return NULL;
+  *path = tmp_path(tag);
+  mm3_file_opts o = {0};
+  o.create = 1;
+  o.schema = "root segmented<u64>";
+  o.root_size = t->size;
+  o.reserve = reserve;
+  mm3_file *f;
+  CHECK_RC(open_file(*path, &o, &f));
+  return f;
+}
+
 /* A handle whose reserved range the file outgrew (another handle grew it)
    cannot check what lies past its range: the checks say so (MM3_ERESERVE),
    and call nothing damaged; the handle that grew it checks clean. */
 FTEST(check_past_reserve_is_not_damage) {
-  mm3_ctype t = ctype(MM3_SEGMENTED, 8, 8, 0);
-  REQUIRE(mm3_ctype_init(&t) == 0);
-  const char *path = tmp_path("segcheck");
-  mm3_file_opts o = {0};
-  o.create = 1;
-  o.schema = "root segmented<u64>";
-  o.root_size = t.size;
-  mm3_file *big, *small;
-  CHECK_RC(open_file(path, &o, &big));
+  mm3_ctype t;
+  const char *path;
+  mm3_file *big = seg_u64_file("segcheck", 0, &t, &path), *small;
   REQUIRE(big);
   mm3_file_opts so = {0};
   so.reserve = 1 << 20;
@@ -1261,17 +1270,11 @@ FTEST(check_past_reserve_is_not_damage) {
   CHECK_RC(mm3_file_check(big, why, sizeof why));
 }
 
+/* A list that outgrows the file's reserve fails cleanly and keeps working. */
 FTEST(seg_push_past_reserve) {
-  mm3_ctype t = ctype(MM3_SEGMENTED, 8, 8, 0);
-  REQUIRE(mm3_ctype_init(&t) == 0);
-  const char *path = tmp_path("segres");
-  mm3_file_opts o = {0};
-  o.create = 1;
-  o.schema = "root segmented<u64>";
-  o.root_size = t.size;
-  o.reserve = 4 << 20;
-  mm3_file *f;
-  CHECK_RC(open_file(path, &o, &f));
+  mm3_ctype t;
+  const char *path;
+  mm3_file *f = seg_u64_file("segres", 4 << 20, &t, &path);
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
   int rc = 0;

@@ -331,6 +331,7 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
     mm3_file_close(f);
     return rc;
   }
+  if (!f->readonly) mm3__lock_mark(f);
   struct stat st;
   if (fstat(fd, &st) == 0) mm3__held_attach(f, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
   else f->held = &f->own_held, f->txn_owner = &f->own_txn_owner;

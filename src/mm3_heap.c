@@ -61,8 +61,27 @@ static void mm3__held_register_fork(void) { pthread_atfork(NULL, NULL, held_afte
    open attaches), not on every lock. */
 static uint8_t lock_kind;
 static void read_lock_kind(void) {
-  uint8_t probe[sizeof(pthread_mutex_t)];
+  uint8_t probe[64];
   if (mm3__lock_init(probe) == 0) lock_kind = probe[16];
+}
+
+/* Byte 40 of the lock's 64, past glibc's 40-byte mutex (which never writes
+   there), holds a mark. Another program that truncates the file into its
+   first page makes the kernel zero the rest of that page: the mark, and
+   from a cut under 120 bytes the mutex's robust-list links (its bytes 24
+   to 39), which pthread_mutex_unlock follows into the thread's list and
+   crashed on when the cut came while this process held the lock. An
+   unlock that finds the mark gone leaves the mutex alone: the file is
+   flagged truncated (every later access raises), and the thread keeps the
+   lock until it ends, when the kernel's robust-list walk marks its holder
+   dead for the others. */
+#define LOCK_MARK 0xA5
+#define LOCK_MARK_AT 40
+_Static_assert(sizeof(pthread_mutex_t) <= LOCK_MARK_AT, "the mark lies past the mutex");
+
+void mm3__lock_mark(mm3_file *f) {
+  uint8_t *m = mm3__hdr(f)->lock + LOCK_MARK_AT;
+  if (*m != LOCK_MARK) *m = LOCK_MARK; /* a lock an older version made */
 }
 
 void mm3__held_attach(mm3_file *f, uint64_t dev, uint64_t ino) {
@@ -113,6 +132,7 @@ int mm3__lock_init(void *lock) {
   if (!rc) rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
   if (!rc) rc = pthread_mutex_init((pthread_mutex_t *)lock, &a);
   pthread_mutexattr_destroy(&a);
+  if (!rc) ((uint8_t *)lock)[LOCK_MARK_AT] = LOCK_MARK;
   return rc;
 }
 
@@ -168,7 +188,12 @@ void mm3_file_unlock(mm3_file *f) {
   if (f->readonly || f->lock_depth == 0) return;
   if (--f->lock_depth == 0) __atomic_store_n(&f->lock_thread, 0UL, __ATOMIC_RELAXED);
   (*f->held)--;
-  pthread_mutex_unlock((pthread_mutex_t *)mm3__hdr(f)->lock);
+  uint8_t *lock = mm3__hdr(f)->lock;
+  if (lock[LOCK_MARK_AT] != LOCK_MARK) { /* cut into the first page: see LOCK_MARK */
+    f->truncated = 1;
+    return;
+  }
+  pthread_mutex_unlock((pthread_mutex_t *)lock);
 }
 
 /* ---- the heap ---- */

@@ -202,6 +202,9 @@ static inline int mm3__other_txn(const mm3_file *f) { return f->txn_owner && *f-
 /* Allocate size bytes of zeroed heap in the file (caller holds the lock);
    returns the payload's file offset. May grow the file. */
 MM3_INTERNAL int mm3__alloc(mm3_file *f, uint64_t size, uint64_t *off);
+/* Give the header's lock the mark that tells a truncated first page (see
+   mm3_heap.c), if an older version made it without. Writable opens only. */
+MM3_INTERNAL void mm3__lock_mark(mm3_file *f);
 /* mm3_file_refresh for a check: on an error, why (n bytes) says it. */
 MM3_INTERNAL int mm3__check_refresh(mm3_file *f, char *why, size_t n);
 /* mm3__alloc without the zeroing, for a caller that writes every byte before

@@ -1094,6 +1094,36 @@ FTEST(truncated_by_another_program) {
   CHECK_EQ(try_open(path, NULL, 0), MM3_ETRUNCATED);
 }
 
+/* Another program cuts the file into its first page while this process
+   holds the lock (so the kernel zeroes the rest of that page, the lock's
+   robust-list links with it): the unlock does not crash, and the file is
+   flagged truncated. In a child, so that a crash fails the test. */
+FTEST(truncated_into_first_page_while_locked) {
+  static const off_t cuts[] = {50, 96, 97, 100, 104, 110, 112, 115, 119, 120};
+  for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+    const char *path;
+    mm3_file *f = new_file("cutlocked", SCHEMA_U64, 8, &path);
+    REQUIRE(f);
+    pid_t pid = fork_child();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mm3_file *c = open_existing(path, 0);
+      if (!c || mm3_file_lock(c) != 0) _exit(10);
+      if (truncate(path, cuts[i]) != 0) _exit(11);
+      mm3_file_unlock(c);
+      if (!mm3_file_truncated(c)) _exit(12);
+      int rc = mm3_file_lock(c); /* (the kind check refuses a cut under 97) */
+      if (rc == 0) mm3_file_unlock(c);
+      mm3_file_close(c);
+      _exit(0);
+    }
+    int status = wait_child(pid);
+    if (status != 0) fprintf(stderr, "    cut at %lld: child status %d\n", (long long)cuts[i], status);
+    CHECK_EQ(status, 0);
+    close_file(f);
+  }
+}
+
 /* A SIGBUS that is not on a memmap3 file still reaches the handler that was
    there before (here the fixture's, then the default: the process dies of it). */
 FTEST(truncated_guard_chains_other_faults) {
@@ -1365,7 +1395,7 @@ RUN_TESTS(version_numbers, strerror_every_code, strerror_errno_success_unknown, 
           open_schema_mismatch, open_foreign_file, open_empty_file, open_truncated, open_newer_version,
           open_other_byte_order, open_corrupt_header, open_schema_null, open_racing_creators, open_racing_creators_empty_file, read_schema,
           flush_reaches_the_file, grow_keeps_data_in_place, grow_past_reserve, grow_readonly,
-          refresh_sees_other_handle_growth, refresh_past_reserve, truncated_by_another_program,
+          refresh_sees_other_handle_growth, refresh_past_reserve, truncated_by_another_program, truncated_into_first_page_while_locked,
           truncated_guard_chains_other_faults, lock_recursive_and_exclusive,
           hash_keyed_by_seed, hash_known_values, fnv1a64_known_values, check_healthy, check_damaged_heap_tag,
           damaged_heap_top_refused_at_alloc,

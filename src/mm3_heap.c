@@ -162,7 +162,15 @@ int mm3_file_lock(mm3_file *f) {
   if (f->lock_depth++ == 0) __atomic_store_n(&f->lock_thread, (unsigned long)pthread_self(), __ATOMIC_RELAXED);
   if ((*f->held)++ == 0 && __atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) != 0) {
     /* Nobody else holds the lock, yet a write is logged as under way: its
-       writer died. Roll it back before anything else. */
+       writer died. Roll it back before anything else: through this handle
+       only if it can map all the log may reach (the dead writer may have
+       grown the file past this open's reserve); else the log stays for one
+       that can, and the lock is not taken. */
+    int rrc = mm3_file_refresh(f);
+    if (rrc) {
+      mm3_file_unlock(f);
+      return rrc;
+    }
     mm3__recover(f);
     f->recovered++;
   }

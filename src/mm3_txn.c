@@ -311,8 +311,8 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
   }
   uint64_t pos = h->log_len;
   if (!pos) return;
-  if (mm3_file_refresh(f) || !h->log_off || h->log_off % 16 || !mm3__inside(f, h->log_off, h->log_cap) ||
-      pos > h->log_cap || pos % 8) {
+  if (mm3_file_refresh(f)) return; /* what it cannot map, it cannot replay: the log stays */
+  if (!h->log_off || h->log_off % 16 || !mm3__inside(f, h->log_off, h->log_cap) || pos > h->log_cap || pos % 8) {
     h->log_len = 0; /* a damaged log cannot be replayed */
     return;
   }

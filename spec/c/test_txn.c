@@ -972,6 +972,46 @@ FTEST(check_rolls_back_a_dead_writer_first) {
   }
 }
 
+/* A writer grows the file past another open's reserve inside a transaction
+   and dies. That open cannot map all the log may reach, so its lock fails
+   (MM3_ERESERVE) and leaves the log alone; before, it dropped the log as
+   damaged, and the dead transaction's writes stayed, half of them. An open
+   that maps the whole file then rolls it all back. */
+FTEST(dead_writer_past_reserve_left_for_a_bigger_open) {
+  const char *path;
+  mm3_file *f = freeing_file("deadpast", &path);
+  REQUIRE(f);
+  REQUIRE(put64(f, OFF_A, 5) == 0);
+  mm3_file_opts so = {0};
+  so.reserve = 4 << 20;
+  mm3_file *small;
+  REQUIRE(open_file(path, &so, &small) == 0);
+  REQUIRE(mm3_file_size(f) < (4 << 20));
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file *c = child_in_txn(path);
+    static char big[8 << 20];
+    memset(big, 'b', sizeof big);
+    if (put64(c, OFF_A, 6) != 0 || mm3_hmap_clear(c, cm(c), &tm) != 0) _exit(11);
+    if (mm3_value_set(c, cx(c), &tx, big, sizeof big) != 0) _exit(12); /* past 4 MiB */
+    _exit(0); /* dies holding the lock, the transaction open */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK_EQ(mm3_file_lock(small), MM3_ERESERVE);
+  CHECK(hdr_u64(f, 560) != 0); /* the log is still there */
+  CHECK_EQ(mm3_file_recovered(small), 0);
+  CHECK_RC(mm3_file_lock(f));
+  mm3_file_unlock(f);
+  CHECK_EQ(mm3_file_recovered(f), 1);
+  CHECK_EQ(get64(f, OFF_A), 5);
+  CHECK_EQ(mm3_container_len(f, cm(f), &tm), 1000);
+  CHECK(containers_ok(f));
+  CHECK(file_ok(f));
+  CHECK_EQ(leaked(f), 0);
+  close_file(small);
+}
+
 /* A process dies part way through a put_many (a group of 16 puts logs the
    map's head and the heap top once for all of them): the next one to take
    the lock finds every group before the death whole and the dying group
@@ -2495,7 +2535,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_crash_in_big_txn_recovers_old_data,
           failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,
           txn_rollback_to_outer_savepoint_then_more_writes, thread_dies_in_op_of_txn_its_frees_are_undone,
-          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts, hmap_next_as_is_walks_a_resize_unlogged, death_in_a_put_many_group_undoes_the_group, check_rolls_back_a_dead_writer_first,
+          frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts, hmap_next_as_is_walks_a_resize_unlogged, death_in_a_put_many_group_undoes_the_group, check_rolls_back_a_dead_writer_first, dead_writer_past_reserve_left_for_a_bigger_open,
           fork_in_txn_child_frees_nothing_of_parent,
           failed_map_op_leaves_sequence_even, txn_log_replaced_many_times_frees_every_old_block,
           thread_dies_in_plain_op_its_frees_are_undone, txn_ended_at_inner_savepoint_keeps_earlier_frees,

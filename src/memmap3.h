@@ -515,8 +515,10 @@ typedef struct mm3_heap_usage {
   uint64_t leaked; /**< in blocks tagged in use that no count holds: reachable from nothing (a writer
                          killed at an unlucky moment, or a file written before rollbacks gave space back) */
 } mm3_heap_usage;
-/** Walk the heap's blocks (O(blocks); reads only, without the lock: with
- *  writers at work the figures are a moment's). @return 0 or MM3_ECORRUPT. */
+/** Walk the heap's blocks (O(blocks); without the lock: with writers at work
+ *  the figures are a moment's). A writable handle takes the lock and gives
+ *  it back first, so that what a dead writer left half done is rolled back
+ *  rather than counted. @return 0 or MM3_ECORRUPT. */
 MM3_API int mm3_file_usage(mm3_file *f, mm3_heap_usage *u);
 
 /* vec<T,N> and ring<T,N> ------------------------------------------------ */

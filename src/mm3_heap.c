@@ -531,6 +531,9 @@ uint64_t mm3_file_seed(const mm3_file *f) { return mm3__hdr(f)->seed; }
 int mm3_file_usage(mm3_file *f, mm3_heap_usage *u) {
   mm3_header *h = mm3__hdr(f);
   memset(u, 0, sizeof *u);
+  /* the lock, taken and given back: what a dead writer left half done is
+     rolled back first, not counted (as leaked, say) */
+  if (!f->readonly && mm3_file_lock(f) == 0) mm3_file_unlock(f);
   int rc = mm3_file_refresh(f);
   if (rc) return rc;
   uint64_t start = heap_start(f), top = __atomic_load_n(&h->heap_top, __ATOMIC_ACQUIRE);

@@ -355,6 +355,32 @@ describe("hostile Lua code", function()
       assert.same({ 2, "x" }, s.m.b)
     end)
 
+  it("a finalizer that sets a big value to nil while mm.totable copies it: the copy has nil there, no crash",
+    function()
+      local code = [[
+        local mm = require "memmap3"
+        local T = mm.struct("VG", {{"a", "u64"}, {"v", "value"}, {"b", "u64"}})
+        local s = assert(mm.create(..., T))
+        s.a, s.b = 1, 2
+        local armed = false
+        local mt = {}
+        mt.__gc = function()
+          if armed then armed = false; s.v = nil end
+          setmetatable({}, mt)
+        end
+        setmetatable({}, mt)
+        collectgarbage("incremental", 200, 1000)
+        s.v = {string.rep("x", 4 << 20)} -- over 256 bytes: read into a buffer the copy allocates
+        collectgarbage()
+        armed = true
+        local t = mm.totable(s)
+        io.write(tostring(not armed), " ", tostring(t.a), " ", tostring(t.v), " ", tostring(t.b))
+      ]]
+      local out, status = h.run_lua(code, { args = { h.missing_path() } })
+      assert.equal(0, status)
+      assert.equal("true 1 nil 2", out)
+    end)
+
   it("enums take and read the extreme integers without overflow", function()
     local E = mm.enum("E", "i64", { "a", "b" })
     local p = h.missing_path()

@@ -234,8 +234,9 @@ void lmm3_value_push(lua_State *L, mm3_file *f, uint8_t *p, const mm3_ctype *ct)
     rc = mm3_value_get(f, p, ct, data, want, &len);
   }
   if (rc) luaL_error(L, "memmap3: value: %s", mm3_strerror(rc));
-  if (len == 0) {
-    lua_pushnil(L); /* never set */
+  if (len == 0) { /* never set, or set to nil since the first read (by another writer, or a finalizer) */
+    if (data != small) lua_pop(L, 1); /* the buffer: exactly one value is left */
+    lua_pushnil(L);
     return;
   }
   int top = lua_gettop(L);

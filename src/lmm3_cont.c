@@ -92,10 +92,21 @@ static int q_index(lua_State *L) {
     uint8_t *p = i >= 1 ? seq_at(v, (uint64_t)i - 1) : NULL;
     if (!p) {
       if (i < 1 || (uint64_t)i > seq_len(v)) return 0; /* nil past the end, as a table (and ipairs) */
-      /* inside the length, yet not where this open can reach it: the file
-         grew past this open's reserve (or its segment table is damaged) */
-      int rc = mm3_file_refresh(v->fb->f);
-      return lmm3_cont_error(L, 1, rc ? rc : MM3_ECORRUPT);
+      /* inside the length, yet not there: another process may be between
+         emptying the list and filling it again (its segments freed, the
+         length grown back). Look again under the lock, where nobody is. */
+      mm3_file *f = v->fb->f;
+      int locked = mm3_file_lock(f) == 0;
+      p = seq_at(v, (uint64_t)i - 1);
+      uint64_t n = seq_len(v);
+      if (locked) mm3_file_unlock(f);
+      if (!p) {
+        if ((uint64_t)i > n) return 0;
+        /* still: the file grew past this open's reserve (or its segment
+           table is damaged) */
+        int rc = mm3_file_refresh(f);
+        return lmm3_cont_error(L, 1, rc ? rc : MM3_ECORRUPT);
+      }
     }
     lmm3_push_elem(L, 1, v->ti->edesc, lua_upvalueindex(1), p);
     return 1;

@@ -276,9 +276,11 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   int64_t kd = ti->kdesc;
   int rc;
   while ((rc = mm3_hmap_next(f, p, &ti->ct, pos, &k, &val)) == 0) {
-    /* more entries than the count: links that loop, or entries other
-       processes put meanwhile (the count says which) */
-    if (seen++ > n && seen > 2 * (n = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE)) + 64)
+    /* more entries than the count: links that loop, or other processes
+       at work meanwhile (their commits can grow and shrink the count, and
+       a resize can show an entry twice). Only a loop passes twice as many
+       nodes as the file can hold. */
+    if (seen++ > n && ti->ct.kind == MM3_HMAP && seen > 2 * (mm3_file_size(f) / ti->ct.node_size) + 64)
       luaL_error(L, "memmap3: map is damaged (its links loop)");
     lmm3_push_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF));
     lmm3_push_copy(L, f, ti->edesc, d, val);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -140,7 +141,20 @@ int mm3_file_lock(mm3_file *f) {
   if (f->readonly) return MM3_EREADONLY;
   pthread_mutex_t *m = (pthread_mutex_t *)mm3__hdr(f)->lock;
   if (lock_kind && ((const uint8_t *)m)[16] != lock_kind) return MM3_ELOCKBAD; /* (0: not read) */
-  int rc = pthread_mutex_lock(m);
+  int rc = pthread_mutex_trylock(m);
+  /* Taken by another: wait, a while at a time. A robust mutex without
+     priority inheritance wakes one waiter at an unlock; if that waiter is
+     killed before it takes the lock, no one wakes the others, and an
+     untimed wait would sleep for ever with the lock free (seen with
+     waiters killed at random). A timed one looks again. */
+  while (rc == EBUSY) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 100 * 1000 * 1000;
+    if (until.tv_nsec >= 1000 * 1000 * 1000) until.tv_sec++, until.tv_nsec -= 1000 * 1000 * 1000;
+    rc = pthread_mutex_timedlock(m, &until);
+    if (rc == ETIMEDOUT) rc = EBUSY;
+  }
   if (rc == EOWNERDEAD) {
     /* Its holder died, maybe inside a write: make the lock usable again;
        the rollback below undoes whatever it left half done. */

@@ -1,8 +1,8 @@
 -- Lock-free readers racing a writer in another process (SPEC §5: a reader
 -- never sees half an operation, and nothing undamaged reads as damaged).
 -- Each test runs a writer process for a few seconds while this process
--- reads without the lock; `busted --tags=slow spec/race_spec.lua` runs the
--- #slow versions, 30 seconds each. The races they look for were found by
+-- reads without the lock; the #slow versions run 30 seconds each
+-- (`busted --exclude-tags=none --tags=slow spec/race_spec.lua`). The races they look for were found by
 -- random-kill runs: a read of a segmented list being refilled raised "file is
 -- corrupted" (about 10 times in 20 million reads), and mm.totable of a map
 -- whose count another process's commits shrank raised "map is damaged (its

@@ -2,7 +2,7 @@
 -- random instants; after each kill every acknowledged operation must be in
 -- the file and the operation in flight all or nothing (see the tool's header
 -- for the workload and how it decides). 50 kills run by default; 1000 with
--- `busted --tags=slow spec/torture_spec.lua`. A third test proves that the
+-- `busted --exclude-tags=none --tags=slow spec/torture_spec.lua`. A third test proves that the
 -- verifier can fail: with TORTURE_SABOTAGE=1 the workers run transaction
 -- bodies outside any transaction, and the driver must report violations.
 local h = require "helpers"

@@ -463,9 +463,9 @@ int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, con
    every entry at each doubling. An empty map just gets its table at that
    size. A table that already fits, or a resize under way, is left as it is;
    the table's bytes (16 to 32 per entry to come, in a heap block twice
-   that) are the caller's to
-   afford, and a table that cannot be had is no error: the puts then grow it
-   as single puts do. Runs inside the group's op: a death part way undoes it. */
+   that) are the caller's to afford, and a table that cannot be had is no
+   error: the puts then grow it as single puts do. Runs inside the group's
+   op: a death part way undoes it. */
 static void presize(mm3_file *f, ghead *g, uint64_t more) {
   if (g->rehash || more > ((uint64_t)1 << (MAX_LG - 2))) return;
   uint64_t want = g->count + more;

@@ -940,6 +940,16 @@ static void die_at_top_move(const char *point) {
   if (strcmp(point, "heap: top moved") == 0 && --top_moves_left == 0) _exit(0);
 }
 
+/* In a forked child: open path (exit 10 if it cannot), set to die at the
+   n-th heap top move. */
+static mm3_file *child_dying_at_top_move(const char *path, int n) {
+  mm3_file *c = open_existing(path, 0);
+  if (!c) _exit(10);
+  top_moves_left = n;
+  mm3__test_hook = die_at_top_move;
+  return c;
+}
+
 /* A writer dies in a transaction while this process has the file open (so
    no open rolls it back): mm3_file_check through a writable handle takes
    the lock first, which rolls the dead writer's work back, and checks the
@@ -982,12 +992,9 @@ FTEST(usage_rolls_back_a_dead_writer_first) {
   pid_t pid = fork_child();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    mm3_file *c = open_existing(path, 0);
     static char big[100000];
     memset(big, 'u', sizeof big);
-    if (!c) _exit(10);
-    top_moves_left = 1;
-    mm3__test_hook = die_at_top_move;
+    mm3_file *c = child_dying_at_top_move(path, 1);
     mm3_value_set(c, cx(c), &tx, big, sizeof big);
     _exit(12); /* never: it dies inside */
   }
@@ -1053,12 +1060,9 @@ FTEST(death_in_a_put_many_group_undoes_the_group) {
     pid_t pid = fork_child();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-      mm3_file *c = open_existing(path, 0);
       uint64_t keys[N], vals[N];
       for (uint64_t i = 0; i < N; i++) keys[i] = 2001 + i, vals[i] = (2001 + i) * 3;
-      if (!c) _exit(10);
-      top_moves_left = deaths[r];
-      mm3__test_hook = die_at_top_move;
+      mm3_file *c = child_dying_at_top_move(path, deaths[r]);
       mm3_hmap_put_many(c, cm(c), &tm, N, keys, vals, NULL);
       _exit(12); /* never: it dies inside */
     }

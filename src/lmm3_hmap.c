@@ -55,6 +55,7 @@ int lmm3_hmap_index(lua_State *L) {
     if (encode_key(L, v, 2, key)) return 0; /* no such key can exist: nil, as a table */
     h = mm3_hmap_key_hash(v->fb->f, ct, key);
   }
+  mm3__hmap_prefetch(v->fb->f, v->p, ct, h);
   uint8_t *val = v->ti->edesc >= 0 ? space(L, &vb, ct->elem_size) : NULL, *ptr;
   int rc = mm3__hmap_get(v->fb->f, v->p, ct, key, h, val, &ptr);
   if (rc == MM3_ENOTFOUND) return 0;

@@ -358,10 +358,6 @@ static int find_any(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key
 static void seq_begin(mm3_file *f) { __atomic_add_fetch(&mm3__hdr(f)->seq, 1, __ATOMIC_ACQ_REL); }
 static void seq_end(mm3_file *f) { __atomic_add_fetch(&mm3__hdr(f)->seq, 1, __ATOMIC_RELEASE); }
 
-int mm3_hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out, uint8_t **val_ptr) {
-  return mm3__hmap_get(f, c, t, key, mm3_hmap_key_hash(f, t, key), val_out, val_ptr);
-}
-
 /* A value of n bytes: an 8-byte one (the common case) inline, not a call. */
 static inline void copy_value(void *dst, const void *src, size_t n) {
   if (n == 8) memcpy(dst, src, 8);
@@ -430,13 +426,23 @@ static const void *first_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_
   return off && mm3__inside(f, off, t->node_size) ? f->base + off : NULL;
 }
 
+void mm3__hmap_prefetch(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t h) {
+  PREFETCH(bucket_at(f, c, t, h, 0));
+  PREFETCH(bucket_at(f, c, t, h, 1));
+}
+
 /* The hashes of m keys, their buckets prefetched. */
 static void hash_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, const uint8_t *keys, uint64_t *h) {
   for (size_t j = 0; j < m; j++) {
     h[j] = mm3_hmap_key_hash(f, t, keys + j * t->key_size);
-    PREFETCH(bucket_at(f, c, t, h[j], 0));
-    PREFETCH(bucket_at(f, c, t, h[j], 1));
+    mm3__hmap_prefetch(f, c, t, h[j]);
   }
+}
+
+int mm3_hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out, uint8_t **val_ptr) {
+  uint64_t h;
+  hash_group(f, c, t, 1, key, &h); /* (a resize under way: both tables' buckets at once) */
+  return mm3__hmap_get(f, c, t, key, h, val_out, val_ptr);
 }
 
 int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, void *vals,
@@ -553,7 +559,8 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
 }
 
 int mm3_hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val, int *created) {
-  uint64_t h = mm3_hmap_key_hash(f, t, key);
+  uint64_t h;
+  hash_group(f, c, t, 1, key, &h); /* the bucket's miss overlaps the lock and the log's set-up */
   size_t done = 0;
   return put_group(f, c, t, 1, key, val, &h, created, &done, 0);
 }
@@ -575,7 +582,8 @@ int mm3_hmap_put_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, con
 }
 
 int mm3_hmap_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
-  uint64_t h = mm3_hmap_key_hash(f, t, key), sp;
+  uint64_t h, sp;
+  hash_group(f, c, t, 1, key, &h);
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
   seq_begin(f);

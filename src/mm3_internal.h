@@ -246,6 +246,10 @@ MM3_INTERNAL int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, ch
 MM3_INTERNAL int mm3__seg_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 MM3_INTERNAL int mm3__value_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 
+/* Ask for key hash h's bucket (both tables', a resize under way) ahead of
+   its lookup, so that the miss overlaps the work before it. */
+MM3_INTERNAL void mm3__hmap_prefetch(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t h);
+
 /* mm3_hmap_get with the key's hash already computed. */
 MM3_INTERNAL int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
                               void *val_out, uint8_t **val_ptr);

@@ -272,7 +272,10 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   if (ti->ct.kind == MM3_FMAP && n > ti->ct.cap) n = ti->ct.cap;
   /* the count is only a size hint: it comes from the file */
   lua_createtable(L, 0, n > (1 << 16) ? 1 << 16 : (int)n);
-  uint64_t pos[3] = {0, 0, 0};
+  /* In a transaction this thread holds the lock throughout, so nobody else
+     changes the map meanwhile: a resize under way is walked as it is, not
+     finished first (which would log every chain it moved). */
+  uint64_t pos[3] = {mm3_txn_depth(f) > 0 ? MM3_HMAP_AS_IS : 0, 0, 0};
   uint8_t *k, *val;
   int64_t kd = ti->kdesc;
   int rc;

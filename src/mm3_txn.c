@@ -19,15 +19,28 @@ static uint64_t pad8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 
 #define LOG_FIRST ((uint64_t)64 << 10)
 
-/* Make the log, or a bigger one, outside any logged write (a crash here leaks
-   a block at worst). The log starts small and doubles as transactions need,
-   up to MM3_LOG_CAPACITY; entries move to the new block before it is named
-   in the header, so a rollback finds them either way. */
+static int log_fixed_at(mm3_file *f, uint64_t off, const void *old, size_t n);
+
+/* Room a log keeps for the entry grow_log makes in it (an 8-byte one). */
+#define GROW_ROOM 32
+
+/* Make the log, or a bigger one, outside any logged write. The log starts
+   small and doubles as transactions need, up to MM3_LOG_CAPACITY; entries
+   move to the new block before it is named in the header, so a rollback
+   finds them either way. A writer that dies part way leaks nothing: the old
+   log first takes an entry for the heap top (log_entry keeps room for it),
+   so recovery takes the top back below a new block the header does not
+   name yet; and the old block is named as retired before the new one
+   replaces it (release_retired skips the log itself). Only the first log of
+   a file, which no log can record, may leak (64 KiB, once). */
 static int grow_log(mm3_file *f, uint64_t need) {
   mm3_header *h = mm3__hdr(f);
   uint64_t cap = h->log_off ? h->log_cap : 0, want = cap ? cap : LOG_FIRST - 16;
-  while (want - (h->log_off ? h->log_len : 0) < need) want = (want + 16) * 2 - 16;
+  while (want - (h->log_off ? h->log_len : 0) < need + GROW_ROOM) want = (want + 16) * 2 - 16;
   if (want > MM3_LOG_CAPACITY) return MM3_ELOGFULL;
+  /* (without the room, which a gap's entry may have taken, the block leaks
+     if the writer dies before the header names it) */
+  if (h->log_off) log_fixed_at(f, offsetof(mm3_header, heap_top), &h->heap_top, 8);
   uint64_t off;
   /* From the heap top, unlogged: a rollback of earlier allocations cannot
      hand its space out again, as mm3__rollback keeps the top past it. */
@@ -38,12 +51,13 @@ static int grow_log(mm3_file *f, uint64_t need) {
   if (mm3__test_hook) mm3__test_hook("log: block made");
   if (h->log_off) memcpy(f->base + off, f->base + h->log_off, h->log_len);
   uint64_t old = h->log_off;
-  __atomic_store_n(&h->log_off, off, __ATOMIC_RELEASE);
-  h->log_cap = want;
   if (old && h->retired_n < 16) { /* freed once no entry refers to it (else it leaks) */
     h->retired[h->retired_n] = old;
     __atomic_store_n(&h->retired_n, h->retired_n + 1, __ATOMIC_RELEASE);
   }
+  if (mm3__test_hook) mm3__test_hook("log: old block retired");
+  __atomic_store_n(&h->log_off, off, __ATOMIC_RELEASE);
+  h->log_cap = want;
   return 0;
 }
 
@@ -59,6 +73,10 @@ static int ensure_log(mm3_file *f) {
 static void release_retired(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
   if (!h->retired_n || h->log_len != 0) return;
+  /* a writer that died growing the log may have named the log itself */
+  for (uint64_t i = h->retired_n < 16 ? h->retired_n : 16; i-- > 0;)
+    if (h->retired[i] == h->log_off) h->retired[i] = h->retired[--h->retired_n];
+  if (!h->retired_n) return;
   mm3__free_steps(f, h->retired, 1, h->retired_n < 16 ? h->retired_n : 16, 0, &h->retired_n);
 }
 
@@ -99,8 +117,8 @@ static int log_entry(mm3_file *f, const uint8_t *src, size_t n) {
   mm3_header *h = mm3__hdr(f);
   uint64_t need = 16 + pad8(n) + 8;
   if (h->log_len > h->log_cap) return MM3_ECORRUPT;
-  if (need > h->log_cap - h->log_len) {
-    int rc = grow_log(f, need);
+  if (need + GROW_ROOM > h->log_cap - h->log_len) {
+    int rc = grow_log(f, need + GROW_ROOM);
     if (rc) return rc;
   }
   put_entry(f->base + h->log_off + h->log_len, f, src, n, need);

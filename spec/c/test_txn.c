@@ -849,6 +849,58 @@ FTEST(death_at_unlogged_log_steps_leaves_no_damage) {
   }
 }
 
+/* A process dies while an operation outside any transaction grows the undo
+   log for its first entry (a 200 KiB write, more than the first block
+   holds), before any allocation logged the heap top: right after the new
+   block is cut from the top, and right after the old one is named as
+   retired. Recovery leaves nothing leaked and the root as it was. Before,
+   the first point left the new block allocated and named by nothing (a
+   leak of 256 KiB), and the retired old block could not be freed while
+   the log was still in it. */
+FTEST(death_while_the_log_grows_leaks_nothing) {
+  static const char *const points[] = {"log: block made", "log: old block retired"};
+  enum { ROOT = 256 << 10, BIG = 200 << 10 };
+  static uint8_t big[BIG];
+  memset(big, 0xAB, sizeof big);
+  for (int i = 0; i < 2; i++) {
+    const char *path;
+    mm3_file *f = new_file(i ? "growretired" : "growmade", "raw", ROOT, &path);
+    REQUIRE(f);
+    uint64_t one = 7;
+    CHECK_RC(mm3_file_write(f, mm3_file_root(f), &one, 8)); /* the first log: 64 KiB */
+    uint64_t log_before = hdr_u64(f, 552);
+    pid_t pid = fork_child();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mm3_file *c = open_existing(path, 0);
+      if (!c) _exit(10);
+      die_point = points[i];
+      mm3__test_hook = die_at_point;
+      mm3_file_write(c, mm3_file_root(c) + 8, big, sizeof big);
+      _exit(12); /* never: it dies inside */
+    }
+    CHECK_EQ(wait_child(pid), 0);
+    CHECK_RC(mm3_file_lock(f));
+    mm3_file_unlock(f);
+    CHECK_EQ(mm3_file_recovered(f), 1);
+    CHECK(file_ok(f));
+    CHECK_EQ(leaked(f), 0);
+    const uint8_t *r = mm3_file_root(f);
+    uint64_t first;
+    memcpy(&first, r, 8);
+    CHECK_EQ(first, 7);
+    size_t changed = 0;
+    for (size_t j = 8; j < 8 + BIG; j++) changed += r[j] != 0;
+    CHECK_EQ(changed, 0);
+    CHECK_EQ(hdr_u64(f, 576), 0); /* no block left retired */
+    /* and the same write now succeeds, leaving no leak either */
+    CHECK_RC(mm3_file_write(f, mm3_file_root(f) + 8, big, sizeof big));
+    CHECK(hdr_u64(f, 552) != log_before);
+    CHECK_EQ(leaked(f), 0);
+    CHECK(file_ok(f));
+  }
+}
+
 static int frees_left;
 static void die_freeing(const char *point) {
   if (strcmp(point, "heap: freeing") == 0 && --frees_left == 0) _exit(0);
@@ -2561,7 +2613,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_big_rollback_restores_old_data, txn_savepoint_inside_big_txn, txn_savepoint_rollback_keeps_earlier_frees,
           txn_rollback_after_log_grew_frees_its_blocks, txn_death_after_log_grew_leaks_nothing,
           close_of_other_handle_leaves_a_txns_log_blocks, thread_dies_after_gap_recovery_frees_it,
-          death_at_unlogged_log_steps_leaves_no_damage,
+          death_at_unlogged_log_steps_leaves_no_damage, death_while_the_log_grows_leaks_nothing,
           death_while_freeing_leaves_no_damage, death_after_an_ops_frees_undoes_the_op,
           txn_crash_in_big_txn_recovers_old_data,
           failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,

@@ -327,7 +327,7 @@ describe("mm.transaction", function()
       local after = mm.info(s)
       assert.equal(heap.heap_used, after.heap_used)
       assert.equal(0, after.heap_leaked)
-      assert.is_true(after.heap_free > 4 * 1024 * 1024)
+      assert.is_true(after.heap_free > 1024 * 1024) -- (the list's segments and the map's arenas below the log)
       assert.is_true(after.log > heap.log) -- (it grew)
       for i = 5001, 100000 do s.m[i] = i end -- and reused: the file needs no more room
       assert.equal(after.size, mm.info(s).size)

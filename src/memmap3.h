@@ -276,8 +276,10 @@ MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
  * Files: a self-describing header, the schema text, and the root object
  * ------------------------------------------------------------------------
  *
- * Layout of a memmap3 file (format version 1, all fields in the byte order
- * of the machine that created it, which the header records):
+ * Layout of a memmap3 file (format version 2, all fields in the byte order
+ * of the machine that created it, which the header records; version 1, which
+ * this library still opens, differs only in that its growable maps take a
+ * heap block for each node, never node arenas):
  *
  *   0    magic "MEMMAP3\0"
  *   8    u32 format version          12   u32 byte-order mark 0x01020304
@@ -302,7 +304,7 @@ MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
 /** An open memmap3 file. */
 typedef struct mm3_file mm3_file;
 
-#define MM3_FORMAT_VERSION 1
+#define MM3_FORMAT_VERSION 2
 #define MM3_HEADER_SIZE 1024
 /** Default address space reserved per open file (growth beyond it fails
  *  with MM3_ERESERVE; set mm3_file_opts.reserve to change it). Where that
@@ -458,8 +460,11 @@ MM3_API void mm3_file_unlock(mm3_file *f);
  *     (B = power of two >= N, at least 8), then N nodes
  *     {u32 next, u32 live, K, V} (each part naturally aligned)
  *   map<K,V>: u64 count, u64 table[2], u32 log2 size[2], u64 rehash
- *     position + 1, u64 reserved (48 bytes); heap nodes {u64 next,
- *     u64 hash, K, V}, tables of u64 node offsets
+ *     position + 1, u64 newest node arena (48 bytes); nodes {u64 next,
+ *     u64 hash, K, V}, tables of u64 node offsets. Node arenas are heap
+ *     blocks {u64 previous arena, u64 next unused node, u64 end, u64 free
+ *     node list (newest arena only), nodes}; a map with no arena (all of a
+ *     version 1 file's) has a heap block for each node
  *   segmented<T>: u64 len, u64 segment[56]; segment k holds first << k items
  *   value: u64 offset, u64 length of a heap block; value<N>: u32 length, N bytes
  */

@@ -23,6 +23,8 @@
 
 #include "mm3_internal.h"
 
+uint32_t mm3__create_version;
+
 _Static_assert(sizeof(mm3_header) == MM3_HEADER_SIZE, "header size");
 _Static_assert(offsetof(mm3_header, heap_top) == 144, "header layout");
 _Static_assert(offsetof(mm3_header, free_list) == 160, "header layout");
@@ -120,7 +122,7 @@ static int build_header(const mm3_file_opts *o, mm3_header *hp) {
   mm3_header h;
   memset(&h, 0, sizeof h);
   memcpy(h.magic, magic, 8);
-  h.version = MM3_FORMAT_VERSION;
+  h.version = mm3__create_version ? mm3__create_version : MM3_FORMAT_VERSION;
   h.byte_order = BYTE_ORDER_MARK;
   h.schema_off = MM3_HEADER_SIZE;
   h.schema_len = slen;

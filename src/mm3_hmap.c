@@ -12,6 +12,8 @@
  * than REHASH_STEP buckets of rehashing, so there is no pause at a resize.
  * Every offset read from the file is checked before use.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mm3_internal.h"
@@ -129,10 +131,105 @@ typedef struct ghead {
   uint64_t tab[2];
   uint32_t lg[2];
   uint64_t rehash; /* next bucket of tab[0] to move, + 1; 0: not rehashing */
-  uint64_t reserved;
+  uint64_t arena;  /* the newest node arena (0: none; see below) */
 } ghead;
 
 _Static_assert(sizeof(ghead) == 48, "map<K,V> head is 48 bytes");
+
+/* ---- node arenas ----
+   A growable map that has no node (new, emptied, or every entry deleted)
+   when it gets one takes its nodes from arenas of its own from then on: heap
+   blocks of many nodes, cut one after the other, so that a node costs its
+   own size (a 40-byte node took a 64-byte block of its own before: 16
+   bytes of head, rounded to a power of two) and an insert takes no heap
+   allocation. A deleted node goes on the map's list of free nodes (in the
+   newest arena's head), which the next inserts take first; clearing the
+   map frees its arenas whole. Each new arena holds a quarter of the entries
+   so far, or the rest of a put_many, at least ARENA_MIN nodes, in a block
+   rounded up to a power of two (as every heap block is). A map with nodes
+   made before arenas (g->arena 0, count > 0) keeps taking a heap block a
+   node, until it has no node again; so does every map of a file of format
+   version 1 (made before arenas: a library of that time could open it, and
+   would free an arena's node as a heap block). Nodes never move either way. */
+
+typedef struct arena {
+  uint64_t prev; /* the arena made before this one (0: none) */
+  uint64_t bump; /* file offset of the next node never handed out */
+  uint64_t end;  /* file offset past the room for the last node */
+  uint64_t free; /* newest arena only: deleted nodes, each linked by its first word */
+} arena;
+
+#define ARENA_MIN 32
+#define ARENA_MAX_LG 26 /* blocks of at most 16 << 26 bytes (1 GiB) */
+#define ARENA_GUARD ((uint64_t)1 << 20) /* more arenas than a map can have: a loop */
+
+/* Arena at off, checked (NULL: damaged). */
+static arena *arena_at(mm3_file *f, const mm3_ctype *t, uint64_t off) {
+  if (!off || off % 16 || !mm3__inside(f, off, sizeof(arena))) return NULL;
+  arena *a = (arena *)(f->base + off);
+  uint64_t first = off + sizeof(arena);
+  if (a->bump < first || a->bump > a->end || (a->bump - first) % t->node_size || a->end - first < t->node_size ||
+      !mm3__inside(f, off, a->end - off))
+    return NULL;
+  return a;
+}
+
+/* A node for map g: from its free list, its newest arena, a new arena, or
+   (a map with nodes from before arenas) a heap block of its own. more: the
+   entries a put_many has still to put, this one included. */
+static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, uint64_t *off) {
+  if (!g->arena && (g->count > 0 || mm3__hdr(f)->version < 2)) return mm3__alloc(f, t->node_size, off);
+  arena *a = NULL;
+  if (g->arena && !(a = arena_at(f, t, g->arena))) return MM3_ECORRUPT;
+  int logged = f->top_logged && f->arena_logged == g->arena; /* (put_group logged its head) */
+  if (a && a->free) {
+    uint64_t n = a->free;
+    if (n % 8 || !mm3__inside(f, n, t->node_size)) return MM3_ECORRUPT;
+    if (!logged) LOG(f, &a->free, 8);
+    /* The whole node: a rollback to before its delete links it again, and
+       must find its old entry in it, not the one about to be written. (The
+       heap keeps a freed block from reuse until the free commits.) */
+    LOG(f, f->base + n, t->node_size);
+    a->free = *(uint64_t *)(f->base + n);
+    *off = n;
+    return 0;
+  }
+  if (a && a->end - a->bump >= t->node_size) {
+    if (!logged) LOG(f, &a->bump, 8);
+    *off = a->bump;
+    a->bump += t->node_size;
+    return 0;
+  }
+  uint64_t nodes = g->count / 4;
+  if (nodes < more) nodes = more;
+  if (nodes < ARENA_MIN) nodes = ARENA_MIN;
+  int k = 4;
+  while (k < ARENA_MAX_LG && (((uint64_t)16 << k) - 16 - sizeof(arena)) / t->node_size < nodes) k++;
+  uint64_t bytes = ((uint64_t)16 << k) - 16, b;
+  int rc = mm3__alloc_raw(f, bytes, &b);
+  if (rc) return rc;
+  a = (arena *)(f->base + b); /* new: its head needs no undo entry */
+  a->prev = g->arena;
+  a->bump = b + sizeof(arena) + t->node_size;
+  a->end = b + sizeof(arena) + (bytes - sizeof(arena)) / t->node_size * t->node_size;
+  a->free = 0;
+  g->arena = b; /* (gput, or the group, logged the map's head) */
+  if (f->top_logged) f->arena_logged = b;
+  *off = b + sizeof(arena);
+  return 0;
+}
+
+/* Give node off of map g back (unlinked already). */
+static int node_free(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t off) {
+  if (!g->arena) return mm3__free(f, off);
+  arena *a = arena_at(f, t, g->arena);
+  if (!a) return MM3_ECORRUPT;
+  LOG(f, f->base + off, 8);
+  LOG(f, &a->free, 8);
+  *(uint64_t *)(f->base + off) = a->free;
+  a->free = off;
+  return 0;
+}
 
 static uint64_t *gtable(mm3_file *f, const ghead *g, int i) {
   if (!g->tab[i] || g->tab[i] % 8) return NULL;
@@ -235,7 +332,7 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
 
 /* The caller (put_group) has moved this put's share of a resize under way. */
 static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
-                int *created) {
+                int *created, uint64_t more) {
   ghead *g = (ghead *)c;
   int rc;
   if (!f->top_logged) LOG(f, g, sizeof *g);
@@ -268,7 +365,7 @@ static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
     if (rc) return rc;
   }
   uint64_t off;
-  rc = mm3__alloc(f, t->node_size, &off);
+  rc = node_alloc(f, t, g, more, &off);
   if (rc) return rc;
   n = f->base + off;
   ((uint64_t *)n)[1] = h;
@@ -300,17 +397,35 @@ static int gdel(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
   LOG(f, link, 8);
   *link = *(uint64_t *)n;
   g->count--;
-  return mm3__free(f, off);
+  return node_free(f, t, g, off);
 }
 
 /* Free the nodes and tables of a detached map head (a copy): in batches,
    each its own logged step, so the log stays small; a crash part way leaks
    what was not freed yet, never corrupts. */
 static int free_detached(mm3_file *f, const mm3_ctype *t, ghead *g) {
+  /* nodes in arenas go with their arenas, newest first (a batch a step) */
+  for (uint64_t off = g->arena, n = 0; off;) {
+    uint64_t sp;
+    int rc = mm3__op_begin(f, &sp);
+    if (rc) return rc;
+    for (int done = 0; off && !rc && done < BATCH; done++) {
+      const arena *a = arena_at(f, t, off);
+      if (!a || ++n > ARENA_GUARD) { /* damaged: leave the rest */
+        off = 0;
+        break;
+      }
+      uint64_t prev = a->prev;
+      rc = mm3__free(f, off);
+      off = prev;
+    }
+    rc = mm3__op_end(f, sp, rc);
+    if (rc) return rc;
+  }
   for (int i = 0; i < 2; i++) {
     uint64_t *tab = gtable(f, g, i);
     if (!tab) continue;
-    uint64_t nb = (uint64_t)1 << g->lg[i];
+    uint64_t nb = g->arena ? 0 : (uint64_t)1 << g->lg[i]; /* (arena nodes went with their arenas) */
     for (uint64_t b = 0; b < nb;) {
       uint64_t sp;
       int rc = mm3__op_begin(f, &sp);
@@ -533,11 +648,15 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
     failed = mm3__log(f, g, sizeof *g);
     if (!failed) failed = mm3__log(f, &hd->heap_top, 8);
     if (!failed) failed = mm3__log(f, &hd->alloc_bytes, 8);
+    arena *a = g->arena ? arena_at(f, t, g->arena) : NULL; /* (damaged: the puts find it so) */
+    if (!failed && a && (failed = mm3__log(f, a, sizeof *a)) == 0) f->arena_logged = g->arena;
     f->top_logged = 1;
     for (; upto < m && !failed; upto++)
-      if ((failed = gput(f, c, t, keys + upto * t->key_size, h[upto], vals + upto * t->elem_size, created)) != 0)
+      if ((failed = gput(f, c, t, keys + upto * t->key_size, h[upto], vals + upto * t->elem_size, created,
+                         more - upto)) != 0)
         break;
     f->top_logged = 0;
+    f->arena_logged = 0;
     if (failed) mm3__rollback(f, sg);
     else *done += m, upto = 0;
   }
@@ -546,7 +665,8 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
     rc = mm3__savepoint(f, &sj);
     if (rc) break;
     const uint8_t *kj = keys + j * t->key_size, *vj = vals + j * t->elem_size;
-    rc = t->kind == MM3_FMAP ? fput(f, c, t, kj, h[j], vj, created) : gput(f, c, t, kj, h[j], vj, created);
+    rc = t->kind == MM3_FMAP ? fput(f, c, t, kj, h[j], vj, created)
+                             : gput(f, c, t, kj, h[j], vj, created, more > j ? more - j : 0);
     if (rc) mm3__rollback(f, sj);
     else ++*done;
   }
@@ -704,6 +824,66 @@ out:
     return MM3_ECORRUPT;                  \
   } while (0)
 
+/* Is off a node that one of the na arenas (sorted [first node, bump)
+   ranges) handed out? */
+/* A growable map's arenas, as [first node, next unused node) ranges sorted
+   by offset. */
+typedef struct arenas {
+  uint64_t (*r)[2];
+  size_t n, cap;
+} arenas;
+
+/* Is off a node that one of the arenas handed out? */
+static int in_arenas(const arenas *as, const mm3_ctype *t, uint64_t off) {
+  size_t lo = 0, hi = as->n - 1;
+  while (lo < hi) { /* the last range starting at or below off */
+    size_t mid = (lo + hi + 1) / 2;
+    if (as->r[mid][0] <= off) lo = mid;
+    else hi = mid - 1;
+  }
+  return off >= as->r[lo][0] && off < as->r[lo][1] && (off - as->r[lo][0]) % t->node_size == 0;
+}
+
+/* The growable map g's checks, its arenas found. */
+static int gcheck(mm3_file *f, const mm3_ctype *t, ghead *g, const arenas *as, char *why, size_t n) {
+  uint64_t chained = 0, handed = 0;
+  for (size_t i = 0; i < as->n; i++) {
+    if (i > 0 && as->r[i][0] - sizeof(arena) < as->r[i - 1][1]) BAD("map: two node arenas overlap");
+    handed += (as->r[i][1] - as->r[i][0]) / t->node_size;
+  }
+  for (int i = 0; i < 2; i++) {
+    if (!g->tab[i]) continue;
+    uint64_t *tab = gtable(f, g, i);
+    if (!tab) BAD("map: table %d at offset %llu (2^%u buckets) is outside the file", i, (unsigned long long)g->tab[i], g->lg[i]);
+    uint64_t nb = (uint64_t)1 << g->lg[i];
+    for (uint64_t b = 0; b < nb; b++) {
+      uint64_t guard = 0;
+      for (uint64_t off = tab[b]; off; off = *(uint64_t *)(f->base + off)) {
+        uint8_t *nd = gnode(f, t, off);
+        if (!nd) BAD("map: bucket %llu links to offset %llu, outside the file", (unsigned long long)b, (unsigned long long)off);
+        if (guard++ > g->count) BAD("map: a chain loops (bucket %llu)", (unsigned long long)b);
+        if (as->n && !in_arenas(as, t, off))
+          BAD("map: bucket %llu links to offset %llu, not a node its arenas handed out", (unsigned long long)b, (unsigned long long)off);
+        uint64_t hh = mm3_hmap_key_hash(f, t, nd + t->key_off);
+        if (((uint64_t *)nd)[1] != hh) BAD("map: node at %llu has a wrong hash", (unsigned long long)off);
+        if ((hh & (nb - 1)) != b) BAD("map: node at %llu is in the wrong bucket", (unsigned long long)off);
+        chained++;
+      }
+    }
+  }
+  if (chained != g->count) BAD("map: %llu entries linked, count says %llu", (unsigned long long)chained, (unsigned long long)g->count);
+  if (!as->n) return 0;
+  uint64_t nfree = 0;
+  for (uint64_t off = ((const arena *)(f->base + g->arena))->free; off; off = *(const uint64_t *)(f->base + off)) {
+    if (!in_arenas(as, t, off)) BAD("map: free node list links to offset %llu, not a node of its arenas", (unsigned long long)off);
+    if (++nfree > handed) BAD("map: free node list loops");
+  }
+  if (chained + nfree != handed)
+    BAD("map: its arenas handed out %llu nodes, %llu linked and %llu free", (unsigned long long)handed,
+        (unsigned long long)chained, (unsigned long long)nfree);
+  return 0;
+}
+
 int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
   if (t->kind == MM3_FMAP) {
     fhead *hd = (fhead *)c;
@@ -730,26 +910,30 @@ int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size
     return 0;
   }
   ghead *g = (ghead *)c;
-  uint64_t chained = 0;
   if (g->rehash && !g->tab[1]) BAD("map: resizing without a second table");
-  for (int i = 0; i < 2; i++) {
-    if (!g->tab[i]) continue;
-    uint64_t *tab = gtable(f, g, i);
-    if (!tab) BAD("map: table %d at offset %llu (2^%u buckets) is outside the file", i, (unsigned long long)g->tab[i], g->lg[i]);
-    uint64_t nb = (uint64_t)1 << g->lg[i];
-    for (uint64_t b = 0; b < nb; b++) {
-      uint64_t guard = 0;
-      for (uint64_t off = tab[b]; off; off = *(uint64_t *)(f->base + off)) {
-        uint8_t *nd = gnode(f, t, off);
-        if (!nd) BAD("map: bucket %llu links to offset %llu, outside the file", (unsigned long long)b, (unsigned long long)off);
-        if (guard++ > g->count) BAD("map: a chain loops (bucket %llu)", (unsigned long long)b);
-        uint64_t hh = mm3_hmap_key_hash(f, t, nd + t->key_off);
-        if (((uint64_t *)nd)[1] != hh) BAD("map: node at %llu has a wrong hash", (unsigned long long)off);
-        if ((hh & (nb - 1)) != b) BAD("map: node at %llu is in the wrong bucket", (unsigned long long)off);
-        chained++;
-      }
+  /* its arenas (sorted by offset): where its nodes may be */
+  arenas as = {NULL, 0, 0};
+  int rc = 0;
+  for (uint64_t off = g->arena; off && !rc; as.n++) {
+    const arena *a = arena_at(f, t, off);
+    if (!a) {
+      snprintf(why, n, "map: node arena at offset %llu is damaged", (unsigned long long)off);
+      rc = MM3_ECORRUPT;
+    } else if (as.n == ARENA_GUARD) {
+      snprintf(why, n, "map: more than %llu node arenas (their links loop)", (unsigned long long)ARENA_GUARD);
+      rc = MM3_ECORRUPT;
+    } else if (as.n == as.cap) {
+      void *more = realloc(as.r, (as.cap ? 2 * as.cap : 64) * sizeof *as.r);
+      if (!more) rc = ENOMEM;
+      else as.r = more, as.cap = as.cap ? 2 * as.cap : 64;
     }
+    if (rc) break;
+    size_t at = as.n;
+    for (; at > 0 && as.r[at - 1][0] > off; at--) as.r[at][0] = as.r[at - 1][0], as.r[at][1] = as.r[at - 1][1];
+    as.r[at][0] = off + sizeof(arena), as.r[at][1] = a->bump;
+    off = a->prev;
   }
-  if (chained != g->count) BAD("map: %llu entries linked, count says %llu", (unsigned long long)chained, (unsigned long long)g->count);
-  return 0;
+  if (!rc) rc = gcheck(f, t, g, &as, why, n);
+  free(as.r);
+  return rc;
 }

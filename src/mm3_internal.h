@@ -94,6 +94,7 @@ struct mm3_file {
   int no_log;          /* set while the log itself is being made */
   int top_logged;      /* set while a group of map puts runs with the heap top, the byte count (and
                           the map's head) logged once for all of them (see put_group) */
+  uint64_t arena_logged; /* with top_logged: the map's node arena whose head is logged (or new) */
   int durable;         /* flush at every commit */
   uint64_t recovered;  /* writes of dead processes rolled back by this one */
   /* Heap a rollback left between the heap top it restored and the log's
@@ -190,6 +191,9 @@ MM3_INTERNAL extern void (*mm3__test_hook)(const char *point);
    about to be made ("heap: alloc", "log: entry") fails with ENOMEM, so that
    a test can make any one of them fail. */
 MM3_INTERNAL extern int (*mm3__test_fail)(const char *point);
+/* Tests: the format version files are created with (0: MM3_FORMAT_VERSION;
+   1 makes a file whose growable maps take a heap block a node). */
+MM3_INTERNAL extern uint32_t mm3__create_version;
 
 /* This thread has a transaction open through f (threads may share a handle:
    its depth alone says nothing about who holds the lock). */

@@ -25,7 +25,7 @@
 #include "memmap3.h"
 #include "mm3_test.h"
 
-#define FX_MAX 16
+#define FX_MAX 128
 
 static struct {
   mm3_file *files[FX_MAX];

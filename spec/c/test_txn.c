@@ -23,6 +23,7 @@
    and allocations made to fail. */
 extern void (*mm3__test_hook)(const char *point);
 extern int (*mm3__test_fail)(const char *point);
+extern uint32_t mm3__create_version;
 
 /* ------------------------------------------------------------------------
  * The file most tests use: plain fields and containers in one struct
@@ -55,6 +56,16 @@ static mm3_file *t_file(const char *tag, const char **path) {
     return NULL;
   }
   return new_file(tag, SCHEMA_T, T_SIZE, path);
+}
+
+/* A T file of format version 1, whose map takes a heap block a node: for
+   the tests of the heap's frees and top moves that map nodes make there
+   (a version 2 map takes its nodes from arenas of its own). */
+static mm3_file *t_file_v1(const char *tag, const char **path) {
+  mm3__create_version = 1;
+  mm3_file *f = t_file(tag, path);
+  mm3__create_version = 0;
+  return f;
 }
 
 /* Two handles on a new T file (the second opened by path): a, or NULL. */
@@ -901,6 +912,83 @@ FTEST(death_while_the_log_grows_leaks_nothing) {
   }
 }
 
+static int log_entries_left;
+static int die_at_log_entry(const char *point) {
+  if (strcmp(point, "log: entry") == 0 && --log_entries_left == 0) _exit(0);
+  return 0;
+}
+
+/* Work on a map whose nodes are in arenas: a put_many (into the free list's
+   nodes first, then the newest arena's, then a new arena), single puts,
+   deletes (onto the free list), and a transaction that deletes and puts
+   into the nodes it freed. Every value is k * 3. */
+enum { ARENA_OLD = 1000, ARENA_NEW = 700 };
+static int arena_work(mm3_file *c) {
+  static uint64_t keys[ARENA_NEW], vals[ARENA_NEW];
+  for (uint64_t i = 0; i < ARENA_NEW; i++) keys[i] = 5001 + i, vals[i] = (5001 + i) * 3;
+  int rc = mm3_hmap_put_many(c, cm(c), &tm, ARENA_NEW, keys, vals, NULL);
+  for (uint64_t k = 7001; k <= 7100 && !rc; k++) rc = map_put(c, k, k * 3);
+  for (uint64_t k = 5001; k <= 5100 && !rc; k++) rc = mm3_hmap_del(c, cm(c), &tm, &k);
+  uint64_t sp;
+  if (!rc) rc = mm3_txn_begin(c, &sp);
+  for (uint64_t k = 5101; k <= 5150 && !rc; k++) rc = mm3_hmap_del(c, cm(c), &tm, &k);
+  for (uint64_t k = 8001; k <= 8100 && !rc; k++) rc = map_put(c, k, k * 3);
+  if (!rc) rc = mm3_txn_commit(c);
+  return rc;
+}
+
+/* A process dies at one undo entry after another of arena_work (each
+   death a fresh file: 1000 keys in arenas, every third one deleted). The
+   next to take the lock finds a map that checks clean (its arenas handed
+   out exactly the nodes linked or free), nothing leaked, every key present
+   holding k * 3, and the map usable. */
+FTEST(death_in_arena_work_leaves_a_whole_map) {
+  int done = 0, deaths = 0;
+  for (int d = 1; !done && d < 40000; d += d < 40 ? 1 : d / 8) {
+    const char *path;
+    mm3_file *f = t_file("arenadie", &path);
+    REQUIRE(f);
+    for (uint64_t k = 1; k <= ARENA_OLD; k++) REQUIRE(map_put(f, k, k * 3) == 0);
+    for (uint64_t k = 1; k <= ARENA_OLD; k += 3) REQUIRE(mm3_hmap_del(f, cm(f), &tm, &k) == 0);
+    REQUIRE(((const uint64_t *)cm(f))[5] != 0); /* in arenas */
+    pid_t pid = fork_child();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mm3_file *c = open_existing(path, 0);
+      if (!c) _exit(10);
+      log_entries_left = d;
+      mm3__test_fail = die_at_log_entry;
+      int rc = arena_work(c);
+      mm3__test_fail = NULL;
+      _exit(rc ? 11 : 12); /* 12: it did all without dying */
+    }
+    int st = wait_child(pid);
+    CHECK(st == 0 || st == 12);
+    done = st == 12;
+    deaths += st == 0;
+    CHECK_RC(mm3_file_lock(f));
+    mm3_file_unlock(f);
+    CHECK(file_ok(f));
+    CHECK(containers_ok(f));
+    CHECK_EQ(leaked(f), 0);
+    uint64_t present = 0, bad = 0, v;
+    for (uint64_t k = 1; k <= 8100; k++) {
+      int rc = map_get(f, k, &v);
+      if (rc == 0) present++, bad += v != k * 3;
+      else bad += rc != MM3_ENOTFOUND;
+    }
+    for (uint64_t k = 2; k <= ARENA_OLD; k++) bad += k % 3 != 1 && map_get(f, k, &v) != 0; /* the old keys stay */
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(mm3_container_len(f, cm(f), &tm), present);
+    for (uint64_t k = 9001; k <= 9300; k++) CHECK_RC(map_put(f, k, k)); /* and it goes on */
+    CHECK(containers_ok(f));
+    CHECK_EQ(leaked(f), 0);
+    close_file(f);
+  }
+  CHECK(done);
+  CHECK(deaths > 50);
+}
+
 static int frees_left;
 static void die_freeing(const char *point) {
   if (strcmp(point, "heap: freeing") == 0 && --frees_left == 0) _exit(0);
@@ -909,7 +997,7 @@ static void die_freeing(const char *point) {
 /* A T file with map keys 1..1000, and a transaction deleting 1..600 in it
    begun: 600 node blocks to free at its commit. */
 static mm3_file *freeing_file(const char *tag, const char **path) {
-  mm3_file *f = t_file(tag, path);
+  mm3_file *f = t_file_v1(tag, path);
   for (uint64_t i = 1; f && i <= 1000; i++)
     if (map_put(f, i, i)) return NULL;
   return f;
@@ -1349,7 +1437,7 @@ FTEST(thread_dies_in_op_of_txn_its_frees_are_undone) {
 /* The heap's bytes in use (header offset 544) after fn ran in a new T file
    made as setup says, and the file checked. */
 static uint64_t bytes_in_use_after(void (*fn)(mm3_file *, int), int variant) {
-  mm3_file *f = t_file("inuse", NULL);
+  mm3_file *f = t_file_v1("inuse", NULL);
   if (!f) return 0;
   fn(f, variant);
   CHECK(containers_ok(f));
@@ -1482,7 +1570,7 @@ FTEST(frees_survive_savepoints_at_their_log_position) {
    resize under way (which a put_many's failed entry keeps: what was put
    before it stays). */
 FTEST(failed_single_put_changes_nothing) {
-  mm3_file *f = t_file("putnothing", NULL);
+  mm3_file *f = t_file_v1("putnothing", NULL);
   REQUIRE(f);
   start_resize(f);
   uint8_t head[48];
@@ -1634,7 +1722,9 @@ static void *put_then_die(void *arg) {
    frees nothing, and the map keeps every entry while the heap is used on. */
 FTEST(thread_dies_in_plain_op_its_frees_are_undone) {
   mm3_file *b;
+  mm3__create_version = 1; /* (the put must move the heap top: a node block of its own) */
   mm3_file *a = t_pair("plainop", &b, NULL);
+  mm3__create_version = 0;
   REQUIRE(a);
   resize_nearly_done(a);
   uint64_t n = mm3_container_len(a, cm(a), &tm), old = ((const uint64_t *)cm(a))[1];
@@ -2614,6 +2704,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_rollback_after_log_grew_frees_its_blocks, txn_death_after_log_grew_leaks_nothing,
           close_of_other_handle_leaves_a_txns_log_blocks, thread_dies_after_gap_recovery_frees_it,
           death_at_unlogged_log_steps_leaves_no_damage, death_while_the_log_grows_leaks_nothing,
+          death_in_arena_work_leaves_a_whole_map,
           death_while_freeing_leaves_no_damage, death_after_an_ops_frees_undoes_the_op,
           txn_crash_in_big_txn_recovers_old_data,
           failed_write_undoes_its_operation_only, failed_write_in_txn_undoes_its_operation_only,

@@ -535,6 +535,21 @@ describe("hash maps", function()
       raises("growable", mm.map, "u8", "segmented<u8>")
       raises("cannot be hashed", mm.struct, "HBadKey", {{"m", "map<f64, u8>"}})
     end)
+
+    it("keys of 2^24 bytes or more are refused when declared (such a key could never be stored)", function()
+      for _, k in ipairs{"bytes<16777216>", "string<16777216>"} do
+        for _, n in ipairs{"", ", 2"} do
+          local T = ("map<%s, u8%s>"):format(k, n)
+          local ok, err = pcall(mm.type, T)
+          assert.is_false(ok, T)
+          assert.is_truthy(tostring(err):find("a map key is at most 16777215 bytes", 1, true), err)
+        end
+      end
+      local m = assert(mm.create(path(), "map<bytes<16777215>, u8>")) -- (the largest)
+      m[("k"):rep(3)] = 1
+      assert.equal(1, m["kkk"])
+      mm.close(m)
+    end)
   end)
 
   -- -------------------------------------------------------------------------
@@ -958,7 +973,8 @@ describe("hash maps", function()
       mm.close(old)
     end)
 
-    it("a version 1 file's map keeps a heap block a node, and deletes, clears and reopens as before", function()
+    it("a version 1 file's map keeps a heap block a node, and deletes, clears and reopens as before",
+      function()
       local p = path()
       local m = filled(p, 3000, true)
       local used = mm.info(m).heap_used

@@ -109,4 +109,32 @@ describe("mm.totable of scalar sequences", function()
     assert.are.same({ m = { { 1, 2, 3 }, { 4, 5, 6 } }, x = 1.5 }, mm.totable(s))
     mm.close(s)
   end)
+  -- A field of 2^24 bytes or more, or past 2 GiB into its struct, has a
+  -- descriptor of its own shape (not packed into an integer): mm.totable
+  -- and mm.check took it for an enum's and crashed (SIGSEGV). Each case
+  -- runs in a fresh process, so a crash is a failure, not the end of the run.
+  it("copies and checks string, bytes and number fields too big or too far for a packed descriptor",
+    function()
+    local cases = {
+      { '{{"a", "u8"}, {"big", "string<16777216>"}}', "s.big = 'hello'", "t.big == 'hello' and t.a == 1" },
+      { '{{"a", "u8"}, {"big", "bytes<16777216>"}}', "s.big = 'xy'",
+        "#t.big == 16777216 and t.big:sub(1, 3) == 'xy\\0' and t.a == 1" },
+      { '{{"a", "u8"}, {"pad", "value<4294967295>"}, {"x", "u8"}}', "s.x = 7", "t.x == 7 and t.a == 1" },
+    }
+    for _, c in ipairs(cases) do
+      local out, status, err = h.run_lua(([[
+        local mm = require "memmap3"
+        local p = os.tmpname(); os.remove(p)
+        local s = assert(mm.create(p, mm.struct("Big", %s)))
+        s.a = 1
+        %s
+        local t = mm.totable(s)
+        print(%s, mm.check(s), mm.check(p))
+        mm.close(s); os.remove(p)
+      ]]):format(c[1], c[2], c[3]))
+      assert.are.equal("", err, c[1])
+      assert.are.equal(0, status, c[1])
+      assert.are.equal("true\ttrue\ttrue\n", out, c[1])
+    end
+  end)
 end)

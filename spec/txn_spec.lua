@@ -327,7 +327,8 @@ describe("mm.transaction", function()
       local after = mm.info(s)
       assert.equal(heap.heap_used, after.heap_used)
       assert.equal(0, after.heap_leaked)
-      assert.is_true(after.heap_free > 1024 * 1024) -- (the list's segments and the map's arenas below the log)
+      -- (the list's segments and the map's arenas below the log)
+      assert.is_true(after.heap_free > 1024 * 1024)
       assert.is_true(after.log > heap.log) -- (it grew)
       for i = 5001, 100000 do s.m[i] = i end -- and reused: the file needs no more room
       assert.equal(after.size, mm.info(s).size)
@@ -380,7 +381,8 @@ describe("mm.transaction", function()
     assert.is_true(mm.check(s))
   end)
 
-  it("mm.totable inside a transaction copies a map in mid-resize whole, without logging the resize", function()
+  it("mm.totable inside a transaction copies a map in mid-resize whole, without logging the resize",
+    function()
     local T = mm.struct("TotableResize", { { "m", mm.map("u64", "u64") } })
     local s = assert(mm.create(h.missing_path(), T))
     local N = 32769 -- the insert that found 32768 entries in 65536 buckets began doubling them

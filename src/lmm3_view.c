@@ -659,6 +659,10 @@ static void push_desc_copy(lua_State *L, mm3_file *f, int descidx, uint8_t *base
     uint8_t tmp[8];
     memcpy(tmp, &x, 8);
     lmm3_push_scalar(L, tmp, base_code, (uint32_t)size);
+  } else if (code != LMM3_ENUM) {
+    /* a number, string or bytes field too big, or too far, for a packed
+       descriptor (2^24 bytes, offset 2^31) */
+    lmm3_push_scalar(L, p, code, (uint32_t)desc_int(L, descidx, LMM3_D_SIZE));
   } else {
     /* enums: reuse push_complex's decoding without a view */
     int size = (int)desc_int(L, descidx, LMM3_D_SIZE);

@@ -238,6 +238,9 @@ function M.hashmap(k, v, n, what)
     error(format("%s: a map key must be an integer, string<N> or bytes<N>, not %s (it cannot be hashed)",
       what, k.canon), 0)
   end
+  if k.size >= (1 << 24) then
+    error(format("%s: a map key is at most %d bytes, not %d (%s)", what, (1 << 24) - 1, k.size, k.canon), 0)
+  end
   check_elem(v, what, "value type")
   if k.size + v.size > (1 << 31) then
     error(format("%s: map<%s, %s>: key and value together are too large (over %d bytes)", what, k.canon,

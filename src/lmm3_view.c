@@ -1532,7 +1532,8 @@ static const char list_builder_key = 'l';
 
 lua_Integer lmm3_list_begin(lua_State *L, lua_Integer n) {
   lua_Integer m = n < 0 ? 0 : n > LMM3_LIST_BATCH ? LMM3_LIST_BATCH : n;
-  luaL_checkstack(L, (int)m + 4, "memmap3: no stack space for a list");
+  while (m > 1 && !lua_checkstack(L, (int)m + 4)) m /= 2; /* (short of memory: smaller batches) */
+  luaL_checkstack(L, (int)m + 4, "memmap3: no stack space for a list (out of memory?)");
   lua_rawgetp(L, LUA_REGISTRYINDEX, &list_builder_key);
   return m;
 }

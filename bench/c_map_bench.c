@@ -93,10 +93,9 @@ typedef struct result {
   uint64_t sum;      /* sum of the values read back */
 } result;
 
-/* batch: 0, one mm3_hmap_put / mm3_hmap_get per key; 1, every key in one
-   mm3_hmap_put_many / mm3_hmap_get_many call. */
-static result run_memmap3(int batch) {
-  result r;
+/* A new file at mm_path whose root is an empty map<string<16>, u64>: the
+   file, its map's type in *t. */
+static mm3_file *new_map_file(mm3_ctype *t) {
   unlink(mm_path);
   mm3_file_opts o = {0};
   o.create = 1;
@@ -105,15 +104,24 @@ static result run_memmap3(int batch) {
   o.root_size = ROOT_SIZE;
   mm3_file *f;
   MM3_CHECK(mm3_file_open(mm_path, &o, &f));
-  mm3_ctype t = {0};
-  t.kind = MM3_HMAP;
-  t.elem_size = 8;
-  t.elem_align = 8;
-  t.key_size = KEY;
-  t.key_align = 1;
-  t.key_is_string = 1;
-  MM3_CHECK(mm3_ctype_init(&t));
-  if (t.size != ROOT_SIZE) die("mm3_ctype_init", "map<K,V> head is not 48 bytes");
+  memset(t, 0, sizeof *t);
+  t->kind = MM3_HMAP;
+  t->elem_size = 8;
+  t->elem_align = 8;
+  t->key_size = KEY;
+  t->key_align = 1;
+  t->key_is_string = 1;
+  MM3_CHECK(mm3_ctype_init(t));
+  if (t->size != ROOT_SIZE) die("mm3_ctype_init", "map<K,V> head is not 48 bytes");
+  return f;
+}
+
+/* batch: 0, one mm3_hmap_put / mm3_hmap_get per key; 1, every key in one
+   mm3_hmap_put_many / mm3_hmap_get_many call. */
+static result run_memmap3(int batch) {
+  result r;
+  mm3_ctype t;
+  mm3_file *f = new_map_file(&t);
   uint8_t *root = mm3_file_root(f);
   uint64_t *got = malloc(n_keys * sizeof *got);
   uint8_t *found = malloc(n_keys);
@@ -280,21 +288,8 @@ static double miss_ns(size_t bytes) {
    1,000 keys of a map read again and again. */
 static double hot_get_ns(void) {
   enum { HOT = 1000, READS = 3000 };
-  unlink(mm_path);
-  mm3_file_opts o = {0};
-  o.create = 1;
-  o.exclusive = 1;
-  o.schema = SCHEMA;
-  o.root_size = ROOT_SIZE;
-  mm3_file *f;
-  MM3_CHECK(mm3_file_open(mm_path, &o, &f));
-  mm3_ctype t = {0};
-  t.kind = MM3_HMAP;
-  t.elem_size = t.elem_align = 8;
-  t.key_size = KEY;
-  t.key_align = 1;
-  t.key_is_string = 1;
-  MM3_CHECK(mm3_ctype_init(&t));
+  mm3_ctype t;
+  mm3_file *f = new_map_file(&t);
   uint8_t *root = mm3_file_root(f);
   for (size_t i = 0; i < HOT && i < n_keys; i++) MM3_CHECK(mm3_hmap_put(f, root, &t, keys + i * KEY, &i, NULL));
   size_t hot = HOT < n_keys ? HOT : n_keys;

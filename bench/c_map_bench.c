@@ -360,7 +360,7 @@ int main(int argc, char **argv) {
   while (table / 8 / 2 < n_keys) table *= 2;
   double miss = miss_ns(table), hot = hot_get_ns(), lmdb_get = last_lmdb_get * 1e9 / (double)n_keys;
   printf("\nfloor of one mm3_hmap_get per key on this machine (keys in order):\n");
-  printf("  a load that waits for the one before, into %zu MiB (the table's size): %.0f ns\n", table >> 20, miss);
+  printf("  a load that waits for the one before, into %zu KiB (the table's size): %.0f ns\n", table >> 10, miss);
   printf("  a get with everything in the cache (1,000 keys):                     %.0f ns\n", hot);
   printf("  so at least %.0f ns a get, against LMDB's %.0f ns: at best %.2fx LMDB (target 1.5x)\n", miss + hot,
          lmdb_get, lmdb_get / (miss + hot));

@@ -995,6 +995,18 @@ describe("hash maps", function()
       mm.close(m)
     end)
 
+    it("a map of big values takes room for the nodes it has, not for dozens ahead", function()
+      local m = assert(mm.create(path(), "map<u8, bytes<1000000>>"))
+      local before = mm.info(m).heap_used
+      for i = 1, 3 do m[i] = ("x"):rep(i) end
+      -- 1 MB nodes: arenas of 2 MiB (two nodes), as a 2 MiB heap block each took
+      local used = mm.info(m).heap_used - before
+      assert.is_true(used <= 2 * 2 * 1024 * 1024 + 4096, "in use: " .. used)
+      assert.equal("xx", m[2]:sub(1, 2))
+      assert.is_true(mm.check(m))
+      mm.close(m)
+    end)
+
     it("deleted nodes are reused by later inserts, and clearing frees the arenas whole", function()
       local p = path()
       local m = assert(mm.create(p, "map<u64, u64>"))

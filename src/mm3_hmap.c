@@ -145,8 +145,9 @@ _Static_assert(sizeof(ghead) == 48, "map<K,V> head is 48 bytes");
    allocation. A deleted node goes on the map's list of free nodes (in the
    newest arena's head), which the next inserts take first; clearing the
    map frees its arenas whole. Each new arena holds a quarter of the entries
-   so far, or the rest of a put_many, at least ARENA_MIN nodes, in a block
-   rounded up to a power of two (as every heap block is). A map with nodes
+   so far, or the rest of a put_many, in a block rounded up to a power of two
+   (as every heap block is) of 2 KiB to 1 GiB (more for a node that needs
+   it): a map of big values takes no room for nodes it may never have. A map with nodes
    made before arenas (g->arena 0, count > 0) keeps taking a heap block a
    node, until it has no node again; so does every map of a file of format
    version 1 (made before arenas: a library of that time could open it, and
@@ -159,8 +160,8 @@ typedef struct arena {
   uint64_t free; /* newest arena only: deleted nodes, each linked by its first word */
 } arena;
 
-#define ARENA_MIN 32
-#define ARENA_MAX_LG 26 /* blocks of at most 16 << 26 bytes (1 GiB) */
+#define ARENA_MIN_LG 7  /* blocks of at least 16 << 7 bytes (2 KiB: 62 nodes of 32 bytes) */
+#define ARENA_MAX_LG 26 /* and at most 16 << 26 (1 GiB), unless a node needs more */
 #define ARENA_GUARD ((uint64_t)1 << 20) /* more arenas than a map can have: a loop */
 
 /* Arena at off, checked (NULL: damaged). */
@@ -202,9 +203,13 @@ static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, 
   }
   uint64_t nodes = g->count / 4;
   if (nodes < more) nodes = more;
-  if (nodes < ARENA_MIN) nodes = ARENA_MIN;
-  int k = 4;
-  while (k < ARENA_MAX_LG && (((uint64_t)16 << k) - 16 - sizeof(arena)) / t->node_size < nodes) k++;
+  int k = ARENA_MIN_LG;
+  for (;; k++) { /* the smallest block for them all, or the biggest arena's (a node at least) */
+    uint64_t room = (((uint64_t)16 << k) - 16 - sizeof(arena)) / t->node_size;
+    if (room >= nodes && room >= 1) break;
+    if (k >= ARENA_MAX_LG && room >= 1) break;
+    if (k == 46) return MM3_ETOOBIG; /* (a heap block is at most 2^50 bytes) */
+  }
   uint64_t bytes = ((uint64_t)16 << k) - 16, b;
   int rc = mm3__alloc_raw(f, bytes, &b);
   if (rc) return rc;

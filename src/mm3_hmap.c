@@ -838,6 +838,11 @@ typedef struct arenas {
   size_t n, cap;
 } arenas;
 
+static int by_start(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
 /* Is off a node that one of the arenas handed out? */
 static int in_arenas(const arenas *as, const mm3_ctype *t, uint64_t off) {
   size_t lo = 0, hi = as->n - 1;
@@ -853,7 +858,8 @@ static int in_arenas(const arenas *as, const mm3_ctype *t, uint64_t off) {
 static int gcheck(mm3_file *f, const mm3_ctype *t, ghead *g, const arenas *as, char *why, size_t n) {
   uint64_t chained = 0, handed = 0;
   for (size_t i = 0; i < as->n; i++) {
-    if (i > 0 && as->r[i][0] - sizeof(arena) < as->r[i - 1][1]) BAD("map: two node arenas overlap");
+    if (i > 0 && as->r[i][0] - sizeof(arena) < as->r[i - 1][1])
+      BAD("map: two node arenas overlap (or their links loop)");
     handed += (as->r[i][1] - as->r[i][0]) / t->node_size;
   }
   for (int i = 0; i < 2; i++) {
@@ -919,13 +925,16 @@ int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size
   /* its arenas (sorted by offset): where its nodes may be */
   arenas as = {NULL, 0, 0};
   int rc = 0;
+  /* no more than the file holds (links that loop come back, and show as
+     arenas that overlap once sorted) */
+  uint64_t most = f->mapped / ((uint64_t)16 << ARENA_MIN_LG) + 1;
   for (uint64_t off = g->arena; off && !rc; as.n++) {
     const arena *a = arena_at(f, t, off);
     if (!a) {
       snprintf(why, n, "map: node arena at offset %llu is damaged", (unsigned long long)off);
       rc = MM3_ECORRUPT;
-    } else if (as.n == ARENA_GUARD) {
-      snprintf(why, n, "map: more than %llu node arenas (their links loop)", (unsigned long long)ARENA_GUARD);
+    } else if (as.n == most) {
+      snprintf(why, n, "map: more node arenas than the file holds (their links loop)");
       rc = MM3_ECORRUPT;
     } else if (as.n == as.cap) {
       void *more = realloc(as.r, (as.cap ? 2 * as.cap : 64) * sizeof *as.r);
@@ -933,11 +942,10 @@ int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size
       else as.r = more, as.cap = as.cap ? 2 * as.cap : 64;
     }
     if (rc) break;
-    size_t at = as.n;
-    for (; at > 0 && as.r[at - 1][0] > off; at--) as.r[at][0] = as.r[at - 1][0], as.r[at][1] = as.r[at - 1][1];
-    as.r[at][0] = off + sizeof(arena), as.r[at][1] = a->bump;
+    as.r[as.n][0] = off + sizeof(arena), as.r[as.n][1] = a->bump;
     off = a->prev;
   }
+  if (as.n > 1) qsort(as.r, as.n, sizeof *as.r, by_start);
   if (!rc) rc = gcheck(f, t, g, &as, why, n);
   free(as.r);
   return rc;

@@ -75,7 +75,11 @@ static void release_retired(mm3_file *f) {
   if (!h->retired_n || h->log_len != 0) return;
   /* a writer that died growing the log may have named the log itself */
   for (uint64_t i = h->retired_n < 16 ? h->retired_n : 16; i-- > 0;)
-    if (h->retired[i] == h->log_off) h->retired[i] = h->retired[--h->retired_n];
+    if (h->retired[i] == h->log_off) { /* the last entry moves in first: a death between drops no block */
+      uint64_t last = h->retired_n - 1;
+      h->retired[i] = h->retired[last];
+      __atomic_store_n(&h->retired_n, last, __ATOMIC_RELEASE);
+    }
   if (!h->retired_n) return;
   mm3__free_steps(f, h->retired, 1, h->retired_n < 16 ? h->retired_n : 16, 0, &h->retired_n);
 }

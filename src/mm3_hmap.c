@@ -145,9 +145,10 @@ _Static_assert(sizeof(ghead) == 48, "map<K,V> head is 48 bytes");
    allocation. A deleted node goes on the map's list of free nodes (in the
    newest arena's head), which the next inserts take first; clearing the
    map frees its arenas whole. Each new arena holds a quarter of the entries
-   so far, or the rest of a put_many, in a block rounded up to a power of two
-   (as every heap block is) of 2 KiB to 1 GiB (more for a node that needs
-   it): a map of big values takes no room for nodes it may never have. A map with nodes
+   so far, or the rest of a put_many, at least ARENA_MIN_NODES, in a block
+   rounded up to a power of two (as every heap block is) of at most 1 GiB
+   (a node that needs more gets a block of its size): a small map, or a map
+   of big values, takes no room for nodes it may never have. A map with nodes
    made before arenas (g->arena 0, count > 0) keeps taking a heap block a
    node, until it has no node again; so does every map of a file of format
    version 1 (made before arenas: a library of that time could open it, and
@@ -160,8 +161,9 @@ typedef struct arena {
   uint64_t free; /* newest arena only: deleted nodes, each linked by its first word */
 } arena;
 
-#define ARENA_MIN_LG 7  /* blocks of at least 16 << 7 bytes (2 KiB: 62 nodes of 32 bytes) */
-#define ARENA_MAX_LG 26 /* and at most 16 << 26 (1 GiB), unless a node needs more */
+#define ARENA_MIN_NODES 4 /* (a map of one entry pays 4 nodes: 176 bytes in a 256-byte block) */
+#define ARENA_MIN_LG 4    /* blocks of at least 16 << 4 bytes */
+#define ARENA_MAX_LG 26   /* and at most 16 << 26 (1 GiB), unless a node needs more */
 #define ARENA_GUARD ((uint64_t)1 << 20) /* more arenas than a map can have: a loop */
 
 /* Arena at off, checked (NULL: damaged). */
@@ -203,6 +205,7 @@ static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, 
   }
   uint64_t nodes = g->count / 4;
   if (nodes < more) nodes = more;
+  if (nodes < ARENA_MIN_NODES) nodes = ARENA_MIN_NODES;
   int k = ARENA_MIN_LG;
   for (;; k++) { /* the smallest block for them all, or the biggest arena's (a node at least) */
     uint64_t room = (((uint64_t)16 << k) - 16 - sizeof(arena)) / t->node_size;
@@ -888,6 +891,15 @@ static int gcheck(mm3_file *f, const mm3_ctype *t, ghead *g, const arenas *as, c
   for (uint64_t off = ((const arena *)(f->base + g->arena))->free; off; off = *(const uint64_t *)(f->base + off)) {
     if (!in_arenas(as, t, off)) BAD("map: free node list links to offset %llu, not a node of its arenas", (unsigned long long)off);
     if (++nfree > handed) BAD("map: free node list loops");
+    /* a free node keeps its old key: a lookup of it that lands on this very
+       node finds it linked as well (every linked node is in its key's
+       bucket: checked above) */
+    uint8_t *nd = f->base + off, *found = NULL;
+    uint64_t *link;
+    int which;
+    if (gfind(f, t, g, nd + t->key_off, mm3_hmap_key_hash(f, t, nd + t->key_off), &link, &found, &which) == 0 &&
+        found == nd)
+      BAD("map: node at %llu is both linked and on the free node list", (unsigned long long)off);
   }
   if (chained + nfree != handed)
     BAD("map: its arenas handed out %llu nodes, %llu linked and %llu free", (unsigned long long)handed,

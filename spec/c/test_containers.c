@@ -1644,6 +1644,59 @@ FTEST(check_damaged_hmap) {
   CHECK(file_ok(f)); /* the failed put changed nothing */
 }
 
+/* Damage to a map's node arenas, as another program could make it: links
+   between arenas that loop (the check says so at once, never walks on), a
+   free node list that names a linked node (the check says so before a put
+   could reuse it and lose that entry), a head whose next node is past its
+   end. */
+FTEST(check_damaged_arenas) {
+  mm3_ctype t;
+  mm3_file *f = u64_map_file("dmgarena", 0, &t, NULL);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f), *base = mm3_file_base(f);
+  CHECK_RC(put_keys(f, c, &t, 0, 40)); /* arenas of 4 nodes, then more */
+  uint64_t newest = rd64(c + 40), oldest = newest;
+  REQUIRE(newest != 0);
+  while (rd64(base + oldest)) oldest = rd64(base + oldest);
+  CHECK(oldest != newest);
+  char why[160];
+  /* the oldest arena's link names the newest: a loop */
+  wr64(base + oldest, newest);
+  CHECK_EQ(mm3_container_check(f, c, &t, why, sizeof why), MM3_ECORRUPT);
+  CHECK(strstr(why, "loop") != NULL);
+  wr64(base + oldest, 0);
+  CHECK(container_ok(f, c, &t));
+  /* a free list whose head is a linked node (the last of its chain) */
+  uint64_t k = 3, victim = 0;
+  CHECK_RC(mm3_hmap_del(f, c, &t, &k));
+  CHECK(container_ok(f, c, &t));
+  for (k = 10; k < 40 && !victim; k++) {
+    uint8_t *vp;
+    CHECK_RC(mm3_hmap_get(f, c, &t, &k, NULL, &vp));
+    uint64_t node = (uint64_t)(vp - base) - t.val_off;
+    if (rd64(base + node) == 0) victim = node;
+  }
+  REQUIRE(victim != 0);
+  uint64_t freed = rd64(base + newest + 24);
+  wr64(base + newest + 24, victim);
+  CHECK_EQ(mm3_container_check(f, c, &t, why, sizeof why), MM3_ECORRUPT);
+  CHECK(strstr(why, "both linked and on the free node list") != NULL);
+  wr64(base + newest + 24, freed);
+  CHECK(container_ok(f, c, &t));
+  /* the newest arena's next node past its end: the map is damaged, a put
+     says so and writes nothing */
+  uint64_t bump = rd64(base + newest + 8), end = rd64(base + newest + 16);
+  wr64(base + newest + 8, end + t.node_size);
+  CHECK_EQ(mm3_container_check(f, c, &t, why, sizeof why), MM3_ECORRUPT);
+  uint64_t v = 1, nk = 1000, len = mm3_container_len(f, c, &t);
+  CHECK_EQ(mm3_hmap_put(f, c, &t, &nk, &v, NULL), MM3_ECORRUPT);
+  CHECK_EQ(mm3_container_len(f, c, &t), len);
+  wr64(base + newest + 8, bump);
+  CHECK(container_ok(f, c, &t));
+  CHECK_EQ(mm3_hmap_get(f, c, &t, &nk, NULL, NULL), MM3_ENOTFOUND);
+  CHECK(file_ok(f));
+}
+
 FTEST(check_damaged_segmented) {
   mm3_ctype t = ctype(MM3_SEGMENTED, 8, 8, 0);
   mm3_file *f = container_file("dmgseg", "root segmented<u64>", &t);
@@ -1674,4 +1727,5 @@ RUN_TESTS(ctype_vec_ring_layout, ctype_map_layout, ctype_segmented_value_layout,
           hmap_get_many_not_found_leaves_value, hmap_put_many_get_many, hmap_put_many_sizes_table_once, fmap_put_many_full, hmap_put_many_rollback_readonly,
           seg_push_million, seg_new_segment_takes_no_memory, hmap_table_block_rest_untouched, cut_file_stays_cut, seg_set_pop_truncate, check_past_reserve_is_not_damage, seg_push_past_reserve, value_get_set_retry,
           value_fixed_capacity, containers_in_struct_readonly, check_healthy_containers,
-          check_damaged_vec_and_value, check_damaged_fmap, check_damaged_hmap, check_damaged_segmented)
+          check_damaged_vec_and_value, check_damaged_fmap, check_damaged_hmap, check_damaged_arenas,
+          check_damaged_segmented)

@@ -303,7 +303,7 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int how) {
   } else {
     /* Log the top before reading it: logging may grow the undo log, which
        takes its block from this same top. */
-    if (!f->top_logged && (rc = mm3__log(f, &h->heap_top, 8)) != 0) return rc;
+    if ((rc = mm3__log(f, &h->heap_top, 8)) != 0) return rc;
     uint64_t top = h->heap_top ? h->heap_top : heap_start(f);
     /* the top lies in the file (a damaged one could make top + bsize wrap,
        or point the tag below outside the mapping) */
@@ -326,7 +326,7 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int how) {
   }
   /* (blocks from the top only are the undo log's, counted nowhere: never
      counted, they need no undoing of the count if a death follows) */
-  if (!top_only && !f->top_logged && (rc = mm3__log(f, &h->alloc_bytes, 8)) != 0) return rc;
+  if (!top_only && (rc = mm3__log(f, &h->alloc_bytes, 8)) != 0) return rc;
   uint64_t *tag = (uint64_t *)(f->base + b);
   tag[1] = 0;
   tag[0] = TAG_USED | (uint64_t)k;

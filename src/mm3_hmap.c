@@ -184,11 +184,10 @@ static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, 
   if (!g->arena && (g->count > 0 || mm3__hdr(f)->version < 2)) return mm3__alloc(f, t->node_size, off);
   arena *a = NULL;
   if (g->arena && !(a = arena_at(f, t, g->arena))) return MM3_ECORRUPT;
-  int logged = f->top_logged && f->arena_logged == g->arena; /* (put_group logged its head) */
   if (a && a->free) {
     uint64_t n = a->free;
     if (n % 8 || !mm3__inside(f, n, t->node_size)) return MM3_ECORRUPT;
-    if (!logged) LOG(f, &a->free, 8);
+    LOG(f, &a->free, 8);
     /* The whole node: a rollback to before its delete links it again, and
        must find its old entry in it, not the one about to be written. (The
        heap keeps a freed block from reuse until the free commits.) */
@@ -198,7 +197,7 @@ static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, 
     return 0;
   }
   if (a && a->end - a->bump >= t->node_size) {
-    if (!logged) LOG(f, &a->bump, 8);
+    LOG(f, &a->bump, 8);
     *off = a->bump;
     a->bump += t->node_size;
     return 0;
@@ -221,8 +220,7 @@ static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, 
   a->bump = b + sizeof(arena) + t->node_size;
   a->end = b + sizeof(arena) + (bytes - sizeof(arena)) / t->node_size * t->node_size;
   a->free = 0;
-  g->arena = b; /* (gput, or the group, logged the map's head) */
-  if (f->top_logged) f->arena_logged = b;
+  g->arena = b; /* (the caller logged the map's head) */
   *off = b + sizeof(arena);
   return 0;
 }
@@ -338,12 +336,12 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
   return 0;
 }
 
-/* The caller (put_group) has moved this put's share of a resize under way. */
+/* The caller (put_group) has moved this put's share of a resize under way,
+   and logged the map's head since its newest savepoint. */
 static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
                 int *created, uint64_t more) {
   ghead *g = (ghead *)c;
   int rc;
-  if (!f->top_logged) LOG(f, g, sizeof *g);
   if (!g->tab[0]) { /* first entry: 8 buckets */
     uint64_t off;
     rc = mm3__alloc(f, 8 << 3, &off);
@@ -641,30 +639,21 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
   }
   if (m > 1)
     for (size_t j = 0; j < m; j++) PREFETCH(first_at(f, c, t, h[j]));
-  /* Outside a transaction a group of growable map puts logs the map's head,
-     the heap top and the byte count once for all of them (each put would
-     log each again), and takes no savepoint per put. Should put j fail, the
-     group's puts are undone together, those before j are made again one
-     savepoint each, as below, and j's error is returned. */
+  /* Outside a transaction a group of growable map puts takes no savepoint
+     per put, and logs the map's head once for all of them. Should put j
+     fail, the group's puts are undone together, those before j are made
+     again one savepoint each, as below, and j's error is returned. */
   uint64_t sg;
   size_t upto = m; /* the puts to make one savepoint each */
   int failed = 0;
   if (!rc && m > 1 && t->kind == MM3_HMAP && f->txn_depth == 0 && !mm3__other_txn(f) &&
       (rc = mm3__savepoint(f, &sg)) == 0) {
-    mm3_header *hd = mm3__hdr(f);
     upto = 0;
     failed = mm3__log(f, g, sizeof *g);
-    if (!failed) failed = mm3__log(f, &hd->heap_top, 8);
-    if (!failed) failed = mm3__log(f, &hd->alloc_bytes, 8);
-    arena *a = g->arena ? arena_at(f, t, g->arena) : NULL; /* (damaged: the puts find it so) */
-    if (!failed && a && (failed = mm3__log(f, a, sizeof *a)) == 0) f->arena_logged = g->arena;
-    f->top_logged = 1;
     for (; upto < m && !failed; upto++)
       if ((failed = gput(f, c, t, keys + upto * t->key_size, h[upto], vals + upto * t->elem_size, created,
                          more - upto)) != 0)
         break;
-    f->top_logged = 0;
-    f->arena_logged = 0;
     if (failed) mm3__rollback(f, sg);
     else *done += m, upto = 0;
   }
@@ -673,8 +662,9 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
     rc = mm3__savepoint(f, &sj);
     if (rc) break;
     const uint8_t *kj = keys + j * t->key_size, *vj = vals + j * t->elem_size;
-    rc = t->kind == MM3_FMAP ? fput(f, c, t, kj, h[j], vj, created)
-                             : gput(f, c, t, kj, h[j], vj, created, more > j ? more - j : 0);
+    if (t->kind == MM3_FMAP) rc = fput(f, c, t, kj, h[j], vj, created);
+    else if ((rc = mm3__log(f, c, sizeof(ghead))) == 0)
+      rc = gput(f, c, t, kj, h[j], vj, created, more > j ? more - j : 0);
     if (rc) mm3__rollback(f, sj);
     else ++*done;
   }

@@ -92,9 +92,6 @@ struct mm3_file {
   void *own_txn_owner; /* used when the table of files is full */
   int txn_depth;       /* nesting of mm3_txn_begin */
   int no_log;          /* set while the log itself is being made */
-  int top_logged;      /* set while a group of map puts runs with the heap top, the byte count (and
-                          the map's head) logged once for all of them (see put_group) */
-  uint64_t arena_logged; /* with top_logged: the map's node arena whose head is logged (or new) */
   int durable;         /* flush at every commit */
   uint64_t recovered;  /* writes of dead processes rolled back by this one */
   /* Heap a rollback left between the heap top it restored and the log's

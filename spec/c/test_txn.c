@@ -1246,7 +1246,7 @@ FTEST(dead_writer_past_reserve_left_for_a_bigger_open) {
 }
 
 /* A process dies part way through a put_many (a group of 16 puts logs the
-   map's head and the heap top once for all of them): the next one to take
+   map's head once for all of them, and takes no savepoint per put): the next one to take
    the lock finds every group before the death whole and the dying group
    absent, the old entries as they were, and no space leaked. */
 FTEST(death_in_a_put_many_group_undoes_the_group) {

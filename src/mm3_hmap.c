@@ -164,7 +164,9 @@ typedef struct arena {
 #define ARENA_MIN_NODES 4 /* (a map of one entry pays 4 nodes: 176 bytes in a 256-byte block) */
 #define ARENA_MIN_LG 4    /* blocks of at least 16 << 4 bytes */
 #define ARENA_MAX_LG 26   /* and at most 16 << 26 (1 GiB), unless a node needs more */
-#define ARENA_GUARD ((uint64_t)1 << 20) /* more arenas than a map can have: a loop */
+
+/* More arenas than the file can hold: their links loop. */
+static uint64_t arena_bound(const mm3_file *f) { return f->mapped / ((uint64_t)16 << ARENA_MIN_LG) + 1; }
 
 /* Arena at off, checked (NULL: damaged). */
 static arena *arena_at(mm3_file *f, const mm3_ctype *t, uint64_t off) {
@@ -417,7 +419,7 @@ static int free_detached(mm3_file *f, const mm3_ctype *t, ghead *g) {
     if (rc) return rc;
     for (int done = 0; off && !rc && done < BATCH; done++) {
       const arena *a = arena_at(f, t, off);
-      if (!a || ++n > ARENA_GUARD) { /* damaged: leave the rest */
+      if (!a || ++n > arena_bound(f)) { /* damaged: leave the rest */
         off = 0;
         break;
       }
@@ -472,12 +474,10 @@ static int find_any(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key
   return gfind(f, t, (ghead *)c, key, h, &link, n, &which);
 }
 
-/* Writers make the file's sequence odd while they change a map and even
-   again after (a seqlock), so a lookup can run without the lock and retry if
-   a write overlapped it. Every offset is checked, so an overlapped lookup
+/* Writers make the file's sequence odd while they change a map
+   (mm3__seq_begin), so a lookup can run without the lock and retry if a
+   write overlapped it. Every offset is checked, so an overlapped lookup
    reads garbage at worst, never outside the file, and its result is dropped. */
-static void seq_begin(mm3_file *f) { __atomic_add_fetch(&mm3__hdr(f)->seq, 1, __ATOMIC_ACQ_REL); }
-static void seq_end(mm3_file *f) { __atomic_add_fetch(&mm3__hdr(f)->seq, 1, __ATOMIC_RELEASE); }
 
 /* A value of n bytes: an 8-byte one (the common case) inline, not a call. */
 static inline void copy_value(void *dst, const void *src, size_t n) {
@@ -629,7 +629,7 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  seq_begin(f);
+  uint64_t sq = mm3__seq_begin(f);
   ghead *g = (ghead *)c;
   if (t->kind == MM3_HMAP && more > m) presize(f, g, more);
   if (t->kind == MM3_HMAP && g->rehash) {
@@ -669,7 +669,7 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
     else ++*done;
   }
   if (!rc) rc = failed;
-  seq_end(f);
+  mm3__seq_end(f, sq);
   /* what was put before a failure stays; a failed group of one (a single
      put) changes nothing at all, its share of a resize included */
   int erc = mm3__op_end(f, sp, m == 1 ? rc : 0);
@@ -704,10 +704,10 @@ int mm3_hmap_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
   hash_group(f, c, t, 1, key, &h);
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  seq_begin(f);
+  uint64_t sq = mm3__seq_begin(f);
   rc = t->kind == MM3_FMAP ? fdel(f, c, t, key, h) : gdel(f, c, t, key, h);
   if (rc) mm3__rollback(f, sp);
-  seq_end(f);
+  mm3__seq_end(f, sq);
   return mm3__op_end(f, sp, rc);
 }
 
@@ -717,10 +717,10 @@ int mm3_hmap_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
   if (rc) return rc;
   ghead old;
   memcpy(&old, c, sizeof old);
-  seq_begin(f);
+  uint64_t sq = mm3__seq_begin(f);
   rc = mm3__log(f, c, t->kind == MM3_FMAP ? t->size : sizeof(ghead));
   if (!rc) memset(c, 0, t->kind == MM3_FMAP ? t->size : sizeof(ghead)); /* detached in one step */
-  seq_end(f);
+  mm3__seq_end(f, sq);
   rc = mm3__op_end(f, sp, rc);
   if (rc || t->kind == MM3_FMAP) return rc;
   return free_detached(f, t, &old);
@@ -762,11 +762,11 @@ int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], 
       break;
     }
     if (rc) goto out;
-    seq_begin(f);
+    uint64_t sq = mm3__seq_begin(f);
     rc = mm3__log(f, g, sizeof *g);
     if (!rc) rc = rehash_step(f, t, g, BATCH);
     if (rc) mm3__rollback(f, sp);
-    seq_end(f);
+    mm3__seq_end(f, sq);
     rc = mm3__op_end(f, sp, rc);
     if (rc) goto out;
     rc = MM3_ENOTFOUND;
@@ -822,8 +822,6 @@ out:
     return MM3_ECORRUPT;                  \
   } while (0)
 
-/* Is off a node that one of the na arenas (sorted [first node, bump)
-   ranges) handed out? */
 /* A growable map's arenas, as [first node, next unused node) ranges sorted
    by offset. */
 typedef struct arenas {
@@ -929,7 +927,7 @@ int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size
   int rc = 0;
   /* no more than the file holds (links that loop come back, and show as
      arenas that overlap once sorted) */
-  uint64_t most = f->mapped / ((uint64_t)16 << ARENA_MIN_LG) + 1;
+  uint64_t most = arena_bound(f);
   for (uint64_t off = g->arena; off && !rc; as.n++) {
     const arena *a = arena_at(f, t, off);
     if (!a) {

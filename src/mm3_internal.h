@@ -180,6 +180,21 @@ MM3_INTERNAL uint64_t mm3__heap_top(const mm3_file *f);
 
 static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->base; }
 
+/* The file's map sequence, a seqlock: a writer (holding the lock) makes it
+   odd while it changes a map, or rolls changes back (states that were never
+   committed), and even again after; a lock-free lookup retries when it was
+   odd or moved. begin returns what it found: found odd (a map operation
+   rolling itself back), it is left to that operation's end. */
+static inline uint64_t mm3__seq_begin(mm3_file *f) {
+  uint64_t *seq = &mm3__hdr(f)->seq, s = __atomic_load_n(seq, __ATOMIC_RELAXED);
+  if (!(s & 1)) __atomic_store_n(seq, s + 1, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST); /* odd before any change is seen */
+  return s;
+}
+static inline void mm3__seq_end(mm3_file *f, uint64_t s) {
+  if (!(s & 1)) __atomic_store_n(&mm3__hdr(f)->seq, s + 2, __ATOMIC_RELEASE);
+}
+
 /* For the C tests (which link the static library): called, when set, at a
    few named points of a write, so that a test can die exactly there. NULL
    otherwise (a test of it costs a load and a branch). */

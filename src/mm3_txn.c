@@ -321,28 +321,15 @@ static uint64_t keep_top_past_log(mm3_file *f) {
 }
 
 
-/* Lock-free map lookups retry while the sequence is odd: a rollback makes it
-   so while it replays (unless a map operation already did), as the states
-   it passes through never were committed. */
-static uint64_t replay_begin(mm3_file *f) {
-  uint64_t *seq = &mm3__hdr(f)->seq, s = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
-  if (!(s & 1)) __atomic_store_n(seq, s + 1, __ATOMIC_RELEASE);
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  return s;
-}
-static void replay_end(mm3_file *f, uint64_t s) {
-  if (!(s & 1)) __atomic_store_n(&mm3__hdr(f)->seq, s + 2, __ATOMIC_RELEASE);
-}
-
 void mm3__rollback(mm3_file *f, uint64_t sp) {
   mm3_header *h = mm3__hdr(f);
   mm3__free_rollback(f, sp); /* those blocks are live again */
   if (f->op_own) { /* an operation inside a transaction: its own entries */
     /* (the file's log keeps the top at the savepoint, whose rollback, or
        recovery's, finds this gap again) */
-    uint64_t s = replay_begin(f);
+    uint64_t s = mm3__seq_begin(f); /* (lock-free lookups wait for the end) */
     f->nown = replay(f, f->own, f->nown, sp, NULL);
-    replay_end(f, s);
+    mm3__seq_end(f, s);
     if (h->log_off) keep_top_past_log(f);
     return;
   }
@@ -354,9 +341,9 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
     return;
   }
   if (sp <= f->seen_max) seen_forget(f); /* entries of ranges it holds go */
-  uint64_t s = replay_begin(f);
+  uint64_t s = mm3__seq_begin(f); /* (lock-free lookups wait for the end) */
   uint64_t p = replay(f, f->base + h->log_off, pos, sp, &h->log_len);
-  replay_end(f, s);
+  mm3__seq_end(f, s);
   if (mm3__test_hook) mm3__test_hook("log: replayed");
   uint64_t gap = keep_top_past_log(f);
   __atomic_store_n(&h->log_len, sp == 0 ? 0 : p, __ATOMIC_RELEASE);

@@ -573,11 +573,11 @@ MM3_API int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_
  *  once per group of 16 entries, their cache misses overlap, and a growable
  *  map's table is sized once for the entries to come (count + n, when that
  *  is more than the next doubling; 16 to 32 bytes an entry, in a heap block
- *  twice that, so a batch that
- *  mostly replaces keys may leave the table bigger than needed) instead of
- *  doubling again and again; a table that cannot be had then is no error, the
- *  puts grow it as single puts do. A crash during
- *  the call leaves every entry whole, put or not (a group is one crash-atomic
+ *  twice that, so a batch that mostly replaces keys may leave the table
+ *  bigger than needed) instead of doubling again and again, and so is its
+ *  next node arena (room a key already there leaves to later inserts); a
+ *  table that cannot be had then is no error, the puts grow it as single
+ *  puts do. A crash during the call leaves every entry whole, put or not (a group is one crash-atomic
  *  step, so entries of the group under way are undone together); for
  *  all-or-nothing, call it in a transaction.
  *  On an error, entries before the failing one are in the map, it and those

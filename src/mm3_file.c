@@ -28,6 +28,7 @@ uint32_t mm3__create_version;
 _Static_assert(sizeof(mm3_header) == MM3_HEADER_SIZE, "header size");
 _Static_assert(offsetof(mm3_header, heap_top) == 144, "header layout");
 _Static_assert(offsetof(mm3_header, free_list) == 160, "header layout");
+_Static_assert(offsetof(mm3_header, gaps_n) == 720, "header layout");
 
 static const char magic[8] = {'M', 'E', 'M', 'M', 'A', 'P', '3', 0};
 #define BYTE_ORDER_MARK 0x01020304u

@@ -137,7 +137,6 @@ void mm3__guard_forget_locks(void) {
       f->txn_depth = 0;
       f->op_own = 0;
       f->npending = 0; /* the parent's, which it frees or drops itself */
-      f->ngaps = 0;
     }
   }
 }

@@ -187,6 +187,8 @@ int mm3_file_lock(mm3_file *f) {
     }
     mm3__recover(f);
     f->recovered++;
+  } else if ((*f->held) == 1 && __atomic_load_n(&mm3__hdr(f)->gaps_n, __ATOMIC_ACQUIRE) != 0) {
+    mm3__reclaim_gaps(f); /* its writer died as it emptied its log, before freeing them */
   }
   return 0;
 }
@@ -201,7 +203,6 @@ void mm3__forget_holder(mm3_file *g) {
      makes those blocks live again */
   mm3__txn_forget(g);
   g->npending = 0;
-  g->ngaps = 0; /* the recovery's rollback notes the gap that holds them */
   g->txn_depth = 0, g->lock_depth = 0, g->no_log = 0;
   __atomic_store_n(&g->lock_thread, 0UL, __ATOMIC_RELAXED);
 }
@@ -464,15 +465,16 @@ static int log_block(const mm3_file *f, uint64_t b) {
 
 void mm3__reclaim_gaps(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
-  if (!f->ngaps || __atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) != 0) return;
-  if (mm3_file_refresh(f)) { /* they stay in use (a leak), never freed later by a stale note */
-    f->ngaps = 0;
-    return;
-  }
-  uint64_t batch[FREE_STEP], top = mm3__heap_top(f);
+  if (!h->gaps_n || __atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) != 0) return;
+  if (mm3__test_hook) mm3__test_hook("gaps: to free");
+  /* A handle that cannot map all the file leaves the note to one that can:
+     nothing frees or hands out a gap's blocks meanwhile (they are in use,
+     named by nothing), and the heap top never falls below them again. */
+  if (mm3_file_refresh(f)) return;
+  uint64_t batch[FREE_STEP], top = mm3__heap_top(f), n = h->gaps_n < 8 ? h->gaps_n : 8;
   size_t m = 0;
-  for (int i = 0; i < f->ngaps; i++) {
-    uint64_t b = f->gaps[i][0], end = f->gaps[i][1] < top ? f->gaps[i][1] : top;
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t b = h->gaps[i][0], end = h->gaps[i][1] < top ? h->gaps[i][1] : top;
     if (b < heap_start(f) || b % 16) continue;
     for (uint64_t size; b < end; b += size) {
       int used;
@@ -485,7 +487,7 @@ void mm3__reclaim_gaps(mm3_file *f) {
     }
   }
   if (m) mm3__free_steps(f, batch, 1, m, 0, NULL);
-  f->ngaps = 0;
+  __atomic_store_n(&h->gaps_n, 0, __ATOMIC_RELEASE);
 }
 
 void mm3__free_rollback(mm3_file *f, uint64_t sp) {
@@ -649,5 +651,13 @@ static int check_heap(mm3_file *f, char *why, size_t n) {
     snprintf(why, n, "undo log length %llu over its capacity", (unsigned long long)h->log_len);
     return MM3_ECORRUPT;
   }
+  /* (a note a dead writer left: the next writable locker frees its blocks) */
+  for (uint64_t i = 0; i < h->gaps_n; i++)
+    if (i >= 8 || h->gaps[i][0] < start || h->gaps[i][0] % 16 || h->gaps[i][0] > h->gaps[i][1] ||
+        h->gaps[i][1] > f->mapped) {
+      snprintf(why, n, "heap: the note of gaps to free is damaged (gap %llu of %llu)", (unsigned long long)i + 1,
+               (unsigned long long)h->gaps_n);
+      return MM3_ECORRUPT;
+    }
   return 0;
 }

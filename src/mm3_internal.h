@@ -70,7 +70,13 @@ typedef struct mm3_header {
      written with zeros (so their pages are in the page cache); 0 or a stale
      value only costs page faults (see prefill in mm3_heap.c) */
   uint64_t prefilled;
-  uint8_t reserved[MM3_HEADER_SIZE - 720];
+  /* 720: heap that a rollback left between the heap top it restored and an
+     undo log block above it (blocks the rolled-back work took, reachable
+     from nothing): gaps_n [from, to) pairs, freed once the log is empty by
+     whoever empties it (mm3__reclaim_gaps), or by the next locker if that
+     one died first. Zero in files made before (a death there leaked). */
+  uint64_t gaps_n, gaps[8][2];
+  uint8_t reserved[MM3_HEADER_SIZE - 856];
 } mm3_header;
 
 struct mm3_file {
@@ -94,11 +100,6 @@ struct mm3_file {
   int no_log;          /* set while the log itself is being made */
   int durable;         /* flush at every commit */
   uint64_t recovered;  /* writes of dead processes rolled back by this one */
-  /* Heap a rollback left between the heap top it restored and the log's
-     block above it (blocks the rolled-back work took, reachable from
-     nothing): [from, to) pairs, freed once nothing is under way. */
-  uint64_t gaps[8][2];
-  int ngaps;
   uint64_t *pending;   /* blocks freed by what is not committed yet: offset, log position */
   size_t npending, cpending;
   /* A transaction keeps in the file's log only what its rollback needs (see
@@ -248,7 +249,8 @@ MM3_INTERNAL void mm3__free_rollback(mm3_file *f, uint64_t sp);
    the same step (n <= 64 then: one step). */
 MM3_INTERNAL void mm3__free_steps(mm3_file *f, const uint64_t *offs, size_t stride, size_t n, int counted,
                                   uint64_t *count);
-/* Free the blocks of f->gaps (see mm3_file) and forget them. */
+/* Free the blocks of the header's gaps (see mm3_header) and forget them,
+   once the log is empty. */
 MM3_INTERNAL void mm3__reclaim_gaps(mm3_file *f);
 /* Initialise the lock bytes of a new header. */
 MM3_INTERNAL int mm3__lock_init(void *lock);

@@ -304,18 +304,21 @@ static uint64_t keep_top_past_log(mm3_file *f) {
   uint64_t top = mm3__heap_top(f);
   if (top >= end) return 0;
   /* A gap noted before that begins at or above this one lies inside it
-     (every later allocation came from above its end). */
-  int j = 0;
-  for (int i = 0; i < f->ngaps; i++)
-    if (f->gaps[i][0] < top) {
-      f->gaps[j][0] = f->gaps[i][0], f->gaps[j][1] = f->gaps[i][1];
+     (every later allocation came from above its end). The note is in the
+     file, written before the top moves: whoever dies from here on, the
+     next locker frees the gap (the log's rollback finds it again, or,
+     with the log empty, the note alone). */
+  uint64_t n = h->gaps_n < 8 ? h->gaps_n : 8, j = 0;
+  for (uint64_t i = 0; i < n; i++)
+    if (h->gaps[i][0] < top) {
+      h->gaps[j][0] = h->gaps[i][0], h->gaps[j][1] = h->gaps[i][1];
       j++;
     }
-  f->ngaps = j;
-  if (j < (int)(sizeof f->gaps / sizeof f->gaps[0])) { /* else it stays a leak */
-    f->gaps[j][0] = top, f->gaps[j][1] = end;
-    f->ngaps++;
+  if (j < 8) { /* else it stays a leak */
+    h->gaps[j][0] = top, h->gaps[j][1] = end;
+    j++;
   }
+  __atomic_store_n(&h->gaps_n, j, __ATOMIC_RELEASE);
   h->heap_top = end;
   return top;
 }

@@ -860,6 +860,57 @@ FTEST(death_at_unlogged_log_steps_leaves_no_damage) {
   }
 }
 
+/* A process dies after a rollback emptied its undo log but before it freed
+   the gap the rollback left below the log's grown block: a transaction
+   rolled back whole, and the recovery of a writer that died in one (the
+   recovering process dies too). The next locker frees the gap from the
+   header's note: nothing leaks. Before, the gap was noted in the dying
+   process only, and its blocks stayed in use, named by nothing (288 KiB
+   here, in both cases). */
+FTEST(death_before_a_gap_is_freed_leaks_nothing) {
+  for (int i = 0; i < 2; i++) {
+    const char *path;
+    mm3_file *f = grow_log_file(i ? "gaprecover" : "gaprollback", &path);
+    REQUIRE(f);
+    pid_t pid = fork_child();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mm3_file *c = child_in_txn(path);
+      if (grow_log_work(c, 1, GROW_NEW)) _exit(11);
+      if (i) _exit(0); /* dies in the transaction: the next one recovers it */
+      die_point = "gaps: to free";
+      mm3__test_hook = die_at_point;
+      mm3_txn_rollback(c, 0);
+      _exit(12); /* never: it dies inside */
+    }
+    CHECK_EQ(wait_child(pid), 0);
+    if (i) { /* the recovering process dies at the same point */
+      pid = fork_child();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        mm3_file *c = open_existing(path, 0);
+        if (!c) _exit(10);
+        die_point = "gaps: to free";
+        mm3__test_hook = die_at_point;
+        mm3_file_lock(c);
+        _exit(12); /* never: it dies inside */
+      }
+      CHECK_EQ(wait_child(pid), 0);
+    }
+    CHECK(hdr_u64(f, 720) != 0); /* the note the dead process left */
+    CHECK_RC(mm3_file_lock(f));
+    mm3_file_unlock(f);
+    CHECK_EQ(hdr_u64(f, 720), 0);
+    CHECK_EQ(hdr_u64(f, 560), 0); /* (and no log to recover) */
+    CHECK(file_ok(f));
+    CHECK(containers_ok(f));
+    CHECK_EQ(leaked(f), 0);
+    check_map_model(f, grow_present, grow_model, GROW_NEW + 100000);
+    CHECK_RC(grow_log_work(f, 1, 3000)); /* and it is usable */
+    CHECK(file_ok(f));
+  }
+}
+
 /* A process dies while an operation outside any transaction grows the undo
    log for its first entry (a 200 KiB write, more than the first block
    holds), before any allocation logged the heap top: right after the new
@@ -2762,6 +2813,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_big_rollback_restores_old_data, txn_savepoint_inside_big_txn, txn_savepoint_rollback_keeps_earlier_frees,
           txn_rollback_after_log_grew_frees_its_blocks, txn_death_after_log_grew_leaks_nothing,
           close_of_other_handle_leaves_a_txns_log_blocks, thread_dies_after_gap_recovery_frees_it,
+          death_before_a_gap_is_freed_leaks_nothing,
           death_at_unlogged_log_steps_leaves_no_damage, death_while_the_log_grows_leaks_nothing,
           death_in_arena_work_leaves_a_whole_map, lock_free_gets_never_see_a_rollback_half_done,
           death_while_freeing_leaves_no_damage, death_after_an_ops_frees_undoes_the_op,

@@ -467,10 +467,13 @@ void mm3__reclaim_gaps(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
   if (!h->gaps_n || __atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) != 0) return;
   if (mm3__test_hook) mm3__test_hook("gaps: to free");
-  /* A handle that cannot map all the file leaves the note to one that can:
-     nothing frees or hands out a gap's blocks meanwhile (they are in use,
-     named by nothing), and the heap top never falls below them again. */
-  if (mm3_file_refresh(f)) return;
+  /* A handle that cannot map all the file leaves them in use (a leak): a
+     note kept for later could name a replaced log block that is freed and
+     handed out meanwhile. */
+  if (mm3_file_refresh(f)) {
+    __atomic_store_n(&h->gaps_n, 0, __ATOMIC_RELEASE);
+    return;
+  }
   uint64_t batch[FREE_STEP], top = mm3__heap_top(f), n = h->gaps_n < 8 ? h->gaps_n : 8;
   size_t m = 0;
   for (uint64_t i = 0; i < n; i++) {
@@ -653,8 +656,7 @@ static int check_heap(mm3_file *f, char *why, size_t n) {
   }
   /* (a note a dead writer left: the next writable locker frees its blocks) */
   for (uint64_t i = 0; i < h->gaps_n; i++)
-    if (i >= 8 || h->gaps[i][0] < start || h->gaps[i][0] % 16 || h->gaps[i][0] > h->gaps[i][1] ||
-        h->gaps[i][1] > f->mapped) {
+    if (i >= 8 || h->gaps[i][0] < start || h->gaps[i][0] % 16 || h->gaps[i][0] > h->gaps[i][1]) {
       snprintf(why, n, "heap: the note of gaps to free is damaged (gap %llu of %llu)", (unsigned long long)i + 1,
                (unsigned long long)h->gaps_n);
       return MM3_ECORRUPT;

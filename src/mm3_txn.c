@@ -31,8 +31,9 @@ static int log_fixed_at(mm3_file *f, uint64_t off, const void *old, size_t n);
    log first takes an entry for the heap top (log_entry keeps room for it),
    so recovery takes the top back below a new block the header does not
    name yet; and the old block is named as retired before the new one
-   replaces it (release_retired skips the log itself). Only the first log of
-   a file, which no log can record, may leak (64 KiB, once). */
+   replaces it (release_retired skips the log itself). The first log of a
+   file, which no log can record, is noted as a gap to free (see mm3_header)
+   until the header names it. */
 static int grow_log(mm3_file *f, uint64_t need) {
   mm3_header *h = mm3__hdr(f);
   uint64_t cap = h->log_off ? h->log_cap : 0, want = cap ? cap : LOG_FIRST - 16;
@@ -41,13 +42,22 @@ static int grow_log(mm3_file *f, uint64_t need) {
   /* (without the room, which a gap's entry may have taken, the block leaks
      if the writer dies before the header names it) */
   if (h->log_off) log_fixed_at(f, offsetof(mm3_header, heap_top), &h->heap_top, 8);
-  uint64_t off;
+  uint64_t off, gaps = h->gaps_n;
+  if (!h->log_off && gaps < 8) { /* the block it takes from the top: [top, top + its size) */
+    uint64_t top = mm3__heap_top(f), size = 16;
+    while (size < want + 16) size *= 2;
+    h->gaps[gaps][0] = top, h->gaps[gaps][1] = top + size;
+    __atomic_store_n(&h->gaps_n, gaps + 1, __ATOMIC_RELEASE);
+  }
   /* From the heap top, unlogged: a rollback of earlier allocations cannot
      hand its space out again, as mm3__rollback keeps the top past it. */
   f->no_log = 1;
   int rc = mm3__alloc_top(f, want, &off);
   f->no_log = 0;
-  if (rc) return rc;
+  if (rc) {
+    __atomic_store_n(&h->gaps_n, gaps, __ATOMIC_RELEASE);
+    return rc;
+  }
   if (mm3__test_hook) mm3__test_hook("log: block made");
   if (h->log_off) memcpy(f->base + off, f->base + h->log_off, h->log_len);
   uint64_t old = h->log_off;
@@ -58,6 +68,7 @@ static int grow_log(mm3_file *f, uint64_t need) {
   if (mm3__test_hook) mm3__test_hook("log: old block retired");
   __atomic_store_n(&h->log_off, off, __ATOMIC_RELEASE);
   h->log_cap = want;
+  __atomic_store_n(&h->gaps_n, gaps, __ATOMIC_RELEASE); /* (named: the first log's note goes) */
   return 0;
 }
 

@@ -963,6 +963,43 @@ FTEST(death_while_the_log_grows_leaks_nothing) {
   }
 }
 
+/* A process dies making a new file's first undo log (which no log can
+   record), after cutting its block from the heap top and before the header
+   names it. The next locker frees the block from the note of gaps: nothing
+   leaks. Before, the block stayed in use, named by nothing (64 KiB). */
+FTEST(death_making_the_first_log_leaks_nothing) {
+  const char *path;
+  mm3_file *f = new_file("firstlog", "raw", 4096, &path);
+  REQUIRE(f);
+  CHECK_EQ(hdr_u64(f, 552), 0); /* no log yet */
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file *c = open_existing(path, 0);
+    if (!c) _exit(10);
+    die_point = "log: block made";
+    mm3__test_hook = die_at_point;
+    uint64_t one = 7;
+    mm3_file_write(c, mm3_file_root(c), &one, 8);
+    _exit(12); /* never: it dies inside */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK_EQ(hdr_u64(f, 552), 0); /* the block made, not named */
+  CHECK_RC(mm3_file_lock(f));
+  mm3_file_unlock(f);
+  CHECK(file_ok(f));
+  CHECK_EQ(leaked(f), 0);
+  CHECK_EQ(hdr_u64(f, 720), 0);
+  uint64_t one = 7, back = 0;
+  CHECK_RC(mm3_file_write(f, mm3_file_root(f), &one, 8)); /* and the write now succeeds */
+  memcpy(&back, mm3_file_root(f), 8);
+  CHECK_EQ(back, 7);
+  CHECK(hdr_u64(f, 552) != 0);
+  CHECK_EQ(hdr_u64(f, 720), 0);
+  CHECK_EQ(leaked(f), 0);
+  CHECK(file_ok(f));
+}
+
 static int log_entries_left;
 static int die_at_log_entry(const char *point) {
   if (strcmp(point, "log: entry") == 0 && --log_entries_left == 0) _exit(0);
@@ -2813,7 +2850,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_big_rollback_restores_old_data, txn_savepoint_inside_big_txn, txn_savepoint_rollback_keeps_earlier_frees,
           txn_rollback_after_log_grew_frees_its_blocks, txn_death_after_log_grew_leaks_nothing,
           close_of_other_handle_leaves_a_txns_log_blocks, thread_dies_after_gap_recovery_frees_it,
-          death_before_a_gap_is_freed_leaks_nothing,
+          death_before_a_gap_is_freed_leaks_nothing, death_making_the_first_log_leaks_nothing,
           death_at_unlogged_log_steps_leaves_no_damage, death_while_the_log_grows_leaks_nothing,
           death_in_arena_work_leaves_a_whole_map, lock_free_gets_never_see_a_rollback_half_done,
           death_while_freeing_leaves_no_damage, death_after_an_ops_frees_undoes_the_op,

@@ -381,6 +381,41 @@ describe("hostile Lua code", function()
       assert.equal("true 1 nil 2", out)
     end)
 
+  it("a map iterator kept after its map type is collected refuses maps of new types (it crashed once)",
+    function()
+      -- The iterator held its type's address only: a new map type could land
+      -- there and pass the check, with keys of another size (4 MB here where
+      -- the snapshot holds 1-byte keys): a read far out of bounds, SIGSEGV.
+      local code = [[
+        local mm = require "memmap3"
+        local D = ...
+        local it
+        do
+          local A = mm.struct("A", {{"m", mm.map("u8", "u8")}})
+          local a = assert(mm.open(D .. "/a.mm3", A, {create = true}))
+          for i = 1, 200 do a.m[i] = i end
+          it = pairs(a.m)
+          mm.close(a)
+        end
+        collectgarbage(); collectgarbage()
+        local refused = 0
+        for k = 1, 20 do
+          local B = mm.struct("B" .. k, {{"m", mm.map("string<" .. (4000000 + k) .. ">", "u8")}})
+          local b = assert(mm.open(D .. "/b" .. k .. ".mm3", B, {create = true}))
+          local ok, err = pcall(it, b.m, nil)
+          if not ok and tostring(err):find("map iterator called on another container", 1, true) then
+            refused = refused + 1
+          end
+          mm.close(b)
+        end
+        io.write(refused)
+      ]]
+      local d = h.tmpdir("iter")
+      local out, status, err = h.run_lua(code, { args = { d } })
+      assert.equal(0, status, err)
+      assert.equal("20", out)
+    end)
+
   it("enums take and read the extreme integers without overflow", function()
     local E = mm.enum("E", "i64", { "a", "b" })
     local p = h.missing_path()

@@ -143,11 +143,20 @@ int lmm3_hmap_shl(lua_State *L) {
   return 1;
 }
 
-/* pairs: upvalue 1 is the position (two u64 in a userdata). */
+/* An iterator keeps its map's metatable (upvalue upv), not the address of
+   its type: a reference keeps the type alive, where a type collected since
+   could leave its address to another, with keys of another size. */
+static void check_same_type(lua_State *L, int upv) {
+  int same = lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(upv));
+  if (!same) luaL_error(L, "map iterator called on another container");
+  lua_pop(L, 1);
+}
+
+/* pairs: upvalue 1 is the position (two u64 in a userdata), 2 the map's
+   metatable. */
 static int map_next(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
-  if (v->ti != lua_touserdata(L, lua_upvalueindex(2))) /* an iterator taken from another map */
-    return luaL_error(L, "map iterator called on another container");
+  check_same_type(L, 2); /* an iterator taken from another map */
   uint64_t *pos = lua_touserdata(L, lua_upvalueindex(1));
   uint8_t *k, *val;
   int rc = mm3_hmap_next(v->fb->f, v->p, &v->ti->ct, pos, &k, &val);
@@ -167,11 +176,10 @@ static int map_next(lua_State *L) {
    looking each up as it goes, so a resize by any process during the
    traversal cannot make it skip or repeat an entry; entries deleted since
    are skipped, entries inserted since are not seen. upvalues: 1 the keys
-   (a userdata), 2 their count, 3 the next index. */
+   (a userdata), 2 their count, 3 the next index, 4 the map's metatable. */
 static int snap_next(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
-  if (v->ti != lua_touserdata(L, lua_upvalueindex(4))) /* the keys are that map type's size */
-    return luaL_error(L, "map iterator called on another container");
+  check_same_type(L, 4); /* the keys are that map type's size */
   const mm3_ctype *ct = &v->ti->ct;
   const uint8_t *keys = lua_touserdata(L, lua_upvalueindex(1));
   lua_Integer n = lua_tointeger(L, lua_upvalueindex(2)), i = lua_tointeger(L, lua_upvalueindex(3));
@@ -237,7 +245,7 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
   free(keybuf);
   lua_pushinteger(L, (lua_Integer)n);
   lua_pushinteger(L, 0);
-  lua_pushlightuserdata(L, (void *)v->ti);
+  lua_getmetatable(L, 1);
   lua_pushcclosure(L, snap_next, 4);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
@@ -250,7 +258,7 @@ int lmm3_hmap_pairs(lua_State *L) {
   if (v->ti->kind == LMM3_HMAP) return snapshot_pairs(L, v);
   uint64_t *pos = lua_newuserdatauv(L, 3 * sizeof(uint64_t), 0);
   pos[0] = pos[1] = pos[2] = 0;
-  lua_pushlightuserdata(L, (void *)v->ti);
+  lua_getmetatable(L, 1);
   lua_pushcclosure(L, map_next, 2);
   lua_pushvalue(L, 1);
   lua_pushnil(L);

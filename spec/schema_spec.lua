@@ -433,6 +433,20 @@ describe("schemas", function()
         {{"a", "u8[1099511627776]"}, {"b", "u8[1099511627776]"}})
     end)
 
+    it("more than 1024 array dimensions are refused, in a type string and level by level (gigabytes once)",
+      function()
+        -- each level keeps its own name: 100000 levels took gigabytes, and the
+        -- process was killed
+        local deep = "u8" .. string.rep("[1]", 1024)
+        assert.equal("root " .. deep, mm.canonical(mm.type(deep)))
+        one(deep)
+        raises({"'x'", "more than 1024 array dimensions"}, one, deep .. "[1]")
+        raises("more than 1024 array dimensions", one, "u8" .. string.rep("[1]", 100000))
+        local t = "u8"
+        for _ = 1, 1024 do t = mm.array(t, 1) end
+        raises("more than 1024 array dimensions", mm.array, t, 1)
+      end)
+
     it("zero and absurd lengths in mm.array", function()
       raises("zero length", mm.array, "u8", 0)
       raises("zero length", mm.array, "u8", -1)

@@ -41,6 +41,7 @@ M.MAX_SIZE = MAX_SIZE
 -- The largest string<N>, bytes<N> and container element (the C core keeps
 -- element sizes in 32 bits).
 local MAX_ELEM = 0xFFFFFFFF
+local MAX_DIMS = 1024 -- dimensions of one array type
 
 -- a * b > MAX_SIZE, for 1 <= a, b <= MAX_SIZE, without overflowing.
 local function over(a, b) return a > MAX_SIZE // b end
@@ -86,14 +87,19 @@ local function array_of(elem, n)
   if math_type(n) ~= "integer" then error("array length must be an integer", 0) end
   if n < 1 then error(format("%s[%d]: zero length (must be at least 1)", elem.canon, n), 0) end
   -- C order: T[a][b] is a arrays of (b arrays of T).
-  local base, dims = elem.canon, ""
-  if elem.kind == "array" then base, dims = elem.base_canon, elem.dims_canon end
+  local base, dims, ndims = elem.canon, "", 1
+  if elem.kind == "array" then base, dims, ndims = elem.base_canon, elem.dims_canon, elem.ndims + 1 end
+  -- (each level keeps its own name, the dimensions written out: without a
+  -- bound, 100000 levels took gigabytes)
+  if ndims > MAX_DIMS then
+    error(format("%s[%d]...: more than %d array dimensions", base, n, MAX_DIMS), 0)
+  end
   if n > MAX_SIZE or over(elem.size, n) then
     error(format("%s[%d]%s: size overflows (over %d bytes)", base, n, dims, MAX_SIZE), 0)
   end
   return setmetatable({
     kind = "array", code = CODE.array, elem = elem, n = n, size = elem.size * n,
-    align = elem.align, base_canon = base, dims_canon = format("[%d]", n) .. dims,
+    align = elem.align, base_canon = base, dims_canon = format("[%d]", n) .. dims, ndims = ndims,
     canon = base .. format("[%d]", n) .. dims, growable = elem.growable,
   }, Type)
 end

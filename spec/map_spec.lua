@@ -1066,6 +1066,26 @@ describe("memmap3.Map", function()
       assert.equal("e", m:read(64 * PAGE - 1))
     end)
 
+    it("a shared anonymous map shrinks but does not grow: an error, the map untouched (it gave SIGBUS once)",
+      function()
+        -- mremap added pages past the end of the shared memory behind the map;
+        -- touching them raised SIGBUS
+        local m = assert(mm.anon(2 * PAGE, {shared = true}))
+        m:write(0, "kept")
+        local ok, msg = m:remap(3 * PAGE, {may_move = true})
+        assert.is_nil(ok)
+        assert.matches("remap: a shared anonymous map cannot grow", msg, 1, true)
+        assert.equal(2 * PAGE, #m)
+        assert.equal("kept", m:read(0, 4))
+        m:write(2 * PAGE - 1, "z") -- its last byte is still there
+        assert.is_true(m:remap(PAGE))
+        assert.equal(PAGE, #m)
+        assert.equal("kept", m:read(0, 4))
+        assert.is_nil((m:remap(2 * PAGE)))
+        assert.is_true(m:remap(PAGE - 100)) -- within its pages
+        assert.equal("kept", m:read(0, 4))
+      end)
+
     it("a file map grows only as far as its file (no SIGBUS)", function()
       local p = h.tmpfile("0123456789")
       local f = assert(io.open(p, "r+b"))

@@ -62,4 +62,45 @@ describe("a file truncated underneath", function()
     assert.is_true(status == 128 + 7 or (os.getenv("LD_PRELOAD") or ""):find("asan") and status == 128 + 6,
       "status " .. tostring(status))
   end)
+
+  it("past 1024 open maps and files the guard still covers each: an error, not SIGBUS (it crashed once)",
+    function()
+      -- The guard had room for 1024 files and 1024 maps, and left the rest
+      -- unguarded: a read of a cut page through one of them raised SIGBUS.
+      local code = [[
+        local mm = require "memmap3"
+        local P, Q, N = ...
+        N = tonumber(N)
+        local f = assert(io.open(P, "wb")); f:write(string.rep("a", 8192)); f:close()
+        local T = mm.struct("Cut", {{"a", "u64"}, {"big", "u8[100000]"}, {"z", "u64"}})
+        local s0 = assert(mm.create(Q, T))
+        s0.z = 7
+        local maps, files = {}, {}
+        for i = 1, N do
+          local m, err = mm.map(P)
+          if not m then io.write("skip: map ", i, ": ", err); os.exit(0) end
+          maps[i] = m
+          local ok, v = pcall(mm.open, Q, T, {reserve = 1 << 20})
+          if not ok or not v then io.write("skip: open ", i, ": ", tostring(v)); os.exit(0) end
+          files[i] = v
+        end
+        f = io.open(P, "wb"); f:close()
+        assert(os.execute("truncate -s 4096 '" .. Q .. "'"))
+        local out = {}
+        for _, i in ipairs{1, N} do
+          local ok, err = pcall(function() return maps[i][5000] end)
+          out[#out + 1] = tostring(ok) .. " " .. tostring(err:find("truncated", 1, true) ~= nil)
+          ok, err = pcall(function() return files[i].z end)
+          out[#out + 1] = tostring(ok) .. " " .. tostring(err:find("truncated", 1, true) ~= nil)
+        end
+        io.write(table.concat(out, ","))
+      ]]
+      local out, status, err = h.run_lua(code, { args = { h.missing_path(), h.missing_path(), "1100" } })
+      assert.equal(0, status, err)
+      if out:match("^skip") then
+        pending(out .. " (raise the limit of open files to run this test)")
+        return
+      end
+      assert.equal("false true,false true,false true,false true", out)
+    end)
 end)

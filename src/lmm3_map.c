@@ -400,6 +400,14 @@ static int m_remap(lua_State *L) {
     if (short_rc) return lmm3_fail(L, "remap", short_rc);
   }
   int rc = mm3_map_remap(m, len, flags);
+  if (rc == MM3_ENOTSUP) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "remap: a shared anonymous map cannot grow (its memory, shared with forked children, "
+                       "keeps the size it was made with): length %I asked, %I mapped",
+                    (lua_Integer)len, (lua_Integer)mm3_map_len(m));
+    lua_pushinteger(L, rc);
+    return 3;
+  }
   if (rc == MM3_ETOOBIG)
     return luaL_error(L, "remap: %s (length %I)", mm3_strerror(rc), (lua_Integer)len);
   return result(L, rc, "remap");

@@ -184,9 +184,9 @@ MM3_API int mm3_map_is_anon(const mm3_map *m);
  *  after reading bytes whose loss matters. The Lua binding raises "the mapped
  *  file was truncated by another program" on every use after it is set.
  *  A map whose pages were replaced is several kernel mappings: growing or
- *  moving it with mm3_map_remap fails (EFAULT); close it. The guard has room
- *  for 1024 file maps (beside 1024 memmap3 files); maps beyond that are not
- *  guarded, nor is a map while mm3_map_remap runs. */
+ *  moving it with mm3_map_remap fails (EFAULT); close it. The guard grows
+ *  with the maps and files open (a map or open it cannot register fails
+ *  with ENOMEM); a map is not guarded while mm3_map_remap runs. */
 MM3_API int mm3_map_truncated(const mm3_map *m);
 
 /** Copy n bytes at off out of the map into dst.
@@ -267,8 +267,11 @@ MM3_API int mm3_map_protect(mm3_map *m, mm3_prot prot);
 /** Change the length of the map (mremap). For a file map, the file must
  *  already be long enough for the pages to be touched. Without
  *  MM3_REMAP_MAY_MOVE the map grows or shrinks in place or fails (ENOMEM).
- *  On failure the old mapping and its length are untouched.
- *  @return 0, MM3_ETOOBIG, MM3_EINVAL, or an errno from mremap. After a move,
+ *  On failure the old mapping and its length are untouched. A shared
+ *  anonymous map cannot grow past the pages it has (MM3_ENOTSUP): the memory
+ *  behind it, shared with forked children, keeps the size it was made with,
+ *  and pages past it would raise SIGBUS; it can shrink.
+ *  @return 0, MM3_ETOOBIG, MM3_EINVAL, MM3_ENOTSUP, or an errno from mremap. After a move,
  *          pointers from mm3_map_ptr are invalid. */
 MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
 

@@ -338,7 +338,10 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
   struct stat st;
   if (fstat(fd, &st) == 0) mm3__held_attach(f, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
   else f->held = &f->own_held, f->txn_owner = &f->own_txn_owner;
-  mm3__guard_add(f);
+  if ((rc = mm3__guard_add(f)) != 0) { /* (an unguarded file would crash on a cut) */
+    mm3_file_close(f);
+    return rc;
+  }
   *out = f;
   return 0;
 }

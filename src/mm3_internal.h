@@ -126,7 +126,7 @@ MM3_INTERNAL void mm3__held_detach(mm3_file *f);
 /* The SIGBUS guard (mm3_guard.c): while a file is open, a fault on one of
    its pages (the file was truncated underneath) maps a zero page there and
    flags the file instead of killing the process. */
-MM3_INTERNAL void mm3__guard_add(mm3_file *f);
+MM3_INTERNAL int mm3__guard_add(mm3_file *f); /* 0 or ENOMEM */
 MM3_INTERNAL void mm3__guard_remove(mm3_file *f);
 /* In a child after fork(): no handle holds the lock or a transaction. */
 MM3_INTERNAL void mm3__guard_forget_locks(void);
@@ -137,9 +137,12 @@ MM3_INTERNAL void mm3__guard_forget_locks(void);
 MM3_INTERNAL int mm3__fd_size(int fd, uint64_t *size, int *sized);
 /* File maps (mm3_map) are guarded beside the files: a fault on one of their
    pages maps a zero page there and sets m->truncated. Registered while
-   mapped; a remap takes the map out and puts it back. */
-MM3_INTERNAL void mm3__guard_add_map(mm3_map *m);
+   mapped (0 or ENOMEM); a remap holds the map's entry out (the handler
+   skips it, no one else takes its slot) and puts it back. */
+MM3_INTERNAL int mm3__guard_add_map(mm3_map *m);
 MM3_INTERNAL void mm3__guard_remove_map(mm3_map *m);
+MM3_INTERNAL void *mm3__guard_hold_map(mm3_map *m); /* its slot (NULL: not registered) */
+MM3_INTERNAL void mm3__guard_release_map(void *slot, mm3_map *m);
 
 /* Record the old bytes of [p, p + n) in the undo log before changing them
    (the caller holds the lock, through mm3__op_begin or a transaction).

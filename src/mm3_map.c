@@ -147,7 +147,13 @@ static int map_common(int fd, uint64_t offset, uint64_t len, mm3_mode mode,
   m->flags = flags | extra_flags;
   m->anon = fd < 0;
   m->fd = -1;
-  if (!m->anon) mm3__guard_add_map(m); /* a page past the end of the file would raise SIGBUS */
+  /* a page past the end of the file would raise SIGBUS */
+  int rc = m->anon ? 0 : mm3__guard_add_map(m);
+  if (rc) {
+    munmap(base, map_len);
+    free(m);
+    return rc;
+  }
   *out = m;
   return 0;
 }
@@ -388,9 +394,13 @@ int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags) {
   uint64_t granule = granule_of(m);
   if (new_len > (uint64_t)PTRDIFF_MAX - m->delta - mm3__page_size() - granule) return MM3_ETOOBIG;
   size_t map_len = kernel_len((size_t)new_len + m->delta, granule);
+  /* A shared anonymous map's memory (shared with forked children) has the
+     size it was made with: mremap would add pages past its end, which raise
+     SIGBUS when touched. */
+  if (m->anon && (m->flags & MAP_SHARED) && map_len > m->map_len) return MM3_ENOTSUP;
   /* Out of the guard while base and map_len change (a fault on the map
      meanwhile is not caught), back in after. */
-  if (!m->anon) mm3__guard_remove_map(m);
+  void *slot = m->anon ? NULL : mm3__guard_hold_map(m);
   void *p = mremap(m->base, m->map_len, map_len, (flags & MM3_REMAP_MAY_MOVE) ? MREMAP_MAYMOVE : 0);
   int rc = p == MAP_FAILED ? errno : 0;
   if (!rc) {
@@ -398,6 +408,6 @@ int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags) {
     m->map_len = map_len;
     m->len = (size_t)new_len;
   }
-  if (!m->anon) mm3__guard_add_map(m);
+  mm3__guard_release_map(slot, m);
   return rc;
 }

@@ -447,6 +447,33 @@ describe("schemas", function()
         raises("more than 1024 array dimensions", mm.array, t, 1)
       end)
 
+    it("structs and containers nested more than 256 deep are refused (5000 took a minute to create)",
+      function()
+        local T = mm.struct("N0", {{"a", "u8"}})
+        for i = 1, 255 do T = mm.struct("N" .. i, {{"s", T}, {"b", "u8"}}) end
+        local h = require "helpers"
+        local p = h.missing_path()
+        local s = assert(mm.create(p, T)) -- 256 deep: fine
+        local v = s
+        for _ = 1, 255 do v = v.s end
+        v.a = 9
+        mm.close(s)
+        s = assert(mm.open(p))
+        v = s
+        for _ = 1, 255 do v = v.s end
+        assert.equal(9, v.a)
+        mm.close(s)
+        raises({"mm.struct 'N256'", "field 's'", "nested more than 256 deep"}, mm.struct, "N256", {{"s", T}})
+        raises("nested more than 256 deep", mm.vec, T, 2)
+        raises("nested more than 256 deep", mm.map, "u8", T)
+        local V = "u8"
+        for _ = 1, 256 do V = mm.vec(V, 1) end
+        raises("mm.segmented: types nested more than 256 deep", mm.segmented, V)
+        -- a type string that deep runs out of the parser's stack: a clear error too
+        raises("nested too deep for a type string", mm.type, ("vec<"):rep(300) .. "u8" .. (",1>"):rep(300))
+        h.cleanup()
+      end)
+
     it("zero and absurd lengths in mm.array", function()
       raises("zero length", mm.array, "u8", 0)
       raises("zero length", mm.array, "u8", -1)

@@ -42,6 +42,20 @@ M.MAX_SIZE = MAX_SIZE
 -- element sizes in 32 bits).
 local MAX_ELEM = 0xFFFFFFFF
 local MAX_DIMS = 1024 -- dimensions of one array type
+-- Structs and containers nested in one another, at most (each level's views
+-- and checks walk the levels below it: 5000 took a minute to create)
+local MAX_DEPTH = 256
+
+-- How deep t nests structs and containers (a scalar: 0).
+local function depth(t) return t.depth or 0 end
+
+-- s cut for a message.
+local function short(s) return #s > 200 and s:sub(1, 200) .. "..." or s end
+
+local function check_depth(d, what)
+  if d > MAX_DEPTH then error(format("%s: types nested more than %d deep", what, MAX_DEPTH), 0) end
+  return d
+end
 
 -- a * b > MAX_SIZE, for 1 <= a, b <= MAX_SIZE, without overflowing.
 local function over(a, b) return a > MAX_SIZE // b end
@@ -100,6 +114,7 @@ local function array_of(elem, n)
   return setmetatable({
     kind = "array", code = CODE.array, elem = elem, n = n, size = elem.size * n,
     align = elem.align, base_canon = base, dims_canon = format("[%d]", n) .. dims, ndims = ndims,
+    depth = elem.depth,
     canon = base .. format("[%d]", n) .. dims, growable = elem.growable,
   }, Type)
 end
@@ -167,8 +182,11 @@ end
 -- @return a type object
 function M.parse_type(s, what)
   what = what or format("type '%s'", s)
-  local ast = type_only:match(s)
-  if not ast then error(format("%s: cannot parse type '%s'", what, s), 0) end
+  local ok, ast = pcall(type_only.match, type_only, s)
+  if not ok then -- LPeg's own stack ran out (past 100 levels or so: build deeper types from type objects)
+    error(format("%s: cannot parse type '%s': nested too deep for a type string", what, short(s)), 0)
+  end
+  if not ast then error(format("%s: cannot parse type '%s'", what, short(s)), 0) end
   return build(ast, nil, what)
 end
 
@@ -204,7 +222,7 @@ function M.container(kind, elem, n, what)
     error(format("%s: element type %s is too large for a container (over %d bytes)", what, elem.canon,
       MAX_ELEM), 0)
   end
-  local t = { kind = kind, code = CODE[kind], elem = elem }
+  local t = { kind = kind, code = CODE[kind], elem = elem, depth = check_depth(depth(elem) + 1, what) }
   if kind == "segmented" then
     t.size, t.align, t.growable = 8 + 8 * 56, 8, true
     t.canon = format("segmented<%s>", elem.canon)
@@ -253,7 +271,7 @@ function M.hashmap(k, v, n, what)
       v.canon, 1 << 31), 0)
   end
   local base_align = math.max(8, k.align, v.align)
-  local t = { kind = "map", key = k, elem = v }
+  local t = { kind = "map", key = k, elem = v, depth = check_depth(depth(v) + 1, what) }
   if n == nil then
     t.code, t.size, t.align, t.growable = CODE.hmap, 48, 8, true
     t.canon = format("map<%s,%s>", k.canon, v.canon)
@@ -341,6 +359,10 @@ function M.struct(name, fields)
     if atomic and not (ft.kind == "prim" and ATOMIC_OK[ft.name]) then
       error(format("%s: atomic needs an integer (up to 64 bits) or bool type, got %s", fwhat, ft.canon), 2)
     end
+    if depth(ft) >= MAX_DEPTH then
+      error(format("%s: types nested more than %d deep", fwhat, MAX_DEPTH), 2)
+    end
+    if depth(ft) >= depth(t) then t.depth = depth(ft) + 1 end
     off = align_up(off, ft.align)
     local f = { name = fname, type = ft, offset = off, atomic = atomic or false }
     if ft.growable then t.growable = true end
@@ -457,8 +479,8 @@ local schemadef = Ct(Ct(((structdef + enumdef) * P "\n") ^ 0) * P "root " * Ct(t
 --- Rebuild the types of a canonical schema text (as stored in a file).
 -- @return the root type, or nil and a message
 function M.parse_schema(text)
-  local ast = schemadef:match(text)
-  if not ast then return nil, "cannot parse the schema stored in the file" end
+  local parsed, ast = pcall(schemadef.match, schemadef, text)
+  if not parsed or not ast then return nil, "cannot parse the schema stored in the file" end
   local env = {}
   local function resolve(n) return env[n] end
   local ok, root = pcall(function()

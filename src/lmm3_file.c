@@ -163,7 +163,7 @@ static int l_file_info(lua_State *L) {
   for (int i = 15; i >= 0; i--, fp >>= 4) hex[i] = digits[fp & 15];
   lua_pushlstring(L, hex, 16);
   lua_setfield(L, -2, "fingerprint");
-  lua_pushinteger(L, mm3__hdr(fb->f)->version); /* the file's (this library opens 1 and 2) */
+  lua_pushinteger(L, mm3__hdr(fb->f)->version); /* the file's (this library opens 1 to 3) */
   lua_setfield(L, -2, "format_version");
   lua_pushboolean(L, fb->readonly);
   lua_setfield(L, -2, "readonly");

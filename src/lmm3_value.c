@@ -144,6 +144,11 @@ static void encode(wbuf *b, int idx, int seen, int depth, const char *where) {
 typedef struct rbuf {
   lua_State *L;
   const uint8_t *p, *end;
+  /* Entries the tables made so far may still announce (size hints): each
+     entry takes a byte at least, so all the tables of a sound value announce
+     no more than it has bytes. A damaged one (nested tables each announcing
+     most of the bytes) would have them allocated over and over. */
+  uint64_t entries;
 } rbuf;
 
 static void damaged(rbuf *r) { luaL_error(r->L, "memmap3: stored value is damaged"); }
@@ -202,6 +207,8 @@ static void decode(rbuf *r, int depth) {
       /* every entry takes at least one byte: bounds the table sizes */
       need(r, narr);
       if (nhash > (uint64_t)(r->end - r->p) / 2) damaged(r);
+      if (narr + nhash > r->entries) damaged(r);
+      r->entries -= narr + nhash;
       luaL_checkstack(L, 4, "memmap3: value nested too deeply");
       lua_createtable(L, (int)(narr > (1 << 24) ? 1 << 24 : narr), (int)(nhash > (1 << 24) ? 1 << 24 : nhash));
       for (uint64_t i = 1; i <= narr; i++) {
@@ -240,7 +247,7 @@ void lmm3_value_push(lua_State *L, mm3_file *f, uint8_t *p, const mm3_ctype *ct)
     return;
   }
   int top = lua_gettop(L);
-  rbuf r = {L, data, data + len};
+  rbuf r = {L, data, data + len, len};
   decode(&r, 0);
   if (r.p != r.end) damaged(&r);
   if (data != small) {

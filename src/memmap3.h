@@ -296,7 +296,9 @@ MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
  *   144  u64 heap top     152  u64 write sequence
  *   160  u64 free lists[48] (blocks of 16 << k bytes)   544  u64 heap bytes in use
  *   552  u64 undo log offset, length, capacity (see mm3_txn_begin)
- *   576  reserved (zero) up to 1024
+ *   576  u64 replaced log blocks to free: count, offsets[16]
+ *   712  u64 prefill hint   720  u64 gaps to free: count, [from, to)[8]
+ *   856  reserved (zero) up to 1024
  *   1024 schema text, then the root object at a 64-byte aligned offset,
  *        then the heap that growable containers allocate from
  *
@@ -307,7 +309,7 @@ MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
 /** An open memmap3 file. */
 typedef struct mm3_file mm3_file;
 
-#define MM3_FORMAT_VERSION 2
+#define MM3_FORMAT_VERSION 3
 #define MM3_HEADER_SIZE 1024
 /** Default address space reserved per open file (growth beyond it fails
  *  with MM3_ERESERVE; set mm3_file_opts.reserve to change it). Where that

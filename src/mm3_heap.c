@@ -230,6 +230,24 @@ uint64_t mm3__heap_top(const mm3_file *f) {
   return top ? top : heap_start(f);
 }
 
+int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size) {
+  if (off < BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return 0;
+  uint64_t tag = *(const uint64_t *)(f->base + off - BLOCK_HEAD), k = tag & 0xff;
+  if ((tag & ~(uint64_t)0xff) != TAG_USED || k >= MM3_FREE_CLASSES) return 0;
+  uint64_t bsize = (uint64_t)16 << k;
+  return size + BLOCK_HEAD <= bsize && (k == 0 || size + BLOCK_HEAD > bsize / 2) && mm3__inside(f, off - BLOCK_HEAD, bsize);
+}
+
+int mm3__log_block_ok(const mm3_file *f) {
+  const mm3_header *h = mm3__hdr(f);
+  uint64_t off = h->log_off;
+  if (!off || off % 16 || off < heap_start(f) + BLOCK_HEAD || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD))
+    return 0;
+  uint64_t tag = *(const uint64_t *)(f->base + off - BLOCK_HEAD), k = tag & 0xff;
+  return (tag & ~(uint64_t)0xff) == TAG_USED && k < MM3_FREE_CLASSES && h->log_cap <= ((uint64_t)16 << k) - BLOCK_HEAD &&
+         mm3__inside(f, off - BLOCK_HEAD, (uint64_t)16 << k);
+}
+
 uint64_t mm3__block_end(const mm3_file *f, uint64_t off) {
   uint64_t tag = *(const uint64_t *)(f->base + off - BLOCK_HEAD);
   if ((tag & 0xff) >= MM3_FREE_CLASSES) return off; /* damaged: no block */
@@ -296,9 +314,9 @@ static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int how) {
   if (rc) return rc;
   uint64_t b = top_only ? 0 : h->free_list[k];
   if (b) {
+    if (b % 16 || !mm3__inside(f, b, bsize) || b < heap_start(f)) return MM3_ECORRUPT;
     uint64_t *tag = (uint64_t *)(f->base + b);
-    if (b % 16 || !mm3__inside(f, b, bsize) || b < heap_start(f) || tag[0] != (TAG_FREE | (uint64_t)k))
-      return MM3_ECORRUPT;
+    if (tag[0] != (TAG_FREE | (uint64_t)k)) return MM3_ECORRUPT;
     if ((rc = mm3__log(f, &h->free_list[k], 8)) != 0 || (rc = mm3__log(f, tag, 16)) != 0) return rc;
     h->free_list[k] = tag[1];
   } else {
@@ -463,6 +481,17 @@ static int log_block(const mm3_file *f, uint64_t b) {
   return 0;
 }
 
+/* Whether the note of gaps is one a writer made: each range in the heap,
+   below its top. (The top itself is checked by the caller.) */
+static int gaps_ok(const mm3_file *f, uint64_t top) {
+  const mm3_header *h = mm3__hdr(f);
+  if (h->gaps_n > 8) return 0;
+  for (uint64_t i = 0; i < h->gaps_n; i++)
+    if (h->gaps[i][0] < heap_start(f) || h->gaps[i][0] % 16 || h->gaps[i][0] > h->gaps[i][1] || h->gaps[i][0] > top)
+      return 0;
+  return 1;
+}
+
 void mm3__reclaim_gaps(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
   if (!h->gaps_n || __atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) != 0) return;
@@ -474,11 +503,13 @@ void mm3__reclaim_gaps(mm3_file *f) {
     __atomic_store_n(&h->gaps_n, 0, __ATOMIC_RELEASE);
     return;
   }
-  uint64_t batch[FREE_STEP], top = mm3__heap_top(f), n = h->gaps_n < 8 ? h->gaps_n : 8;
+  /* A damaged note (or top) frees nothing: what it names stays in use (a
+     leak), where trusting it could free live blocks. */
+  uint64_t batch[FREE_STEP], top = mm3__heap_top(f), n = h->gaps_n;
+  if (top > f->mapped || !gaps_ok(f, top)) n = 0;
   size_t m = 0;
   for (uint64_t i = 0; i < n; i++) {
     uint64_t b = h->gaps[i][0], end = h->gaps[i][1] < top ? h->gaps[i][1] : top;
-    if (b < heap_start(f) || b % 16) continue;
     for (uint64_t size; b < end; b += size) {
       int used;
       if (!(size = block_at(f, b, end, &used))) break; /* damaged: the rest stays as it is */
@@ -654,12 +685,14 @@ static int check_heap(mm3_file *f, char *why, size_t n) {
     snprintf(why, n, "undo log length %llu over its capacity", (unsigned long long)h->log_len);
     return MM3_ECORRUPT;
   }
+  if (h->retired_n > 16) {
+    snprintf(why, n, "heap: %llu replaced log blocks listed, at most 16", (unsigned long long)h->retired_n);
+    return MM3_ECORRUPT;
+  }
   /* (a note a dead writer left: the next writable locker frees its blocks) */
-  for (uint64_t i = 0; i < h->gaps_n; i++)
-    if (i >= 8 || h->gaps[i][0] < start || h->gaps[i][0] % 16 || h->gaps[i][0] > h->gaps[i][1]) {
-      snprintf(why, n, "heap: the note of gaps to free is damaged (gap %llu of %llu)", (unsigned long long)i + 1,
-               (unsigned long long)h->gaps_n);
-      return MM3_ECORRUPT;
-    }
+  if (!gaps_ok(f, top)) {
+    snprintf(why, n, "heap: the note of gaps to free is damaged (%llu gaps)", (unsigned long long)h->gaps_n);
+    return MM3_ECORRUPT;
+  }
   return 0;
 }

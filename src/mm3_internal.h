@@ -37,7 +37,7 @@ struct mm3_map {
 
 #define MM3_FREE_CLASSES 48
 
-/* The file header (format 1). Bytes 0-79 are fixed at creation and covered by
+/* The file header (formats 1 to 3). Bytes 0-79 are fixed at creation and covered by
    the header check; the rest is live state shared by every process. */
 typedef struct mm3_header {
   char magic[8];
@@ -235,6 +235,12 @@ MM3_INTERNAL int mm3__alloc_raw(mm3_file *f, uint64_t size, uint64_t *off);
 MM3_INTERNAL int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off);
 /* File offset just past the block whose payload starts at off. */
 MM3_INTERNAL uint64_t mm3__block_end(const mm3_file *f, uint64_t off);
+/* 1 if the header's log_off and log_cap name a heap block in use that holds
+   the log (mapped here), as the header of an undamaged file does. */
+MM3_INTERNAL int mm3__log_block_ok(const mm3_file *f);
+/* 1 if the payload at off is a heap block in use that mm3__alloc would have
+   made for size bytes (its size class the smallest that holds them). */
+MM3_INTERNAL int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size);
 /* Return a block from mm3__alloc (caller holds the lock). */
 MM3_INTERNAL int mm3__free(mm3_file *f, uint64_t off);
 /* Frees made inside an operation or transaction take effect when it

@@ -75,8 +75,8 @@ static int grow_log(mm3_file *f, uint64_t need) {
 static int ensure_log(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
   if (!h->log_off) return grow_log(f, 0);
-  if (h->log_off % 16 || !mm3__inside(f, h->log_off, h->log_cap)) return MM3_ECORRUPT;
-  return 0;
+  /* (a damaged place would have the log written over other data) */
+  return mm3__log_block_ok(f) ? 0 : MM3_ECORRUPT;
 }
 
 /* With no entries left, free the log blocks that bigger ones replaced (not
@@ -84,15 +84,16 @@ static int ensure_log(mm3_file *f) {
 static void release_retired(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
   if (!h->retired_n || h->log_len != 0) return;
+  if (h->retired_n > 16) return; /* damaged (mm.check says so): left as it is */
   /* a writer that died growing the log may have named the log itself */
-  for (uint64_t i = h->retired_n < 16 ? h->retired_n : 16; i-- > 0;)
+  for (uint64_t i = h->retired_n; i-- > 0;)
     if (h->retired[i] == h->log_off) { /* the last entry moves in first: a death between drops no block */
       uint64_t last = h->retired_n - 1;
       h->retired[i] = h->retired[last];
       __atomic_store_n(&h->retired_n, last, __ATOMIC_RELEASE);
     }
   if (!h->retired_n) return;
-  mm3__free_steps(f, h->retired, 1, h->retired_n < 16 ? h->retired_n : 16, 0, &h->retired_n);
+  mm3__free_steps(f, h->retired, 1, h->retired_n, 0, &h->retired_n);
 }
 
 /* Write the entry saying the n bytes at file offset off held old, at e
@@ -287,14 +288,30 @@ void mm3__txn_forget(mm3_file *f) {
    stopped. pub, if not NULL, follows it, but never to the end: the caller
    publishes that once the heap top is past the log again (a death before
    finds the oldest entry still there, and replays it again). */
+/* Whether a log entry may write [off, off + n): the file past the header, or
+   the header words writes log (the heap's: top, sequence, free lists, byte
+   count; the retired log blocks; the marker). Never the log's own place and
+   size, nor the notes of gaps, which recovery reads after the replay: a
+   damaged entry could point them anywhere. Nor the log's block itself. */
+static int replayable(const mm3_file *f, uint64_t off, uint64_t n) {
+  if (mm3__range_bad(off, n, f->mapped)) return 0;
+  if (off < MM3_HEADER_SIZE) {
+    int heap = off >= 144 && off + n <= offsetof(mm3_header, log_off);
+    int retired = off >= offsetof(mm3_header, retired_n) && off + n <= offsetof(mm3_header, prefilled);
+    if (!heap && !retired && !(off == MARKER_OFF && n == 8)) return 0;
+  }
+  const mm3_header *h = mm3__hdr(f);
+  uint64_t lo = h->log_off - 16, hi = h->log_off + h->log_cap; /* (its tag included) */
+  return off >= hi || off + n <= lo;
+}
+
 static uint64_t replay(mm3_file *f, const uint8_t *log, uint64_t p, uint64_t sp, uint64_t *pub) {
   while (p > sp && p >= 24) {
     uint64_t size, hd[2];
     memcpy(&size, log + p - 8, 8);
     if (size < 24 || size > p) break;
     memcpy(hd, log + p - size, 16);
-    if (hd[1] <= size - 24 && !mm3__range_bad(hd[0], hd[1], f->mapped) && hd[0] >= 144)
-      memcpy(f->base + hd[0], log + p - size + 16, hd[1]);
+    if (hd[1] <= size - 24 && replayable(f, hd[0], hd[1])) memcpy(f->base + hd[0], log + p - size + 16, hd[1]);
     p -= size;
     if (pub && p > sp) __atomic_store_n(pub, p, __ATOMIC_RELEASE);
   }
@@ -308,6 +325,7 @@ static uint64_t replay(mm3_file *f, const uint8_t *log, uint64_t p, uint64_t sp,
    gap begins (0: none). */
 static uint64_t keep_top_past_log(mm3_file *f) {
   mm3_header *h = mm3__hdr(f);
+  if (!mm3__log_block_ok(f)) return 0; /* a damaged log: no block to keep the top past */
   uint64_t end = mm3__block_end(f, h->log_off);
   for (uint64_t i = 0; i < h->retired_n && i < 16; i++)
     if (h->retired[i] % 16 == 0 && mm3__inside(f, h->retired[i] - 16, 16) && mm3__block_end(f, h->retired[i]) > end)
@@ -350,7 +368,7 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
   uint64_t pos = h->log_len;
   if (!pos) return;
   if (mm3_file_refresh(f)) return; /* what it cannot map, it cannot replay: the log stays */
-  if (!h->log_off || h->log_off % 16 || !mm3__inside(f, h->log_off, h->log_cap) || pos > h->log_cap || pos % 8) {
+  if (!mm3__log_block_ok(f) || pos > h->log_cap || pos % 8) {
     h->log_len = 0; /* a damaged log cannot be replayed */
     return;
   }

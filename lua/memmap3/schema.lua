@@ -41,12 +41,12 @@ M.MAX_SIZE = MAX_SIZE
 -- The largest string<N>, bytes<N> and container element (the C core keeps
 -- element sizes in 32 bits).
 local MAX_ELEM = 0xFFFFFFFF
-local MAX_DIMS = 1024 -- dimensions of one array type
--- Structs and containers nested in one another, at most (each level's views
--- and checks walk the levels below it: 5000 took a minute to create)
+-- Structs, containers and array dimensions nested in one another, at most
+-- (each level's views and checks walk the levels below it: 5000 nested
+-- structs took a minute to create, 100000 dimensions gigabytes)
 local MAX_DEPTH = 256
 
--- How deep t nests structs and containers (a scalar: 0).
+-- How deep t nests structs, containers and array dimensions (a scalar: 0).
 local function depth(t) return t.depth or 0 end
 
 -- s cut for a message.
@@ -101,20 +101,19 @@ local function array_of(elem, n)
   if math_type(n) ~= "integer" then error("array length must be an integer", 0) end
   if n < 1 then error(format("%s[%d]: zero length (must be at least 1)", elem.canon, n), 0) end
   -- C order: T[a][b] is a arrays of (b arrays of T).
-  local base, dims, ndims = elem.canon, "", 1
-  if elem.kind == "array" then base, dims, ndims = elem.base_canon, elem.dims_canon, elem.ndims + 1 end
-  -- (each level keeps its own name, the dimensions written out: without a
-  -- bound, 100000 levels took gigabytes)
-  if ndims > MAX_DIMS then
-    error(format("%s[%d]...: more than %d array dimensions", base, n, MAX_DIMS), 0)
+  local base, dims = elem.canon, ""
+  if elem.kind == "array" then base, dims = elem.base_canon, elem.dims_canon end
+  -- (each level keeps its own name, the dimensions written out)
+  if depth(elem) >= MAX_DEPTH then
+    error(format("%s[%d]...: types nested more than %d deep (each array dimension counts)", base, n,
+      MAX_DEPTH), 0)
   end
   if n > MAX_SIZE or over(elem.size, n) then
     error(format("%s[%d]%s: size overflows (over %d bytes)", base, n, dims, MAX_SIZE), 0)
   end
   return setmetatable({
     kind = "array", code = CODE.array, elem = elem, n = n, size = elem.size * n,
-    align = elem.align, base_canon = base, dims_canon = format("[%d]", n) .. dims, ndims = ndims,
-    depth = elem.depth,
+    align = elem.align, base_canon = base, dims_canon = format("[%d]", n) .. dims, depth = depth(elem) + 1,
     canon = base .. format("[%d]", n) .. dims, growable = elem.growable,
   }, Type)
 end
@@ -133,7 +132,12 @@ local function tok(s) return sp * P(s) * sp end
 -- {"array", node, dims...} {"atomic", node}
 local typeexpr = P {
   "type",
-  type = Ct(lpeg.Cc "array" * V "base" * (tok "[" * num * tok "]") ^ 1) + V "base",
+  -- (the base parsed once: trying an array first, then the base alone, took
+  -- time doubling with each container nested inside)
+  type = V "base" * Ct((tok "[" * num * tok "]") ^ 0) / function(base, dims)
+    if #dims == 0 then return base end
+    return { "array", base, table.unpack(dims) }
+  end,
   base = Ct(lpeg.Cc "vec" * P "vec" * tok "<" * V "type" * tok "," * num * tok ">")
     + Ct(lpeg.Cc "ring" * P "ring" * tok "<" * V "type" * tok "," * num * tok ">")
     + Ct(lpeg.Cc "string_array" * P "string_array" * tok "<" * num * tok "," * num * tok ">")

@@ -120,7 +120,8 @@ describe("a damaged file opened for writing", function()
     assert.equal("false corrupted false corrupted 42 intact 1", out)
   end)
 
-  it("a value whose offset names another container's block: refused, that block is not freed", function()
+  it("a value whose offset names another container's block: set anew, that block not freed (a leak)",
+  function()
     local out = run [[
       local S = mm.struct("S", {{"m", "map<u64, u64>"}, {"val", "value"}, {"other", "value"}})
       local s = assert(mm.open(p, S, {create = true}))
@@ -131,11 +132,12 @@ describe("a damaged file opened for writing", function()
       local tab = rd(p, root + 8, "<I8") -- the map's bucket table
       wr(p, root + 48, "<I8", tab + 8)   -- val's offset: inside the table
       s = assert(mm.open(p, S))
-      local ok, err = pcall(function() s.val = "y" end)
-      s.other = string.rep("\255", 100)
-      io.write(tostring(ok), " ", tostring(err):match("corrupted") or err, " ", s.m[3], " ", #s.m)
+      s.val = "y" -- (its old block is not its own: left as it is)
+      local psize = (16 << (rd(p, tab - 16, "<I8") & 0xff)) - 24 -- a value that would take the table's block
+      s.other = string.rep("\255", psize - 16)
+      io.write(s.val, " ", s.m[3], " ", #s.m, " ", tostring(mm.check(s)))
     ]]
-    assert.equal("false corrupted 3 6", out)
+    assert.equal("y 3 6 true", out)
   end)
 
   it("a value blob whose nested tables each announce most of its bytes: damaged, without gigabytes",
@@ -177,4 +179,115 @@ describe("a damaged file opened for writing", function()
       local out = h.capture(cmd)
       assert.matches("^false .*stored value is damaged", out)
     end)
+  -- From a second campaign, aimed at the containers' insides.
+  local MAP_PRE = [[
+      local function rd8(o) return rd(p, o, "<I8") end
+      local function wr8(o, x) wr(p, o, "<I8", x) end
+  ]]
+
+  it("chains that loop under a damaged count: lookups, the check and pairs end (they hung or grew)",
+  function()
+    local out = h.run_lua(UTIL .. MAP_PRE .. [[
+      local v = assert(mm.open(p, "map<u64, u64>", {create = true}))
+      for i = 1, 3 do v[i] = i end
+      local ro = mm.info(v).root_offset
+      mm.close(v)
+      local tab = rd8(ro + 8)
+      for b = 0, 7 do -- each chain links to itself
+        local n = rd8(tab + 8 * b)
+        if n ~= 0 then wr8(n, n) end
+      end
+      wr8(ro, 1 << 62) -- count
+      v = assert(mm.open(p))
+      local ok = mm.check(v)
+      for k = 100, 200 do pcall(function() return v[k] end) end
+      local okp, err = pcall(function() for _ in pairs(v) do end end)
+      io.write(tostring(ok), " ", tostring(okp), " ", tostring(err):match("corrupted") or tostring(err))
+    ]], { args = { h.missing_path() }, timeout = 60 })
+    assert.equal("nil false corrupted", out)
+  end)
+
+  it("a resize whose two tables are one: refused, the file does not grow (it grew by 500 MB)", function()
+    local out = run(MAP_PRE .. [[
+      local v = assert(mm.open(p, "map<u64, u64>", {create = true}))
+      for i = 1, 3 do v[i] = i end
+      local ro = mm.info(v).root_offset
+      mm.close(v)
+      local tab0, lg0 = rd8(ro + 8), rd8(ro + 24) & 0xffffffff
+      wr8(ro + 16, tab0)
+      wr8(ro + 24, lg0 | (lg0 << 32))
+      wr8(ro + 32, 1) -- a resize under way
+      wr8(ro, 1 << 62) -- and a count that bounds nothing
+      local size = rd8(16)
+      v = assert(mm.open(p))
+      local ok, err = pcall(function() v[100] = 1 end)
+      io.write(tostring(ok), " ", tostring(err):match("corrupted") or err, " ", tostring(rd8(16) == size))
+    ]])
+    assert.equal("false corrupted true", out)
+  end)
+
+  it("offsets inside containers naming other data: refused, that data intact", function()
+    local out = run(MAP_PRE .. [[
+      local S = mm.struct("S", {{"name", "string<32>"}, {"m", "map<u64, u64>"}, {"s", "segmented<u64>"},
+        {"t", "segmented<u64>"}})
+      local res = {}
+      for _, case in ipairs{"root", "schema", "arena", "lg"} do
+        os.remove(p)
+        local v = assert(mm.open(p, S, {create = true}))
+        v.name = "intact"
+        for i = 1, 5 do v.m[i] = i end
+        for i = 1, 3 do _ = v.s << i end
+        for i = 1, 300 do _ = v.t << i end
+        local ro = mm.info(v).root_offset
+        mm.close(v)
+        local SG, M = ro + 80, ro + 32
+        if case == "root" then wr8(SG + 8, ro); wr8(SG, 0)                 -- s.seg[0]: the root
+        elseif case == "schema" then wr8(SG + 8, rd8(32)); wr8(SG, 0)      -- s.seg[0]: the schema text
+        elseif case == "arena" then -- its end, past its block
+          local a = rd8(M + 40)
+          wr8(a + 16, rd8(a + 16) + 4096)
+        else wr8(M + 24, (rd8(M + 24) & ~0xffffffff) | 12) end           -- the table's size
+        v = assert(mm.open(p, S))
+        for _ = 1, 3 do pcall(function() _ = v.s << 0x4141414141414141 end) end
+        for i = 1, 100 do pcall(function() v.m[1000 + i] = -1 end) end
+        local name = v.name
+        mm.close(v)
+        local back = mm.open(p, S)
+        res[#res + 1] = case .. "=" .. name .. (back and "" or " (cannot reopen)")
+        if back then mm.close(back) end
+      end
+      io.write(table.concat(res, " "))
+    ]])
+    assert.equal("root=intact schema=intact arena=intact lg=intact", out)
+  end)
+
+  it("a damaged segmented length: refused, no gigabytes fallocated for it", function()
+    local out = run(MAP_PRE .. [[
+      local v = assert(mm.open(p, "segmented<u64>", {create = true}))
+      for i = 1, 3 do _ = v << i end
+      local ro = mm.info(v).root_offset
+      mm.close(v)
+      wr8(ro, 1 << 28)
+      v = assert(mm.open(p))
+      local ok, err = pcall(function() _ = v << 4 end)
+      io.write(tostring(ok), " ", tostring(err):match("corrupted") or err, " ",
+        tostring(mm.info(v).size < (16 << 20)))
+    ]])
+    assert.equal("false corrupted true", out)
+  end)
+
+  it("a vec whose count is far past its capacity: full (UBSan once saw the slot's address overflow)",
+  function()
+    local out = run([[
+      local v = assert(mm.open(p, "vec<u64, 8>", {create = true}))
+      _ = v << 1
+      local ro = mm.info(v).root_offset
+      mm.close(v)
+      wr(p, ro, "<I8", 1929114682151090848)
+      v = assert(mm.open(p))
+      local ok, err = pcall(function() _ = v << 2 end)
+      io.write(tostring(ok), " ", tostring(err):match("is full") or err)
+    ]])
+    assert.equal("false is full", out)
+  end)
 end)

@@ -488,7 +488,7 @@ describe("schemas", function()
         local back = assert(mm.open(q)) -- without a type: the stored text is parsed
         mm.close(back)
         for _ = 81, 120 do V = mm.vec(V, 1) end
-        raises("the schema's text cannot be read back", mm.create, h.missing_path(),
+        raises("the schema's text could not be parsed back", mm.create, h.missing_path(),
           mm.struct("V120", {{"v", V}}))
         h.cleanup()
       end)

@@ -217,6 +217,11 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
   uint8_t *k, *val;
   int rc;
   uint64_t count = __atomic_load_n((uint64_t *)v->p, __ATOMIC_ACQUIRE);
+  /* (a damaged count: at most the nodes the file has room for; the file as
+     it is now, which other processes may have grown) */
+  mm3_file_refresh(v->fb->f);
+  uint64_t room = ct->node_size ? v->fb->f->mapped / ct->node_size : count;
+  if (count > room) count = room;
   while ((rc = mm3_hmap_next(v->fb->f, v->p, ct, pos, &k, &val)) == 0) {
     if (n > count) { /* more entries than the map holds: its links loop */
       rc = MM3_ECORRUPT;

@@ -279,7 +279,7 @@ MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
  * Files: a self-describing header, the schema text, and the root object
  * ------------------------------------------------------------------------
  *
- * Layout of a memmap3 file (format version 2, all fields in the byte order
+ * Layout of a memmap3 file (format version 3, all fields in the byte order
  * of the machine that created it, which the header records; version 1, which
  * this library still opens, differs only in that its growable maps take a
  * heap block for each node, never node arenas):

@@ -24,7 +24,7 @@
 
 _Static_assert(sizeof(pthread_mutex_t) <= 64, "the lock fits in the header");
 
-#define TAG_USED 0x6d6d33416c6c6f00ULL /* "mm3Allo" + class */
+#define TAG_USED MM3_TAG_USED /* "mm3Allo" + class */
 #define TAG_FREE 0x6d6d334672656500ULL /* "mm3Free" + class */
 #define BLOCK_HEAD 16
 
@@ -230,12 +230,15 @@ uint64_t mm3__heap_top(const mm3_file *f) {
   return top ? top : heap_start(f);
 }
 
-int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size) {
-  if (off < BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return 0;
+uint64_t mm3__heap_start(const mm3_file *f) { return heap_start(f); }
+
+int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size, int within) {
+  if (off < heap_start(f) + BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return 0;
   uint64_t tag = *(const uint64_t *)(f->base + off - BLOCK_HEAD), k = tag & 0xff;
   if ((tag & ~(uint64_t)0xff) != TAG_USED || k >= MM3_FREE_CLASSES) return 0;
   uint64_t bsize = (uint64_t)16 << k;
-  return size + BLOCK_HEAD <= bsize && (k == 0 || size + BLOCK_HEAD > bsize / 2) && mm3__inside(f, off - BLOCK_HEAD, bsize);
+  return size + BLOCK_HEAD <= bsize && (within || k == 0 || size + BLOCK_HEAD > bsize / 2) &&
+         mm3__inside(f, off - BLOCK_HEAD, bsize);
 }
 
 int mm3__log_block_ok(const mm3_file *f) {

@@ -176,6 +176,9 @@ static arena *arena_at(mm3_file *f, const mm3_ctype *t, uint64_t off) {
   if (a->bump < first || a->bump > a->end || (a->bump - first) % t->node_size || a->end - first < t->node_size ||
       !mm3__inside(f, off, a->end - off))
     return NULL;
+  /* its end inside its own heap block (a damaged one could hand out other data) */
+  uint64_t tag = *(const uint64_t *)(f->base + off - 16), k = tag & 0xff;
+  if ((tag & ~(uint64_t)0xff) != MM3_TAG_USED || k >= 50 || a->end - off > ((uint64_t)16 << k) - 16) return NULL;
   return a;
 }
 
@@ -188,7 +191,7 @@ static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, 
   if (g->arena && !(a = arena_at(f, t, g->arena))) return MM3_ECORRUPT;
   if (a && a->free) {
     uint64_t n = a->free;
-    if (n % 8 || !mm3__inside(f, n, t->node_size)) return MM3_ECORRUPT;
+    if (n % 8 || n < mm3__heap_start(f) || !mm3__inside(f, n, t->node_size)) return MM3_ECORRUPT;
     LOG(f, &a->free, 8);
     /* The whole node: a rollback to before its delete links it again, and
        must find its old entry in it, not the one about to be written. (The
@@ -239,10 +242,26 @@ static int node_free(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t off) {
   return 0;
 }
 
-static uint64_t *gtable(mm3_file *f, const ghead *g, int i) {
+/* The most nodes a chain of map g can hold: its count, unless the count is
+   damaged (then what the file has room for). A walk past it loops. */
+static uint64_t most_nodes(const mm3_file *f, const mm3_ctype *t, const ghead *g) {
+  uint64_t room = f->mapped / t->node_size;
+  return g->count < room ? g->count : room;
+}
+
+/* Table i inside the file (NULL: none, or damaged), for reading hints only:
+   prefetches. */
+static uint64_t *gtable_hint(mm3_file *f, const ghead *g, int i) {
   if (!g->tab[i] || g->tab[i] % 8) return NULL;
   if (g->lg[i] > MAX_LG || !mm3__inside(f, g->tab[i], (uint64_t)8 << g->lg[i])) return NULL;
   return (uint64_t *)(f->base + g->tab[i]);
+}
+
+/* Table i, checked: also a heap block of its size (a damaged offset or size
+   could name other data, which puts would write). */
+static uint64_t *gtable(mm3_file *f, const ghead *g, int i) {
+  uint64_t *tab = gtable_hint(f, g, i);
+  return tab && mm3__tagged_for(f, g->tab[i], (uint64_t)8 << g->lg[i]) ? tab : NULL;
 }
 
 static uint8_t *gnode(mm3_file *f, const mm3_ctype *t, uint64_t off) {
@@ -258,7 +277,7 @@ static int gfind_in(mm3_file *f, const mm3_ctype *t, ghead *g, int i, const void
   uint64_t *l = &tab[h & (((uint64_t)1 << g->lg[i]) - 1)];
   for (uint64_t steps = 0; *l; steps++) {
     uint8_t *n = gnode(f, t, *l);
-    if (!n || steps > g->count) return MM3_ECORRUPT;
+    if (!n || steps > most_nodes(f, t, g)) return MM3_ECORRUPT;
     if (((uint64_t *)n)[1] == h && memcmp(n + t->key_off, key, t->key_size) == 0) {
       *link = l;
       *node = n;
@@ -298,7 +317,7 @@ static const uint64_t *moved_node(mm3_file *f, const uint64_t *from, uint64_t b,
 static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps) {
   if (!g->rehash) return 0;
   uint64_t *from = gtable(f, g, 0), *to = gtable(f, g, 1);
-  if (!from || !to) return MM3_ECORRUPT;
+  if (!from || !to || g->tab[0] == g->tab[1]) return MM3_ECORRUPT; /* (distinct blocks: they cannot overlap) */
   uint64_t nb = (uint64_t)1 << g->lg[0], mask1 = ((uint64_t)1 << g->lg[1]) - 1;
   /* The nodes and the buckets they go to are in random places: each is
      asked for a few buckets ahead (the node AHEAD buckets on, then its
@@ -315,7 +334,7 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
     if (soon) PREFETCH(&to[soon[1] & mask1]);
     while (from[b]) {
       uint8_t *n = gnode(f, t, from[b]);
-      if (!n || guard++ > g->count) return MM3_ECORRUPT;
+      if (!n || guard++ > most_nodes(f, t, g)) return MM3_ECORRUPT;
       uint64_t off = from[b];
       uint64_t *dst = &to[((uint64_t *)n)[1] & mask1];
       LOG(f, n, 8);
@@ -443,7 +462,7 @@ static int free_detached(mm3_file *f, const mm3_ctype *t, ghead *g) {
         uint64_t off = tab[b], guard = 0;
         while (off && !rc) {
           uint8_t *n = gnode(f, t, off);
-          if (!n || guard++ > g->count) break; /* damaged: leave the rest */
+          if (!n || guard++ > most_nodes(f, t, g)) break; /* damaged: leave the rest */
           uint64_t next = *(uint64_t *)n;
           rc = mm3__free(f, off);
           off = next;
@@ -533,7 +552,7 @@ int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, 
 static const void *bucket_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t h, int i) {
   if (t->kind == MM3_FMAP) return i ? NULL : &fbuckets(c)[h & (t->buckets - 1)];
   ghead *g = (ghead *)c;
-  uint64_t *tab = gtable(f, g, i);
+  uint64_t *tab = gtable_hint(f, g, i);
   return tab ? &tab[h & (((uint64_t)1 << g->lg[i]) - 1)] : NULL;
 }
 
@@ -782,7 +801,7 @@ int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], 
         uint64_t o = off;
         while (o && o != last) {
           uint8_t *n = gnode(f, t, o);
-          if (!n || guard++ > g->count) { rc = MM3_ECORRUPT; goto out; }
+          if (!n || guard++ > most_nodes(f, t, g)) { rc = MM3_ECORRUPT; goto out; }
           if (o == succ) found_succ = 1;
           o = *(uint64_t *)n;
         }
@@ -863,7 +882,7 @@ static int gcheck(mm3_file *f, const mm3_ctype *t, ghead *g, const arenas *as, c
       for (uint64_t off = tab[b]; off; off = *(uint64_t *)(f->base + off)) {
         uint8_t *nd = gnode(f, t, off);
         if (!nd) BAD("map: bucket %llu links to offset %llu, outside the file", (unsigned long long)b, (unsigned long long)off);
-        if (guard++ > g->count) BAD("map: a chain loops (bucket %llu)", (unsigned long long)b);
+        if (guard++ > most_nodes(f, t, g)) BAD("map: a chain loops (bucket %llu)", (unsigned long long)b);
         if (as->n && !in_arenas(as, t, off))
           BAD("map: bucket %llu links to offset %llu, not a node its arenas handed out", (unsigned long long)b, (unsigned long long)off);
         uint64_t hh = mm3_hmap_key_hash(f, t, nd + t->key_off);

@@ -43,6 +43,8 @@ static uint8_t *seg_ptr(mm3_file *f, seghead *h, const mm3_ctype *t, int k, uint
     return NULL;
   uint64_t off = h->seg[k];
   if (!off || off % 16 || !mm3__inside(f, off, bytes)) return NULL; /* heap blocks are 16-aligned */
+  /* its own heap block (a damaged offset could name other data) */
+  if (!mm3__tagged_for(f, off, bytes)) return NULL;
   return f->base + off + slot * t->elem_size;
 }
 
@@ -68,6 +70,9 @@ static inline __attribute__((always_inline)) int push(mm3_file *f, seghead *h, c
   int rc = locate(t, n, &k, &slot);
   if (rc) return rc;
   if (!h->seg[k]) {
+    /* a new segment only where the list reaches it: a damaged length could
+       have gigabytes allocated for nothing */
+    if (slot != 0 || (k > 0 && !h->seg[k - 1])) return MM3_ECORRUPT;
     if (!grow) return NEEDS_OP;
     /* a new segment is logged even in an unlogged push: a crash then rolls
        the allocation back instead of leaking it, and the length with it

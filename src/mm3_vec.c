@@ -128,8 +128,8 @@ uint8_t *mm3_vec_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i) {
 static int push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
   uint64_t *len = (uint64_t *)c;
   uint64_t n = *len;
+  if (t->kind != MM3_RING && n >= t->cap) return MM3_EFULL; /* (before the slot's address: n may be damaged) */
   uint8_t *slot = item(c, t, t->kind == MM3_RING ? n % t->cap : n);
-  if (t->kind != MM3_RING && n >= t->cap) return MM3_EFULL;
   LOG(f, slot, t->elem_size);
   LOG(f, len, 8);
   memcpy(slot, src, t->elem_size);

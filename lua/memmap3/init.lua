@@ -306,15 +306,23 @@ local function open_file(path, t, opts, create, exclusive, what)
       t = schema.totype(t, what)
       text = schema.canonical(t)
       compile(t) -- refuse an unsupported root before touching the disk
-      -- and a schema whose text cannot be read back (an open without a type
-      -- parses it): containers nested in one another past what LPeg parses
+      -- and a new file whose schema text could not be read back (an open
+      -- without a type parses it): containers nested in one another past
+      -- what the parser takes (a file that exists already opens as it is)
       if not type_of_text[text] then
         local back = schema.parse_schema(text)
-        if not back then
-          error("the schema's text cannot be read back (containers nested too deep in one another)", 0)
+        if back then
+          if n_texts >= TEXT_CACHE_MAX then type_of_text, n_texts = {}, 0 end
+          type_of_text[text], n_texts = back, n_texts + 1
+        elseif create or opts.create then
+          local exists = io.open(path, "rb")
+          if exists then
+            exists:close()
+          else
+            error("the schema's text could not be parsed back when the file is opened without its type "
+              .. "(containers nested too deep in one another)", 0)
+          end
         end
-        if n_texts >= TEXT_CACHE_MAX then type_of_text, n_texts = {}, 0 end
-        type_of_text[text], n_texts = back, n_texts + 1
       end
     end)
     if not ok then

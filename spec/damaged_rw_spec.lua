@@ -261,6 +261,35 @@ describe("a damaged file opened for writing", function()
     assert.equal("root=intact schema=intact arena=intact lg=intact", out)
   end)
 
+  it("a node link naming the root: the resize that moves it refuses, the root is not written", function()
+    local out = run(MAP_PRE .. [[
+      local S = mm.struct("S", {{"x", "u64"}, {"y", "u64"}, {"m", "map<u64, u64>"}})
+      local s = assert(mm.open(p, S, {create = true}))
+      s.m[0x7101] = 1
+      s.m[2] = 2
+      s.m[3] = 3
+      local ro = mm.info(s).root_offset
+      mm.close(s)
+      local M = ro + 16
+      local tab = rd8(M + 8)
+      local node -- the node of key 0x7101: a bucket's chain whose key is it
+      for b = 0, 7 do
+        local n = rd8(tab + 8 * b)
+        while n ~= 0 do
+          if rd8(n + 16) == 0x7101 then node = n end
+          n = rd8(n)
+        end
+      end
+      wr8(node, ro)              -- its link: the root's field x
+      wr8(ro, 0)                 -- x (the "node"'s own link: none)
+      wr8(ro + 8, rd8(node + 8)) -- y: the "node"'s hash
+      s = assert(mm.open(p, S))
+      for k = 10, 13 do pcall(function() s.m[k] = k end) end -- a doubling moves the chains
+      io.write(s.x, " ", tostring(mm.check(s)))
+    ]])
+    assert.equal("0 nil", out)
+  end)
+
   it("a damaged segmented length: refused, no gigabytes fallocated for it", function()
     local out = run(MAP_PRE .. [[
       local v = assert(mm.open(p, "segmented<u64>", {create = true}))

@@ -490,6 +490,11 @@ describe("schemas", function()
         for _ = 81, 120 do V = mm.vec(V, 1) end
         raises("the schema's text could not be parsed back", mm.create, h.missing_path(),
           mm.struct("V120", {{"v", V}}))
+        -- an empty file (os.tmpname) is made into a new one too
+        local empty = os.tmpname()
+        raises("the schema's text could not be parsed back", mm.open, empty, mm.struct("V120b", {{"v", V}}),
+          {create = true})
+        os.remove(empty)
         h.cleanup()
       end)
 

@@ -221,23 +221,19 @@ void mm3_file_unlock(mm3_file *f) {
 
 /* ---- the heap ---- */
 
-static uint64_t heap_start(const mm3_file *f) {
-  return (f->root_off + f->root_size + 63) / 64 * 64;
-}
+static uint64_t heap_start(const mm3_file *f) { return mm3__heap_start(f); }
 
 uint64_t mm3__heap_top(const mm3_file *f) {
   uint64_t top = mm3__hdr(f)->heap_top;
   return top ? top : heap_start(f);
 }
 
-uint64_t mm3__heap_start(const mm3_file *f) { return heap_start(f); }
-
-int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size, int within) {
+int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size) {
   if (off < heap_start(f) + BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return 0;
   uint64_t tag = *(const uint64_t *)(f->base + off - BLOCK_HEAD), k = tag & 0xff;
   if ((tag & ~(uint64_t)0xff) != TAG_USED || k >= MM3_FREE_CLASSES) return 0;
   uint64_t bsize = (uint64_t)16 << k;
-  return size + BLOCK_HEAD <= bsize && (within || k == 0 || size + BLOCK_HEAD > bsize / 2) &&
+  return size + BLOCK_HEAD <= bsize && (k == 0 || size + BLOCK_HEAD > bsize / 2) &&
          mm3__inside(f, off - BLOCK_HEAD, bsize);
 }
 

@@ -178,7 +178,8 @@ static arena *arena_at(mm3_file *f, const mm3_ctype *t, uint64_t off) {
     return NULL;
   /* its end inside its own heap block (a damaged one could hand out other data) */
   uint64_t tag = *(const uint64_t *)(f->base + off - 16), k = tag & 0xff;
-  if ((tag & ~(uint64_t)0xff) != MM3_TAG_USED || k >= 50 || a->end - off > ((uint64_t)16 << k) - 16) return NULL;
+  if ((tag & ~(uint64_t)0xff) != MM3_TAG_USED || k >= MM3_FREE_CLASSES || a->end - off > ((uint64_t)16 << k) - 16)
+    return NULL;
   return a;
 }
 
@@ -265,7 +266,8 @@ static uint64_t *gtable(mm3_file *f, const ghead *g, int i) {
 }
 
 static uint8_t *gnode(mm3_file *f, const mm3_ctype *t, uint64_t off) {
-  if (off % 8 || !mm3__inside(f, off, t->node_size)) return NULL;
+  /* (past the root: a damaged link would have puts and deletes write there) */
+  if (off % 8 || off < mm3__heap_start(f) || !mm3__inside(f, off, t->node_size)) return NULL;
   return f->base + off;
 }
 

@@ -239,9 +239,8 @@ MM3_INTERNAL uint64_t mm3__block_end(const mm3_file *f, uint64_t off);
    the log (mapped here), as the header of an undamaged file does. */
 MM3_INTERNAL int mm3__log_block_ok(const mm3_file *f);
 /* 1 if the payload at off is a heap block in use that mm3__alloc would have
-   made for size bytes (its size class the smallest that holds them), or,
-   within, one that holds size bytes. */
-MM3_INTERNAL int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size, int within);
+   made for size bytes (its size class the smallest that holds them). */
+MM3_INTERNAL int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size);
 /* 1 if the payload at off (16 bytes or more into the mapped file) carries
    the tag mm3__alloc gives a block made for size bytes: in use, of the
    smallest class that holds them. One load: for the hot paths (a map's
@@ -252,7 +251,7 @@ static inline int mm3__tagged_for(const mm3_file *f, uint64_t off, uint64_t size
   return *(const uint64_t *)(f->base + off - 16) == (MM3_TAG_USED | k);
 }
 /* Where the heap begins: past the header, the schema text and the root. */
-MM3_INTERNAL uint64_t mm3__heap_start(const mm3_file *f);
+static inline uint64_t mm3__heap_start(const mm3_file *f) { return (f->root_off + f->root_size + 63) / 64 * 64; }
 /* Return a block from mm3__alloc (caller holds the lock). */
 MM3_INTERNAL int mm3__free(mm3_file *f, uint64_t off);
 /* Frees made inside an operation or transaction take effect when it

@@ -58,7 +58,7 @@ static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, ui
   if (old) { /* the block to free is this value's: a damaged offset could name another's (left, a leak) */
     const uint8_t *d;
     uint64_t n;
-    if (locate(f, c, t, &d, &n) != 0 || !mm3__block_is(f, old - 8, n + 8, 0)) old = 0;
+    if (locate(f, c, t, &d, &n) != 0 || !mm3__block_is(f, old - 8, n + 8)) old = 0;
   }
   if (len && (rc = mm3__alloc(f, len + 8, &off)) != 0) return rc;
   if ((rc = mm3__log(f, h, sizeof *h)) != 0) return rc;
@@ -87,7 +87,7 @@ int mm3__value_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, siz
   const uint8_t *data;
   uint64_t len;
   int rc = locate(f, c, t, &data, &len);
-  if (!rc && !t->cap && len && !mm3__block_is(f, (uint64_t)(data - f->base) - 8, len + 8, 0)) rc = MM3_ECORRUPT;
+  if (!rc && !t->cap && len && !mm3__block_is(f, (uint64_t)(data - f->base) - 8, len + 8)) rc = MM3_ECORRUPT;
   if (rc) snprintf(why, n, "value: its block is outside the file or damaged");
   return rc;
 }

@@ -316,9 +316,9 @@ local function open_file(path, t, opts, create, exclusive, what)
           type_of_text[text], n_texts = back, n_texts + 1
         elseif create or opts.create then
           local exists = io.open(path, "rb")
-          if exists then
-            exists:close()
-          else
+          local bytes = exists and exists:seek("end")
+          if exists then exists:close() end
+          if not bytes or bytes == 0 then -- (an empty file is made into a new one too)
             error("the schema's text could not be parsed back when the file is opened without its type "
               .. "(containers nested too deep in one another)", 0)
           end

@@ -13,6 +13,7 @@
  * Every offset read from the file is checked before use.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -506,30 +507,46 @@ static inline void copy_value(void *dst, const void *src, size_t n) {
   else memcpy(dst, src, n);
 }
 
-int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, void *val_out,
-                 uint8_t **val_ptr) {
+/* Up to tries lookups without the lock: 1 and *rc if one ran while no writer
+   came in. Without the lock the value is copied aside first and given out
+   only once no writer came in meanwhile: a try that found the key, then lost
+   it to a writer, must not leave a value behind for a key not found. A value
+   too big to copy aside is read under the lock. */
+static inline int get_unlocked(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
+                               void *val_out, uint8_t **val_ptr, int tries, int *rc) {
   uint64_t *seq = &mm3__hdr(f)->seq;
-  /* Without the lock the value is copied aside first and given out only
-     once no writer came in meanwhile: a try that found the key, then lost
-     it to a writer, must not leave a value behind for a key not found. A
-     value too big to copy aside is read under the lock. */
   uint8_t aside[256];
-  for (int tries = 0; tries < 8 && (!val_out || t->elem_size <= sizeof aside); tries++) {
+  if (val_out && t->elem_size > sizeof aside) return 0;
+  for (; tries > 0; tries--) {
     uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
     if (s1 & 1) continue;
     uint8_t *n = NULL;
-    int rc = mm3_file_refresh(f);
-    if (!rc) rc = find_any(f, c, t, key, h, &n);
-    if (!rc && val_out) copy_value(aside, n + t->val_off, t->elem_size);
+    *rc = mm3_file_refresh(f);
+    if (!*rc) *rc = find_any(f, c, t, key, h, &n);
+    if (!*rc && val_out) copy_value(aside, n + t->val_off, t->elem_size);
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(seq, __ATOMIC_RELAXED) == s1) {
-      if (!rc && val_out) copy_value(val_out, aside, t->elem_size);
-      if (!rc && val_ptr) *val_ptr = n + t->val_off;
-      return rc;
+      if (!*rc && val_out) copy_value(val_out, aside, t->elem_size);
+      if (!*rc && val_ptr) *val_ptr = n + t->val_off;
+      return 1;
     }
   }
+  return 0;
+}
+
+int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, void *val_out,
+                 uint8_t **val_ptr) {
+  int rc;
+  if (get_unlocked(f, c, t, key, h, val_out, val_ptr, 8, &rc)) return rc;
   int locked = mm3_file_lock(f) == 0; /* read-only files read without it */
-  int rc = mm3_file_refresh(f);
+  /* A read-only handle has no lock to wait for the writers with: it goes on
+     trying, letting them run, before it reads whatever is there (a writer
+     that died half way leaves the sequence odd for good). */
+  for (int i = 0; !locked && i < 1000; i++) {
+    sched_yield();
+    if (get_unlocked(f, c, t, key, h, val_out, val_ptr, 1, &rc)) return rc;
+  }
+  rc = mm3_file_refresh(f);
   uint8_t *n = NULL;
   if (!rc) rc = find_any(f, c, t, key, h, &n);
   if (!rc) {

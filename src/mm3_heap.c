@@ -228,23 +228,29 @@ uint64_t mm3__heap_top(const mm3_file *f) {
   return top ? top : heap_start(f);
 }
 
-int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size) {
+/* The tag of the block whose payload is at off, if it is a block in use. */
+static uint64_t *used_tag(mm3_file *f, uint64_t off) {
+  if (off < BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return NULL;
+  return mm3__used_bytes(f, off) ? (uint64_t *)(f->base + off - BLOCK_HEAD) : NULL;
+}
+
+/* The bytes of the heap block in use (whole: mapped here) whose payload is at
+   off, past the root; 0 if there is none. */
+static uint64_t used_block(const mm3_file *f, uint64_t off) {
   if (off < heap_start(f) + BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return 0;
-  uint64_t tag = *(const uint64_t *)(f->base + off - BLOCK_HEAD), k = tag & 0xff;
-  if ((tag & ~(uint64_t)0xff) != TAG_USED || k >= MM3_FREE_CLASSES) return 0;
-  uint64_t bsize = (uint64_t)16 << k;
-  return size + BLOCK_HEAD <= bsize && (k == 0 || size + BLOCK_HEAD > bsize / 2) &&
-         mm3__inside(f, off - BLOCK_HEAD, bsize);
+  uint64_t bsize = mm3__used_bytes(f, off);
+  return bsize && mm3__inside(f, off - BLOCK_HEAD, bsize) ? bsize : 0;
+}
+
+int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size) {
+  uint64_t bsize = used_block(f, off);
+  return bsize && bsize == (uint64_t)16 << mm3__class_of(size);
 }
 
 int mm3__log_block_ok(const mm3_file *f) {
   const mm3_header *h = mm3__hdr(f);
-  uint64_t off = h->log_off;
-  if (!off || off % 16 || off < heap_start(f) + BLOCK_HEAD || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD))
-    return 0;
-  uint64_t tag = *(const uint64_t *)(f->base + off - BLOCK_HEAD), k = tag & 0xff;
-  return (tag & ~(uint64_t)0xff) == TAG_USED && k < MM3_FREE_CLASSES && h->log_cap <= ((uint64_t)16 << k) - BLOCK_HEAD &&
-         mm3__inside(f, off - BLOCK_HEAD, (uint64_t)16 << k);
+  uint64_t bsize = used_block(f, h->log_off);
+  return bsize && h->log_cap <= bsize - BLOCK_HEAD;
 }
 
 uint64_t mm3__block_end(const mm3_file *f, uint64_t off) {
@@ -304,10 +310,9 @@ int (*mm3__test_fail)(const char *point);
 static int alloc(mm3_file *f, uint64_t size, uint64_t *off, int how) {
   int top_only = how & FROM_TOP;
   mm3_header *h = mm3__hdr(f);
-  int k = 0;
   if (size > ((uint64_t)1 << 50)) return MM3_ETOOBIG;
   if (mm3__test_fail && mm3__test_fail("heap: alloc")) return ENOMEM;
-  while (((uint64_t)16 << k) < size + BLOCK_HEAD) k++;
+  int k = (int)mm3__class_of(size);
   uint64_t bsize = (uint64_t)16 << k;
   int rc = mm3_file_refresh(f);
   if (rc) return rc;
@@ -363,13 +368,6 @@ int mm3__alloc_raw(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, 
 
 /* Always from the heap top (the undo log's blocks: see mm3_txn.c). */
 int mm3__alloc_top(mm3_file *f, uint64_t size, uint64_t *off) { return alloc(f, size, off, FROM_TOP); }
-
-/* The tag of the block whose payload is at off, if it is a block in use. */
-static uint64_t *used_tag(mm3_file *f, uint64_t off) {
-  if (off < BLOCK_HEAD || off % 16 || !mm3__inside(f, off - BLOCK_HEAD, BLOCK_HEAD)) return NULL;
-  uint64_t *tag = (uint64_t *)(f->base + off - BLOCK_HEAD);
-  return (tag[0] & ~(uint64_t)0xff) == TAG_USED && (tag[0] & 0xff) < MM3_FREE_CLASSES ? tag : NULL;
-}
 
 /* Put a block on its free list now (its tag checked); counted: its bytes
    leave alloc_bytes (the undo log's blocks were never in it). */

@@ -178,9 +178,8 @@ static arena *arena_at(mm3_file *f, const mm3_ctype *t, uint64_t off) {
       !mm3__inside(f, off, a->end - off))
     return NULL;
   /* its end inside its own heap block (a damaged one could hand out other data) */
-  uint64_t tag = *(const uint64_t *)(f->base + off - 16), k = tag & 0xff;
-  if ((tag & ~(uint64_t)0xff) != MM3_TAG_USED || k >= MM3_FREE_CLASSES || a->end - off > ((uint64_t)16 << k) - 16)
-    return NULL;
+  uint64_t bytes = mm3__used_bytes(f, off);
+  if (!bytes || a->end - off > bytes - 16) return NULL;
   return a;
 }
 
@@ -244,11 +243,10 @@ static int node_free(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t off) {
   return 0;
 }
 
-/* The most nodes a chain of map g can hold: its count, unless the count is
-   damaged (then what the file has room for). A walk past it loops. */
-static uint64_t most_nodes(const mm3_file *f, const mm3_ctype *t, const ghead *g) {
-  uint64_t room = f->mapped / t->node_size;
-  return g->count < room ? g->count : room;
+/* Whether a walk along map g's chains that took n steps loops: more than
+   its count, or (the count damaged) than the file has room for. */
+static inline int past_nodes(const mm3_file *f, const mm3_ctype *t, const ghead *g, uint64_t n) {
+  return n > g->count || n * t->node_size > f->mapped;
 }
 
 /* Table i inside the file (NULL: none, or damaged), for reading hints only:
@@ -280,7 +278,7 @@ static int gfind_in(mm3_file *f, const mm3_ctype *t, ghead *g, int i, const void
   uint64_t *l = &tab[h & (((uint64_t)1 << g->lg[i]) - 1)];
   for (uint64_t steps = 0; *l; steps++) {
     uint8_t *n = gnode(f, t, *l);
-    if (!n || steps > most_nodes(f, t, g)) return MM3_ECORRUPT;
+    if (!n || past_nodes(f, t, g, steps)) return MM3_ECORRUPT;
     if (((uint64_t *)n)[1] == h && memcmp(n + t->key_off, key, t->key_size) == 0) {
       *link = l;
       *node = n;
@@ -337,7 +335,7 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
     if (soon) PREFETCH(&to[soon[1] & mask1]);
     while (from[b]) {
       uint8_t *n = gnode(f, t, from[b]);
-      if (!n || guard++ > most_nodes(f, t, g)) return MM3_ECORRUPT;
+      if (!n || past_nodes(f, t, g, guard++)) return MM3_ECORRUPT;
       uint64_t off = from[b];
       uint64_t *dst = &to[((uint64_t *)n)[1] & mask1];
       LOG(f, n, 8);
@@ -465,7 +463,7 @@ static int free_detached(mm3_file *f, const mm3_ctype *t, ghead *g) {
         uint64_t off = tab[b], guard = 0;
         while (off && !rc) {
           uint8_t *n = gnode(f, t, off);
-          if (!n || guard++ > most_nodes(f, t, g)) break; /* damaged: leave the rest */
+          if (!n || past_nodes(f, t, g, guard++)) break; /* damaged: leave the rest */
           uint64_t next = *(uint64_t *)n;
           rc = mm3__free(f, off);
           off = next;
@@ -820,7 +818,7 @@ int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], 
         uint64_t o = off;
         while (o && o != last) {
           uint8_t *n = gnode(f, t, o);
-          if (!n || guard++ > most_nodes(f, t, g)) { rc = MM3_ECORRUPT; goto out; }
+          if (!n || past_nodes(f, t, g, guard++)) { rc = MM3_ECORRUPT; goto out; }
           if (o == succ) found_succ = 1;
           o = *(uint64_t *)n;
         }
@@ -901,7 +899,7 @@ static int gcheck(mm3_file *f, const mm3_ctype *t, ghead *g, const arenas *as, c
       for (uint64_t off = tab[b]; off; off = *(uint64_t *)(f->base + off)) {
         uint8_t *nd = gnode(f, t, off);
         if (!nd) BAD("map: bucket %llu links to offset %llu, outside the file", (unsigned long long)b, (unsigned long long)off);
-        if (guard++ > most_nodes(f, t, g)) BAD("map: a chain loops (bucket %llu)", (unsigned long long)b);
+        if (past_nodes(f, t, g, guard++)) BAD("map: a chain loops (bucket %llu)", (unsigned long long)b);
         if (as->n && !in_arenas(as, t, off))
           BAD("map: bucket %llu links to offset %llu, not a node its arenas handed out", (unsigned long long)b, (unsigned long long)off);
         uint64_t hh = mm3_hmap_key_hash(f, t, nd + t->key_off);

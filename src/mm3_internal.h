@@ -246,9 +246,20 @@ MM3_INTERNAL int mm3__block_is(const mm3_file *f, uint64_t off, uint64_t size);
    smallest class that holds them. One load: for the hot paths (a map's
    table, a list's segment), where a damaged offset could name other data. */
 #define MM3_TAG_USED 0x6d6d33416c6c6f00ULL /* "mm3Allo" + class (mm3_heap.c) */
+/* The size class of a block for size bytes: the smallest k with 16 << k >=
+   size + 16 (its 16-byte head). */
+static inline uint64_t mm3__class_of(uint64_t size) {
+  uint64_t m = (size + 31) >> 4;
+  return m <= 1 ? 0 : 64 - (uint64_t)__builtin_clzll(m - 1);
+}
 static inline int mm3__tagged_for(const mm3_file *f, uint64_t off, uint64_t size) {
-  uint64_t m = (size + 31) >> 4, k = m <= 1 ? 0 : 64 - (uint64_t)__builtin_clzll(m - 1);
-  return *(const uint64_t *)(f->base + off - 16) == (MM3_TAG_USED | k);
+  return *(const uint64_t *)(f->base + off - 16) == (MM3_TAG_USED | mm3__class_of(size));
+}
+/* The bytes of the heap block in use whose payload is at off (16 bytes or
+   more into the mapped file), its head included; 0 if none is in use there. */
+static inline uint64_t mm3__used_bytes(const mm3_file *f, uint64_t off) {
+  uint64_t tag = *(const uint64_t *)(f->base + off - 16), k = tag & 0xff;
+  return (tag & ~(uint64_t)0xff) == MM3_TAG_USED && k < MM3_FREE_CLASSES ? (uint64_t)16 << k : 0;
 }
 /* Where the heap begins: past the header, the schema text and the root. */
 static inline uint64_t mm3__heap_start(const mm3_file *f) { return (f->root_off + f->root_size + 63) / 64 * 64; }

@@ -44,9 +44,8 @@ static int grow_log(mm3_file *f, uint64_t need) {
   if (h->log_off) log_fixed_at(f, offsetof(mm3_header, heap_top), &h->heap_top, 8);
   uint64_t off, gaps = h->gaps_n;
   if (!h->log_off && gaps < 8) { /* the block it takes from the top: [top, top + its size) */
-    uint64_t top = mm3__heap_top(f), size = 16;
-    while (size < want + 16) size *= 2;
-    h->gaps[gaps][0] = top, h->gaps[gaps][1] = top + size;
+    uint64_t top = mm3__heap_top(f);
+    h->gaps[gaps][0] = top, h->gaps[gaps][1] = top + ((uint64_t)16 << mm3__class_of(want));
     __atomic_store_n(&h->gaps_n, gaps + 1, __ATOMIC_RELEASE);
   }
   /* From the heap top, unlogged: a rollback of earlier allocations cannot
@@ -284,12 +283,8 @@ void mm3__txn_forget(mm3_file *f) {
   seen_forget(f);
 }
 
-/* Replay entries of log (newest first) from p down to sp; returns where it
-   stopped. pub, if not NULL, follows it, but never to the end: the caller
-   publishes that once the heap top is past the log again (a death before
-   finds the oldest entry still there, and replays it again). */
 /* Whether a log entry may write [off, off + n): the file past the header, or
-   the header words writes log (the heap's: top, sequence, free lists, byte
+   the header words that writes log (the heap's: top, sequence, free lists, byte
    count; the retired log blocks; the marker). Never the log's own place and
    size, nor the notes of gaps, which recovery reads after the replay: a
    damaged entry could point them anywhere. Nor the log's block itself. */
@@ -305,6 +300,10 @@ static int replayable(const mm3_file *f, uint64_t off, uint64_t n) {
   return off >= hi || off + n <= lo;
 }
 
+/* Replay entries of log (newest first) from p down to sp; returns where it
+   stopped. pub, if not NULL, follows it, but never to the end: the caller
+   publishes that once the heap top is past the log again (a death before
+   finds the oldest entry still there, and replays it again). */
 static uint64_t replay(mm3_file *f, const uint8_t *log, uint64_t p, uint64_t sp, uint64_t *pub) {
   while (p > sp && p >= 24) {
     uint64_t size, hd[2];

@@ -249,19 +249,25 @@ static inline int past_nodes(const mm3_file *f, const mm3_ctype *t, const ghead 
   return n > g->count || n * t->node_size > f->mapped;
 }
 
-/* Table i inside the file (NULL: none, or damaged), for reading hints only:
-   prefetches. */
-static uint64_t *gtable_hint(mm3_file *f, const ghead *g, int i) {
-  if (!g->tab[i] || g->tab[i] % 8) return NULL;
-  if (g->lg[i] > MAX_LG || !mm3__inside(f, g->tab[i], (uint64_t)8 << g->lg[i])) return NULL;
-  return (uint64_t *)(f->base + g->tab[i]);
+/* Table i inside the file (NULL: none, or damaged); checked, also a heap
+   block of its size (a damaged offset or size could name other data, which
+   puts would write); unchecked, for reading hints only (prefetches). Its
+   offset and size are read once: a lock-free lookup reads them while a
+   writer may change them (one read to check, another to use, found a
+   cleared map's 0 and read below the mapping). */
+/* *mask: its buckets' mask, of the size read with the offset. */
+static inline uint64_t *table_at(mm3_file *f, const ghead *g, int i, int checked, uint64_t *mask) {
+  uint64_t off = __atomic_load_n(&g->tab[i], __ATOMIC_RELAXED);
+  uint32_t lg = __atomic_load_n(&g->lg[i], __ATOMIC_RELAXED);
+  if (!off || off % 8 || lg > MAX_LG || !mm3__inside(f, off, (uint64_t)8 << lg)) return NULL;
+  if (checked && !mm3__tagged_for(f, off, (uint64_t)8 << lg)) return NULL;
+  *mask = ((uint64_t)1 << lg) - 1;
+  return (uint64_t *)(f->base + off);
 }
 
-/* Table i, checked: also a heap block of its size (a damaged offset or size
-   could name other data, which puts would write). */
 static uint64_t *gtable(mm3_file *f, const ghead *g, int i) {
-  uint64_t *tab = gtable_hint(f, g, i);
-  return tab && mm3__tagged_for(f, g->tab[i], (uint64_t)8 << g->lg[i]) ? tab : NULL;
+  uint64_t mask;
+  return table_at(f, g, i, 1, &mask);
 }
 
 static uint8_t *gnode(mm3_file *f, const mm3_ctype *t, uint64_t off) {
@@ -273,9 +279,9 @@ static uint8_t *gnode(mm3_file *f, const mm3_ctype *t, uint64_t off) {
 /* Find key in table i: *link receives the u64 pointing to it. */
 static int gfind_in(mm3_file *f, const mm3_ctype *t, ghead *g, int i, const void *key, uint64_t h,
                     uint64_t **link, uint8_t **node) {
-  uint64_t *tab = gtable(f, g, i);
+  uint64_t mask, *tab = table_at(f, g, i, 1, &mask); /* (lock-free lookups too: read once) */
   if (!tab) return g->tab[i] ? MM3_ECORRUPT : MM3_ENOTFOUND;
-  uint64_t *l = &tab[h & (((uint64_t)1 << g->lg[i]) - 1)];
+  uint64_t *l = &tab[h & mask];
   for (uint64_t steps = 0; *l; steps++) {
     uint8_t *n = gnode(f, t, *l);
     if (!n || past_nodes(f, t, g, steps)) return MM3_ECORRUPT;
@@ -569,8 +575,8 @@ int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, 
 static const void *bucket_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t h, int i) {
   if (t->kind == MM3_FMAP) return i ? NULL : &fbuckets(c)[h & (t->buckets - 1)];
   ghead *g = (ghead *)c;
-  uint64_t *tab = gtable_hint(f, g, i);
-  return tab ? &tab[h & (((uint64_t)1 << g->lg[i]) - 1)] : NULL;
+  uint64_t mask, *tab = table_at(f, g, i, 0, &mask);
+  return tab ? &tab[h & mask] : NULL;
 }
 
 static const void *first_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t h) {

@@ -305,6 +305,37 @@ describe("a damaged file opened for writing", function()
     assert.equal("false corrupted true", out)
   end)
 
+  -- Each container alone is well formed; together they name one block, so a
+  -- write to one changes the other. Only a comparison across containers can
+  -- tell (mm.check said true for all three before).
+  it("two containers that name one heap block: mm.check says which two, and where", function()
+    local out = run(MAP_PRE .. [[
+      local S = mm.struct("S", {{"a", "segmented<u64>"}, {"b", "segmented<u64>"},
+        {"x", "value"}, {"y", "value"}, {"m", "map<u64, u64>"}, {"n", "map<u64, u64>"}})
+      local s = assert(mm.open(p, S, {create = true}))
+      for i = 1, 5 do _ = s.a << i; _ = s.b << 10 * i; s.m[i] = i; s.n[i] = i end
+      s.x, s.y = "one", "two"
+      assert(mm.check(s))
+      local ro = mm.info(s).root_offset
+      mm.close(s)
+      local seg = 8 + 56 * 8            -- a segmented list's head: length, 56 segments
+      local a, b, x, y = ro, ro + seg, ro + 2 * seg, ro + 2 * seg + 16
+      local m, n = y + 16, y + 16 + 48  -- a map's head: 48 bytes
+      wr8(a + 8, rd8(b + 8))            -- a's first segment: b's
+      wr8(x, rd8(y)); wr8(x + 8, rd8(y + 8)) -- x: y's block and length
+      for i = 0, 40, 8 do wr8(m + i, rd8(n + i)) end -- m: n's tables and arenas
+      s = assert(mm.open(p, S))
+      local ok, why = mm.check(s)
+      s.a[1] = 99                       -- what the check warns of
+      io.write(tostring(ok), " ", s.b[1], "\n", why)
+    ]])
+    local first, why = out:match("^(.-)\n(.*)$")
+    assert.equal("nil 99", first)
+    assert.matches("'a' and 'b' share the heap block at offset %d+", why)
+    assert.matches("'x' and 'y' share the heap block at offset %d+", why)
+    assert.matches("'m' and 'n' share the heap block at offset %d+", why)
+  end)
+
   it("a vec whose count is far past its capacity: full (UBSan once saw the slot's address overflow)",
   function()
     local out = run([[

@@ -8,6 +8,9 @@
  * then calls the C core, which takes the file's lock for the operation: no
  * Lua error can leave the lock held.
  */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lmm3_internal.h"
@@ -744,10 +747,87 @@ static int l_check_container(lua_State *L) {
   return 1;
 }
 
+/* The offsets a blocks walk found, kept in C while the walk holds the lock
+   (a Lua allocation failing there would leave it held). */
+typedef struct block_list {
+  uint64_t *off;
+  size_t n, cap;
+} block_list;
+
+static int add_block(void *ud, uint64_t off) {
+  block_list *b = ud;
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? 2 * b->cap : 64;
+    uint64_t *more = realloc(b->off, cap * sizeof *more);
+    if (!more) return ENOMEM;
+    b->off = more, b->cap = cap;
+  }
+  b->off[b->n++] = off;
+  return 0;
+}
+
+/* Push the offsets (a sequence) or fail, why; frees the list. */
+static int push_blocks(lua_State *L, block_list *b, int rc) {
+  if (rc) {
+    free(b->off);
+    luaL_pushfail(L);
+    lua_pushstring(L, mm3_strerror(rc));
+    return 2;
+  }
+  lua_createtable(L, b->n > INT_MAX ? INT_MAX : (int)b->n, 0); /* (may raise: nothing is held now) */
+  for (size_t i = 0; i < b->n; i++) {
+    lua_pushinteger(L, (lua_Integer)b->off[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  free(b->off);
+  return 1;
+}
+
+/* core.container_blocks(view) -> {offset...} | nil, why: the heap blocks
+   the container owns (mm.check compares them across containers). */
+static int l_container_blocks(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  if (v->ti->kind == LMM3_SARRAY) {
+    lua_newtable(L);
+    return 1;
+  }
+  mm3_ctype ct = v->ti->ct;
+  block_list b = {NULL, 0, 0};
+  return push_blocks(L, &b, mm3_container_blocks(v->fb->f, v->p, &ct, add_block, &b));
+}
+
+/* core.value_blocks(view, offset) -> {offset...} | nil, why: the block of
+   the growable value at offset in view (a struct or array view: values
+   live in the root, never in a container's elements). */
+static int l_value_blocks(lua_State *L) {
+  lmm3_view *v = lmm3_check_view(L, 1);
+  lua_Integer off = luaL_checkinteger(L, 2);
+  mm3_file *f = v->fb->f;
+  const uint8_t *root = mm3_file_root(f), *q = v->p + off;
+  if (off < 0 || q < root || (uint64_t)(q - root) > mm3_file_root_size(f) ||
+      mm3_file_root_size(f) - (uint64_t)(q - root) < 16)
+    return luaL_argerror(L, 2, "not a value's place in the file's root");
+  mm3_ctype ct = {0};
+  ct.kind = MM3_VALUE;
+  mm3_ctype_init(&ct);
+  block_list b = {NULL, 0, 0};
+  return push_blocks(L, &b, mm3_container_blocks(f, v->p + off, &ct, add_block, &b));
+}
+
+/* core.file_blocks(view) -> {offset...} | nil, why: the undo log's blocks. */
+static int l_file_blocks(lua_State *L) {
+  lmm3_view *v = lmm3_check_view(L, 1);
+  block_list b = {NULL, 0, 0};
+  return push_blocks(L, &b, mm3_file_blocks(v->fb->f, add_block, &b));
+}
+
 void lmm3_open_cont(lua_State *L) {
   static const luaL_Reg funcs[] = {{"new_container", l_new_container},
                                    {"clear", l_clear},
                                    {"check_container", l_check_container},
+                                   {"container_blocks", l_container_blocks},
+                                   {"file_blocks", l_file_blocks},
+                                   {"value_blocks", l_value_blocks},
                                    {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
 }

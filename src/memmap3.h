@@ -510,6 +510,20 @@ MM3_API uint64_t mm3_container_len(const mm3_file *f, const uint8_t *c, const mm
  *  through a writable handle, under the lock, which first rolls back what a
  *  dead writer left unfinished (a read-only handle sees that as damage). */
 MM3_API int mm3_container_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
+/** The heap blocks container c owns, each given to fn(ud, off) as its
+ *  payload's file offset: a growable map's tables and node arenas (in a map
+ *  made before arenas, each node: a block of its own), a segmented list's
+ *  segments, a growable value's block; none for the fixed kinds, which live
+ *  in their parent. No two containers may own one block (a write to one
+ *  would change the other): mm.check compares them, with mm3_file_blocks.
+ *  Reads only, under the lock as mm3_container_check, which should have
+ *  passed first. @return 0, MM3_ECORRUPT (a link outside the file, arenas
+ *  that loop), or fn's nonzero return, which ends the walk. */
+MM3_API int mm3_container_blocks(mm3_file *f, uint8_t *c, const mm3_ctype *t, int (*fn)(void *ud, uint64_t off),
+                                 void *ud);
+/** The heap blocks the file keeps for itself, as mm3_container_blocks: the
+ *  undo log's, and replaced log blocks not freed yet. */
+MM3_API int mm3_file_blocks(mm3_file *f, int (*fn)(void *ud, uint64_t off), void *ud);
 /** Verify the file's own invariants: every heap block's tag, the bytes in
  *  use, the free lists, the undo log. @return 0 or MM3_ECORRUPT (why says
  *  what); MM3_ERESERVE as mm3_container_check. Reads only, under the lock

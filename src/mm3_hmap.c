@@ -992,3 +992,25 @@ int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size
   free(as.r);
   return rc;
 }
+
+/* A growable map's blocks: its tables, its arenas, or (made before arenas)
+   its nodes, each a block of its own. */
+int mm3__hmap_blocks(mm3_file *f, uint8_t *c, const mm3_ctype *t, mm3__block_fn fn, void *ud) {
+  if (t->kind != MM3_HMAP) return 0; /* (a fixed map lives in its parent) */
+  ghead *g = (ghead *)c;
+  int rc = 0;
+  for (int i = 0; i < 2 && !rc; i++)
+    if (g->tab[i]) rc = gtable(f, g, i) ? fn(ud, g->tab[i]) : MM3_ECORRUPT;
+  uint64_t most = arena_bound(f), k = 0;
+  for (uint64_t off = g->arena; off && !rc; off = ((const arena *)(f->base + off))->prev)
+    rc = !arena_at(f, t, off) || ++k > most ? MM3_ECORRUPT : fn(ud, off);
+  for (int i = 0; i < 2 && !rc && !g->arena; i++) {
+    uint64_t *tab = gtable(f, g, i);
+    for (uint64_t b = 0; tab && b < ((uint64_t)1 << g->lg[i]) && !rc; b++) {
+      uint64_t steps = 0;
+      for (uint64_t off = tab[b]; off && !rc; off = *(uint64_t *)(f->base + off))
+        rc = !gnode(f, t, off) || past_nodes(f, t, g, steps++) ? MM3_ECORRUPT : fn(ud, off);
+    }
+  }
+  return rc;
+}

@@ -294,6 +294,11 @@ static inline int mm3__inside(const mm3_file *f, uint64_t off, uint64_t len) {
 MM3_INTERNAL int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 MM3_INTERNAL int mm3__seg_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 MM3_INTERNAL int mm3__value_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
+/* Each heap block a container owns (mm3_container_blocks), by kind. */
+typedef int (*mm3__block_fn)(void *ud, uint64_t off);
+MM3_INTERNAL int mm3__hmap_blocks(mm3_file *f, uint8_t *c, const mm3_ctype *t, mm3__block_fn fn, void *ud);
+MM3_INTERNAL int mm3__seg_blocks(mm3_file *f, uint8_t *c, const mm3_ctype *t, mm3__block_fn fn, void *ud);
+MM3_INTERNAL int mm3__value_blocks(mm3_file *f, uint8_t *c, const mm3_ctype *t, mm3__block_fn fn, void *ud);
 
 /* Ask for key hash h's bucket (both tables', a resize under way) ahead of
    its lookup, so that the miss overlaps the work before it. */

@@ -176,6 +176,17 @@ int mm3_seg_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const v
 
 #include <stdio.h>
 
+/* A segmented list's blocks: its segments, those past its length too (a
+   truncate keeps them for the pushes to come). */
+int mm3__seg_blocks(mm3_file *f, uint8_t *c, const mm3_ctype *t, mm3__block_fn fn, void *ud) {
+  (void)f, (void)t;
+  const seghead *h = (const seghead *)c;
+  int rc = 0;
+  for (int k = 0; k < NSEG && !rc; k++)
+    if (h->seg[k]) rc = fn(ud, h->seg[k]);
+  return rc;
+}
+
 int mm3__seg_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
   seghead *h = (seghead *)c;
   if (h->len == 0) return 0;

@@ -95,6 +95,16 @@ static void release_retired(mm3_file *f) {
   mm3__free_steps(f, h->retired, 1, h->retired_n, 0, &h->retired_n);
 }
 
+int mm3_file_blocks(mm3_file *f, int (*fn)(void *ud, uint64_t off), void *ud) {
+  int locked = !f->readonly && mm3_file_lock(f) == 0;
+  mm3_header *h = mm3__hdr(f);
+  int rc = h->log_off ? fn(ud, h->log_off) : 0;
+  for (uint64_t i = 0; i < h->retired_n && i < 16 && !rc; i++)
+    if (h->retired[i] && h->retired[i] != h->log_off) rc = fn(ud, h->retired[i]);
+  if (locked) mm3_file_unlock(f);
+  return rc;
+}
+
 /* Write the entry saying the n bytes at file offset off held old, at e
    (need bytes: head, old bytes, size), in the format rollback replays. */
 static void put_entry_at(uint8_t *e, uint64_t off, const void *old, size_t n, uint64_t need) {

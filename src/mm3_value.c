@@ -83,6 +83,13 @@ int mm3_value_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data,
 
 #include <stdio.h>
 
+/* A growable value's block (its length, then its bytes). */
+int mm3__value_blocks(mm3_file *f, uint8_t *c, const mm3_ctype *t, mm3__block_fn fn, void *ud) {
+  (void)f;
+  const vhead *h = (const vhead *)c;
+  return t->cap || !h->off ? 0 : fn(ud, h->off - 8);
+}
+
 int mm3__value_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
   const uint8_t *data;
   uint64_t len;

@@ -239,6 +239,16 @@ int mm3_container_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, 
   return rc;
 }
 
+int mm3_container_blocks(mm3_file *f, uint8_t *c, const mm3_ctype *t, int (*fn)(void *ud, uint64_t off), void *ud) {
+  int locked = !mm3_file_readonly(f) && mm3_file_lock(f) == 0;
+  int rc = 0;
+  if (t->kind == MM3_HMAP) rc = mm3__hmap_blocks(f, c, t, fn, ud);
+  else if (t->kind == MM3_SEGMENTED) rc = mm3__seg_blocks(f, c, t, fn, ud);
+  else if (t->kind == MM3_VALUE) rc = mm3__value_blocks(f, c, t, fn, ud);
+  if (locked) mm3_file_unlock(f);
+  return rc;
+}
+
 static int check_container(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n) {
   switch (t->kind) {
     case MM3_VEC:

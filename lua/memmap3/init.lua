@@ -491,6 +491,7 @@ function M.check(target)
     return nil, why
   end
   if not ok then problems[#problems + 1] = why end
+  local owns -- (below)
   local function walk(view, t, path)
     if t.kind == "struct" then
       for _, fl in ipairs(t.fields) do
@@ -498,7 +499,8 @@ function M.check(target)
         if ft.kind == "struct" or ft.kind == "array" or CONTAINER[ft.kind] or ft.kind == "value" then
           local okv, child = pcall(function() return view[fl.name] end)
           if not okv then problems[#problems + 1] = path .. fl.name .. ": " .. tostring(child)
-          elseif ft.kind ~= "value" then walk(child, ft, path .. fl.name .. ".") end
+          elseif ft.kind ~= "value" then walk(child, ft, path .. fl.name .. ".")
+          elseif ft.cap == 0 then owns("'" .. path .. fl.name .. "'", core.value_blocks(view, fl.offset)) end
         end
       end
     elseif t.kind == "array" then
@@ -507,14 +509,38 @@ function M.check(target)
         for i = 1, t.n do
           local okv, child = pcall(function() return view[i] end)
           if not okv then problems[#problems + 1] = path .. i .. ": " .. tostring(child)
-          elseif e.kind ~= "value" then walk(child, e, path .. i .. ".") end
+          elseif e.kind ~= "value" then walk(child, e, path .. i .. ".")
+          elseif e.cap == 0 then owns("'" .. path .. i .. "'", core.value_blocks(view, (i - 1) * e.size)) end
         end
       end
     elseif CONTAINER[t.kind] then
+      local name = path == "" and "the root" or "'" .. path:gsub("%.$", "") .. "'"
       local okc, cwhy = core.check_container(view)
-      if not okc then problems[#problems + 1] = path:gsub("%.$", "") .. ": " .. cwhy end
+      if not okc then problems[#problems + 1] = path:gsub("%.$", "") .. ": " .. cwhy
+      else
+        owns(name, core.container_blocks(view))
+      end
     end
   end
+  -- No heap block may belong to two containers (or to one and the undo
+  -- log): a write through one would change the other.
+  local owner = {}
+  function owns(name, blocks, err)
+    if not blocks then
+      problems[#problems + 1] = name .. ": " .. tostring(err)
+      return
+    end
+    for _, off in ipairs(blocks) do
+      local other = owner[off]
+      if other then
+        problems[#problems + 1] = string.format("%s and %s share the heap block at offset %d", other, name,
+          off)
+      else
+        owner[off] = name
+      end
+    end
+  end
+  owns("the undo log", core.file_blocks(v))
   walk(v, type_of_meta[mt], "")
   if #problems == 0 then
     local okt, terr = pcall(core.totable, v) -- every element and value readable

@@ -1517,6 +1517,77 @@ FTEST(check_healthy_containers) {
   CHECK_EQ(mm3_container_check(f, root, &bad, why, sizeof why), MM3_EINVAL);
 }
 
+/* What mm3_container_blocks and mm3_file_blocks name, for the test below. */
+typedef struct owned {
+  uint64_t off[4096];
+  size_t n;
+} owned;
+
+static int own_block(void *ud, uint64_t off) {
+  owned *o = ud;
+  if (o->n == sizeof o->off / sizeof o->off[0]) return MM3_EFULL;
+  o->off[o->n++] = off;
+  return 0;
+}
+
+/* The bytes of the heap blocks at o->off[from..], each once: 0 if one is
+   named twice (by then, all of them have been added). */
+static uint64_t owned_bytes(mm3_file *f, const owned *o, size_t from) {
+  uint64_t bytes = 0;
+  for (size_t i = from; i < o->n; i++) {
+    for (size_t j = 0; j < i; j++)
+      if (o->off[j] == o->off[i]) return 0;
+    bytes += (uint64_t)16 << (rd64(mm3_file_base(f) + o->off[i] - 16) & 0xff); /* (its tag: the size class) */
+  }
+  return bytes;
+}
+
+/* Every heap block in use is some container's or the log's, and no block
+   is two's: mm.check's comparison relies on both. */
+FTEST(container_blocks_name_every_block_once) {
+  struct r_layout r;
+  REQUIRE(r_init(&r) == 0);
+  mm3_file *f = new_file("blocks", SCHEMA_R, r.size, NULL);
+  REQUIRE(f);
+  uint8_t *root = mm3_file_root(f);
+  static owned o;
+  o.n = 0;
+  CHECK_RC(mm3_container_blocks(f, root + r.om, &r.m, own_block, &o));
+  CHECK_RC(mm3_container_blocks(f, root + r.os, &r.s, own_block, &o));
+  CHECK_RC(mm3_container_blocks(f, root + r.ox, &r.x, own_block, &o));
+  CHECK_EQ(o.n, 0); /* empty: nothing yet */
+  for (uint64_t k = 0; k < 5000; k++) {
+    CHECK_RC(mm3_hmap_put(f, root + r.om, &r.m, &k, &k, NULL));
+    CHECK_RC(mm3_seg_push(f, root + r.os, &r.s, &k));
+    if (k % 3 == 0) CHECK_RC(mm3_hmap_del(f, root + r.om, &r.m, &k)); /* free nodes stay in their arenas */
+  }
+  CHECK_RC(mm3_seg_truncate(f, root + r.os, &r.s, 100)); /* segments past the end stay the list's */
+  CHECK_RC(mm3_value_set(f, root + r.ox, &r.x, "first", 5));
+  CHECK_RC(mm3_value_set(f, root + r.ox, &r.x, "second value", 12)); /* the first block freed */
+  uint32_t u = 1;
+  CHECK_RC(mm3_vec_push(f, root + r.ov, &r.v, &u));
+  CHECK_RC(mm3_container_blocks(f, root + r.ov, &r.v, own_block, &o));
+  CHECK_EQ(o.n, 0); /* a vec lives in its parent */
+  CHECK_RC(mm3_container_blocks(f, root + r.om, &r.m, own_block, &o));
+  size_t map_blocks = o.n;
+  CHECK(map_blocks >= 2); /* a table and an arena at least */
+  CHECK_RC(mm3_container_blocks(f, root + r.os, &r.s, own_block, &o));
+  CHECK_RC(mm3_container_blocks(f, root + r.ox, &r.x, own_block, &o));
+  CHECK_EQ(o.n - map_blocks, 4 + 1); /* 5000 u64 in segments of 512, 1024, 2048 and 4096; the value */
+  size_t containers = o.n;
+  CHECK_RC(mm3_file_blocks(f, own_block, &o));
+  CHECK_EQ(o.n - containers, 1); /* the undo log */
+  mm3_heap_usage use;
+  CHECK_RC(mm3_file_usage(f, &use));
+  CHECK_EQ(use.leaked, 0);
+  CHECK_EQ(owned_bytes(f, &o, 0), use.used + use.log); /* each once, and all of them */
+  o.n = containers;
+  CHECK_EQ(owned_bytes(f, &o, 0), use.used);
+  /* the walk stops at the callback's error */
+  o.n = sizeof o.off / sizeof o.off[0];
+  CHECK_EQ(mm3_container_blocks(f, root + r.os, &r.s, own_block, &o), MM3_EFULL);
+}
+
 FTEST(check_damaged_vec_and_value) {
   mm3_ctype t = ctype(MM3_VEC, 4, 4, 8);
   mm3_file *f = container_file("dmgvec", "root vec<u32,8>", &t);
@@ -1728,4 +1799,4 @@ RUN_TESTS(ctype_vec_ring_layout, ctype_map_layout, ctype_segmented_value_layout,
           seg_push_million, seg_new_segment_takes_no_memory, hmap_table_block_rest_untouched, cut_file_stays_cut, seg_set_pop_truncate, check_past_reserve_is_not_damage, seg_push_past_reserve, value_get_set_retry,
           value_fixed_capacity, containers_in_struct_readonly, check_healthy_containers,
           check_damaged_vec_and_value, check_damaged_fmap, check_damaged_hmap, check_damaged_arenas,
-          check_damaged_segmented)
+          check_damaged_segmented, container_blocks_name_every_block_once)

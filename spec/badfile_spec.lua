@@ -318,7 +318,7 @@ describe("bad files", function()
   end)
 
   -- A FIFO blocked the open until some writer came (memmap3 info hung).
-  it("a FIFO is refused at once by every kind of open and by mm.check", function()
+  it("a FIFO is refused at once by every kind of open, by mm.check and by mm.map", function()
     local fifo = p("fifo.mm3")
     assert.is_true(os.execute("mkfifo " .. h.shell_quote(fifo)))
     -- in a child, under timeout: the bug was a hang
@@ -331,6 +331,10 @@ describe("bad files", function()
       end
       local ok, why = mm.check(path)
       assert(ok == nil and why:find(path, 1, true), tostring(why))
+      for _, opts in ipairs({{}, {mode = "rw"}, {mode = "copy"}, {create = true, len = 16}}) do
+        local m, err = mm.map(path, opts) -- (it waited for a writer)
+        assert(m == nil and err:find(path, 1, true), tostring(err))
+      end
       print("refused")]=]):format(fifo)
     local out, status, err = h.run_lua(code, { timeout = 20 })
     assert.are.equal(0, status, err)

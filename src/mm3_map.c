@@ -183,8 +183,10 @@ int mm3_map_path(const char *path, const mm3_map_opts *opts, mm3_map **out) {
   if ((unsigned)opts->mode > MM3_MODE_RX) return MM3_EINVAL;
   /* Refuse what cannot map before open: create must not leave a file behind. */
   if (opts->has_len && file_range_too_big(opts->offset, opts->len)) return MM3_ETOOBIG;
-  int oflags = (opts->mode == MM3_MODE_RW ? O_RDWR : O_RDONLY) | O_CLOEXEC;
-  if (opts->create) oflags = O_RDWR | O_CREAT | O_CLOEXEC;
+  /* O_NONBLOCK: a FIFO at path would block the open until a writer came;
+     it opens at once and cannot map (regular files ignore the flag) */
+  int oflags = (opts->mode == MM3_MODE_RW ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK;
+  if (opts->create) oflags = O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK;
   int fd = open(path, oflags, 0666);
   if (fd < 0) return errno;
   if (opts->create && opts->has_len) {

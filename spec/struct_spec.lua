@@ -536,6 +536,7 @@ describe("memmap3 files and values", function()
       {"u128", "12\0xyz", "NUL"},
       {"char", 65, "one-character string"}, {"char", "ab", "one UTF-8 character"},
       {"char", "\xff", "one UTF-8 character"}, {"char", "\xed\xa0\x80", "one UTF-8 character"},
+      {"char", "\0", "cannot hold NUL"},
       {"s", 5, "expected a string"}, {"s", nil, "expected a string"}, {"b", 5, "expected a string"},
       {"class", 1.5, "enum"}, {"class", "bard", "'bard' is not a name"}, {"class", nil, "enum"},
     }

@@ -416,6 +416,9 @@ const char *lmm3_set_scalar(lua_State *L, uint8_t *p, int code, uint32_t size, i
       if (n == 0) { memset(p, 0, 4); return NULL; } /* "" clears it */
       if (utf8_decode((const unsigned char *)s, n, &cp) != n)
         return "expected exactly one UTF-8 character";
+      /* (stored, it would read back as the unset char's "", as strings
+         refuse NUL for the padding's sake) */
+      if (cp == 0) return "a char cannot hold NUL (\"\" clears it)";
       memcpy(p, &cp, 4);
       return NULL;
     }

@@ -39,5 +39,31 @@ describe("C layout of canonical schema text", function()
     end
   end)
 
+  -- (names of 64 bytes and more, and more than 256 named types, were refused
+  -- in C: a C host creating a file from such a text failed with "file layout
+  -- differs from the schema")
+  it("takes what the Lua layer takes: names of any length, any number of named types", function()
+    local long = string.rep("N", 300)
+    local fields = {}
+    for i = 1, 600 do fields[i] = {"f" .. i, mm.struct("LMany" .. i, {{"x", "u8"}, {"y", "u16"}})} end
+    for _, T in ipairs{
+      mm.type(mm.struct(long, {{string.rep("f", 1000), "u64"}, {"e", mm.enum(long .. "E", "u32", {"a"})}})),
+      mm.type(mm.struct("LMany", fields)),
+    } do
+      local size, align = core.schema_layout(mm.canonical(T))
+      assert.equal(T.size, size)
+      assert.equal(T.align, align)
+    end
+  end)
+
+  it("refuses nesting deeper than the Lua layer allows, without using up the C stack", function()
+    local text = "root " .. string.rep("vec<", 100000) .. "u8" .. string.rep(",1>", 100000)
+    local ok, msg = core.schema_layout(text)
+    assert.is_nil(ok)
+    assert.matches("overflows", msg)
+    local deep = "root " .. string.rep("vec<", 200) .. "u8" .. string.rep(",1>", 200)
+    assert.is_number((core.schema_layout(deep)))
+  end)
+
 
 end)

@@ -15,32 +15,40 @@
 
 #include "mm3_internal.h"
 
-#define MAX_NAMES 256
+/* Nesting of type expressions (vec<map<u8, T[2]>, 4>...): as deep as the
+   Lua layer lets a type go (schema.lua's MAX_DEPTH), and no deeper: each
+   level is a C call. */
+#define MAX_NESTING 256
 
+/* A struct or enum defined so far: its name is a span of the text. */
 typedef struct named {
-  char name[64];
+  const char *name;
+  size_t len;
   uint64_t size;
   uint32_t align;
 } named;
 
 typedef struct parser {
   const char *p;
-  named names[MAX_NAMES];
-  int n;
+  named *names; /* (grown as definitions come: any number, as in Lua) */
+  int n, cap;
+  int depth;
 } parser;
 
-static int ident(parser *ps, char *out, size_t cap) {
-  size_t i = 0;
+/* An identifier at the text's position: *s and *len, a span of the text
+   (any length: Lua's names have no limit either). */
+static int ident(parser *ps, const char **s, size_t *len) {
   const char *p = ps->p;
   if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_')) return MM3_EINVAL;
-  while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_') {
-    if (i + 1 >= cap) return MM3_EINVAL;
-    out[i++] = *p++;
-  }
-  out[i] = 0;
+  while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_') p++;
+  *s = ps->p;
+  *len = (size_t)(p - ps->p);
   ps->p = p;
   return 0;
 }
+
+/* Is the span s (len bytes) the word w? */
+static int is(const char *s, size_t len, const char *w) { return strlen(w) == len && memcmp(s, w, len) == 0; }
 
 static int number(parser *ps, uint64_t *v) {
   uint64_t x = 0;
@@ -62,13 +70,13 @@ static int eat(parser *ps, const char *s) {
 
 static uint64_t up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-static int prim(const char *s, uint64_t *size) {
+static int prim(const char *s, size_t len, uint64_t *size) {
   static const struct { const char *n; uint64_t s; } t[] = {
       {"u8", 1},   {"u16", 2},  {"u32", 4},   {"u64", 8},   {"i8", 1},    {"i16", 2},
       {"i32", 4},  {"i64", 8},  {"f32", 4},   {"f64", 8},   {"bool", 1},  {"char", 4},
       {"u128", 16}, {"i128", 16}, {"usize", 8}, {"isize", 8}};
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-    if (strcmp(s, t[i].n) == 0) {
+    if (is(s, len, t[i].n)) {
       *size = t[i].s;
       return 0;
     }
@@ -106,10 +114,11 @@ static int container(parser *ps, mm3_ckind kind, int with_cap, uint64_t *size, u
 }
 
 static int base(parser *ps, uint64_t *size, uint32_t *align) {
-  char word[64];
-  TRY(ident(ps, word, sizeof word));
+  const char *word;
+  size_t wl;
+  TRY(ident(ps, &word, &wl));
   uint64_t n, m;
-  if (strcmp(word, "string") == 0 || strcmp(word, "bytes") == 0) {
+  if (is(word, wl, "string") || is(word, wl, "bytes")) {
     TRY(eat(ps, "<"));
     TRY(number(ps, &n));
     TRY(eat(ps, ">"));
@@ -119,10 +128,10 @@ static int base(parser *ps, uint64_t *size, uint32_t *align) {
     *align = 1;
     return 0;
   }
-  if (strcmp(word, "vec") == 0) return container(ps, MM3_VEC, 1, size, align);
-  if (strcmp(word, "ring") == 0) return container(ps, MM3_RING, 1, size, align);
-  if (strcmp(word, "segmented") == 0) return container(ps, MM3_SEGMENTED, 0, size, align);
-  if (strcmp(word, "string_array") == 0) {
+  if (is(word, wl, "vec")) return container(ps, MM3_VEC, 1, size, align);
+  if (is(word, wl, "ring")) return container(ps, MM3_RING, 1, size, align);
+  if (is(word, wl, "segmented")) return container(ps, MM3_SEGMENTED, 0, size, align);
+  if (is(word, wl, "string_array")) {
     TRY(eat(ps, "<"));
     TRY(number(ps, &n));
     TRY(eat(ps, ","));
@@ -134,7 +143,7 @@ static int base(parser *ps, uint64_t *size, uint32_t *align) {
     *align = 1;
     return 0;
   }
-  if (strcmp(word, "map") == 0) {
+  if (is(word, wl, "map")) {
     mm3_ctype t;
     memset(&t, 0, sizeof t);
     uint64_t ks, vs;
@@ -160,7 +169,7 @@ static int base(parser *ps, uint64_t *size, uint32_t *align) {
     *align = t.align;
     return 0;
   }
-  if (strcmp(word, "value") == 0) {
+  if (is(word, wl, "value")) {
     mm3_ctype t;
     memset(&t, 0, sizeof t);
     t.kind = MM3_VALUE;
@@ -175,13 +184,13 @@ static int base(parser *ps, uint64_t *size, uint32_t *align) {
     *align = t.align;
     return 0;
   }
-  if (prim(word, &n) == 0) {
+  if (prim(word, wl, &n) == 0) {
     *size = n;
     *align = (uint32_t)n;
     return 0;
   }
   for (int i = 0; i < ps->n; i++)
-    if (strcmp(ps->names[i].name, word) == 0) {
+    if (ps->names[i].len == wl && memcmp(ps->names[i].name, word, wl) == 0) {
       *size = ps->names[i].size;
       *align = ps->names[i].align;
       return 0;
@@ -190,7 +199,11 @@ static int base(parser *ps, uint64_t *size, uint32_t *align) {
 }
 
 static int type(parser *ps, uint64_t *size, uint32_t *align) {
-  TRY(base(ps, size, align));
+  if (ps->depth >= MAX_NESTING) return MM3_ETOOBIG;
+  ps->depth++;
+  int rc = base(ps, size, align);
+  ps->depth--;
+  TRY(rc);
   uint64_t count = 1;
   while (*ps->p == '[') { /* T[a][b]: a * b elements of T */
     uint64_t d;
@@ -207,18 +220,25 @@ static int type(parser *ps, uint64_t *size, uint32_t *align) {
 }
 
 static int define(parser *ps) {
+  if (ps->n == ps->cap) {
+    if (ps->cap > (1 << 24)) return MM3_ETOOBIG; /* (more definitions than a schema text of 2^24 lines) */
+    int cap = ps->cap ? 2 * ps->cap : 16;
+    named *more = realloc(ps->names, (size_t)cap * sizeof *more);
+    if (!more) return ENOMEM;
+    ps->names = more, ps->cap = cap;
+  }
   named *d = &ps->names[ps->n];
-  if (ps->n >= MAX_NAMES) return MM3_ETOOBIG;
   if (eat(ps, "struct ") == 0) {
-    TRY(ident(ps, d->name, sizeof d->name));
+    TRY(ident(ps, &d->name, &d->len));
     TRY(eat(ps, "{"));
     uint64_t off = 0;
     uint32_t al = 1;
     for (;;) {
-      char field[64];
+      const char *field;
+      size_t fl;
       uint64_t fs;
       uint32_t fa;
-      TRY(ident(ps, field, sizeof field));
+      TRY(ident(ps, &field, &fl));
       TRY(eat(ps, ":"));
       if (eat(ps, "atomic<") == 0) {
         TRY(type(ps, &fs, &fa));
@@ -239,11 +259,12 @@ static int define(parser *ps) {
     d->align = al;
   } else {
     TRY(eat(ps, "enum "));
-    TRY(ident(ps, d->name, sizeof d->name));
+    TRY(ident(ps, &d->name, &d->len));
     TRY(eat(ps, ":"));
-    char b[16];
-    TRY(ident(ps, b, sizeof b));
-    TRY(prim(b, &d->size));
+    const char *b;
+    size_t bl;
+    TRY(ident(ps, &b, &bl));
+    TRY(prim(b, bl, &d->size));
     d->align = (uint32_t)d->size;
     while (*ps->p && *ps->p != '}') ps->p++;
     TRY(eat(ps, "}"));
@@ -264,8 +285,9 @@ int mm3_schema_layout(const char *text, uint64_t *size, uint32_t *align) {
   if (!rc) rc = eat(ps, "root ");
   if (!rc) rc = type(ps, &s, &a);
   if (!rc && *ps->p) rc = MM3_EINVAL; /* trailing text */
+  free(ps->names);
   free(ps);
-  if (rc) return rc == MM3_ETOOBIG ? rc : MM3_ESCHEMA;
+  if (rc) return rc == MM3_ETOOBIG || rc == ENOMEM ? rc : MM3_ESCHEMA;
   *size = s;
   if (align) *align = a;
   return 0;

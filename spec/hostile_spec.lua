@@ -257,6 +257,93 @@ describe("hostile Lua code", function()
     assert.equal(0, s.a)
   end)
 
+  -- debug.setmetatable gives a view another type's metatable: its
+  -- metamethods then read that type's layout over this view's bytes (read
+  -- 64 MiB past a root, wrote a damaged file, overflowed the C stack); and
+  -- gives the File, Map or Atomic metatable to any userdata. In a child
+  -- process: these crashed it.
+  it("metatables swapped with debug.setmetatable: every use raises, nothing is read or written past a view",
+  function()
+    local out, status, err = h.run_lua([=[
+      local mm = require "memmap3"
+      local p = os.tmpname(); os.remove(p)
+      local Small = mm.struct("Small", {{"x", "u64"}, {"v", mm.vec("u64", 4)}, {"m", "map<u8, u8>"}})
+      local Big = mm.struct("Big", {{"pad", "u8[1048576]"}, {"x", "u64"}, {"v", mm.vec(mm.struct("E", {
+        {"pad", "u8[272]"}, {"y", "u64"}}), 4)}, {"m", "map<bytes<64>, u8>"}})
+      local s = assert(mm.create(p, mm.struct("R", {{"small", Small}, {"big", Big},
+        {"hits", "u64", atomic = true}})))
+      s.small.x = 7
+      _ = s.small.v << 1
+      s.small.m[1] = 2
+      local errs = {}
+      local function try(what, fn, ...)
+        local ok, e = pcall(fn, ...)
+        errs[#errs + 1] = what .. "=" .. (ok and "ok" or (tostring(e):match("expected") and "refused")
+          or (tostring(e):match("another userdata given its metatable") and "refused") or e)
+      end
+      local small, v, m = s.small, s.small.v, s.small.m
+      debug.setmetatable(small, debug.getmetatable(s.big))
+      try("read", function() return small.x end)
+      try("write", function() small.x = 1 end)
+      try("totable", mm.totable, small)
+      debug.setmetatable(v, debug.getmetatable(s.big.v))
+      try("push", function() v:push({y = 5}) end)
+      local it = pairs(s.big.m)
+      debug.setmetatable(m, debug.getmetatable(s.big.m))
+      try("pairs", function() return it(m, nil) end)
+      try("atomic", function() return debug.getmetatable(s.hits).__index.load(io.tmpfile()) end)
+      local f = io.tmpfile()
+      debug.setmetatable(f, debug.getmetatable(mm.anon(16)))
+      try("map", function() return #f end)
+      local _, file = mm._core.view_info(s)
+      local w = s.big
+      debug.setmetatable(w, debug.getmetatable(file))
+      try("file", function() return mm._core.file_path(w) end)
+      w = nil
+      collectgarbage() -- its __gc, the File's, on a view's bytes
+      collectgarbage()
+      print(table.concat(errs, " "))
+      local s2 = assert(mm.open(p))
+      print(s2.small.x, #s2.small.v, s2.small.m[1], mm.check(s2))
+      os.remove(p)
+    ]=], { timeout = 60 })
+    assert.are.equal(0, status, err)
+    -- (a field of the view's own type reads and writes as before: only its bytes)
+    assert.are.equal("read=ok write=ok totable=ok push=refused pairs=refused atomic=refused "
+      .. "map=refused file=refused\n1\t1\t2\ttrue\n", out)
+  end)
+
+  it("memmap3.core called with lying arguments raises (it viewed past the root, overflowed)", function()
+    local out, status, err = h.run_lua([=[
+      local mm = require "memmap3"
+      local core = require "memmap3.core"
+      local p = os.tmpname(); os.remove(p)
+      -- a file whose root is 8 bytes while its schema says 100 MB, handed
+      -- over as a C host hands its files to scripts (mm3lua_push_root)
+      local f = assert(core.file_open(p, "root u8[100000000]", 8, true, true, false, 420, 0))
+      print(pcall(mm._root, f))
+      local S = mm.struct("S", {{"a", "u64"}, {"q", mm.vec("u8", 4)}, {"val", "value"}})
+      local q = os.tmpname(); os.remove(q)
+      local s = assert(mm.create(q, mm.struct("R", {{"s", S}})))
+      local _, file = core.view_info(s)
+      print(pcall(core.file_root, file, debug.getmetatable(s.s.q)))
+      print(select(2, pcall(core.value_blocks, s.s, math.mininteger)),
+        pcall(core.value_blocks, s.s, math.maxinteger))
+      core.set_keep(core.view_info(s.s), {math.maxinteger, 1})
+      s.s = {a = 1}
+      print(s.s.a)
+      core.file_close(f)
+      os.remove(p); os.remove(q)
+    ]=], { timeout = 60 })
+    assert.are.equal(0, status, err)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.matches("^false\t.*root is 8 bytes in the file, 100000000 in the schema", lines[1])
+    assert.matches("^false\t.*root is %d+ bytes in the file, %d+ in the schema", lines[2])
+    assert.matches("not a value's place.*false\t.*not a value's place", lines[3])
+    assert.equal("1", lines[4])
+  end)
+
   it("metamethods taken with the debug library refuse strings, nil and light userdata (they crashed once)",
     function()
       local s = new(mm.struct("S", { { "a", "i64" }, { "v", mm.vec("u8", 4) }, { "m", "map<u64,u64>" } }))

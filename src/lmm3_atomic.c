@@ -52,7 +52,7 @@ static const char *where(lua_State *L) {
 }
 
 static lmm3_atomic *toatomic(lua_State *L, int write) {
-  lmm3_atomic *a = luaL_checkudata(L, 1, LMM3_ATOMIC_MT);
+  lmm3_atomic *a = lmm3_checkudata(L, 1, LMM3_ATOMIC_MT, sizeof(lmm3_atomic), ATOMIC_MAGIC);
   if (LMM3_CLOSED(a->fb)) luaL_error(L, "attempt to use a closed memmap3 file");
   if (a->fb->f->truncated) lmm3_truncated_error(L, a->fb);
   if (write && a->fb->readonly) luaL_error(L, "%s: %s is open read-only", where(L), mm3_file_path(a->fb->f));
@@ -129,7 +129,7 @@ static int at_compare_exchange(lua_State *L) {
 }
 
 static int at_tostring(lua_State *L) {
-  lmm3_atomic *a = luaL_checkudata(L, 1, LMM3_ATOMIC_MT);
+  lmm3_atomic *a = lmm3_checkudata(L, 1, LMM3_ATOMIC_MT, sizeof(lmm3_atomic), ATOMIC_MAGIC);
   if (LMM3_CLOSED(a->fb)) {
     lua_pushliteral(L, LMM3_ATOMIC_MT " (closed file)");
     return 1;

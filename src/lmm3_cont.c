@@ -503,8 +503,9 @@ static int assign_run(lua_State *L) {
 void lmm3_container_assign(lua_State *L, int vidx, int descidx, uint8_t *p, lmm3_file *fb, const char *where) {
   lua_rawgeti(L, descidx, LMM3_D_META);
   int meta = lua_gettop(L);
-  lua_getfield(L, meta, "__mm3ti");
-  const lmm3_tinfo *ti = lua_touserdata(L, -1);
+  const lmm3_tinfo *ti = lmm3_tinfo_of(L, meta);
+  if (!ti) luaL_error(L, "%s: not a container type", where);
+  lua_pushnil(L); /* (where __mm3ti was) */
   lua_getfield(L, meta, "__mm3elem");
   int edesc_idx = lua_gettop(L);
   if (fb->readonly) luaL_error(L, "%s: memmap3 file is open read-only", where);
@@ -563,9 +564,8 @@ static uint8_t *copy_at(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint64_t 
 
 void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   meta = lua_absindex(L, meta);
-  lua_getfield(L, meta, "__mm3ti");
-  const lmm3_tinfo *ti = lua_touserdata(L, -1);
-  lua_pop(L, 1);
+  const lmm3_tinfo *ti = lmm3_tinfo_of(L, meta);
+  if (!ti) luaL_error(L, "memmap3: not a container type");
   if (ti->kind == LMM3_FMAP || ti->kind == LMM3_HMAP) {
     lmm3_hmap_copy(L, f, p, meta);
     return;
@@ -652,6 +652,7 @@ static int l_new_container(lua_State *L) {
 
   lua_createtable(L, 0, 20);
   int mt = lua_gettop(L);
+  ti->meta = lua_topointer(L, mt);
   lua_pushvalue(L, tii);
   lua_setfield(L, mt, "__mm3ti");
   lua_pushvalue(L, 2);
@@ -803,9 +804,9 @@ static int l_value_blocks(lua_State *L) {
   lmm3_view *v = lmm3_check_view(L, 1);
   lua_Integer off = luaL_checkinteger(L, 2);
   mm3_file *f = v->fb->f;
-  const uint8_t *root = mm3_file_root(f), *q = v->p + off;
-  if (off < 0 || q < root || (uint64_t)(q - root) > mm3_file_root_size(f) ||
-      mm3_file_root_size(f) - (uint64_t)(q - root) < 16)
+  const uint8_t *root = mm3_file_root(f);
+  uint64_t size = mm3_file_root_size(f), at = (uint64_t)(v->p - root); /* (views of the root: at <= size) */
+  if (v->p < root || at > size || off < 0 || (uint64_t)off > size - at || size - at - (uint64_t)off < 16)
     return luaL_argerror(L, 2, "not a value's place in the file's root");
   mm3_ctype ct = {0};
   ct.kind = MM3_VALUE;

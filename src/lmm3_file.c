@@ -9,7 +9,7 @@
 #include "lmm3_internal.h"
 
 static lmm3_file *tofile(lua_State *L, int idx) {
-  lmm3_file *fb = luaL_checkudata(L, idx, LMM3_FILE_MT);
+  lmm3_file *fb = lmm3_checkudata(L, idx, LMM3_FILE_MT, sizeof(lmm3_file), LMM3_FILE_MAGIC);
   if (LMM3_CLOSED(fb)) luaL_error(L, "attempt to use a closed memmap3 file");
   return fb;
 }
@@ -21,6 +21,7 @@ void mm3lua_push_root(lua_State *L, mm3_file *f, int owned) {
   lua_getfield(L, -1, "_root");
   lua_remove(L, -2);
   lmm3_file *fb = lua_newuserdatauv(L, sizeof *fb, 0);
+  fb->magic = LMM3_FILE_MAGIC;
   fb->f = f;
   fb->owned = owned;
   fb->readonly = mm3_file_readonly(f);
@@ -45,7 +46,7 @@ void *mm3lua_check_view(lua_State *L, int idx, size_t *len) {
 mm3_file *mm3lua_check_file(lua_State *L, int idx) { return lmm3_check_view(L, idx)->fb->f; }
 
 void lmm3_file_close(lua_State *L, int idx) {
-  lmm3_file *fb = luaL_checkudata(L, idx, LMM3_FILE_MT);
+  lmm3_file *fb = lmm3_checkudata(L, idx, LMM3_FILE_MT, sizeof(lmm3_file), LMM3_FILE_MAGIC);
   if (fb->f && fb->txn_open > 0)
     luaL_error(L, "%s: cannot close a memmap3 file inside mm.transaction or mm.lock", mm3_file_path(fb->f));
   if (fb->f && (fb->busy > 0 || lua_gc(L, LUA_GCCOUNT) == -1)) {
@@ -63,7 +64,7 @@ void lmm3_file_close(lua_State *L, int idx) {
 }
 
 static int f_gc(lua_State *L) {
-  lmm3_file *fb = luaL_checkudata(L, 1, LMM3_FILE_MT);
+  lmm3_file *fb = lmm3_checkudata(L, 1, LMM3_FILE_MT, sizeof(lmm3_file), LMM3_FILE_MAGIC);
   if (fb->f && !fb->owned) /* a borrowed file outlives scripts: end what they left open */
     for (; fb->txn_open > 0; fb->txn_open--) mm3_txn_rollback(fb->f, 0);
   if (fb->f && fb->owned) mm3_file_close(fb->f); /* rolls back an open transaction */
@@ -84,6 +85,7 @@ static int l_file_open(lua_State *L) {
   o.perm = (unsigned)luaL_optinteger(L, 7, 0);
   o.reserve = (uint64_t)luaL_optinteger(L, 8, 0);
   lmm3_file *fb = lua_newuserdatauv(L, sizeof *fb, 0);
+  fb->magic = LMM3_FILE_MAGIC;
   fb->f = NULL; /* closed until open succeeds */
   fb->closing = 0;
   fb->busy = 0;
@@ -108,10 +110,20 @@ static int l_file_read_schema(lua_State *L) {
   return 1;
 }
 
-/* core.file_root(file, meta) -> root view */
+/* core.file_root(file, meta) -> root view. A type of another size than the
+   file's root is refused: its view would reach past the root (a C host's
+   file handed to scripts, mm3lua_push_root, gets no other check). */
 static int l_file_root(lua_State *L) {
   lmm3_file *fb = tofile(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getfield(L, 2, "__mm3size");
+  int isint;
+  lua_Integer size = lua_tointegerx(L, -1, &isint);
+  lua_pop(L, 1);
+  uint64_t root = mm3_file_root_size(fb->f);
+  if (!isint || size < 0 || (uint64_t)size != root)
+    return luaL_error(L, "%s: root is %I bytes in the file, %I in the schema", mm3_file_path(fb->f),
+                      (lua_Integer)root, size);
   lmm3_push_view(L, 1, fb, mm3_file_root(fb->f), 2);
   ((lmm3_view *)lua_touserdata(L, -1))->root = 1;
   return 1;
@@ -143,7 +155,7 @@ static int l_file_close(lua_State *L) {
 }
 
 static int l_file_isopen(lua_State *L) {
-  lmm3_file *fb = luaL_checkudata(L, 1, LMM3_FILE_MT);
+  lmm3_file *fb = lmm3_checkudata(L, 1, LMM3_FILE_MT, sizeof(lmm3_file), LMM3_FILE_MAGIC);
   lua_pushboolean(L, !LMM3_CLOSED(fb));
   return 1;
 }
@@ -185,33 +197,6 @@ static int l_file_usage(lua_State *L) {
       lua_setfield(L, 2, names[i]);
     }
   }
-  return 0;
-}
-
-/* core.txn_begin(file) -> savepoint */
-static int l_txn_begin(lua_State *L) {
-  lmm3_file *fb = tofile(L, 1);
-  uint64_t sp;
-  int rc = mm3_txn_begin(fb->f, &sp);
-  if (rc) return luaL_error(L, "%s: cannot begin a transaction: %s", mm3_file_path(fb->f), mm3_strerror(rc));
-  fb->txn_open++;
-  lua_pushinteger(L, (lua_Integer)sp);
-  return 1;
-}
-
-static int l_txn_commit(lua_State *L) {
-  lmm3_file *fb = tofile(L, 1);
-  if (fb->txn_open > 0) fb->txn_open--;
-  int rc = mm3_txn_commit(fb->f);
-  if (rc) return luaL_error(L, "%s: commit failed, the data may not be on disk: %s", mm3_file_path(fb->f),
-                            mm3_strerror(rc));
-  return 0;
-}
-
-static int l_txn_rollback(lua_State *L) {
-  lmm3_file *fb = tofile(L, 1);
-  if (fb->txn_open > 0) fb->txn_open--;
-  mm3_txn_rollback(fb->f, (uint64_t)luaL_checkinteger(L, 2));
   return 0;
 }
 
@@ -311,7 +296,7 @@ static int l_file_check(lua_State *L) {
 }
 
 static int f_tostring(lua_State *L) {
-  lmm3_file *fb = luaL_checkudata(L, 1, LMM3_FILE_MT);
+  lmm3_file *fb = lmm3_checkudata(L, 1, LMM3_FILE_MT, sizeof(lmm3_file), LMM3_FILE_MAGIC);
   if (LMM3_CLOSED(fb)) lua_pushliteral(L, LMM3_FILE_MT " (closed)");
   else lua_pushfstring(L, LMM3_FILE_MT " (%s)", mm3_file_path(fb->f));
   return 1;
@@ -324,8 +309,7 @@ void lmm3_open_file(lua_State *L) {
       {"file_path", l_file_path},   {"file_flush", l_file_flush},
       {"file_close", l_file_close}, {"file_isopen", l_file_isopen},
       {"file_info", l_file_info},   {"file_usage", l_file_usage},
-      {"txn_begin", l_txn_begin},   {"transaction", l_transaction}, {"lock", l_lock},
-      {"txn_commit", l_txn_commit}, {"txn_rollback", l_txn_rollback},
+      {"transaction", l_transaction}, {"lock", l_lock},
       {"file_set_durable", l_set_durable}, {"file_recovered", l_recovered},
       {"file_check", l_file_check}, {"schema_layout", l_schema_layout},
       {NULL, NULL}};

@@ -274,8 +274,9 @@ int lmm3_hmap_pairs(lua_State *L) {
 void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   meta = lua_absindex(L, meta);
   luaL_checkstack(L, 8, "memmap3: value nested too deeply");
-  lua_getfield(L, meta, "__mm3ti");
-  const lmm3_tinfo *ti = lua_touserdata(L, -1);
+  const lmm3_tinfo *ti = lmm3_tinfo_of(L, meta);
+  if (!ti) luaL_error(L, "memmap3: not a map type");
+  lua_pushnil(L); /* (where __mm3ti was) */
   lua_getfield(L, meta, "__mm3elem");
   int d = lua_gettop(L);
   /* the lock first, once: a dead writer's unfinished work is rolled back
@@ -348,8 +349,9 @@ static int assign_run(lua_State *L) {
 
 void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p, lmm3_file *fb, const char *where) {
   if (lua_type(L, vidx) != LUA_TTABLE) luaL_error(L, "%s: expected a table, got %s", where, luaL_typename(L, vidx));
-  lua_getfield(L, meta, "__mm3ti");
-  const lmm3_tinfo *ti = lua_touserdata(L, -1);
+  const lmm3_tinfo *ti = lmm3_tinfo_of(L, meta);
+  if (!ti) luaL_error(L, "%s: not a map type", where);
+  lua_pushnil(L); /* (where __mm3ti was) */
   lua_getfield(L, meta, "__mm3elem");
   int d = lua_gettop(L);
   const mm3_ctype *ct = &ti->ct;

@@ -48,6 +48,7 @@ MM3_INTERNAL void lmm3_open_atomic(lua_State *L);
 
 /* The File userdata; every view keeps it alive through user value 1. */
 typedef struct lmm3_file {
+  uint32_t magic; /* LMM3_FILE_MAGIC (another userdata given its metatable has none) */
   mm3_file *f;    /* NULL once closed */
   int owned;      /* 0: borrowed from a C host: close only detaches */
   int readonly;
@@ -62,6 +63,18 @@ typedef struct lmm3_file {
 #define LMM3_CLOSED(fb) (!(fb)->f || (fb)->closing)
 
 #define LMM3_VIEW_MAGIC 0x6d6d3376u /* "mm3v" */
+#define LMM3_FILE_MAGIC 0x6d6d3366u /* "mm3f" */
+
+/* The userdata at idx of metatable tname, size bytes, starting with magic:
+   the debug library can give one type's metatable to another userdata, which
+   luaL_checkudata then takes. Raises a type error naming tname otherwise. */
+static inline void *lmm3_checkudata(lua_State *L, int idx, const char *tname, size_t size, uint32_t magic) {
+  void *u = luaL_testudata(L, idx, tname);
+  if (!u) luaL_typeerror(L, idx, tname);
+  if (lua_rawlen(L, idx) != size || *(const uint32_t *)u != magic)
+    luaL_argerror(L, idx, lua_pushfstring(L, "not a %s (another userdata given its metatable)", tname));
+  return u;
+}
 
 /* A struct or array view: a typed window on bytes of an open file. Its
    metatable (one per type) says which type; user value 1 is the File
@@ -76,6 +89,8 @@ typedef struct lmm3_slot {
 } lmm3_slot;
 
 typedef struct lmm3_tinfo {
+  const void *meta;  /* the metatable it belongs to (lua_topointer): a view whose metatable
+                        is another (debug.setmetatable) is no view of this type */
   int kind;          /* LMM3_STRUCT or LMM3_ARRAY */
   int nuv;           /* user values a view of this type has */
   int64_t n, esize;  /* arrays: length, element size */
@@ -127,9 +142,35 @@ MM3_INTERNAL lmm3_view *lmm3_check_view(lua_State *L, int idx);
    library can hand a metamethod anything). A light userdata may point
    anywhere and has no length, and a string's pointer is NULL: the length is
    checked before the magic is read. */
-static inline lmm3_view *lmm3_view_or_null(lua_State *L, int idx) {
+/* The view at idx, or NULL: also when its metatable is not its type's (the
+   debug library can swap them; the metamethods and fields of the other type
+   would then read and write past the view's bytes). Its own type's
+   metatable stays alive: the view keeps it (lmm3_push_view). */
+/* The type info of metatable meta (its __mm3ti), or NULL when it holds none
+   of its own (replaced through the debug library). Pushes nothing. */
+static inline const lmm3_tinfo *lmm3_tinfo_of(lua_State *L, int meta) {
+  meta = lua_absindex(L, meta);
+  lua_getfield(L, meta, "__mm3ti");
+  const lmm3_tinfo *ti = lua_touserdata(L, -1);
+  if (ti && (lua_type(L, -1) != LUA_TUSERDATA || lua_rawlen(L, -1) < sizeof *ti || ti->meta != lua_topointer(L, meta)))
+    ti = NULL;
+  lua_pop(L, 1);
+  return ti;
+}
+static inline lmm3_view *lmm3_view_unchecked(lua_State *L, int idx) { /* (its metatable not compared) */
   lmm3_view *v = lua_touserdata(L, idx);
   return v && lua_rawlen(L, idx) == sizeof *v && v->magic == LMM3_VIEW_MAGIC ? v : NULL;
+}
+static inline lmm3_view *lmm3_view_or_null(lua_State *L, int idx) {
+  lmm3_view *v = lmm3_view_unchecked(L, idx);
+  if (!v) return NULL;
+  if (v->ti) {
+    if (!lua_getmetatable(L, idx)) return NULL;
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (mt != v->ti->meta) return NULL;
+  }
+  return v;
 }
 /* Close the File userdata at idx (idempotent; borrowed files are detached). */
 MM3_INTERNAL void lmm3_file_close(lua_State *L, int idx);

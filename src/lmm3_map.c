@@ -23,7 +23,10 @@
    unpack reads the mapping between allocations (one string per result): while
    it runs the map is busy, a close only marks it closing, and remap raises.
    pack encodes everything first, then checks the map again. */
+#define MAP_MAGIC 0x6d6d336du /* "mm3m" */
+
 typedef struct lmm3_map {
+  uint32_t magic;   /* MAP_MAGIC */
   mm3_map *m;       /* NULL once closed */
   int owned;        /* 0: borrowed from a C host, never unmapped here */
   int fd;           /* file maps made by mm.map: the file, O_CLOEXEC; else -1 */
@@ -34,7 +37,7 @@ typedef struct lmm3_map {
 
 /* An open map, truncated or not (for #m, mode). */
 static lmm3_map *toopen(lua_State *L, int idx) {
-  lmm3_map *u = luaL_checkudata(L, idx, LMM3_MAP);
+  lmm3_map *u = lmm3_checkudata(L, idx, LMM3_MAP, sizeof(lmm3_map), MAP_MAGIC);
   if (!u->m || u->closing) luaL_error(L, "attempt to use a closed " LMM3_MAP);
   return u;
 }
@@ -57,6 +60,7 @@ static const char *const mode_names[] = {"r", "rw", "copy", "copy_r", "rx", NULL
 
 static lmm3_map *newmap(lua_State *L) {
   lmm3_map *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->magic = MAP_MAGIC;
   u->m = NULL; /* safe closed state until the mapping exists */
   u->owned = 1;
   u->fd = -1;
@@ -426,7 +430,7 @@ static int m_ptr(lua_State *L) {
 /* close and __close: while an unpack reads the map, it is closed for every
    later use and unmapped when the unpack ends. */
 static int m_close(lua_State *L) {
-  lmm3_map *u = luaL_checkudata(L, 1, LMM3_MAP);
+  lmm3_map *u = lmm3_checkudata(L, 1, LMM3_MAP, sizeof(lmm3_map), MAP_MAGIC);
   if (u->busy > 0) u->closing = 1;
   else release(u);
   return 0;
@@ -434,12 +438,12 @@ static int m_close(lua_State *L) {
 
 /* A collected map is on no stack, so no unpack can be reading it. */
 static int m_gc(lua_State *L) {
-  release(luaL_checkudata(L, 1, LMM3_MAP));
+  release(lmm3_checkudata(L, 1, LMM3_MAP, sizeof(lmm3_map), MAP_MAGIC));
   return 0;
 }
 
 static int m_tostring(lua_State *L) {
-  lmm3_map *u = luaL_checkudata(L, 1, LMM3_MAP);
+  lmm3_map *u = lmm3_checkudata(L, 1, LMM3_MAP, sizeof(lmm3_map), MAP_MAGIC);
   if (!u->m || u->closing) {
     lua_pushliteral(L, LMM3_MAP " (closed)");
   } else {

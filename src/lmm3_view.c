@@ -96,15 +96,16 @@ static void check_writable(lua_State *L, lmm3_view *v, int upv, const char *what
 void lmm3_push_view(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int meta) {
   fileidx = lua_absindex(L, fileidx);
   meta = lua_absindex(L, meta);
-  lua_getfield(L, meta, "__mm3ti");
-  const lmm3_tinfo *ti = lua_touserdata(L, -1);
-  lua_pop(L, 1); /* the metatable keeps it alive */
-  lmm3_view *v = lua_newuserdatauv(L, sizeof *v, ti ? ti->nuv : 2);
+  const lmm3_tinfo *ti = lmm3_tinfo_of(L, meta); /* (the metatable keeps it alive) */
+  int nuv = (ti ? ti->nuv : 2) + 1; /* the last: its type's metatable, kept (see lmm3_view_or_null) */
+  lmm3_view *v = lua_newuserdatauv(L, sizeof *v, nuv);
   v->magic = LMM3_VIEW_MAGIC;
   v->root = 0;
   v->p = p;
   v->fb = fb;
   v->ti = ti;
+  lua_pushvalue(L, meta);
+  lua_setiuservalue(L, -2, nuv);
   lua_pushvalue(L, meta);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, fileidx);
@@ -858,7 +859,8 @@ static void copy_kept(lua_State *L, int keep, uint8_t *scratch, const uint8_t *d
     lua_rawgeti(L, keep, i + 1);
     lua_Integer off = lua_tointeger(L, -2), len = lua_tointeger(L, -1);
     lua_pop(L, 2);
-    if (off >= 0 && len >= 0 && (size_t)(off + len) <= size) memcpy(scratch + off, dst + off, (size_t)len);
+    if (off >= 0 && len >= 0 && (uint64_t)off <= size && (uint64_t)len <= size - (uint64_t)off)
+      memcpy(scratch + off, dst + off, (size_t)len);
   }
 }
 
@@ -1132,8 +1134,12 @@ static const lmm3_slot *probe(const lmm3_tinfo *ti, const char *k) {
    metatable calls these metamethods (__metatable hides it from
    getmetatable), but the debug library can hand one any value, so the kind
    is checked too. */
-static inline lmm3_view *selfview(lua_State *L, int kind) {
-  lmm3_view *v = lmm3_view_or_null(L, 1);
+/* The view at 1 for field and element reads and writes, whose common cases use
+   the view's own type only (v->ti, kept alive by the view): its metatable
+   is not compared with it, a cost on every access, until the metamethod
+   turns to its upvalues (same_type). */
+static inline lmm3_view *selfview_fast(lua_State *L, int kind) {
+  lmm3_view *v = lmm3_view_unchecked(L, 1);
   if (!v || !v->ti || v->ti->kind != kind)
     luaL_typeerror(L, 1, kind == LMM3_STRUCT ? "memmap3 struct view" : "memmap3 array view");
   if (LMM3_CLOSED(v->fb)) closed_error(L);
@@ -1141,9 +1147,15 @@ static inline lmm3_view *selfview(lua_State *L, int kind) {
   return v;
 }
 
+/* Before a metamethod of view 1 uses its upvalues (its metatable's type):
+   that type must be the view's own. */
+static inline void same_type(lua_State *L) {
+  if (!lmm3_view_or_null(L, 1)) luaL_typeerror(L, 1, "memmap3 view of this type");
+}
+
 /* upvalues: 1 fields (name -> desc), 2 type name */
 static int s_index(lua_State *L) {
-  lmm3_view *v = selfview(L, LMM3_STRUCT);
+  lmm3_view *v = selfview_fast(L, LMM3_STRUCT);
   if (lua_type(L, 2) == LUA_TSTRING) {
     /* Short strings are interned: the name's address identifies the field. */
     const lmm3_slot *s = probe(v->ti, lua_tostring(L, 2));
@@ -1167,6 +1179,7 @@ static int s_index(lua_State *L) {
       }
       if (lua_getiuservalue(L, 1, s->uv) != LUA_TNIL) return 1;
       lua_pop(L, 1);
+      same_type(L);
       lua_pushvalue(L, 2);
       lua_rawget(L, lua_upvalueindex(1));
       push_complex(L, 1, v, lua_gettop(L), v->p, 2);
@@ -1175,6 +1188,7 @@ static int s_index(lua_State *L) {
       return 1;
     }
   }
+  same_type(L);
   lua_pushvalue(L, 2);
   switch (lua_rawget(L, lua_upvalueindex(1))) {
     case LUA_TNUMBER: {
@@ -1192,7 +1206,7 @@ static int s_index(lua_State *L) {
 }
 
 static int s_newindex(lua_State *L) {
-  lmm3_view *v = selfview(L, LMM3_STRUCT);
+  lmm3_view *v = selfview_fast(L, LMM3_STRUCT);
   check_writable(L, v, 2, "field");
   /* No type test: a number key converted to a string in place is refused
      below all the same. */
@@ -1219,6 +1233,7 @@ static int s_newindex(lua_State *L) {
       return 0;
     }
   }
+  same_type(L);
   lua_pushvalue(L, 2);
   int t = lua_rawget(L, lua_upvalueindex(1));
   if (t == LUA_TNUMBER) {
@@ -1369,6 +1384,7 @@ static int l_new_struct(lua_State *L) {
     }
     lua_pop(L, 1);
   }
+  ti->meta = lua_topointer(L, mt);
   lua_setfield(L, mt, "__mm3ti");
   return 1;
 }
@@ -1377,7 +1393,7 @@ static int l_new_struct(lua_State *L) {
 
 /* upvalues: 1 n, 2 element size, 3 element desc, 4 type name */
 static int a_index(lua_State *L) {
-  lmm3_view *v = selfview(L, LMM3_ARRAY);
+  lmm3_view *v = selfview_fast(L, LMM3_ARRAY);
   if (lua_isinteger(L, 2)) {
     const lmm3_tinfo *ti = v->ti;
     lua_Integer i = lua_tointeger(L, 2);
@@ -1391,12 +1407,14 @@ static int a_index(lua_State *L) {
     if (ti->nuv > 3) { /* small arrays keep each element's view in a user value */
       if (lua_getiuservalue(L, 1, 3 + (int)i) != LUA_TNIL) return 1;
       lua_pop(L, 1);
+      same_type(L);
       push_complex(L, 1, v, lua_upvalueindex(3), v->p + (i - 1) * ti->esize, 2);
       lua_pushvalue(L, -1);
       lua_setiuservalue(L, 1, 3 + (int)i);
       return 1;
     }
   }
+  same_type(L);
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   if (lua_type(L, 2) != LUA_TNUMBER || !isint) {
@@ -1418,7 +1436,7 @@ static int a_index(lua_State *L) {
 }
 
 static int a_newindex(lua_State *L) {
-  lmm3_view *v = selfview(L, LMM3_ARRAY);
+  lmm3_view *v = selfview_fast(L, LMM3_ARRAY);
   check_writable(L, v, 4, "element");
   if (lua_isinteger(L, 2) && v->ti->edesc >= 0) {
     const lmm3_tinfo *ti = v->ti;
@@ -1430,6 +1448,7 @@ static int a_newindex(lua_State *L) {
       return 0;
     }
   }
+  same_type(L);
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   lua_Integer n = lua_tointeger(L, lua_upvalueindex(1));
@@ -1519,6 +1538,7 @@ static int l_new_array(lua_State *L) {
   ti->n = n;
   ti->esize = esize;
   ti->edesc = lua_type(L, 4) == LUA_TNUMBER ? lua_tointeger(L, 4) : -1;
+  ti->meta = lua_topointer(L, mt);
   lua_setfield(L, mt, "__mm3ti");
   return 1;
 }

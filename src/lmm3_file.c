@@ -258,6 +258,14 @@ static int l_lock(lua_State *L) {
   return lua_gettop(L) - 1;
 }
 
+/* core.file_seq(file) -> the write sequence (mm3_file_seq) */
+static int l_file_seq(lua_State *L) {
+  lmm3_file *fb = tofile(L, 1);
+  if (LMM3_CLOSED(fb)) return luaL_error(L, "attempt to use a closed memmap3 file");
+  lua_pushinteger(L, (lua_Integer)mm3_file_seq(fb->f));
+  return 1;
+}
+
 static int l_set_durable(lua_State *L) {
   mm3_file_set_durable(tofile(L, 1)->f, lua_toboolean(L, 2));
   return 0;
@@ -312,6 +320,7 @@ void lmm3_open_file(lua_State *L) {
       {"transaction", l_transaction}, {"lock", l_lock},
       {"file_set_durable", l_set_durable}, {"file_recovered", l_recovered},
       {"file_check", l_file_check}, {"schema_layout", l_schema_layout},
+      {"file_seq", l_file_seq},
       {NULL, NULL}};
   luaL_newmetatable(L, LMM3_FILE_MT);
   lua_pushcfunction(L, f_gc);

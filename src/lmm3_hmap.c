@@ -158,8 +158,19 @@ static int map_next(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
   check_same_type(L, 2); /* an iterator taken from another map */
   uint64_t *pos = lua_touserdata(L, lua_upvalueindex(1));
-  uint8_t *k, *val;
-  int rc = mm3_hmap_next(v->fb->f, v->p, &v->ti->ct, pos, &k, &val);
+  const mm3_ctype *ct = &v->ti->ct;
+  buf kb, vb;
+  /* the key and a scalar value copied while the entry is that entry (read
+     through its node afterwards, they could be another's, or a freed
+     node's zeros); a struct value is a view of the node the key has now */
+  uint8_t *k = space(L, &kb, ct->key_size), *val = v->ti->edesc >= 0 ? space(L, &vb, ct->elem_size) : NULL;
+  int rc;
+  for (;;) {
+    rc = mm3_hmap_next_copy(v->fb->f, v->p, ct, pos, k, val);
+    if (rc || val) break;
+    rc = mm3_hmap_get(v->fb->f, v->p, ct, k, NULL, &val);
+    if (rc != MM3_ENOTFOUND) break; /* (deleted since: the next one) */
+  }
   if (rc == MM3_ENOTFOUND) return 0;
   if (rc) return lmm3_cont_error(L, 1, rc);
   int64_t kd = v->ti->kdesc;
@@ -184,12 +195,18 @@ static int snap_next(lua_State *L) {
   const uint8_t *keys = lua_touserdata(L, lua_upvalueindex(1));
   lua_Integer n = lua_tointeger(L, lua_upvalueindex(2)), i = lua_tointeger(L, lua_upvalueindex(3));
   int64_t kd = v->ti->kdesc;
+  buf vb;
+  /* a scalar value is copied as the lookup checks it (as m[k] does): read
+     through the node afterwards, it could be another key's by then (the
+     entry deleted, its node reused) */
+  uint8_t *copy = v->ti->edesc >= 0 ? space(L, &vb, ct->elem_size) : NULL;
   for (; i < n; i++) {
     const uint8_t *k = keys + (size_t)i * ct->key_size;
     uint8_t *val;
-    int rc = mm3_hmap_get(v->fb->f, v->p, ct, k, NULL, &val);
+    int rc = mm3_hmap_get(v->fb->f, v->p, ct, k, copy, &val);
     if (rc == MM3_ENOTFOUND) continue; /* deleted since */
     if (rc) return lmm3_cont_error(L, 1, rc);
+    if (copy) val = copy;
     lua_pushinteger(L, i + 1);
     lua_replace(L, lua_upvalueindex(3));
     lmm3_push_scalar(L, k, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF));
@@ -214,7 +231,6 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
      under way need not be finished first (in a transaction, that would log
      every chain it moves) */
   uint64_t pos[3] = {locked ? MM3_HMAP_AS_IS : 0, 0, 0};
-  uint8_t *k, *val;
   int rc;
   uint64_t count = __atomic_load_n((uint64_t *)v->p, __ATOMIC_ACQUIRE);
   /* (a damaged count: at most the nodes the file has room for; the file as
@@ -222,8 +238,13 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
   mm3_file_refresh(v->fb->f);
   uint64_t room = ct->node_size ? v->fb->f->mapped / ct->node_size : count;
   if (count > room) count = room;
-  while ((rc = mm3_hmap_next(v->fb->f, v->p, ct, pos, &k, &val)) == 0) {
-    if (n > count) { /* more entries than the map holds: its links loop */
+  /* (a read-only handle takes no lock: each step is checked against the
+     writers instead, mm3_hmap_next_copy) */
+  for (;;) {
+    /* more entries than the map holds: its links loop (a read-only walk,
+       which the writers do not wait for, may see entries they add meanwhile:
+       only a walk past twice the nodes the file has room for loops) */
+    if (locked ? n > count : n > 2 * room + 64) {
       rc = MM3_ECORRUPT;
       break;
     }
@@ -237,7 +258,7 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
       keybuf = nb;
       cap = ncap;
     }
-    memcpy(keybuf + n * ct->key_size, k, ct->key_size);
+    if ((rc = mm3_hmap_next_copy(v->fb->f, v->p, ct, pos, keybuf + n * ct->key_size, NULL)) != 0) break;
     n++;
   }
   if (locked) mm3_file_unlock(v->fb->f);
@@ -290,10 +311,14 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
      changes the map meanwhile: a resize under way is walked as it is, not
      finished first (which would log every chain it moved). */
   uint64_t pos[3] = {mm3_txn_depth(f) > 0 ? MM3_HMAP_AS_IS : 0, 0, 0};
-  uint8_t *k, *val;
+  buf kb, vb;
+  /* each entry copied as it is read (read through its node afterwards, it
+     could be another's by then) */
+  uint8_t *k = space(L, &kb, ti->ct.key_size), *val = space(L, &vb, ti->ct.elem_size);
   int64_t kd = ti->kdesc;
   int rc;
-  while ((rc = mm3_hmap_next(f, p, &ti->ct, pos, &k, &val)) == 0) {
+  lua_pushvalue(L, d + 1); /* the table on top again (the buffers below it) */
+  while ((rc = mm3_hmap_next_copy(f, p, &ti->ct, pos, k, val)) == 0) {
     /* more entries than the count: links that loop, or other processes
        at work meanwhile (their commits can grow and shrink the count, and
        a resize can show an entry twice). Only a loop passes twice as many

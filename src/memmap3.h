@@ -524,6 +524,12 @@ MM3_API int mm3_container_blocks(mm3_file *f, uint8_t *c, const mm3_ctype *t, in
 /** The heap blocks the file keeps for itself, as mm3_container_blocks: the
  *  undo log's, and replaced log blocks not freed yet. */
 MM3_API int mm3_file_blocks(mm3_file *f, int (*fn)(void *ud, uint64_t off), void *ud);
+/** The file's write sequence: odd while a write is under way in some
+ *  process (a container operation, or a transaction's heap work), moved by
+ *  each. A reader without the lock (a read-only handle) that finds it even
+ *  and unchanged around a read read no half-made write; mm.check reads it
+ *  so, and checks again what a write overlapped. */
+MM3_API uint64_t mm3_file_seq(const mm3_file *f);
 /** Verify the file's own invariants: every heap block's tag, the bytes in
  *  use, the free lists, the undo log. @return 0 or MM3_ECORRUPT (why says
  *  what); MM3_ERESERVE as mm3_container_check. Reads only, under the lock
@@ -623,6 +629,15 @@ MM3_API int mm3_hmap_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t);
 #define MM3_HMAP_AS_IS ((uint64_t)1 << 62)
 MM3_API int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key,
                          uint8_t **val);
+/** mm3_hmap_next, with the entry's key (key_size bytes) and value
+ *  (elem_size bytes) copied into key_out and val_out (either may be NULL)
+ *  while the entry is still that entry: the pointers mm3_hmap_next gives may
+ *  name another entry by the time they are read, should another process
+ *  delete this one and reuse its node. Under the lock; through a read-only
+ *  handle (which cannot take it), a step that a write overlapped is taken
+ *  again. */
+MM3_API int mm3_hmap_next_copy(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], void *key_out,
+                              void *val_out);
 
 /* segmented<T> ------------------------------------------------------------ */
 

@@ -203,7 +203,7 @@ void mm3__forget_holder(mm3_file *g) {
      makes those blocks live again */
   mm3__txn_forget(g);
   g->npending = 0;
-  g->txn_depth = 0, g->lock_depth = 0, g->no_log = 0;
+  g->txn_depth = 0, g->lock_depth = 0, g->no_log = 0, g->seq_depth = 0;
   __atomic_store_n(&g->lock_thread, 0UL, __ATOMIC_RELAXED);
 }
 

@@ -773,8 +773,9 @@ int mm3_hmap_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
    last, pos[2] = its successor then. Resuming finds the last node again and
    continues after it, so clearing any entry (the last one included) during a
    traversal skips nothing; if both were deleted, the bucket is walked again. */
-int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key, uint8_t **val) {
-  int locked = mm3_file_lock(f) == 0;
+/* One step of mm3_hmap_next, the lock held if locked. */
+static int next_step(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], int locked, uint8_t **key,
+                     uint8_t **val) {
   int rc = mm3_file_refresh(f);
   if (rc) goto out;
   rc = MM3_ENOTFOUND;
@@ -850,8 +851,41 @@ int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], 
     }
   }
 out:
+  return rc;
+}
+
+int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key, uint8_t **val) {
+  int locked = mm3_file_lock(f) == 0;
+  int rc = next_step(f, c, t, pos, locked, key, val);
   if (locked) mm3_file_unlock(f);
   return rc;
+}
+
+int mm3_hmap_next_copy(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], void *key_out,
+                       void *val_out) {
+  uint8_t *k, *v;
+  int rc;
+  if (mm3_file_lock(f) == 0) {
+    rc = next_step(f, c, t, pos, 1, &k, &v);
+    if (!rc && key_out) memcpy(key_out, k, t->key_size);
+    if (!rc && val_out) memcpy(val_out, v, t->elem_size);
+    mm3_file_unlock(f);
+    return rc;
+  }
+  /* Read-only: no lock holds the writers off. A step that a write overlapped
+     (the sequence moved, or was odd) is taken again from where it started,
+     letting the writers run; after 1000 it stands as it is. */
+  uint64_t *seq = &mm3__hdr(f)->seq, from[3] = {pos[0], pos[1], pos[2]};
+  for (int i = 0;; i++) {
+    uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+    memcpy(pos, from, sizeof from);
+    rc = next_step(f, c, t, pos, 0, &k, &v);
+    if (!rc && key_out) memcpy(key_out, k, t->key_size);
+    if (!rc && val_out) memcpy(val_out, v, t->elem_size);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if ((!(s1 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s1) || i == 1000) return rc;
+    sched_yield();
+  }
 }
 
 /* ---- checking (memmap3 check) ---- */

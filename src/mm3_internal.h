@@ -113,6 +113,8 @@ struct mm3_file {
   /* An operation directly inside a transaction undoes itself from its own
      entries, kept here, in the process: the file's log may lack them. */
   int op_own;          /* such an operation is under way */
+  int seq_depth;       /* nesting of this thread's writes that keep the sequence odd (mm3__write_begin) */
+  uint64_t seq_saved;  /* what the outermost one's mm3__seq_begin found */
   uint8_t *own;
   size_t nown, cown;
   size_t own_pending;  /* npending when it began */
@@ -197,6 +199,17 @@ static inline uint64_t mm3__seq_begin(mm3_file *f) {
 }
 static inline void mm3__seq_end(mm3_file *f, uint64_t s) {
   if (!(s & 1)) __atomic_store_n(&mm3__hdr(f)->seq, s + 2, __ATOMIC_RELEASE);
+}
+/* Around every operation (and the heap work of a transaction's begin and
+   commit), outermost only: the sequence odd while the heap or a container
+   may be half changed, so that a reader without the lock (a read-only
+   handle's mm.check, value and map reads) can tell that a write overlapped
+   what it read, and read again. */
+static inline void mm3__write_begin(mm3_file *f) {
+  if (f->seq_depth++ == 0) f->seq_saved = mm3__seq_begin(f);
+}
+static inline void mm3__write_end(mm3_file *f) {
+  if (f->seq_depth > 0 && --f->seq_depth == 0) mm3__seq_end(f, f->seq_saved);
 }
 
 /* For the C tests (which link the static library): called, when set, at a

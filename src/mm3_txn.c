@@ -419,9 +419,11 @@ int mm3__op_enter(mm3_file *f, uint64_t *sp) {
     mm3_file_unlock(f);
     return MM3_EBUSY;
   }
+  mm3__write_begin(f);
   rc = mm3_file_refresh(f);
   if (!rc) rc = ensure_log(f); /* made before any logged write, never inside one */
   if (rc) {
+    mm3__write_end(f);
     mm3_file_unlock(f);
     return rc;
   }
@@ -434,6 +436,7 @@ int mm3__op_enter(mm3_file *f, uint64_t *sp) {
   rc = mm3__savepoint(f, sp);
   if (rc) {
     if (own) f->op_own = 0;
+    mm3__write_end(f);
     mm3_file_unlock(f);
   }
   return rc;
@@ -458,6 +461,7 @@ int mm3__op_end(mm3_file *f, uint64_t sp, int rc) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
     mm3__settle(f);
   }
+  mm3__write_end(f);
   mm3_file_unlock(f);
   return rc;
 }
@@ -468,7 +472,9 @@ int mm3_txn_begin(mm3_file *f, uint64_t *savepoint) {
   /* (not inside an operation of its own transaction: that one's rollback
      could not undo what this one logs) */
   rc = mm3__other_txn(f) || f->op_own ? MM3_EBUSY : mm3_file_refresh(f);
+  mm3__write_begin(f); /* (the log may be made or grown) */
   if (!rc) rc = ensure_log(f);
+  mm3__write_end(f);
   if (rc) {
     mm3_file_unlock(f);
     return rc;
@@ -496,7 +502,9 @@ int mm3_txn_commit(mm3_file *f) {
     if (f->durable) rc = mm3_file_flush(f); /* the data before the log is dropped */
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
     seen_forget(f);
+    mm3__write_begin(f); /* (its frees are made) */
     mm3__settle(f);
+    mm3__write_end(f);
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }
   f->txn_lock = f->lock_depth - 1; /* the enclosing transaction's, if any (set under the lock:
@@ -511,7 +519,9 @@ void mm3_txn_rollback(mm3_file *f, uint64_t savepoint) {
   if (--f->txn_depth == 0) {
     __atomic_store_n(&mm3__hdr(f)->log_len, 0, __ATOMIC_RELEASE);
     seen_forget(f);
+    mm3__write_begin(f);
     mm3__settle(f); /* frees made before the savepoint (normally none) commit */
+    mm3__write_end(f);
     if (f->txn_owner && *f->txn_owner == f) *f->txn_owner = NULL;
   }
   f->txn_lock = f->lock_depth - 1; /* the enclosing transaction's, if any */
@@ -525,6 +535,7 @@ void mm3__settle(mm3_file *f) {
 }
 
 int mm3_txn_depth(const mm3_file *f) { return f->txn_depth; }
+uint64_t mm3_file_seq(const mm3_file *f) { return __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_ACQUIRE); }
 void mm3_file_set_durable(mm3_file *f, int durable) { f->durable = durable; }
 uint64_t mm3_file_recovered(const mm3_file *f) { return f->recovered; }
 

@@ -4,6 +4,7 @@
  * A growable value is replaced by writing a new block and then switching the
  * inline offset to it, so a reader sees the old bytes or the new, never a mix.
  */
+#include <sched.h>
 #include <string.h>
 
 #include "mm3_internal.h"
@@ -35,13 +36,26 @@ static int locate(mm3_file *f, uint8_t *c, const mm3_ctype *t, const uint8_t **d
 }
 
 int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64_t cap, uint64_t *len) {
-  int locked = mm3_file_lock(f) == 0; /* read-only files read without it */
-  const uint8_t *data;
-  int rc = locate(f, c, t, &data, len);
-  if (!rc && *len > cap) rc = MM3_ERANGE;
-  if (!rc && *len) memcpy(buf, data, *len);
-  if (locked) mm3_file_unlock(f);
-  return rc;
+  int locked = mm3_file_lock(f) == 0;
+  /* Read-only files read without it: a copy that a write overlapped (the
+     sequence moved, or was odd: the block may have been freed and reused
+     as it was read) is made again, letting the writers run; after 1000 it
+     stands as it is. */
+  uint64_t *seq = &mm3__hdr(f)->seq;
+  for (int i = 0;; i++) {
+    uint64_t s1 = locked ? 0 : __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+    const uint8_t *data;
+    int rc = locate(f, c, t, &data, len);
+    if (!rc && *len > cap) rc = MM3_ERANGE;
+    if (!rc && *len) memcpy(buf, data, *len);
+    if (locked) {
+      mm3_file_unlock(f);
+      return rc;
+    }
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if ((!(s1 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s1) || i == 1000) return rc;
+    sched_yield();
+  }
 }
 
 static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, uint64_t len) {

@@ -484,67 +484,96 @@ function M.check(target)
     opened = true
   end
   local f, mt = file_of(v, "mm.check")
-  local problems = {}
-  local ok, why, outgrown = core.file_check(f)
-  if outgrown then -- its containers cannot be read through this open: not damage
+  -- One pass: the problems it finds, or nil and why when the file outgrew
+  -- this open (its containers cannot be read through it: not damage).
+  local function pass()
+    local problems = {}
+    local ok, why, outgrown = core.file_check(f)
+    if outgrown then return nil, why end
+    if not ok then problems[#problems + 1] = why end
+    local owns -- (below)
+    local function walk(view, t, path)
+      if t.kind == "struct" then
+        for _, fl in ipairs(t.fields) do
+          local ft = fl.type
+          if ft.kind == "struct" or ft.kind == "array" or CONTAINER[ft.kind] or ft.kind == "value" then
+            local okv, child = pcall(function() return view[fl.name] end)
+            if not okv then problems[#problems + 1] = path .. fl.name .. ": " .. tostring(child)
+            elseif ft.kind ~= "value" then walk(child, ft, path .. fl.name .. ".")
+            elseif ft.cap == 0 then
+              owns("'" .. path .. fl.name .. "'", core.value_blocks(view, fl.offset))
+            end
+          end
+        end
+      elseif t.kind == "array" then
+        local e = t.elem
+        if e.kind == "struct" or e.kind == "array" or CONTAINER[e.kind] or e.kind == "value" then
+          for i = 1, t.n do
+            local okv, child = pcall(function() return view[i] end)
+            if not okv then problems[#problems + 1] = path .. i .. ": " .. tostring(child)
+            elseif e.kind ~= "value" then walk(child, e, path .. i .. ".")
+            elseif e.cap == 0 then
+              owns("'" .. path .. i .. "'", core.value_blocks(view, (i - 1) * e.size))
+            end
+          end
+        end
+      elseif CONTAINER[t.kind] then
+        local name = path == "" and "the root" or "'" .. path:gsub("%.$", "") .. "'"
+        local okc, cwhy = core.check_container(view)
+        if not okc then problems[#problems + 1] = path:gsub("%.$", "") .. ": " .. cwhy
+        else
+          owns(name, core.container_blocks(view))
+        end
+      end
+    end
+    -- No heap block may belong to two containers (or to one and the undo
+    -- log): a write through one would change the other.
+    local owner = {}
+    function owns(name, blocks, err)
+      if not blocks then
+        problems[#problems + 1] = name .. ": " .. tostring(err)
+        return
+      end
+      for _, off in ipairs(blocks) do
+        local other = owner[off]
+        if other then
+          problems[#problems + 1] = string.format("%s and %s share the heap block at offset %d", other, name,
+            off)
+        else
+          owner[off] = name
+        end
+      end
+    end
+    owns("the undo log", core.file_blocks(v))
+    walk(v, type_of_meta[mt], "")
+    if #problems == 0 then
+      local okt, terr = pcall(core.totable, v) -- every element and value readable
+      if not okt then problems[#problems + 1] = tostring(terr) end
+    end
+    return problems
+  end
+  -- Another process writing meanwhile (a read-only open cannot hold it off
+  -- with the lock, and a writable one takes it container by container) can
+  -- show a half-made write as damage: a pass that found problems while the
+  -- file's write sequence moved is made again; one that moved every time
+  -- says so.
+  local problems, why
+  for attempt = 1, 50 do
+    local s1 = core.file_seq(f)
+    problems, why = pass()
+    if not problems or #problems == 0 then break end
+    local s2 = core.file_seq(f)
+    if s1 % 2 == 0 and s1 == s2 then break end
+    if attempt == 50 then
+      table.insert(problems, 1, "(other processes wrote to the file during every check: some of these may be "
+        .. "their writes in progress)")
+    end
+    local t0 = os.clock()
+    while os.clock() - t0 < 0.002 do end -- (let the writer finish)
+  end
+  if not problems then
     if opened then M.close(v) end
     return nil, why
-  end
-  if not ok then problems[#problems + 1] = why end
-  local owns -- (below)
-  local function walk(view, t, path)
-    if t.kind == "struct" then
-      for _, fl in ipairs(t.fields) do
-        local ft = fl.type
-        if ft.kind == "struct" or ft.kind == "array" or CONTAINER[ft.kind] or ft.kind == "value" then
-          local okv, child = pcall(function() return view[fl.name] end)
-          if not okv then problems[#problems + 1] = path .. fl.name .. ": " .. tostring(child)
-          elseif ft.kind ~= "value" then walk(child, ft, path .. fl.name .. ".")
-          elseif ft.cap == 0 then owns("'" .. path .. fl.name .. "'", core.value_blocks(view, fl.offset)) end
-        end
-      end
-    elseif t.kind == "array" then
-      local e = t.elem
-      if e.kind == "struct" or e.kind == "array" or CONTAINER[e.kind] or e.kind == "value" then
-        for i = 1, t.n do
-          local okv, child = pcall(function() return view[i] end)
-          if not okv then problems[#problems + 1] = path .. i .. ": " .. tostring(child)
-          elseif e.kind ~= "value" then walk(child, e, path .. i .. ".")
-          elseif e.cap == 0 then owns("'" .. path .. i .. "'", core.value_blocks(view, (i - 1) * e.size)) end
-        end
-      end
-    elseif CONTAINER[t.kind] then
-      local name = path == "" and "the root" or "'" .. path:gsub("%.$", "") .. "'"
-      local okc, cwhy = core.check_container(view)
-      if not okc then problems[#problems + 1] = path:gsub("%.$", "") .. ": " .. cwhy
-      else
-        owns(name, core.container_blocks(view))
-      end
-    end
-  end
-  -- No heap block may belong to two containers (or to one and the undo
-  -- log): a write through one would change the other.
-  local owner = {}
-  function owns(name, blocks, err)
-    if not blocks then
-      problems[#problems + 1] = name .. ": " .. tostring(err)
-      return
-    end
-    for _, off in ipairs(blocks) do
-      local other = owner[off]
-      if other then
-        problems[#problems + 1] = string.format("%s and %s share the heap block at offset %d", other, name,
-          off)
-      else
-        owner[off] = name
-      end
-    end
-  end
-  owns("the undo log", core.file_blocks(v))
-  walk(v, type_of_meta[mt], "")
-  if #problems == 0 then
-    local okt, terr = pcall(core.totable, v) -- every element and value readable
-    if not okt then problems[#problems + 1] = tostring(terr) end
   end
   if opened then M.close(v) end
   if #problems > 0 then return nil, table.concat(problems, "\n") end

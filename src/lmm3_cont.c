@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -562,6 +563,30 @@ static uint8_t *copy_at(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint64_t 
   }
 }
 
+/* The elements' bytes, copied at one moment into buf (room for cap
+   elements): their count. Under the lock, or through a read-only handle
+   (which cannot take it) made again while a write overlapped the copy (a
+   ring push or a vec insert moves elements under a reader: elements of two
+   pushes, once). A damaged container copies what it can reach. */
+static uint64_t snapshot(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint8_t *buf, uint64_t cap) {
+  size_t es = ti->ct.elem_size;
+  int locked = mm3_file_lock(f) == 0;
+  for (int tries = 0;; tries++) {
+    uint64_t s1 = mm3_file_seq(f), n = ti->kind == LMM3_SARRAY ? ti->ct.cap : mm3_container_len(f, p, &ti->ct), i;
+    if (n > cap) n = cap;
+    for (i = 0; i < n; i++) {
+      const uint8_t *e = copy_at(f, p, ti, i);
+      if (!e) break;
+      memcpy(buf + i * es, e, es);
+    }
+    if (locked || (!(s1 & 1) && mm3_file_seq(f) == s1) || tries == 1000) {
+      if (locked) mm3_file_unlock(f);
+      return i;
+    }
+    sched_yield();
+  }
+}
+
 void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   meta = lua_absindex(L, meta);
   const lmm3_tinfo *ti = lmm3_tinfo_of(L, meta);
@@ -574,36 +599,35 @@ void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   lua_getfield(L, meta, "__mm3elem");
   int d = lua_gettop(L);
   const mm3_ctype *ct = &ti->ct;
+  /* the bytes first, at one moment; then the Lua values (which may run Lua
+     code: no lock meanwhile). Room for the count now and a little more
+     (others may push meanwhile: what does not fit waits for the next copy) */
   uint64_t n = ti->kind == LMM3_SARRAY ? ct->cap : mm3_container_len(f, p, ct);
-  uint64_t i = 0;
+  uint64_t room = n + 64, most = mm3_file_size(f) / (ct->elem_size ? ct->elem_size : 1) + 64;
+  if (ti->kind == LMM3_RING || ti->kind == LMM3_VEC || ti->kind == LMM3_SARRAY) most = ct->cap;
+  if (room > most) room = most; /* (a damaged length: no more than can be there) */
+  uint8_t *all = lua_newuserdatauv(L, (size_t)(room ? room : 1) * ct->elem_size, 0);
+  n = snapshot(f, p, ti, all, room);
   if (ti->edesc >= 0 && n > 0) {
-    /* scalars: the first batch is built at once (lmm3_list_begin) */
+    /* scalars: built at once (lmm3_list_begin), a batch at a time */
     int code = (int)(ti->edesc & 0xFF);
     uint32_t size = (uint32_t)((ti->edesc >> 8) & 0xFFFFFF);
-    lua_Integer m = lmm3_list_begin(L, n > (uint64_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)n);
-    uint8_t *e0 = ti->kind == LMM3_VEC ? mm3_vec_at(f, p, ct, 0) : NULL;
-    if (ti->kind == LMM3_VEC && e0 && mm3_vec_at(f, p, ct, (uint64_t)m - 1) == e0 + ((uint64_t)m - 1) * ct->elem_size) {
-      lmm3_push_scalars(L, e0, m, ct->elem_size, code, size); /* contiguous */
-      i = (uint64_t)m;
-    } else {
-      for (; i < (uint64_t)m; i++) {
-        uint8_t *e = copy_at(f, p, ti, i);
-        if (!e) break;
-        lmm3_push_scalar(L, e, code, size);
-      }
+    lua_Integer m = lmm3_list_begin(L, (lua_Integer)n);
+    lmm3_push_scalars(L, all, m, ct->elem_size, code, size);
+    lmm3_list_end(L, m);
+    for (uint64_t i = (uint64_t)m; i < n; i++) {
+      lmm3_push_scalar(L, all + i * ct->elem_size, code, size);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    lmm3_list_end(L, (lua_Integer)i);
-    if (i < (uint64_t)m) n = i; /* cut short: a damaged container */
   } else {
-    lua_createtable(L, n > (1 << 16) ? 1 << 16 : (int)n, 0); /* n comes from the file: a hint */
+    lua_createtable(L, n > (1 << 16) ? 1 << 16 : (int)n, 0);
+    for (uint64_t i = 0; i < n; i++) {
+      lmm3_push_copy(L, f, ti->edesc, d, all + i * ct->elem_size);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
   }
-  for (; i < n; i++) {
-    uint8_t *e = copy_at(f, p, ti, i);
-    if (!e) break;
-    lmm3_push_copy(L, f, ti->edesc, d, e);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-  lua_remove(L, d);
+  lua_replace(L, d); /* the table where the element desc was; the copy goes */
+  lua_settop(L, d);
 }
 
 /* ---- metatables ---- */

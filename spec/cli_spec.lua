@@ -96,6 +96,34 @@ describe("memmap3 command", function()
     assert.matches("No such file", err2, 1, true)
   end)
 
+  -- (exit status 1 and "damaged" from check, right after a crash, before)
+  it("a file a process died writing: exit status 3, no damage, and 0 once a read-write open rolled it back",
+  function()
+    local p = h.missing_path()
+    local S = mm.struct("K", { { "m", "map<u64, u64>" } })
+    local s = assert(mm.create(p, S))
+    s.m[1] = 1
+    mm.close(s)
+    local _, status = h.run_lua(([[
+      local mm = require "memmap3"
+      local s = assert(mm.open(%q))
+      mm.transaction(s, function() s.m[2] = 2; os.execute("kill -9 $PPID") end)
+    ]]):format(p), { timeout = 60 })
+    assert.equal(128 + 9, status)
+    for _, cmd in ipairs { "check", "dump", "info" } do
+      local out, st, err = memmap3(cmd .. " " .. h.shell_quote(p))
+      assert.equal(3, st, cmd .. ": " .. err)
+      assert.equal("", out)
+      assert.matches("this is no damage", err, 1, true)
+    end
+    s = assert(mm.open(p)) -- rolls the transaction back
+    assert.is_nil(s.m[2])
+    mm.close(s)
+    local out, st = memmap3("check " .. h.shell_quote(p))
+    assert.equal(0, st)
+    assert.matches(": ok", out, 1, true)
+  end)
+
   it("answers usage errors with exit status 2", function()
     local _, status, err = memmap3("frobnicate x")
     assert.equal(2, status)

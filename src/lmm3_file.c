@@ -162,6 +162,8 @@ static int l_file_isopen(lua_State *L) {
 
 static int l_file_info(lua_State *L) {
   lmm3_file *fb = tofile(L, 1);
+  if (LMM3_CLOSED(fb)) return luaL_error(L, "attempt to use a closed memmap3 file");
+  mm3_file_refresh(fb->f); /* the size as it is now: other processes may have grown it (an error: as mapped) */
   lua_createtable(L, 0, 11); /* (room for file_usage's) */
   lua_pushinteger(L, (lua_Integer)mm3_file_size(fb->f));
   lua_setfield(L, -2, "size");

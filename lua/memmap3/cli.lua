@@ -22,7 +22,8 @@ JSON: a byte that is not valid UTF-8 in a string becomes U+FFFD; inf, -inf
 and NaN become null; a value<N> table that is not a sequence and has a
 non-string key becomes a list of [key, value] pairs.
 exit status: 0 success, 1 damaged or unreadable file (or other failure),
-2 usage error]]
+2 usage error, 3 a process died writing the file (no damage: its work is
+rolled back by the next read-write open, which info, dump and check are not)]]
 
 -- ---------------------------------------------------------------------------
 -- Rendering values in declaration order, guided by the type
@@ -300,8 +301,8 @@ local function parse_args(cmd, args)
 end
 
 function commands.info(out, path)
-  local v <close>, err = open(path)
-  if not v then return nil, err end
+  local v <close>, err, code = open(path)
+  if not v then return nil, err, code end
   local i = mm.info(v)
   out(format("file:           %s", path))
   out(format("format version: %d", i.format_version))
@@ -318,8 +319,8 @@ function commands.info(out, path)
 end
 
 function commands.dump(out, path, opts)
-  local v <close>, err = open(path)
-  if not v then return nil, err end
+  local v <close>, err, code = open(path)
+  if not v then return nil, err, code end
   local t, data = mm.schema(v), mm.totable(v)
   if mm._through_cell(t) then data = data.value end
   out(M.render(data, t, opts["--json"]))
@@ -327,8 +328,8 @@ function commands.dump(out, path, opts)
 end
 
 function commands.check(out, path)
-  local ok, err = mm.check(path)
-  if not ok then return nil, err end
+  local ok, err, code = mm.check(path)
+  if not ok then return nil, err, code end
   out(path .. ": ok")
   return true
 end
@@ -377,7 +378,8 @@ end
 
 --- Run the command line in args; out(line) prints, err(line) reports.
 -- @return the exit status: 0 success, 1 damaged or unreadable file (or
--- another failure), 2 usage error
+-- another failure), 2 usage error, 3 a dead writer's unfinished work
+-- (a read-write open rolls it back)
 function M.main(args, out, err)
   out = out or print
   err = err or function(s) io.stderr:write(s, "\n") end
@@ -385,9 +387,14 @@ function M.main(args, out, err)
     err("memmap3: " .. msg .. "\n" .. USAGE)
     return 2
   end
-  local function failure(file, msg)
+  local function failure(file, msg, code)
     msg = clean(msg)
     if file and msg:sub(1, #file + 2) ~= file .. ": " then msg = file .. ": " .. msg end
+    if code == mm.ERECOVER then -- a process died writing: not damage
+      err("memmap3: " .. msg .. " (this is no damage: the first read-write open rolls the dead writer's "
+        .. "work back)")
+      return 3
+    end
     err("memmap3: " .. msg)
     return 1
   end
@@ -408,9 +415,9 @@ function M.main(args, out, err)
   if #pos < spec.npos[1] then return usage_error(spec.few or cmd .. " needs a FILE") end
   if #pos > spec.npos[2] then return usage_error(spec.many or cmd .. " takes one FILE, not " .. #pos) end
   local file = spec.file and pos[1] or nil -- cheader's messages name their file
-  local okp, ok, msg = pcall(fn, out, file or pos, opts)
+  local okp, ok, msg, code = pcall(fn, out, file or pos, opts)
   if not okp then ok, msg = nil, ok end
-  if not ok then return failure(file, msg) end
+  if not ok then return failure(file, msg, code) end
   return 0
 end
 

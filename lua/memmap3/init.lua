@@ -130,12 +130,15 @@ end
 -- @field EVERSION a newer format
 -- @field ECORRUPT damaged
 -- @field ETRUNCATED shorter than its header says
+-- @field ERECOVER a dead writer's unfinished work, which a read-only open
+-- cannot roll back (one read-write open does; it is no damage)
 -- @table errors
 M.ESCHEMA = -30892
 M.EBADFILE = -30895
 M.EVERSION = -30894
 M.ECORRUPT = -30893
 M.ETRUNCATED = -30889
+M.ERECOVER = -30886
 
 -- ---------------------------------------------------------------------------
 -- Compiling types into the C module's descriptors and metatables
@@ -478,9 +481,9 @@ M.lock = core.lock
 function M.check(target)
   local v, opened = target, false
   if type(target) == "string" then
-    local err
-    v, err = M.open(target, { readonly = true })
-    if not v then return nil, err end
+    local err, code
+    v, err, code = M.open(target, { readonly = true })
+    if not v then return nil, err, code end
     opened = true
   end
   local f, mt = file_of(v, "mm.check")

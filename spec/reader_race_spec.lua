@@ -56,14 +56,19 @@ describe("readers against a writer process", function()
   end)
 
   -- Runs fn(view) over and over for about two seconds; returns the errors
-  -- it raised (their first message) and how many times it ran.
+  -- it raised (their first message) and how many times it ran. A read-only
+  -- read that the writer overlapped every one of 1000 times (a slow reader,
+  -- under the sanitizers, against a writer that never pauses) raises that
+  -- it could not read: no error of the kind counted here, nor a success.
   local function for_a_while(fn, view)
     local errors, first, runs = 0, nil, 0
     local t0 = os.clock()
     while os.clock() - t0 < 2 do
-      runs = runs + 1
       local ok, e = pcall(fn, view)
-      if not ok then errors, first = errors + 1, first or tostring(e) end
+      if ok then runs = runs + 1
+      elseif not tostring(e):find("other processes kept writing", 1, true) then
+        errors, first = errors + 1, first or tostring(e)
+      end
     end
     return errors, first, runs
   end
@@ -158,7 +163,10 @@ describe("mm.totable of a ring that producer processes push into", function()
     local t0 = os.clock()
     while os.clock() - t0 < 1.5 do
       for _, view in ipairs{f, ro} do
-        for _, e in ipairs(mm.totable(view.r)) do
+        local ok, list = pcall(mm.totable, view.r)
+        -- (read-only: overlapped 1000 times in a row, it says so, no copy)
+        if not ok then assert(tostring(list):find("other processes kept writing", 1, true), list) end
+        for _, e in ipairs(ok and list or {}) do
           seen = seen + 1
           local pad = ("p" .. e.pid .. "s" .. e.seq):rep(3):sub(1, 40)
           if e.chk ~= e.pid * 1000003 + e.seq or e.pad ~= pad then torn = torn + 1 end

@@ -567,8 +567,9 @@ static uint8_t *copy_at(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint64_t 
    elements): their count. Under the lock, or through a read-only handle
    (which cannot take it) made again while a write overlapped the copy (a
    ring push or a vec insert moves elements under a reader: elements of two
-   pushes, once). A damaged container copies what it can reach. */
-static uint64_t snapshot(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint8_t *buf, uint64_t cap) {
+   pushes, once); raises after 1000 tries. A damaged container copies what
+   it can reach. */
+static uint64_t snapshot(lua_State *L, mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint8_t *buf, uint64_t cap) {
   size_t es = ti->ct.elem_size;
   int locked = mm3_file_lock(f) == 0;
   for (int tries = 0;; tries++) {
@@ -579,10 +580,11 @@ static uint64_t snapshot(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint8_t 
       if (!e) break;
       memcpy(buf + i * es, e, es);
     }
-    if (locked || (!(s1 & 1) && mm3_file_seq(f) == s1) || tries == 1000) {
+    if (locked || (!(s1 & 1) && mm3_file_seq(f) == s1)) {
       if (locked) mm3_file_unlock(f);
       return i;
     }
+    if (tries == 1000) luaL_error(L, "memmap3: %s", mm3_strerror(MM3_EWRITERS)); /* (no lock is held) */
     sched_yield();
   }
 }
@@ -607,7 +609,7 @@ void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   if (ti->kind == LMM3_RING || ti->kind == LMM3_VEC || ti->kind == LMM3_SARRAY) most = ct->cap;
   if (room > most) room = most; /* (a damaged length: no more than can be there) */
   uint8_t *all = lua_newuserdatauv(L, (size_t)(room ? room : 1) * ct->elem_size, 0);
-  n = snapshot(f, p, ti, all, room);
+  n = snapshot(L, f, p, ti, all, room);
   if (ti->edesc >= 0 && n > 0) {
     /* scalars: built at once (lmm3_list_begin), a batch at a time */
     int code = (int)(ti->edesc & 0xFF);

@@ -874,7 +874,7 @@ int mm3_hmap_next_copy(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos
   }
   /* Read-only: no lock holds the writers off. A step that a write overlapped
      (the sequence moved, or was odd) is taken again from where it started,
-     letting the writers run; after 1000 it stands as it is. */
+     letting the writers run; after 1000, MM3_EWRITERS. */
   uint64_t *seq = &mm3__hdr(f)->seq, from[3] = {pos[0], pos[1], pos[2]};
   for (int i = 0;; i++) {
     uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
@@ -883,7 +883,8 @@ int mm3_hmap_next_copy(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos
     if (!rc && key_out) memcpy(key_out, k, t->key_size);
     if (!rc && val_out) memcpy(val_out, v, t->elem_size);
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if ((!(s1 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s1) || i == 1000) return rc;
+    if (!(s1 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s1) return rc;
+    if (i == 1000) return MM3_EWRITERS;
     sched_yield();
   }
 }

@@ -39,8 +39,8 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
   int locked = mm3_file_lock(f) == 0;
   /* Read-only files read without it: a copy that a write overlapped (the
      sequence moved, or was odd: the block may have been freed and reused
-     as it was read) is made again, letting the writers run; after 1000 it
-     stands as it is. */
+     as it was read) is made again, letting the writers run; after 1000,
+     MM3_EWRITERS. */
   uint64_t *seq = &mm3__hdr(f)->seq;
   for (int i = 0;; i++) {
     uint64_t s1 = locked ? 0 : __atomic_load_n(seq, __ATOMIC_ACQUIRE);
@@ -53,7 +53,8 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
       return rc;
     }
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if ((!(s1 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s1) || i == 1000) return rc;
+    if (!(s1 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s1) return rc;
+    if (i == 1000) return MM3_EWRITERS; /* (what was read may be half one write, half another) */
     sched_yield();
   }
 }

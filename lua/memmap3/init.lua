@@ -132,6 +132,8 @@ end
 -- @field ETRUNCATED shorter than its header says
 -- @field ERECOVER a dead writer's unfinished work, which a read-only open
 -- cannot roll back (one read-write open does; it is no damage)
+-- @field EWRITERS a read-only open's read that writes of other processes
+-- overlapped every one of 1000 times (try again)
 -- @table errors
 M.ESCHEMA = -30892
 M.EBADFILE = -30895
@@ -139,6 +141,7 @@ M.EVERSION = -30894
 M.ECORRUPT = -30893
 M.ETRUNCATED = -30889
 M.ERECOVER = -30886
+M.EWRITERS = -30882
 
 -- ---------------------------------------------------------------------------
 -- Compiling types into the C module's descriptors and metatables

@@ -1545,12 +1545,12 @@ static uint64_t owned_bytes(mm3_file *f, const owned *o, size_t from) {
 /* Every heap block in use is some container's or the log's, and no block
    is two's: mm.check's comparison relies on both. */
 FTEST(container_blocks_name_every_block_once) {
+  static owned o;
   struct r_layout r;
   REQUIRE(r_init(&r) == 0);
   mm3_file *f = new_file("blocks", SCHEMA_R, r.size, NULL);
   REQUIRE(f);
   uint8_t *root = mm3_file_root(f);
-  static owned o;
   o.n = 0;
   CHECK_RC(mm3_container_blocks(f, root + r.om, &r.m, own_block, &o));
   CHECK_RC(mm3_container_blocks(f, root + r.os, &r.s, own_block, &o));

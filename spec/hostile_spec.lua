@@ -327,6 +327,8 @@ describe("hostile Lua code", function()
       local s = assert(mm.create(q, mm.struct("R", {{"s", S}})))
       local _, file = core.view_info(s)
       print(pcall(core.file_root, file, debug.getmetatable(s.s.q)))
+      -- a made-up metatable of the right size: no type, no view (its layout crashed)
+      print(pcall(core.file_root, file, {__mm3size = mm.info(s).root_size, __mm3kind = 33, __mm3n = 1 << 31}))
       print(select(2, pcall(core.value_blocks, s.s, math.mininteger)),
         pcall(core.value_blocks, s.s, math.maxinteger))
       core.set_keep(core.view_info(s.s), {math.maxinteger, 1})
@@ -340,8 +342,48 @@ describe("hostile Lua code", function()
     for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
     assert.matches("^false\t.*root is 8 bytes in the file, 100000000 in the schema", lines[1])
     assert.matches("^false\t.*root is %d+ bytes in the file, %d+ in the schema", lines[2])
-    assert.matches("not a value's place.*false\t.*not a value's place", lines[3])
-    assert.equal("1", lines[4])
+    assert.matches("^false\t.*not a memmap3 type's metatable", lines[3])
+    assert.matches("not a value's place.*false\t.*not a value's place", lines[4])
+    assert.equal("1", lines[5])
+  end)
+
+  -- mm.totable and pop check the view, then run the copy in a protected call,
+  -- which read the view's metatable again: a call hook there swapped it (a
+  -- 64 MiB array's layout over a 16-byte struct: SIGSEGV).
+  it("a metatable swapped by a debug hook between the check and the copy: refused", function()
+    local out, status, err = h.run_lua([=[
+      local mm = require "memmap3"
+      local p, q = os.tmpname(), os.tmpname(); os.remove(p); os.remove(q)
+      local r = assert(mm.create(p, mm.struct("R", {{"s", mm.struct("Small", {{"x", "u64"}, {"y", "u64"}})},
+        {"v", mm.vec(mm.struct("E", {{"a", "u64"}}), 2)}})))
+      local o = assert(mm.create(q, mm.struct("Other", {{"z", mm.array("u64", 8 * 1024 * 1024)},
+        {"w", mm.vec(mm.struct("Big", {{"b", "u8[65536]"}}), 1)}})))
+      _ = r.v << {a = 1}
+      local results = {}
+      for _, case in ipairs{{r.s, debug.getmetatable(o), mm._core.totable},
+                            {r.v, debug.getmetatable(o.w), function(v) return v:pop() end}} do
+        local view, meta, fn = case[1], case[2], case[3]
+        local own = debug.getmetatable(view)
+        for n = 1, 4 do -- the swap at the n-th C call after arming
+          local calls, armed = 0, true
+          debug.sethook(function()
+            local info = armed and debug.getinfo(2, "S")
+            if info and info.what == "C" then
+              calls = calls + 1
+              if calls == n then armed = false; debug.setmetatable(view, meta) end
+            end
+          end, "c")
+          local ok = pcall(fn, view)
+          debug.sethook()
+          debug.setmetatable(view, own)
+          results[#results + 1] = tostring(ok)
+        end
+      end
+      print(table.concat(results, " "))
+      os.remove(p); os.remove(q)
+    ]=], { timeout = 60 })
+    assert.are.equal(0, status, err)
+    assert.matches("^%a+ %a+ %a+ %a+ %a+ %a+ %a+ %a+\n$", out)
   end)
 
   it("metamethods taken with the debug library refuse strings, nil and light userdata (they crashed once)",

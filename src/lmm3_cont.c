@@ -275,7 +275,9 @@ static int m_push(lua_State *L) {
 
 /* The copy of a removed element (view, its bytes): run protected. */
 static int copy_removed(lua_State *L) {
-  lmm3_view *v = lua_touserdata(L, 1);
+  /* (checked again: a debug hook at this call may have swapped its metatable) */
+  lmm3_view *v = lmm3_view_or_null(L, 1);
+  if (!v || LMM3_CLOSED(v->fb)) return luaL_typeerror(L, 1, "memmap3 view");
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__mm3elem");
   lmm3_push_copy(L, v->fb->f, v->ti->edesc, lua_gettop(L), lua_touserdata(L, 2));

@@ -121,6 +121,7 @@ static int l_file_root(lua_State *L) {
   lua_Integer size = lua_tointegerx(L, -1, &isint);
   lua_pop(L, 1);
   uint64_t root = mm3_file_root_size(fb->f);
+  if (!lmm3_tinfo_of(L, 2)) return luaL_argerror(L, 2, "not a memmap3 type's metatable");
   if (!isint || size < 0 || (uint64_t)size != root)
     return luaL_error(L, "%s: root is %I bytes in the file, %I in the schema", mm3_file_path(fb->f),
                       (lua_Integer)root, size);

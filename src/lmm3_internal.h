@@ -163,14 +163,11 @@ static inline lmm3_view *lmm3_view_unchecked(lua_State *L, int idx) { /* (its me
 }
 static inline lmm3_view *lmm3_view_or_null(lua_State *L, int idx) {
   lmm3_view *v = lmm3_view_unchecked(L, idx);
-  if (!v) return NULL;
-  if (v->ti) {
-    if (!lua_getmetatable(L, idx)) return NULL;
-    const void *mt = lua_topointer(L, -1);
-    lua_pop(L, 1);
-    if (mt != v->ti->meta) return NULL;
-  }
-  return v;
+  if (!v || !v->ti) return NULL; /* (no type: a made-up metatable's) */
+  if (!lua_getmetatable(L, idx)) return NULL;
+  const void *mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  return mt == v->ti->meta ? v : NULL;
 }
 /* Close the File userdata at idx (idempotent; borrowed files are detached). */
 MM3_INTERNAL void lmm3_file_close(lua_State *L, int idx);

@@ -1567,7 +1567,9 @@ void lmm3_list_end(lua_State *L, lua_Integer m) { lua_call(L, (int)m, 1); }
 
 /* core.totable(view) -> plain table */
 static int copy_view(lua_State *L) {
-  lmm3_view *v = lua_touserdata(L, 1);
+  /* (checked again: a debug hook at this call may have swapped its metatable) */
+  lmm3_view *v = lmm3_view_or_null(L, 1);
+  if (!v || LMM3_CLOSED(v->fb)) return luaL_typeerror(L, 1, "memmap3 view");
   lua_getmetatable(L, 1);
   if (v->ti && LMM3_IS_CONTAINER(v->ti->kind)) lmm3_cont_copy(L, v->fb->f, v->p, lua_gettop(L));
   else push_deep(L, v->fb->f, v->p, lua_gettop(L));

@@ -174,6 +174,14 @@ int mm3_file_lock(mm3_file *f) {
   }
   if (rc) return rc;
   if (f->lock_depth++ == 0) __atomic_store_n(&f->lock_thread, (unsigned long)pthread_self(), __ATOMIC_RELAXED);
+  if (*f->held == 0) {
+    /* Nobody else holds the lock: a write sequence left odd is a dead
+       writer's (it died with nothing logged yet, or settling: nothing for
+       recovery to do, and the sequence would stay odd for every later
+       writer, their lock-free readers waiting on it for ever). */
+    uint64_t *seq = &mm3__hdr(f)->seq, s = __atomic_load_n(seq, __ATOMIC_RELAXED);
+    if (s & 1) __atomic_store_n(seq, s + 1, __ATOMIC_RELEASE);
+  }
   if ((*f->held)++ == 0 && __atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) != 0) {
     /* Nobody else holds the lock, yet a write is logged as under way: its
        writer died. Roll it back before anything else: through this handle

@@ -515,13 +515,16 @@ static inline void copy_value(void *dst, const void *src, size_t n) {
    came in. Without the lock the value is copied aside first and given out
    only once no writer came in meanwhile: a try that found the key, then lost
    it to a writer, must not leave a value behind for a key not found. A value
-   too big to copy aside is read under the lock. */
+   bigger than 256 bytes is copied aside into memory of its own (read under the
+   lock instead, it had a read-only handle, which has no lock, wait 1000 yields
+   a lookup: 0.8 ms). */
 static inline int get_unlocked(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
                                void *val_out, uint8_t **val_ptr, int tries, int *rc) {
   uint64_t *seq = &mm3__hdr(f)->seq;
-  uint8_t aside[256];
-  if (val_out && t->elem_size > sizeof aside) return 0;
-  for (; tries > 0; tries--) {
+  uint8_t small[256], *aside = small;
+  if (val_out && t->elem_size > sizeof small && (aside = malloc(t->elem_size)) == NULL) return 0;
+  int done = 0;
+  for (; tries > 0 && !done; tries--) {
     uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
     if (s1 & 1) continue;
     uint8_t *n = NULL;
@@ -532,10 +535,11 @@ static inline int get_unlocked(mm3_file *f, uint8_t *c, const mm3_ctype *t, cons
     if (__atomic_load_n(seq, __ATOMIC_RELAXED) == s1) {
       if (!*rc && val_out) copy_value(val_out, aside, t->elem_size);
       if (!*rc && val_ptr) *val_ptr = n + t->val_off;
-      return 1;
+      done = 1;
     }
   }
-  return 0;
+  if (aside != small) free(aside);
+  return done;
 }
 
 int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, void *val_out,
@@ -1037,14 +1041,22 @@ int mm3__hmap_blocks(mm3_file *f, uint8_t *c, const mm3_ctype *t, mm3__block_fn 
   for (int i = 0; i < 2 && !rc; i++)
     if (g->tab[i]) rc = gtable(f, g, i) ? fn(ud, g->tab[i]) : MM3_ECORRUPT;
   uint64_t most = arena_bound(f), k = 0;
-  for (uint64_t off = g->arena; off && !rc; off = ((const arena *)(f->base + off))->prev)
-    rc = !arena_at(f, t, off) || ++k > most ? MM3_ECORRUPT : fn(ud, off);
+  for (uint64_t off = g->arena; off && !rc;) {
+    const arena *a = arena_at(f, t, off);
+    if (!a || ++k > most) return MM3_ECORRUPT; /* (its link is not followed) */
+    rc = fn(ud, off);
+    off = a->prev;
+  }
   for (int i = 0; i < 2 && !rc && !g->arena; i++) {
     uint64_t *tab = gtable(f, g, i);
     for (uint64_t b = 0; tab && b < ((uint64_t)1 << g->lg[i]) && !rc; b++) {
       uint64_t steps = 0;
-      for (uint64_t off = tab[b]; off && !rc; off = *(uint64_t *)(f->base + off))
-        rc = !gnode(f, t, off) || past_nodes(f, t, g, steps++) ? MM3_ECORRUPT : fn(ud, off);
+      for (uint64_t off = tab[b]; off && !rc;) {
+        uint8_t *n = gnode(f, t, off);
+        if (!n || past_nodes(f, t, g, steps++)) return MM3_ECORRUPT;
+        rc = fn(ud, off);
+        off = *(uint64_t *)n;
+      }
     }
   }
   return rc;

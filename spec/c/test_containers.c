@@ -1586,6 +1586,12 @@ FTEST(container_blocks_name_every_block_once) {
   /* the walk stops at the callback's error */
   o.n = sizeof o.off / sizeof o.off[0];
   CHECK_EQ(mm3_container_blocks(f, root + r.os, &r.s, own_block, &o), MM3_EFULL);
+  /* an arena whose link leaves the file: damage, and the link is not
+     followed (it was read through once found bad) */
+  uint8_t *arena = mm3_file_base(f) + rd64(root + r.om + 40); /* the map head's newest arena */
+  wr64(arena, mm3_file_size(f) + ((uint64_t)1 << 40));
+  o.n = 0;
+  CHECK_EQ(mm3_container_blocks(f, root + r.om, &r.m, own_block, &o), MM3_ECORRUPT);
 }
 
 FTEST(check_damaged_vec_and_value) {

@@ -985,13 +985,20 @@ FTEST(death_making_the_first_log_leaks_nothing) {
   }
   CHECK_EQ(wait_child(pid), 0);
   CHECK_EQ(hdr_u64(f, 552), 0); /* the block made, not named */
+  CHECK(mm3_file_seq(f) & 1);   /* it died writing, nothing logged yet */
   CHECK_RC(mm3_file_lock(f));
+  /* the next locker makes the sequence even again (with nothing to roll
+     back it stayed odd, and every later writer left it so: lock-free and
+     read-only readers waited on it for ever) */
+  CHECK_EQ(mm3_file_seq(f) & 1, 0);
   mm3_file_unlock(f);
   CHECK(file_ok(f));
   CHECK_EQ(leaked(f), 0);
   CHECK_EQ(hdr_u64(f, 720), 0);
   uint64_t one = 7, back = 0;
+  uint64_t seq = mm3_file_seq(f);
   CHECK_RC(mm3_file_write(f, mm3_file_root(f), &one, 8)); /* and the write now succeeds */
+  CHECK_EQ(mm3_file_seq(f), seq + 2); /* (odd while it ran, even after) */
   memcpy(&back, mm3_file_root(f), 8);
   CHECK_EQ(back, 7);
   CHECK(hdr_u64(f, 552) != 0);

@@ -37,6 +37,14 @@ lmm3_view *lmm3_cont_view(lua_State *L, int idx) {
   return v;
 }
 
+lmm3_view *lmm3_cont_view_fast(lua_State *L, int idx) {
+  lmm3_view *v = lmm3_view_unchecked(L, idx);
+  if (!v || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind)) luaL_typeerror(L, idx, "memmap3 container");
+  if (LMM3_CLOSED(v->fb)) luaL_error(L, "attempt to use a closed memmap3 file");
+  if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
+  return v;
+}
+
 static const char *cont_name(lua_State *L, int viewidx) {
   lua_getiuservalue(L, viewidx, 3);
   const char *n = lua_tostring(L, -1);
@@ -88,7 +96,7 @@ static uint64_t seq_len(lmm3_view *v) {
 
 /* upvalues: 1 element desc, 2 methods */
 static int q_index(lua_State *L) {
-  lmm3_view *v = lmm3_cont_view(L, 1);
+  lmm3_view *v = lmm3_cont_view_fast(L, 1);
   int isint = lua_isinteger(L, 2);
   if (!isint && lua_type(L, 2) == LUA_TNUMBER) lua_tointegerx(L, 2, &isint); /* 1.0 is index 1, as in a table */
   if (isint) {
@@ -112,6 +120,7 @@ static int q_index(lua_State *L) {
         return lmm3_cont_error(L, 1, rc ? rc : MM3_ECORRUPT);
       }
     }
+    if (v->ti->edesc < 0) lmm3_cont_view(L, 1); /* the upvalue's descriptor: this view's type's? */
     lmm3_push_elem(L, 1, v->ti->edesc, lua_upvalueindex(1), p);
     return 1;
   }
@@ -259,7 +268,7 @@ static void only_kinds(lua_State *L, lmm3_view *v, unsigned kinds, const char *m
 #define only_vec(L, v, method) only_kinds(L, v, K(LMM3_VEC), method)
 
 static int m_push(lua_State *L) {
-  lmm3_view *v = lmm3_cont_view(L, 1);
+  lmm3_view *v = lmm3_cont_view_fast(L, 1);
   if (v->ti->kind == LMM3_SARRAY) return luaL_error(L, "string_array has a fixed length: assign sa[i] = s");
   only_kinds(L, v, K(LMM3_VEC) | K(LMM3_RING) | K(LMM3_SEG), "push");
   luaL_checkany(L, 2);
@@ -267,6 +276,7 @@ static int m_push(lua_State *L) {
     push_value(L, v, 1, 2, 0);
     return 0;
   }
+  lmm3_cont_view(L, 1); /* the metatable's descriptor next: this view's type's? */
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__mm3elem");
   push_value(L, v, 1, 2, lua_gettop(L));
@@ -416,12 +426,13 @@ static int m_count(lua_State *L) {
 
 /* v << x: push (maps: x = {key, value}); returns v so that `<<` chains. */
 static int c_shl(lua_State *L) {
-  lmm3_view *v = lmm3_cont_view(L, 1);
+  lmm3_view *v = lmm3_cont_view_fast(L, 1); /* (the scalar path reads this view's type only) */
   if (v->ti->kind == LMM3_FMAP || v->ti->kind == LMM3_HMAP) return lmm3_hmap_shl(L);
   if (v->ti->kind == LMM3_SARRAY) return luaL_error(L, "string_array has a fixed length: assign sa[i] = s");
   if (v->ti->edesc >= 0) {
     push_value(L, v, 1, 2, 0);
   } else {
+    lmm3_cont_view(L, 1);
     lua_getmetatable(L, 1);
     lua_getfield(L, -1, "__mm3elem");
     push_value(L, v, 1, 2, lua_gettop(L));

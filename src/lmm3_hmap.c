@@ -36,7 +36,7 @@ static const char *encode_key(lua_State *L, lmm3_view *v, int idx, uint8_t *key)
 
 /* upvalues: 1 value desc, 2 key desc */
 int lmm3_hmap_index(lua_State *L) {
-  lmm3_view *v = lmm3_cont_view(L, 1);
+  lmm3_view *v = lmm3_cont_view_fast(L, 1); /* (checked below before the upvalue's descriptor) */
   const mm3_ctype *ct = &v->ti->ct;
   buf kb, vb;
   uint8_t *key = space(L, &kb, ct->key_size);
@@ -60,6 +60,7 @@ int lmm3_hmap_index(lua_State *L) {
   int rc = mm3__hmap_get(v->fb->f, v->p, ct, key, h, val, &ptr);
   if (rc == MM3_ENOTFOUND) return 0;
   if (rc) return lmm3_cont_error(L, 1, rc);
+  if (v->ti->edesc < 0) lmm3_cont_view(L, 1);
   lmm3_push_elem(L, 1, v->ti->edesc, lua_upvalueindex(1), val ? val : ptr);
   return 1;
 }
@@ -116,7 +117,8 @@ static void put(lua_State *L, int viewidx, int kidx, int vidx, int descidx) {
 }
 
 int lmm3_hmap_newindex(lua_State *L) {
-  lmm3_cont_view(L, 1);
+  lmm3_view *v = lmm3_cont_view_fast(L, 1);
+  if (v->ti->edesc < 0) lmm3_cont_view(L, 1); /* put reads the upvalue's descriptor */
   put(L, 1, 2, 3, lua_upvalueindex(1));
   return 0;
 }

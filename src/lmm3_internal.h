@@ -218,6 +218,10 @@ MM3_INTERNAL void lmm3_hmap_assign(lua_State *L, int vidx, int meta, uint8_t *p,
 
 /* The container view at idx (raises for anything else or a closed file). */
 MM3_INTERNAL lmm3_view *lmm3_cont_view(lua_State *L, int idx);
+/* The same without comparing its metatable with its type (lmm3_view_or_null):
+   for paths that read the view's own type only, until they turn to their
+   metatable's (then lmm3_cont_view). */
+MM3_INTERNAL lmm3_view *lmm3_cont_view_fast(lua_State *L, int idx);
 /* Raise for a failed core call on the container view at viewidx, naming it:
    "vec 'inv' is full (capacity 64)". */
 MM3_INTERNAL int lmm3_cont_error(lua_State *L, int viewidx, int rc);

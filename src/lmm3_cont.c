@@ -29,20 +29,18 @@ static const char *kind_name(int code) {
   return "container";
 }
 
-lmm3_view *lmm3_cont_view(lua_State *L, int idx) {
-  lmm3_view *v = lmm3_view_or_null(L, idx);
+/* v (the userdata at idx, or NULL) if it is a container view of an open file. */
+static inline lmm3_view *open_container(lua_State *L, int idx, lmm3_view *v) {
   if (!v || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind)) luaL_typeerror(L, idx, "memmap3 container");
   if (LMM3_CLOSED(v->fb)) luaL_error(L, "attempt to use a closed memmap3 file");
   if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
 }
 
+lmm3_view *lmm3_cont_view(lua_State *L, int idx) { return open_container(L, idx, lmm3_view_or_null(L, idx)); }
+
 lmm3_view *lmm3_cont_view_fast(lua_State *L, int idx) {
-  lmm3_view *v = lmm3_view_unchecked(L, idx);
-  if (!v || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind)) luaL_typeerror(L, idx, "memmap3 container");
-  if (LMM3_CLOSED(v->fb)) luaL_error(L, "attempt to use a closed memmap3 file");
-  if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
-  return v;
+  return open_container(L, idx, lmm3_view_unchecked(L, idx));
 }
 
 static const char *cont_name(lua_State *L, int viewidx) {

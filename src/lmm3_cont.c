@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -583,20 +582,20 @@ static uint8_t *copy_at(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint64_t 
 static uint64_t snapshot(lua_State *L, mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint8_t *buf, uint64_t cap) {
   size_t es = ti->ct.elem_size;
   int locked = mm3_file_lock(f) == 0;
-  for (int tries = 0;; tries++) {
-    uint64_t s1 = mm3_file_seq(f), n = ti->kind == LMM3_SARRAY ? ti->ct.cap : mm3_container_len(f, p, &ti->ct), i;
+  for (int tries = 0;;) {
+    uint64_t s = mm3__read_begin(f), n = ti->kind == LMM3_SARRAY ? ti->ct.cap : mm3_container_len(f, p, &ti->ct), i;
     if (n > cap) n = cap;
     for (i = 0; i < n; i++) {
       const uint8_t *e = copy_at(f, p, ti, i);
       if (!e) break;
       memcpy(buf + i * es, e, es);
     }
-    if (locked || (!(s1 & 1) && mm3_file_seq(f) == s1)) {
+    if (locked || mm3__read_ok(f, s)) {
       if (locked) mm3_file_unlock(f);
       return i;
     }
-    if (tries == 1000) luaL_error(L, "memmap3: %s", mm3_strerror(MM3_EWRITERS)); /* (no lock is held) */
-    sched_yield();
+    int again = mm3__read_again(&tries);
+    if (again) luaL_error(L, "memmap3: %s", mm3_strerror(again)); /* (no lock is held) */
   }
 }
 

@@ -500,9 +500,9 @@ static int find_any(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key
   return gfind(f, t, (ghead *)c, key, h, &link, n, &which);
 }
 
-/* Writers make the file's sequence odd while they change a map
-   (mm3__seq_begin), so a lookup can run without the lock and retry if a
-   write overlapped it. Every offset is checked, so an overlapped lookup
+/* Every operation keeps the file's sequence odd while it runs
+   (mm3__write_begin, in mm3__op_enter), so a lookup can run without the
+   lock and retry if a write overlapped it. Every offset is checked, so an overlapped lookup
    reads garbage at worst, never outside the file, and its result is dropped. */
 
 /* A value of n bytes: an 8-byte one (the common case) inline, not a call. */
@@ -675,7 +675,6 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  uint64_t sq = mm3__seq_begin(f);
   ghead *g = (ghead *)c;
   if (t->kind == MM3_HMAP && more > m) presize(f, g, more);
   if (t->kind == MM3_HMAP && g->rehash) {
@@ -715,7 +714,6 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
     else ++*done;
   }
   if (!rc) rc = failed;
-  mm3__seq_end(f, sq);
   /* what was put before a failure stays; a failed group of one (a single
      put) changes nothing at all, its share of a resize included */
   int erc = mm3__op_end(f, sp, m == 1 ? rc : 0);
@@ -750,11 +748,8 @@ int mm3_hmap_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
   hash_group(f, c, t, 1, key, &h);
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
-  uint64_t sq = mm3__seq_begin(f);
   rc = t->kind == MM3_FMAP ? fdel(f, c, t, key, h) : gdel(f, c, t, key, h);
-  if (rc) mm3__rollback(f, sp);
-  mm3__seq_end(f, sq);
-  return mm3__op_end(f, sp, rc);
+  return mm3__op_end(f, sp, rc); /* (a failed one rolled back there, the sequence still odd) */
 }
 
 int mm3_hmap_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
@@ -763,10 +758,8 @@ int mm3_hmap_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
   if (rc) return rc;
   ghead old;
   memcpy(&old, c, sizeof old);
-  uint64_t sq = mm3__seq_begin(f);
   rc = mm3__log(f, c, t->kind == MM3_FMAP ? t->size : sizeof(ghead));
   if (!rc) memset(c, 0, t->kind == MM3_FMAP ? t->size : sizeof(ghead)); /* detached in one step */
-  mm3__seq_end(f, sq);
   rc = mm3__op_end(f, sp, rc);
   if (rc || t->kind == MM3_FMAP) return rc;
   return free_detached(f, t, &old);
@@ -809,11 +802,8 @@ static int next_step(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3
       break;
     }
     if (rc) goto out;
-    uint64_t sq = mm3__seq_begin(f);
     rc = mm3__log(f, g, sizeof *g);
     if (!rc) rc = rehash_step(f, t, g, BATCH);
-    if (rc) mm3__rollback(f, sp);
-    mm3__seq_end(f, sq);
     rc = mm3__op_end(f, sp, rc);
     if (rc) goto out;
     rc = MM3_ENOTFOUND;
@@ -879,17 +869,16 @@ int mm3_hmap_next_copy(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos
   /* Read-only: no lock holds the writers off. A step that a write overlapped
      (the sequence moved, or was odd) is taken again from where it started,
      letting the writers run; after 1000, MM3_EWRITERS. */
-  uint64_t *seq = &mm3__hdr(f)->seq, from[3] = {pos[0], pos[1], pos[2]};
-  for (int i = 0;; i++) {
-    uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+  uint64_t from[3] = {pos[0], pos[1], pos[2]};
+  for (int tries = 0;;) {
+    uint64_t s = mm3__read_begin(f);
     memcpy(pos, from, sizeof from);
     rc = next_step(f, c, t, pos, 0, &k, &v);
     if (!rc && key_out) memcpy(key_out, k, t->key_size);
     if (!rc && val_out) memcpy(val_out, v, t->elem_size);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (!(s1 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s1) return rc;
-    if (i == 1000) return MM3_EWRITERS;
-    sched_yield();
+    if (mm3__read_ok(f, s)) return rc;
+    int again = mm3__read_again(&tries);
+    if (again) return again;
   }
 }
 

@@ -4,6 +4,7 @@
 #ifndef MM3_INTERNAL_H
 #define MM3_INTERNAL_H
 
+#include <sched.h>
 #include "memmap3.h"
 
 #if defined(__GNUC__)
@@ -210,6 +211,23 @@ static inline void mm3__write_begin(mm3_file *f) {
 }
 static inline void mm3__write_end(mm3_file *f) {
   if (f->seq_depth > 0 && --f->seq_depth == 0) mm3__seq_end(f, f->seq_saved);
+}
+/* A read without the lock (a read-only handle has none): s =
+   mm3__read_begin(f), read (copying what it gives out), then
+   mm3__read_ok(f, s) says whether no write overlapped it; if one did,
+   mm3__read_again(f, &tries) lets the writers run and says 0 (read again),
+   or MM3_EWRITERS once 1000 reads were overlapped. */
+static inline uint64_t mm3__read_begin(const mm3_file *f) {
+  return __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_ACQUIRE);
+}
+static inline int mm3__read_ok(const mm3_file *f, uint64_t s) {
+  __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the reads before the second look */
+  return !(s & 1) && __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_RELAXED) == s;
+}
+static inline int mm3__read_again(int *tries) {
+  if (++*tries > 1000) return MM3_EWRITERS;
+  sched_yield();
+  return 0;
 }
 
 /* For the C tests (which link the static library): called, when set, at a

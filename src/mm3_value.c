@@ -4,7 +4,6 @@
  * A growable value is replaced by writing a new block and then switching the
  * inline offset to it, so a reader sees the old bytes or the new, never a mix.
  */
-#include <sched.h>
 #include <string.h>
 
 #include "mm3_internal.h"
@@ -41,9 +40,8 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
      sequence moved, or was odd: the block may have been freed and reused
      as it was read) is made again, letting the writers run; after 1000,
      MM3_EWRITERS. */
-  uint64_t *seq = &mm3__hdr(f)->seq;
-  for (int i = 0;; i++) {
-    uint64_t s1 = locked ? 0 : __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+  for (int tries = 0;;) {
+    uint64_t s = mm3__read_begin(f);
     const uint8_t *data;
     int rc = locate(f, c, t, &data, len);
     if (!rc && *len > cap) rc = MM3_ERANGE;
@@ -52,10 +50,9 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
       mm3_file_unlock(f);
       return rc;
     }
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (!(s1 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s1) return rc;
-    if (i == 1000) return MM3_EWRITERS; /* (what was read may be half one write, half another) */
-    sched_yield();
+    if (mm3__read_ok(f, s)) return rc;
+    int again = mm3__read_again(&tries);
+    if (again) return again; /* (what was read may be half one write, half another) */
   }
 }
 

@@ -577,7 +577,7 @@ static uint8_t *copy_at(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint64_t 
    elements): their count. Under the lock, or through a read-only handle
    (which cannot take it) made again while a write overlapped the copy (a
    ring push or a vec insert moves elements under a reader: elements of two
-   pushes, once); raises after 1000 tries. A damaged container copies what
+   pushes, once); raises when mm3__read_again gives up. A damaged container copies what
    it can reach. */
 static uint64_t snapshot(lua_State *L, mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint8_t *buf, uint64_t cap) {
   size_t es = ti->ct.elem_size;
@@ -594,7 +594,7 @@ static uint64_t snapshot(lua_State *L, mm3_file *f, uint8_t *p, const lmm3_tinfo
       if (locked) mm3_file_unlock(f);
       return i;
     }
-    int again = mm3__read_again(&tries);
+    int again = mm3__read_again(f, &tries);
     if (again) luaL_error(L, "memmap3: %s", mm3_strerror(again)); /* (no lock is held) */
   }
 }

@@ -65,7 +65,7 @@ MM3_API const char *mm3_version(int *major, int *minor, int *patch);
 #define MM3_EBUSY        (-30885) /**< another open of the file in this thread has a transaction open */
 #define MM3_ELOGFULL     (-30884) /**< a transaction changed more than the undo log holds */
 #define MM3_ELOCKBAD     (-30883) /**< another program overwrote the file's lock */
-#define MM3_EWRITERS     (-30882) /**< a read-only open's read overlapped writes every time it was tried */
+#define MM3_EWRITERS     (-30882) /**< a read-only open's read overlapped writes every time it was tried (about 2 s), or a writer died mid-write */
 #define MM3_ERR_LAST     (-30882)
 
 /** Describe an error code returned by any mm3_* call.

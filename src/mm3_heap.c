@@ -227,6 +227,55 @@ void mm3_file_unlock(mm3_file *f) {
   pthread_mutex_unlock((pthread_mutex_t *)lock);
 }
 
+/* ---- reads without the lock ---- */
+
+/* Whether nobody holds the lock: 0 when it cannot tell. glibc's robust
+   mutex keeps its holder's thread id in its first word (the kernel's robust
+   futex protocol: a holder that dies leaves the owner-died bit and no id). */
+static int lock_free(const mm3_file *f) {
+#ifdef __GLIBC__
+  const uint8_t *lock = mm3__hdr(f)->lock;
+  if (!lock_kind || lock[16] != lock_kind) return 0;
+  return (__atomic_load_n((const uint32_t *)lock, __ATOMIC_ACQUIRE) & 0x3FFFFFFFu) == 0; /* FUTEX_TID_MASK */
+#else
+  (void)f;
+  return 0;
+#endif
+}
+
+static void pause_cpu(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* The first 1000 tries yield, then wait (briefly) for the operation under
+   way to end, so that the next read starts as the gap before the writer's
+   next one does: read at a random moment, a read longer than the gaps of a
+   writer that never pauses failed all 1000 times. A writer descheduled in
+   the middle of an operation (a busy machine) keeps the sequence odd for
+   milliseconds: the next 2000 tries sleep a millisecond each. A sequence
+   that is odd while nobody holds the lock, and still the same after that
+   was seen, was left so by a writer that died (a live one makes it even
+   before it unlocks; the next writer to lock makes it even): no wait helps. */
+int mm3__read_again(const mm3_file *f, int *tries) {
+  int n = ++*tries;
+  if (n > 3000) return MM3_EWRITERS;
+  const uint64_t *seq = &mm3__hdr(f)->seq;
+  if (n <= 1000) {
+    sched_yield();
+    for (int spin = 0; spin < 256 && (__atomic_load_n(seq, __ATOMIC_RELAXED) & 1); spin++) pause_cpu();
+  } else {
+    struct timespec ms = {0, 1000 * 1000};
+    nanosleep(&ms, NULL);
+  }
+  uint64_t s = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+  if ((s & 1) && lock_free(f) && __atomic_load_n(seq, __ATOMIC_ACQUIRE) == s) return MM3_EWRITERS;
+  return 0;
+}
+
 /* ---- the heap ---- */
 
 static uint64_t heap_start(const mm3_file *f) { return mm3__heap_start(f); }

@@ -516,8 +516,8 @@ static inline void copy_value(void *dst, const void *src, size_t n) {
    only once no writer came in meanwhile: a try that found the key, then lost
    it to a writer, must not leave a value behind for a key not found. A value
    bigger than 256 bytes is copied aside into memory of its own (read under the
-   lock instead, it had a read-only handle, which has no lock, wait 1000 yields
-   a lookup: 0.8 ms). */
+   lock instead, a read-only handle, which has no lock, waited out every
+   retry of a lookup: 0.8 ms each). */
 static inline int get_unlocked(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
                                void *val_out, uint8_t **val_ptr, int tries, int *rc) {
   uint64_t *seq = &mm3__hdr(f)->seq;
@@ -546,13 +546,15 @@ int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, 
                  uint8_t **val_ptr) {
   int rc;
   if (get_unlocked(f, c, t, key, h, val_out, val_ptr, 8, &rc)) return rc;
-  int locked = mm3_file_lock(f) == 0; /* read-only files read without it */
-  /* A read-only handle has no lock to wait for the writers with: it goes on
-     trying, letting them run, before it reads whatever is there (a writer
-     that died half way leaves the sequence odd for good). */
-  for (int i = 0; !locked && i < 1000; i++) {
-    sched_yield();
-    if (get_unlocked(f, c, t, key, h, val_out, val_ptr, 1, &rc)) return rc;
+  if (mm3_file_lock(f) != 0) {
+    /* A read-only handle has no lock to wait for the writers with: it goes
+       on trying, letting them run, and gives up as every read-only read does
+       (a writer that died half way leaves the sequence odd until the next
+       writer opens the file). */
+    for (int tries = 0;;) {
+      if ((rc = mm3__read_again(f, &tries)) != 0) return rc;
+      if (get_unlocked(f, c, t, key, h, val_out, val_ptr, 1, &rc)) return rc;
+    }
   }
   rc = mm3_file_refresh(f);
   uint8_t *n = NULL;
@@ -561,7 +563,7 @@ int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, 
     if (val_out) memcpy(val_out, n + t->val_off, t->elem_size);
     if (val_ptr) *val_ptr = n + t->val_off;
   }
-  if (locked) mm3_file_unlock(f);
+  mm3_file_unlock(f);
   return rc;
 }
 
@@ -868,7 +870,7 @@ int mm3_hmap_next_copy(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos
   }
   /* Read-only: no lock holds the writers off. A step that a write overlapped
      (the sequence moved, or was odd) is taken again from where it started,
-     letting the writers run; after 1000, MM3_EWRITERS. */
+     letting the writers run, until mm3__read_again gives up (MM3_EWRITERS). */
   uint64_t from[3] = {pos[0], pos[1], pos[2]};
   for (int tries = 0;;) {
     uint64_t s = mm3__read_begin(f);
@@ -877,7 +879,7 @@ int mm3_hmap_next_copy(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos
     if (!rc && key_out) memcpy(key_out, k, t->key_size);
     if (!rc && val_out) memcpy(val_out, v, t->elem_size);
     if (mm3__read_ok(f, s)) return rc;
-    int again = mm3__read_again(&tries);
+    int again = mm3__read_again(f, &tries);
     if (again) return again;
   }
 }

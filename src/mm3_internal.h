@@ -216,7 +216,8 @@ static inline void mm3__write_end(mm3_file *f) {
    mm3__read_begin(f), read (copying what it gives out), then
    mm3__read_ok(f, s) says whether no write overlapped it; if one did,
    mm3__read_again(f, &tries) lets the writers run and says 0 (read again),
-   or MM3_EWRITERS once 1000 reads were overlapped. */
+   or MM3_EWRITERS once reads were overlapped for about two seconds, or at
+   once when the sequence was left odd by a writer that died. */
 static inline uint64_t mm3__read_begin(const mm3_file *f) {
   return __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_ACQUIRE);
 }
@@ -224,11 +225,7 @@ static inline int mm3__read_ok(const mm3_file *f, uint64_t s) {
   __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the reads before the second look */
   return !(s & 1) && __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_RELAXED) == s;
 }
-static inline int mm3__read_again(int *tries) {
-  if (++*tries > 1000) return MM3_EWRITERS;
-  sched_yield();
-  return 0;
-}
+MM3_INTERNAL int mm3__read_again(const mm3_file *f, int *tries);
 
 /* For the C tests (which link the static library): called, when set, at a
    few named points of a write, so that a test can die exactly there. NULL

@@ -38,7 +38,7 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
   int locked = mm3_file_lock(f) == 0;
   /* Read-only files read without it: a copy that a write overlapped (the
      sequence moved, or was odd: the block may have been freed and reused
-     as it was read) is made again, letting the writers run; after 1000,
+     as it was read) is made again, letting the writers run, until
      MM3_EWRITERS. */
   for (int tries = 0;;) {
     uint64_t s = mm3__read_begin(f);
@@ -51,7 +51,7 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
       return rc;
     }
     if (mm3__read_ok(f, s)) return rc;
-    int again = mm3__read_again(&tries);
+    int again = mm3__read_again(f, &tries);
     if (again) return again; /* (what was read may be half one write, half another) */
   }
 }

@@ -133,7 +133,8 @@ end
 -- @field ERECOVER a dead writer's unfinished work, which a read-only open
 -- cannot roll back (one read-write open does; it is no damage)
 -- @field EWRITERS a read-only open's read that writes of other processes
--- overlapped every one of 1000 times (try again)
+-- overlapped every time it was tried for about two seconds, or that a writer
+-- which died mid-write left unreadable until a read-write open writes (try again)
 -- @table errors
 M.ESCHEMA = -30892
 M.EBADFILE = -30895

@@ -1007,6 +1007,89 @@ FTEST(death_making_the_first_log_leaks_nothing) {
   CHECK(file_ok(f));
 }
 
+/* A read-only handle has no lock to wait on: its reads retry while a write
+   overlaps them. A writer descheduled in the middle of an operation (a busy
+   machine) keeps the write sequence odd for milliseconds: here it sleeps
+   300 ms inside its first write, and the read-only reads made meanwhile wait
+   for its end and see what it wrote (before, they gave up after 1000 yields,
+   a few milliseconds: MM3_EWRITERS). A writer that died there leaves the
+   sequence odd with nobody holding the lock: reads fail with MM3_EWRITERS at
+   once instead of waiting (the map lookup read unchecked before). */
+static int sleep_pipe = -1;
+static void sleep_at_point(const char *point) {
+  if (strcmp(point, die_point) != 0) return;
+  mm3__test_hook = NULL;
+  if (write(sleep_pipe, "x", 1) != 1) _exit(13);
+  struct timespec ms300 = {0, 300 * 1000 * 1000};
+  nanosleep(&ms300, NULL);
+}
+
+static double now_s(void);
+
+FTEST(read_only_reads_wait_for_a_live_writer_not_for_a_dead_one) {
+  /* a live writer, paused inside its first write (the file's first log) */
+  const char *path;
+  mm3_file *f = t_file("rolive", &path);
+  REQUIRE(f);
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    mm3_file *c = open_existing(path, 0);
+    if (!c) _exit(10);
+    sleep_pipe = fds[1];
+    die_point = "log: block made";
+    mm3__test_hook = sleep_at_point;
+    if (map_put(c, 7, 77) || mm3_value_set(c, cx(c), &tx, "hi", 2)) _exit(11);
+    _exit(0);
+  }
+  close(fds[1]);
+  char x;
+  REQUIRE(read(fds[0], &x, 1) == 1);
+  close(fds[0]);
+  CHECK(mm3_file_seq(f) & 1); /* it is inside its write */
+  mm3_file *r = open_existing(path, 1);
+  REQUIRE(r);
+  uint64_t v = 0;
+  CHECK_RC(map_get(r, 7, &v)); /* waited for the put's end */
+  CHECK_EQ(v, 77);
+  CHECK_EQ(wait_child(pid), 0);
+  char buf[16];
+  CHECK(strcmp(value_str(r, buf, sizeof buf), "hi") == 0);
+
+  /* a writer that died there */
+  mm3_file *g = t_file("rodead", &path);
+  REQUIRE(g);
+  pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file *c = open_existing(path, 0);
+    if (!c) _exit(10);
+    die_point = "log: block made";
+    mm3__test_hook = die_at_point;
+    map_put(c, 7, 77);
+    _exit(12); /* never: it dies inside */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK(mm3_file_seq(g) & 1);
+  r = open_existing(path, 1);
+  REQUIRE(r);
+  double t0 = now_s();
+  for (int i = 0; i < 10; i++) {
+    CHECK_EQ(map_get(r, 7, &v), MM3_EWRITERS);
+    uint64_t len;
+    CHECK_EQ(mm3_value_get(r, cx(r), &tx, buf, sizeof buf, &len), MM3_EWRITERS);
+  }
+  /* at once, not after the seconds a live writer is waited for (20 reads) */
+  CHECK(now_s() - t0 < 10.0);
+  /* and the next writer to lock makes the sequence even: reads work again */
+  CHECK_RC(mm3_file_lock(g));
+  mm3_file_unlock(g);
+  CHECK_EQ(map_get(r, 7, &v), MM3_ENOTFOUND);
+}
+
 static int log_entries_left;
 static int die_at_log_entry(const char *point) {
   if (strcmp(point, "log: entry") == 0 && --log_entries_left == 0) _exit(0);
@@ -2866,7 +2949,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_rollback_to_outer_savepoint_then_more_writes, thread_dies_in_op_of_txn_its_frees_are_undone,
           frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts, hmap_next_as_is_walks_a_resize_unlogged, death_in_a_put_many_group_undoes_the_group, check_rolls_back_a_dead_writer_first, usage_rolls_back_a_dead_writer_first, dead_writer_past_reserve_left_for_a_bigger_open,
           fork_in_txn_child_frees_nothing_of_parent,
-          failed_map_op_leaves_sequence_even, txn_log_replaced_many_times_frees_every_old_block,
+          failed_map_op_leaves_sequence_even, read_only_reads_wait_for_a_live_writer_not_for_a_dead_one, txn_log_replaced_many_times_frees_every_old_block,
           thread_dies_in_plain_op_its_frees_are_undone, txn_ended_at_inner_savepoint_keeps_earlier_frees,
           txn_clear_of_old_map_logs_little, txn_nested_inserts_log_stays_small, close_in_txn_frees_replaced_logs,
           threads_sharing_a_handle_run_transactions,

@@ -251,10 +251,12 @@ static void pause_cpu(void) {
 #endif
 }
 
-/* The first 1000 tries yield, then wait (briefly) for the operation under
-   way to end, so that the next read starts as the gap before the writer's
-   next one does: read at a random moment, a read longer than the gaps of a
-   writer that never pauses failed all 1000 times. A writer descheduled in
+/* The first 1000 tries yield, then wait (briefly) for the sequence to move
+   and the operation under way to end, so that the next read starts as the
+   gap before the writer's next one does: read at a random moment, a read
+   longer than the gaps of a writer that never pauses failed all 1000 times
+   (an idle writer costs the wait, 256 pauses, to a read that then cannot
+   fail). A writer descheduled in
    the middle of an operation (a busy machine) keeps the sequence odd for
    milliseconds: the next 2000 tries sleep a millisecond each. A sequence
    that is odd while nobody holds the lock, and still the same after that
@@ -266,6 +268,8 @@ int mm3__read_again(const mm3_file *f, int *tries) {
   const uint64_t *seq = &mm3__hdr(f)->seq;
   if (n <= 1000) {
     sched_yield();
+    uint64_t s0 = __atomic_load_n(seq, __ATOMIC_RELAXED);
+    for (int spin = 0; spin < 256 && !(s0 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s0; spin++) pause_cpu();
     for (int spin = 0; spin < 256 && (__atomic_load_n(seq, __ATOMIC_RELAXED) & 1); spin++) pause_cpu();
   } else {
     struct timespec ms = {0, 1000 * 1000};

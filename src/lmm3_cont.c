@@ -582,8 +582,15 @@ static uint8_t *copy_at(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint64_t 
 static uint64_t snapshot(lua_State *L, mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint8_t *buf, uint64_t cap) {
   size_t es = ti->ct.elem_size;
   int locked = mm3_file_lock(f) == 0;
-  for (int tries = 0;;) {
-    uint64_t s = mm3__read_begin(f), n = ti->kind == LMM3_SARRAY ? ti->ct.cap : mm3_container_len(f, p, &ti->ct), i;
+  mm3__retry retry = {0};
+  for (;;) {
+    uint64_t s = mm3__read_begin(f), n, i;
+    if (!locked && (s & 1)) { /* a write under way: no use copying */
+      int again = mm3__read_again(f, &retry);
+      if (again) luaL_error(L, "memmap3: %s", mm3_strerror(again));
+      continue;
+    }
+    n = ti->kind == LMM3_SARRAY ? ti->ct.cap : mm3_container_len(f, p, &ti->ct);
     if (n > cap) n = cap;
     for (i = 0; i < n; i++) {
       const uint8_t *e = copy_at(f, p, ti, i);
@@ -594,7 +601,7 @@ static uint64_t snapshot(lua_State *L, mm3_file *f, uint8_t *p, const lmm3_tinfo
       if (locked) mm3_file_unlock(f);
       return i;
     }
-    int again = mm3__read_again(f, &tries);
+    int again = mm3__read_again(f, &retry);
     if (again) luaL_error(L, "memmap3: %s", mm3_strerror(again)); /* (no lock is held) */
   }
 }

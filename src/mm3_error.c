@@ -25,8 +25,8 @@ static const char *const mm3_errnames[] = {
   "transaction too large for the undo log (256 MiB of changes to data that existed before it)", /* MM3_ELOGFULL */
   "the file's lock was overwritten by another program: close every open of the file (the next first opener "
   "makes the lock anew)", /* MM3_ELOCKBAD */
-  "other processes kept writing while a read-only open read this (or one died writing: open the file "
-  "read-write once)", /* MM3_EWRITERS */
+  "other processes kept writing while a read-only open read this (or one died writing: any write, or a "
+  "read-write open alone with the file, ends that)", /* MM3_EWRITERS */
 };
 
 const char *mm3_strerror(int err) {

@@ -320,6 +320,11 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
       if (!rc && hd->log_len) {
         mm3__recover(f);
         f->recovered++;
+      } else if (!rc && (hd->seq & 1)) {
+        /* a writer died with nothing logged (making the first log, or
+           settling): its odd write sequence would keep read-only reads out
+           until a write (mm3_file_lock makes it even too) */
+        __atomic_store_n(&hd->seq, hd->seq + 1, __ATOMIC_RELEASE);
       }
     } else if (hd->log_len) {
       rc = MM3_ERECOVER;

@@ -174,11 +174,13 @@ int mm3_file_lock(mm3_file *f) {
   }
   if (rc) return rc;
   if (f->lock_depth++ == 0) __atomic_store_n(&f->lock_thread, (unsigned long)pthread_self(), __ATOMIC_RELAXED);
-  if (*f->held == 0) {
+  if (*f->held == 0 && __atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) == 0) {
     /* Nobody else holds the lock: a write sequence left odd is a dead
        writer's (it died with nothing logged yet, or settling: nothing for
        recovery to do, and the sequence would stay odd for every later
-       writer, their lock-free readers waiting on it for ever). */
+       writer, their lock-free readers waiting on it for ever). With a log,
+       recovery makes it even, after its rollback: made even before, readers
+       took the dead writer's half-done state for a finished one. */
     uint64_t *seq = &mm3__hdr(f)->seq, s = __atomic_load_n(seq, __ATOMIC_RELAXED);
     if (s & 1) __atomic_store_n(seq, s + 1, __ATOMIC_RELEASE);
   }
@@ -193,6 +195,7 @@ int mm3_file_lock(mm3_file *f) {
       mm3_file_unlock(f);
       return rrc;
     }
+    if (mm3__test_hook) mm3__test_hook("lock: recovering");
     mm3__recover(f);
     f->recovered++;
   } else if ((*f->held) == 1 && __atomic_load_n(&mm3__hdr(f)->gaps_n, __ATOMIC_ACQUIRE) != 0) {
@@ -251,22 +254,35 @@ static void pause_cpu(void) {
 #endif
 }
 
-/* The first 1000 tries yield, then wait (briefly) for the sequence to move
+/* The first 1000 tries (or 10 ms) yield, then wait (briefly) for the sequence to move
    and the operation under way to end, so that the next read starts as the
    gap before the writer's next one does: read at a random moment, a read
    longer than the gaps of a writer that never pauses failed all 1000 times
    (an idle writer costs the wait, 256 pauses, to a read that then cannot
    fail). A writer descheduled in
    the middle of an operation (a busy machine) keeps the sequence odd for
-   milliseconds: the next 2000 tries sleep a millisecond each. A sequence
+   milliseconds: later tries sleep a millisecond each, until two seconds
+   have passed since the first retry (MM3_EWRITERS then). A sequence
    that is odd while nobody holds the lock, and still the same after that
    was seen, was left so by a writer that died (a live one makes it even
-   before it unlocks; the next writer to lock makes it even): no wait helps. */
-int mm3__read_again(const mm3_file *f, int *tries) {
-  int n = ++*tries;
-  if (n > 3000) return MM3_EWRITERS;
+   before it unlocks): once the first tries have given the writers
+   still alive the time to lock (the first to lock makes it even), no
+   longer wait helps. */
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int mm3__read_again(const mm3_file *f, mm3__retry *r) {
+  uint64_t now = mono_ns();
+  if (r->tries++ == 0) r->start = now;
+  uint64_t spent = now - r->start;
+  if (spent > 2000000000u) return MM3_EWRITERS;
+  /* past the first 1000 tries, or 10 ms (a big copy takes long a try) */
+  int patient = r->tries > 1000 || spent > 10000000u;
   const uint64_t *seq = &mm3__hdr(f)->seq;
-  if (n <= 1000) {
+  if (!patient) {
     sched_yield();
     uint64_t s0 = __atomic_load_n(seq, __ATOMIC_RELAXED);
     for (int spin = 0; spin < 256 && !(s0 & 1) && __atomic_load_n(seq, __ATOMIC_RELAXED) == s0; spin++) pause_cpu();
@@ -276,7 +292,7 @@ int mm3__read_again(const mm3_file *f, int *tries) {
     nanosleep(&ms, NULL);
   }
   uint64_t s = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
-  if ((s & 1) && lock_free(f) && __atomic_load_n(seq, __ATOMIC_ACQUIRE) == s) return MM3_EWRITERS;
+  if (patient && (s & 1) && lock_free(f) && __atomic_load_n(seq, __ATOMIC_ACQUIRE) == s) return MM3_EWRITERS;
   return 0;
 }
 

@@ -515,9 +515,8 @@ static inline void copy_value(void *dst, const void *src, size_t n) {
    came in. Without the lock the value is copied aside first and given out
    only once no writer came in meanwhile: a try that found the key, then lost
    it to a writer, must not leave a value behind for a key not found. A value
-   bigger than 256 bytes is copied aside into memory of its own (read under the
-   lock instead, a read-only handle, which has no lock, waited out every
-   retry of a lookup: 0.8 ms each). */
+   bigger than 256 bytes is copied aside into memory of its own (a read-only
+   handle has no lock to read it under instead). */
 static inline int get_unlocked(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h,
                                void *val_out, uint8_t **val_ptr, int tries, int *rc) {
   uint64_t *seq = &mm3__hdr(f)->seq;
@@ -550,9 +549,10 @@ int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, 
     /* A read-only handle has no lock to wait for the writers with: it goes
        on trying, letting them run, and gives up as every read-only read does
        (a writer that died half way leaves the sequence odd until the next
-       writer opens the file). */
-    for (int tries = 0;;) {
-      if ((rc = mm3__read_again(f, &tries)) != 0) return rc;
+       writer locks). */
+    mm3__retry retry = {0};
+    for (;;) {
+      if ((rc = mm3__read_again(f, &retry)) != 0) return rc;
       if (get_unlocked(f, c, t, key, h, val_out, val_ptr, 1, &rc)) return rc;
     }
   }
@@ -872,14 +872,20 @@ int mm3_hmap_next_copy(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos
      (the sequence moved, or was odd) is taken again from where it started,
      letting the writers run, until mm3__read_again gives up (MM3_EWRITERS). */
   uint64_t from[3] = {pos[0], pos[1], pos[2]};
-  for (int tries = 0;;) {
+  mm3__retry retry = {0};
+  for (;;) {
     uint64_t s = mm3__read_begin(f);
+    if (s & 1) { /* a write under way */
+      int again = mm3__read_again(f, &retry);
+      if (again) return again;
+      continue;
+    }
     memcpy(pos, from, sizeof from);
     rc = next_step(f, c, t, pos, 0, &k, &v);
     if (!rc && key_out) memcpy(key_out, k, t->key_size);
     if (!rc && val_out) memcpy(val_out, v, t->elem_size);
     if (mm3__read_ok(f, s)) return rc;
-    int again = mm3__read_again(f, &tries);
+    int again = mm3__read_again(f, &retry);
     if (again) return again;
   }
 }

@@ -194,7 +194,9 @@ static inline mm3_header *mm3__hdr(const mm3_file *f) { return (mm3_header *)f->
    rolling itself back), it is left to that operation's end. */
 static inline uint64_t mm3__seq_begin(mm3_file *f) {
   uint64_t *seq = &mm3__hdr(f)->seq, s = __atomic_load_n(seq, __ATOMIC_RELAXED);
-  if (!(s & 1)) __atomic_store_n(seq, s + 1, __ATOMIC_RELAXED);
+  /* (release: a reader that sees it odd sees the lock taken too, see
+     mm3__read_again; free on x86) */
+  if (!(s & 1)) __atomic_store_n(seq, s + 1, __ATOMIC_RELEASE);
   __atomic_thread_fence(__ATOMIC_SEQ_CST); /* odd before any change is seen */
   return s;
 }
@@ -215,9 +217,9 @@ static inline void mm3__write_end(mm3_file *f) {
 /* A read without the lock (a read-only handle has none): s =
    mm3__read_begin(f), read (copying what it gives out), then
    mm3__read_ok(f, s) says whether no write overlapped it; if one did,
-   mm3__read_again(f, &tries) lets the writers run and says 0 (read again),
-   or MM3_EWRITERS once reads were overlapped for about two seconds, or at
-   once when the sequence was left odd by a writer that died. */
+   mm3__read_again(f, &retry) (mm3__retry retry = {0}) lets the writers run and says 0 (read again),
+   or MM3_EWRITERS once reads were overlapped for about two seconds, or
+   within milliseconds when the sequence was left odd by a writer that died. */
 static inline uint64_t mm3__read_begin(const mm3_file *f) {
   return __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_ACQUIRE);
 }
@@ -225,7 +227,11 @@ static inline int mm3__read_ok(const mm3_file *f, uint64_t s) {
   __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the reads before the second look */
   return !(s & 1) && __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_RELAXED) == s;
 }
-MM3_INTERNAL int mm3__read_again(const mm3_file *f, int *tries);
+typedef struct mm3__retry {
+  int tries;
+  uint64_t start; /* CLOCK_MONOTONIC ns of the first retry */
+} mm3__retry;
+MM3_INTERNAL int mm3__read_again(const mm3_file *f, mm3__retry *r);
 
 /* For the C tests (which link the static library): called, when set, at a
    few named points of a write, so that a test can die exactly there. NULL

@@ -40,8 +40,14 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
      sequence moved, or was odd: the block may have been freed and reused
      as it was read) is made again, letting the writers run, until
      MM3_EWRITERS. */
-  for (int tries = 0;;) {
+  mm3__retry retry = {0};
+  for (;;) {
     uint64_t s = mm3__read_begin(f);
+    if (!locked && (s & 1)) { /* a write under way: no use copying */
+      int again = mm3__read_again(f, &retry);
+      if (again) return again;
+      continue;
+    }
     const uint8_t *data;
     int rc = locate(f, c, t, &data, len);
     if (!rc && *len > cap) rc = MM3_ERANGE;
@@ -51,7 +57,7 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
       return rc;
     }
     if (mm3__read_ok(f, s)) return rc;
-    int again = mm3__read_again(f, &tries);
+    int again = mm3__read_again(f, &retry);
     if (again) return again; /* (what was read may be half one write, half another) */
   }
 }

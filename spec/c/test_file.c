@@ -157,8 +157,8 @@ FTEST(strerror_every_code) {
     {MM3_ELOGFULL, "transaction too large for the undo log (256 MiB of changes to data that existed before it)"},
     {MM3_ELOCKBAD, "the file's lock was overwritten by another program: close every open of the file (the next "
                    "first opener makes the lock anew)"},
-    {MM3_EWRITERS, "other processes kept writing while a read-only open read this (or one died writing: open the "
-                   "file read-write once)"},
+    {MM3_EWRITERS, "other processes kept writing while a read-only open read this (or one died writing: any write, "
+                   "or a read-write open alone with the file, ends that)"},
   };
   const int n = (int)(sizeof names / sizeof names[0]);
   CHECK_EQ(n, MM3_ERR_LAST - MM3_ERR_BASE + 1); /* the table covers the range */

@@ -1013,8 +1013,9 @@ FTEST(death_making_the_first_log_leaks_nothing) {
    300 ms inside its first write, and the read-only reads made meanwhile wait
    for its end and see what it wrote (before, they gave up after 1000 yields,
    a few milliseconds: MM3_EWRITERS). A writer that died there leaves the
-   sequence odd with nobody holding the lock: reads fail with MM3_EWRITERS at
-   once instead of waiting (the map lookup read unchecked before). */
+   sequence odd with nobody holding the lock: reads fail with MM3_EWRITERS
+   within milliseconds instead of waiting (the map lookup read unchecked
+   before). */
 static int sleep_pipe = -1;
 static void sleep_at_point(const char *point) {
   if (strcmp(point, die_point) != 0) return;
@@ -1082,12 +1083,87 @@ FTEST(read_only_reads_wait_for_a_live_writer_not_for_a_dead_one) {
     uint64_t len;
     CHECK_EQ(mm3_value_get(r, cx(r), &tx, buf, sizeof buf, &len), MM3_EWRITERS);
   }
-  /* at once, not after the seconds a live writer is waited for (20 reads) */
+  /* within milliseconds each, not after the seconds a live writer is waited for (20 reads) */
   CHECK(now_s() - t0 < 10.0);
   /* and the next writer to lock makes the sequence even: reads work again */
   CHECK_RC(mm3_file_lock(g));
   mm3_file_unlock(g);
   CHECK_EQ(map_get(r, 7, &v), MM3_ENOTFOUND);
+
+  /* so does a read-write open alone with the file, which may never write
+     (before, a read-only check after it failed: torture, round 114) */
+  g = t_file("rodead2", &path);
+  REQUIRE(g);
+  pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file *c = open_existing(path, 0);
+    if (!c) _exit(10);
+    die_point = "log: block made";
+    mm3__test_hook = die_at_point;
+    map_put(c, 7, 77);
+    _exit(12); /* never: it dies inside */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK(mm3_file_seq(g) & 1);
+  close_file(g);
+  g = open_existing(path, 0);
+  REQUIRE(g);
+  CHECK_EQ(mm3_file_seq(g) & 1, 0);
+  r = open_existing(path, 1);
+  REQUIRE(r);
+  CHECK_EQ(map_get(r, 7, &v), MM3_ENOTFOUND);
+}
+
+/* A writer dies inside a value's replacement ("old" by "UNCOMMITTED"),
+   after its log has the old bytes; the next writer to lock rolls it back,
+   pausing 300 ms first. A read-only read made meanwhile waits for the
+   rollback and gives "old". Before, the next locker made the sequence even
+   before its rollback, and the read gave "UNCOMMITTED" (a review's gdb
+   session found it). */
+FTEST(read_only_reads_wait_for_recovery_of_a_dead_writer) {
+  const char *path;
+  mm3_file *f = t_file("rorecover", &path);
+  REQUIRE(f);
+  CHECK_RC(mm3_value_set(f, cx(f), &tx, "old", 3)); /* (f stays open: a read-only open alone would refuse) */
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file *c = open_existing(path, 0);
+    if (!c) _exit(10);
+    die_point = "op: frees made";
+    mm3__test_hook = die_at_point;
+    mm3_value_set(c, cx(c), &tx, "UNCOMMITTED", 11);
+    _exit(12); /* never: it dies inside */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  mm3_file *r = open_existing(path, 1);
+  REQUIRE(r);
+  char buf[32];
+  uint64_t len;
+  CHECK_EQ(mm3_value_get(r, cx(r), &tx, buf, sizeof buf, &len), MM3_EWRITERS); /* a dead writer's */
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    mm3_file *c = open_existing(path, 0);
+    if (!c) _exit(10);
+    sleep_pipe = fds[1];
+    die_point = "lock: recovering";
+    mm3__test_hook = sleep_at_point;
+    if (mm3_file_lock(c)) _exit(11);
+    mm3_file_unlock(c);
+    _exit(0);
+  }
+  close(fds[1]);
+  char x;
+  REQUIRE(read(fds[0], &x, 1) == 1);
+  close(fds[0]);
+  CHECK(strcmp(value_str(r, buf, sizeof buf), "old") == 0); /* waited for the rollback */
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK(strcmp(value_str(r, buf, sizeof buf), "old") == 0);
 }
 
 static int log_entries_left;
@@ -2949,7 +3025,8 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           txn_rollback_to_outer_savepoint_then_more_writes, thread_dies_in_op_of_txn_its_frees_are_undone,
           frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts, hmap_next_as_is_walks_a_resize_unlogged, death_in_a_put_many_group_undoes_the_group, check_rolls_back_a_dead_writer_first, usage_rolls_back_a_dead_writer_first, dead_writer_past_reserve_left_for_a_bigger_open,
           fork_in_txn_child_frees_nothing_of_parent,
-          failed_map_op_leaves_sequence_even, read_only_reads_wait_for_a_live_writer_not_for_a_dead_one, txn_log_replaced_many_times_frees_every_old_block,
+          failed_map_op_leaves_sequence_even, read_only_reads_wait_for_a_live_writer_not_for_a_dead_one,
+          read_only_reads_wait_for_recovery_of_a_dead_writer, txn_log_replaced_many_times_frees_every_old_block,
           thread_dies_in_plain_op_its_frees_are_undone, txn_ended_at_inner_savepoint_keeps_earlier_frees,
           txn_clear_of_old_map_logs_little, txn_nested_inserts_log_stays_small, close_in_txn_frees_replaced_logs,
           threads_sharing_a_handle_run_transactions,

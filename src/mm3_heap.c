@@ -199,7 +199,9 @@ int mm3_file_lock(mm3_file *f) {
     mm3__recover(f);
     f->recovered++;
   } else if ((*f->held) == 1 && __atomic_load_n(&mm3__hdr(f)->gaps_n, __ATOMIC_ACQUIRE) != 0) {
+    mm3__write_begin(f); /* (read-only readers see the frees as a write) */
     mm3__reclaim_gaps(f); /* its writer died as it emptied its log, before freeing them */
+    mm3__write_end(f);
   }
   return 0;
 }
@@ -454,6 +456,7 @@ static int free_now(mm3_file *f, uint64_t off, int counted) {
   if (!tag) return MM3_ECORRUPT;
   uint64_t k = tag[0] & 0xff;
   tag[0] = TAG_FREE | k;
+  if (mm3__test_hook) mm3__test_hook("heap: tag freed");
   tag[1] = h->free_list[k];
   h->free_list[k] = off - BLOCK_HEAD;
   if (counted) h->alloc_bytes -= (uint64_t)16 << k;

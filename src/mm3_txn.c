@@ -398,12 +398,21 @@ void mm3__rollback(mm3_file *f, uint64_t sp) {
 
 void mm3__recover(mm3_file *f) {
   mm3__rollback(f, 0);
-  /* what the dead writer took from the top, and the log blocks it replaced */
+  mm3_header *h = mm3__hdr(f);
+  /* A rollback that could not replay (this handle cannot map all the log
+     may reach) leaves the log, and the dead writer's half-done state: the
+     sequence stays as it is (made even, read-only readers took that state
+     for a finished one). */
+  if (__atomic_load_n(&h->log_len, __ATOMIC_ACQUIRE) != 0) return;
+  /* what the dead writer took from the top, and the log blocks it
+     replaced: freed with the sequence odd (a read-only check meanwhile saw
+     half-made frees) */
+  mm3__write_begin(f);
   release_retired(f);
   mm3__reclaim_gaps(f);
+  mm3__write_end(f);
   /* a writer that died between seq_begin and seq_end left it odd (a live
      operation rolled back to 0 has its seq_end still to come) */
-  mm3_header *h = mm3__hdr(f);
   uint64_t seq = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
   if (seq & 1) __atomic_store_n(&h->seq, seq + 1, __ATOMIC_RELEASE);
 }

@@ -362,6 +362,9 @@ local function snapshot(r, path)
   -- published size within the file
   local log_len = read_u64(path, 560)
   check(log_len == 0, "header log_len is %s after reopening (expected 0)", tostring(log_len))
+  -- and no write sequence left odd (read-only reads would refuse the file)
+  local seqv = read_u64(path, 152)
+  check(seqv and seqv % 2 == 0, "header seq %s is odd after reopening", tostring(seqv))
   local hsize, fsize = read_u64(path, 16)
   check(hsize and hsize <= fsize, "header size %s > file size %s", tostring(hsize), tostring(fsize))
   if mm.check then

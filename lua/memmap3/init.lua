@@ -134,7 +134,8 @@ end
 -- cannot roll back (one read-write open does; it is no damage)
 -- @field EWRITERS a read-only open's read that writes of other processes
 -- overlapped every time it was tried for about two seconds, or that a writer
--- which died mid-write left unreadable until a read-write open writes (try again)
+-- which died mid-write left unreadable until a read-write handle locks, or a
+-- read-write open alone with the file (try again)
 -- @table errors
 M.ESCHEMA = -30892
 M.EBADFILE = -30895

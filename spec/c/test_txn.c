@@ -1084,7 +1084,7 @@ FTEST(read_only_reads_wait_for_a_live_writer_not_for_a_dead_one) {
     CHECK_EQ(mm3_value_get(r, cx(r), &tx, buf, sizeof buf, &len), MM3_EWRITERS);
   }
   /* within milliseconds each, not after the seconds a live writer is waited for (20 reads) */
-  CHECK(now_s() - t0 < 10.0);
+  CHECK(now_s() - t0 < 2.0); /* (about 11 ms each here) */
   /* and the next writer to lock makes the sequence even: reads work again */
   CHECK_RC(mm3_file_lock(g));
   mm3_file_unlock(g);
@@ -1107,6 +1107,10 @@ FTEST(read_only_reads_wait_for_a_live_writer_not_for_a_dead_one) {
   CHECK_EQ(wait_child(pid), 0);
   CHECK(mm3_file_seq(g) & 1);
   close_file(g);
+  /* (a read-only open alone with it cannot read it, nor make it readable) */
+  mm3_file_opts ro = {0};
+  ro.readonly = 1;
+  CHECK_EQ(open_file(path, &ro, &r), MM3_ERECOVER);
   g = open_existing(path, 0);
   REQUIRE(g);
   CHECK_EQ(mm3_file_seq(g) & 1, 0);
@@ -1164,6 +1168,61 @@ FTEST(read_only_reads_wait_for_recovery_of_a_dead_writer) {
   CHECK(strcmp(value_str(r, buf, sizeof buf), "old") == 0); /* waited for the rollback */
   CHECK_EQ(wait_child(pid), 0);
   CHECK(strcmp(value_str(r, buf, sizeof buf), "old") == 0);
+}
+
+/* A writer dies as it frees the gaps its emptied log left ("gaps: to
+   free"); the next writer to lock frees them, pausing 300 ms inside a free.
+   A read-only heap check meanwhile either finds the heap whole or saw the
+   sequence odd or moved (mm.check then checks again). Before, the locker
+   made the sequence even first and freed after: the check saw a half-made
+   free with the sequence even and still ("6 free blocks, 5 on the free
+   lists": damage that is not there; a review's test). */
+FTEST(read_only_check_during_a_dead_writers_frees) {
+  const char *path;
+  mm3_file *f = grow_log_file("rogaps", &path);
+  REQUIRE(f); /* (f stays open: the openers below are not alone) */
+  pid_t pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    mm3_file *c = child_in_txn(path);
+    if (grow_log_work(c, 1, GROW_NEW)) _exit(11);
+    die_point = "gaps: to free";
+    mm3__test_hook = die_at_point;
+    mm3_txn_rollback(c, 0);
+    _exit(12); /* never: it dies inside */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK(hdr_u64(f, 720) != 0); /* gaps noted, not freed */
+  mm3_file *r = open_existing(path, 1);
+  REQUIRE(r);
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid = fork_child();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    mm3_file *c = open_existing(path, 0);
+    if (!c) _exit(10);
+    sleep_pipe = fds[1];
+    die_point = "heap: tag freed";
+    mm3__test_hook = sleep_at_point;
+    if (mm3_file_lock(c)) _exit(11);
+    mm3_file_unlock(c);
+    _exit(0);
+  }
+  close(fds[1]);
+  char x;
+  REQUIRE(read(fds[0], &x, 1) == 1);
+  close(fds[0]);
+  uint64_t s1 = mm3_file_seq(r);
+  char why[200];
+  int rc = mm3_file_check(r, why, sizeof why);
+  uint64_t s2 = mm3_file_seq(r);
+  if (rc && !(s1 & 1) && s1 == s2) fprintf(stderr, "  %s: read-only check: %s\n", mm3t_current, why);
+  CHECK(rc == 0 || (s1 & 1) || s1 != s2);
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK_RC(mm3_file_check(r, why, sizeof why));
+  CHECK_EQ(hdr_u64(f, 720), 0);
 }
 
 static int log_entries_left;
@@ -3026,7 +3085,7 @@ RUN_TESTS(txn_commit_keeps_writes, txn_rollback_restores, txn_nested_savepoints,
           frees_survive_savepoints_at_their_log_position, failed_single_put_changes_nothing, put_many_without_its_table_still_puts, hmap_next_as_is_walks_a_resize_unlogged, death_in_a_put_many_group_undoes_the_group, check_rolls_back_a_dead_writer_first, usage_rolls_back_a_dead_writer_first, dead_writer_past_reserve_left_for_a_bigger_open,
           fork_in_txn_child_frees_nothing_of_parent,
           failed_map_op_leaves_sequence_even, read_only_reads_wait_for_a_live_writer_not_for_a_dead_one,
-          read_only_reads_wait_for_recovery_of_a_dead_writer, txn_log_replaced_many_times_frees_every_old_block,
+          read_only_reads_wait_for_recovery_of_a_dead_writer, read_only_check_during_a_dead_writers_frees, txn_log_replaced_many_times_frees_every_old_block,
           thread_dies_in_plain_op_its_frees_are_undone, txn_ended_at_inner_savepoint_keeps_earlier_frees,
           txn_clear_of_old_map_logs_little, txn_nested_inserts_log_stays_small, close_in_txn_frees_replaced_logs,
           threads_sharing_a_handle_run_transactions,

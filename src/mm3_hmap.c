@@ -333,7 +333,15 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
   uint64_t b0 = g->rehash - 1, e = b0 + steps < nb ? b0 + steps : nb;
   if (b0 < e) LOG(f, &from[b0], (e - b0) * 8); /* the step's old buckets, in one entry */
   enum { AHEAD = 32 };
+  /* A put's step is too short for its own misses to overlap much: it asks
+     for the next step's nodes, which the next put's step finds arrived, and
+     asks for their destinations first of all. */
+  for (uint64_t b = e; b < e + REHASH_STEP; b++) PREFETCH(moved_node(f, from, b, nb));
   for (uint64_t b = b0; b < e && b < b0 + AHEAD; b++) PREFETCH(moved_node(f, from, b, e));
+  for (uint64_t b = b0; b < e && b < b0 + AHEAD / 2; b++) {
+    const uint64_t *n = moved_node(f, from, b, e);
+    if (n) PREFETCH(&to[n[1] & mask1]);
+  }
   for (uint64_t b = b0; b < e; b++) {
     uint64_t guard = 0;
     PREFETCH(moved_node(f, from, b + AHEAD, e));

@@ -315,6 +315,15 @@ describe("bad files", function()
         assert.is_truthy(math.type(code) == "integer", tostring(code))
       end
     end
+    -- a directory says so, whichever way it is opened (read-only said "not a memmap3 file", a map
+    -- "No such device")
+    local calls = {{mm.open, dir}, {mm.open, dir, {readonly = true}}, {mm.check, dir}, {mm.map, dir}}
+    for _, call in ipairs(calls) do
+      local r, msg, code = call[1](call[2], call[3])
+      assert.is_nil(r)
+      assert.equal(dir .. ": Is a directory", msg)
+      assert.equal(21, code) -- EISDIR
+    end
   end)
 
   -- A FIFO blocked the open until some writer came (memmap3 info hung).

@@ -1026,6 +1026,15 @@ describe("memmap3 files and values", function()
       raises(msg, mm.path, s)
       raises(msg, mm.info, s)
       assert.matches("closed", tostring(s))
+      -- the errors of mm.* functions name the caller's line, not memmap3's
+      for name, fn in pairs { totable = mm.totable, flush = mm.flush, info = mm.info, path = mm.path } do
+        local ok, err = pcall(function() local r = fn(s); return r end)
+        assert.is_false(ok)
+        assert.matches("^spec/struct_spec%.lua:%d+: attempt to use a closed memmap3 file$", err, nil, name)
+      end
+      local ok, err = pcall(function() local m = mm.map(path(), {mode = "x"}); return m end)
+      assert.is_false(ok)
+      assert.matches("^spec/struct_spec%.lua:%d+: mm%.map: bad mode 'x'", err)
       mm.close(s) -- idempotent
       mm.close(p1)
     end)

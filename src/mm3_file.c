@@ -73,6 +73,7 @@ static int check_header(const mm3_header *h, uint64_t file_size) {
 static int read_meta(int fd, mm3_header *h, char **schema) {
   struct stat st;
   if (fstat(fd, &st) != 0) return errno;
+  if (S_ISDIR(st.st_mode)) return EISDIR; /* (as a read-write open of it says) */
   if (!S_ISREG(st.st_mode)) return MM3_EBADFILE;
   uint64_t fsize = (uint64_t)st.st_size;
   if (fsize < sizeof magic) return MM3_EBADFILE;

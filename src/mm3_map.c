@@ -58,6 +58,7 @@ int mm3__fd_size(int fd, uint64_t *size, int *sized) {
   *size = 0;
   *sized = 0;
   if (fstat(fd, &st) != 0) return errno;
+  if (S_ISDIR(st.st_mode)) return EISDIR; /* (mmap says ENODEV: "No such device") */
   if (S_ISREG(st.st_mode)) {
     *size = (uint64_t)st.st_size;
     *sized = 1;

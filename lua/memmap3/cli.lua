@@ -343,6 +343,8 @@ function commands.cheader(out, pos, opts)
   if dir then package.path = dir .. "/?.lua;" .. package.path end
   local text, err = require("memmap3.cheader").from_file(pos[1], pos[2]) -- catches its errors
   package.path = saved
+  -- a table of named types and no NAME: the command line lacks it
+  if not text and not pos[2] and err:find("a NAME is needed", 1, true) then return nil, err, "usage" end
   if not text then return nil, err end
   if not dest then
     out((text:gsub("\n$", "")))
@@ -417,6 +419,7 @@ function M.main(args, out, err)
   local file = spec.file and pos[1] or nil -- cheader's messages name their file
   local okp, ok, msg, code = pcall(fn, out, file or pos, opts)
   if not okp then ok, msg = nil, ok end
+  if code == "usage" then return usage_error(msg) end
   if not ok then return failure(file, msg, code) end
   return 0
 end

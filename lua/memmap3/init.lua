@@ -64,6 +64,19 @@ local function at_caller(fn, ...)
   return t
 end
 
+-- An mm.* function whose errors (raised by memmap3.core, which names the
+-- line that called it: one of this file's) name the line that called the
+-- mm.* function instead. For functions that return at most three values.
+local THIS = "^" .. debug.getinfo(1, "S").short_src:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0") .. ":%d+: "
+local function from_caller(fn)
+  return function(...)
+    local ok, a, b, c = pcall(fn, ...)
+    if ok then return a, b, c end
+    if type(a) == "string" then a = a:gsub(THIS, "") end
+    error(a, 2)
+  end
+end
+
 function M.struct(name, fields)
   builtin_name(name, "mm.struct")
   return schema.struct(name, fields) -- a tail call: its errors name the caller's line
@@ -107,14 +120,15 @@ end
 -- handle or descriptor; opts `mode`, `offset`, `len`, `populate`, `no_reserve`,
 -- `create`); `mm.map(K, V [, N])` is the type `map<K, V, N>` (or the growable
 -- `map<K, V>`), chosen when the second argument is a type.
-function M.map(a, b, n)
+-- @function map
+M.map = from_caller(function(a, b, n)
   -- a type as the second argument makes it a type, whatever the first (a
   -- misspelt key type is then said to be unknown)
   if schema.is_type(a) or schema.is_type(b) or typelike(b) then
     return (at_caller(schema.hashmap, a, b, n, "mm.map"))
   end
   return core.map(a, b)
-end
+end)
 
 --- The type object of a type expression ("u8[16][4]", "map<u64, bool>") or of a type.
 function M.type(t) return (at_caller(schema.totype, t, "mm.type")) end
@@ -420,9 +434,10 @@ end
 
 --- Make everything written to v's file so far durable (msync + fdatasync).
 -- @return true, or fail, message, code
-function M.flush(v)
+-- @function flush
+M.flush = from_caller(function(v)
   return core.file_flush((file_of(v, "mm.flush")))
-end
+end)
 
 --- Close v's file. Every view of it raises afterwards. Idempotent.
 function M.close(v)
@@ -430,9 +445,10 @@ function M.close(v)
 end
 
 --- The path v's file was opened with.
-function M.path(v)
+-- @function path
+M.path = from_caller(function(v)
   return core.file_path((file_of(v, "mm.path")))
-end
+end)
 
 --- The type of a view (a memmap3 type object).
 function M.schema(v)
@@ -442,14 +458,15 @@ end
 
 --- Header facts of v's file: size, root_size, root_offset, fingerprint,
 -- format_version, readonly, and the schema text.
-function M.info(v)
+-- @function info
+M.info = from_caller(function(v)
   local f = file_of(v, "mm.info")
   local info = core.file_info(f)
   core.file_usage(f, info) -- (walks the heap: mm.info's alone, not every open's)
   info.schema = core.file_schema(f)
   info.path = core.file_path(f)
   return info
-end
+end)
 
 --- Run fn(v) as one transaction on v's file: after a crash (kill -9
 -- included) the next open sees all of its writes or none; an error inside fn
@@ -595,10 +612,11 @@ end
 M.clear = core.clear
 
 --- A plain Lua copy of a view (deep); other values are returned as they are.
-function M.totable(v)
+-- @function totable
+M.totable = from_caller(function(v)
   if core.view_info(v) then return core.totable(v) end
   return v
-end
+end)
 
 M._core = core
 return M

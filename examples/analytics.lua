@@ -16,9 +16,12 @@ local path = arg[1] or "stats.mm3"
 local visits = math.tointeger(tonumber(arg[2] or "100"))
 local visitors = math.tointeger(tonumber(arg[3] or "10"))
 local signups = math.tointeger(tonumber(arg[4] or "1"))
-if not (visits and visitors and signups) or visits < 0 or visitors < 0 or signups < 0 then
+-- (visitors also feed peak_concurrent, a u32: checked before anything is
+-- counted, so a bad argument changes nothing)
+if not (visits and visitors and signups) or visits < 0 or visitors < 0 or signups < 0
+  or visitors > 0xFFFFFFFF then
   io.stderr:write("usage: lua5.4 examples/analytics.lua [FILE [VISITS [VISITORS [SIGNUPS]]]]",
-    " (counts: whole numbers >= 0)\n")
+    " (counts: whole numbers >= 0; visitors at most 4294967295)\n")
   os.exit(2)
 end
 local s, err = mm.open(path, Stats, { create = true })

@@ -1,5 +1,8 @@
 --- Process B of an IPC pair: `lua5.4 examples/ipc_reader.lua [FILE]`.
--- Opens the file process A wrote and prints its message count.
+-- Opens the file process A wrote and prints its message count. From the
+-- source tree (ipc_channel.lua is beside it):
+--   LUA_PATH="lua/?.lua;lua/?/init.lua;examples/?.lua;;" LUA_CPATH="build/?.so;;" \
+--     lua5.4 examples/ipc_reader.lua
 local mm = require "memmap3"
 local Channel = require "ipc_channel"
 

@@ -1030,7 +1030,9 @@ describe("memmap3 files and values", function()
       for name, fn in pairs { totable = mm.totable, flush = mm.flush, info = mm.info, path = mm.path } do
         local ok, err = pcall(function() local r = fn(s); return r end)
         assert.is_false(ok)
-        assert.matches("^spec/struct_spec%.lua:%d+: attempt to use a closed memmap3 file$", err, nil, name)
+        assert.matches("^spec/struct_spec%.lua:%d+: attempt to use a closed memmap3 file %(", err, nil, name)
+        -- and which file
+        assert.equal(" file (" .. path() .. ")", err:sub(-(#path() + 8)), name)
       end
       local ok, err = pcall(function() local m = mm.map(path(), {mode = "x"}); return m end)
       assert.is_false(ok)

@@ -53,7 +53,7 @@ static const char *where(lua_State *L) {
 
 static lmm3_atomic *toatomic(lua_State *L, int write) {
   lmm3_atomic *a = lmm3_checkudata(L, 1, LMM3_ATOMIC_MT, sizeof(lmm3_atomic), ATOMIC_MAGIC);
-  if (LMM3_CLOSED(a->fb)) luaL_error(L, "attempt to use a closed memmap3 file");
+  if (LMM3_CLOSED(a->fb)) lmm3_closed_error(L, a->fb);
   if (a->fb->f->truncated) lmm3_truncated_error(L, a->fb);
   if (write && a->fb->readonly) luaL_error(L, "%s: %s is open read-only", where(L), mm3_file_path(a->fb->f));
   return a;

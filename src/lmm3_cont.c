@@ -31,7 +31,7 @@ static const char *kind_name(int code) {
 /* v (the userdata at idx, or NULL) if it is a container view of an open file. */
 static inline lmm3_view *open_container(lua_State *L, int idx, lmm3_view *v) {
   if (!v || !v->ti || !LMM3_IS_CONTAINER(v->ti->kind)) luaL_typeerror(L, idx, "memmap3 container");
-  if (LMM3_CLOSED(v->fb)) luaL_error(L, "attempt to use a closed memmap3 file");
+  if (LMM3_CLOSED(v->fb)) lmm3_closed_error(L, v->fb);
   if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
 }

@@ -10,7 +10,7 @@
 
 static lmm3_file *tofile(lua_State *L, int idx) {
   lmm3_file *fb = lmm3_checkudata(L, idx, LMM3_FILE_MT, sizeof(lmm3_file), LMM3_FILE_MAGIC);
-  if (LMM3_CLOSED(fb)) luaL_error(L, "attempt to use a closed memmap3 file");
+  if (LMM3_CLOSED(fb)) lmm3_closed_error(L, fb);
   return fb;
 }
 
@@ -23,6 +23,7 @@ void mm3lua_push_root(lua_State *L, mm3_file *f, int owned) {
   lmm3_file *fb = lua_newuserdatauv(L, sizeof *fb, 0);
   fb->magic = LMM3_FILE_MAGIC;
   fb->f = f;
+  lmm3_keep_path(fb, f);
   fb->owned = owned;
   fb->readonly = mm3_file_readonly(f);
   fb->txn_open = 0;
@@ -87,6 +88,7 @@ static int l_file_open(lua_State *L) {
   lmm3_file *fb = lua_newuserdatauv(L, sizeof *fb, 0);
   fb->magic = LMM3_FILE_MAGIC;
   fb->f = NULL; /* closed until open succeeds */
+  fb->path[0] = 0;
   fb->closing = 0;
   fb->busy = 0;
   fb->owned = 1;
@@ -95,6 +97,7 @@ static int l_file_open(lua_State *L) {
   luaL_setmetatable(L, LMM3_FILE_MT);
   int rc = mm3_file_open(path, &o, &fb->f);
   if (rc) return lmm3_fail(L, path, rc);
+  lmm3_keep_path(fb, fb->f);
   return 1;
 }
 
@@ -163,7 +166,7 @@ static int l_file_isopen(lua_State *L) {
 
 static int l_file_info(lua_State *L) {
   lmm3_file *fb = tofile(L, 1);
-  if (LMM3_CLOSED(fb)) return luaL_error(L, "attempt to use a closed memmap3 file");
+  if (LMM3_CLOSED(fb)) return lmm3_closed_error(L, fb);
   mm3_file_refresh(fb->f); /* the size as it is now: other processes may have grown it (an error: as mapped) */
   lua_createtable(L, 0, 11); /* (room for file_usage's) */
   lua_pushinteger(L, (lua_Integer)mm3_file_size(fb->f));
@@ -232,10 +235,10 @@ static int l_transaction(lua_State *L) {
     }
     return lua_error(L);
   }
-  if (!fb->f) return luaL_error(L, "attempt to use a closed memmap3 file");
+  if (!fb->f) return lmm3_closed_error(L, fb);
   if (fb->txn_open > 0) fb->txn_open--;
   rc = mm3_txn_commit(fb->f);
-  if (fb->closing) return luaL_error(L, "attempt to use a closed memmap3 file"); /* closed by a finalizer */
+  if (fb->closing) return lmm3_closed_error(L, fb); /* closed by a finalizer */
   if (rc) return luaL_error(L, "%s: commit failed, the data may not be on disk: %s", mm3_file_path(fb->f),
                             mm3_strerror(rc));
   return lua_gettop(L) - 1;
@@ -255,7 +258,7 @@ static int l_lock(lua_State *L) {
     rc = mm3_txn_commit(fb->f);
   }
   if (st != LUA_OK) return lua_error(L);
-  if (!fb->f || fb->closing) return luaL_error(L, "attempt to use a closed memmap3 file");
+  if (!fb->f || fb->closing) return lmm3_closed_error(L, fb);
   if (rc) return luaL_error(L, "%s: commit failed, the data may not be on disk: %s", mm3_file_path(fb->f),
                             mm3_strerror(rc));
   return lua_gettop(L) - 1;
@@ -264,7 +267,7 @@ static int l_lock(lua_State *L) {
 /* core.file_seq(file) -> the write sequence (mm3_file_seq) */
 static int l_file_seq(lua_State *L) {
   lmm3_file *fb = tofile(L, 1);
-  if (LMM3_CLOSED(fb)) return luaL_error(L, "attempt to use a closed memmap3 file");
+  if (LMM3_CLOSED(fb)) return lmm3_closed_error(L, fb);
   lua_pushinteger(L, (lua_Integer)mm3_file_seq(fb->f));
   return 1;
 }

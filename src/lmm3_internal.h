@@ -57,6 +57,7 @@ typedef struct lmm3_file {
                      collected, since the operation that ran the finalizer may
                      still hold pointers into it; every later use raises */
   int busy;       /* copies under way (mm.totable), which may run Lua code */
+  char path[256]; /* the path it was opened with (cut at 255 bytes), for errors after the close */
 } lmm3_file;
 
 /* Whether the file is closed (or closing) for every new use. */
@@ -134,6 +135,10 @@ MM3_INTERNAL int lmm3_seq_pairs(lua_State *L);
 
 /* Raise "file was truncated by another program". */
 MM3_INTERNAL int lmm3_truncated_error(lua_State *L, lmm3_file *fb);
+/* Raise "attempt to use a closed memmap3 file (its path)". */
+MM3_INTERNAL int lmm3_closed_error(lua_State *L, const lmm3_file *fb);
+/* Keep f's path in fb, for lmm3_closed_error. */
+MM3_INTERNAL void lmm3_keep_path(lmm3_file *fb, const mm3_file *f);
 
 /* Push a view of the type whose metatable is at index meta, at p. */
 MM3_INTERNAL void lmm3_push_view(lua_State *L, int fileidx, lmm3_file *fb, uint8_t *p, int meta);

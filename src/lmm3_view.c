@@ -18,8 +18,16 @@
 
 __extension__ typedef unsigned __int128 u128;
 
-static int closed_error(lua_State *L) {
-  return luaL_error(L, "attempt to use a closed memmap3 file");
+int lmm3_closed_error(lua_State *L, const lmm3_file *fb) {
+  return luaL_error(L, "attempt to use a closed memmap3 file (%s)", fb->path[0] ? fb->path : "?");
+}
+
+void lmm3_keep_path(lmm3_file *fb, const mm3_file *f) {
+  const char *p = mm3_file_path(f);
+  size_t n = p ? strlen(p) : 0;
+  if (n >= sizeof fb->path) n = sizeof fb->path - 1;
+  if (n) memcpy(fb->path, p, n);
+  fb->path[n] = 0;
 }
 
 int lmm3_truncated_error(lua_State *L, lmm3_file *fb) {
@@ -76,7 +84,7 @@ static void set_from(lua_State *L, int vidx, int descidx, uint8_t *base, const c
 static lmm3_view *toview(lua_State *L, int idx) {
   lmm3_view *v = lmm3_view_or_null(L, idx);
   if (!v) luaL_typeerror(L, idx, "memmap3 view");
-  if (LMM3_CLOSED(v->fb)) closed_error(L);
+  if (LMM3_CLOSED(v->fb)) lmm3_closed_error(L, v->fb);
   if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
 }
@@ -897,7 +905,7 @@ static int has_position(const char *msg) {
 void lmm3_in_txn(lua_State *L, lmm3_file *fb, int nargs, const char *where) {
   /* the call is made ready first (by the caller): nothing may raise between
      the begin and the protected call, or the lock would stay taken */
-  if (LMM3_CLOSED(fb)) closed_error(L); /* by a hook or finalizer meanwhile */
+  if (LMM3_CLOSED(fb)) lmm3_closed_error(L, fb); /* by a hook or finalizer meanwhile */
   uint64_t sp;
   int rc = mm3_txn_begin(fb->f, &sp);
   if (rc) luaL_error(L, "%s: %s", where, mm3_strerror(rc));
@@ -950,7 +958,7 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
       int same = lua_rawequal(L, -1, meta);
       lua_pop(L, 1);
       if (same) {
-        if (LMM3_CLOSED(src->fb)) closed_error(L);
+        if (LMM3_CLOSED(src->fb)) lmm3_closed_error(L, src->fb);
         if (has_containers) {
           /* containers are copied by value, never by sharing their heap; the
              copy runs Lua (the list builder), where a hook may close the
@@ -997,7 +1005,7 @@ static void set_aggregate(lua_State *L, int vidx, int meta, uint8_t *dst, const 
      finalizer, would be undone). */
   int keep = has_containers && lua_getfield(L, meta, "__mm3keep") == LUA_TTABLE ? lua_gettop(L) : 0;
   if (!keep && lua_rawlen(L, mine.defer) == 0) {
-    if (LMM3_CLOSED(fb)) closed_error(L); /* by a hook while the table was read */
+    if (LMM3_CLOSED(fb)) lmm3_closed_error(L, fb); /* by a hook while the table was read */
     write_bytes(L, fb, dst, scratch, size, where);
   } else {
     /* the kept bytes, the copy and the containers as one transaction */
@@ -1142,7 +1150,7 @@ static inline lmm3_view *selfview_fast(lua_State *L, int kind) {
   lmm3_view *v = lmm3_view_unchecked(L, 1);
   if (!v || !v->ti || v->ti->kind != kind)
     luaL_typeerror(L, 1, kind == LMM3_STRUCT ? "memmap3 struct view" : "memmap3 array view");
-  if (LMM3_CLOSED(v->fb)) closed_error(L);
+  if (LMM3_CLOSED(v->fb)) lmm3_closed_error(L, v->fb);
   if (v->fb->f->truncated) lmm3_truncated_error(L, v->fb);
   return v;
 }

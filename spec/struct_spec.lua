@@ -735,8 +735,11 @@ describe("memmap3 files and values", function()
         function() s.players = {{}, 7} end)
       raises("Save field 'grid' element 3 element 2: 256 is out of range for u8 (0..255)",
         function() s.grid = {{}, {}, {1, 256}} end)
-      raises("Player[4] element 2 field 'pos' element 1: expected a number",
+      raises("Player[4] 'players' element 2 field 'pos' element 1: expected a number",
         function() s.players[2] = {pos = {"x"}} end)
+      -- an array names itself as a vec does (it said "u8[3]: index 4 ...")
+      raises("u8[2] 'grid[3]': index 5 is out of range (1..2)", function() s.grid[3][5] = 1 end)
+      raises("u8[2] 'grid[3]' element 1: 256 is out of range", function() s.grid[3][1] = 256 end)
       raises("Save field 'best' field 'pos' element 3: 1e+39 is out of range for f32",
         function() s.best = {pos = {1, 2, 1e39}} end)
       raises("Save field 'version': -1 is out of range for u32 (0..4294967295)",

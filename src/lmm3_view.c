@@ -1400,6 +1400,16 @@ static int l_new_struct(lua_State *L) {
 /* ---- array views ---- */
 
 /* upvalues: 1 n, 2 element size, 3 element desc, 4 type name */
+/* The array view 1 for errors: its type and, below a struct, its name
+   ("u8[3] 'arr'", "Player[4] 'players'"); the type alone for a root. */
+static const char *array_what(lua_State *L) {
+  const char *tn = type_name(L, 4);
+  lua_getiuservalue(L, 1, 3);
+  const char *name = lua_tostring(L, -1); /* (the view keeps it) */
+  lua_pop(L, 1);
+  return name ? lua_pushfstring(L, "%s '%s'", tn, name) : tn;
+}
+
 static int a_index(lua_State *L) {
   lmm3_view *v = selfview_fast(L, LMM3_ARRAY);
   if (lua_isinteger(L, 2)) {
@@ -1427,7 +1437,7 @@ static int a_index(lua_State *L) {
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   if (lua_type(L, 2) != LUA_TNUMBER || !isint) {
     if (lua_type(L, 2) == LUA_TSTRING)
-      return luaL_error(L, "%s has no field '%s' (arrays are indexed by integers)", type_name(L, 4),
+      return luaL_error(L, "%s has no field '%s' (arrays are indexed by integers)", array_what(L),
                         lua_tostring(L, 2));
     return 0;
   }
@@ -1452,7 +1462,7 @@ static int a_newindex(lua_State *L) {
     if (i >= 1 && i <= ti->n) {
       const char *why = set_scalar_live(L, v->fb, v->p + (i - 1) * ti->esize, (int)(ti->edesc & 0xFF),
                                         (uint32_t)((ti->edesc >> 8) & 0xFFFFFF), 3);
-      if (why) return luaL_error(L, "%s element %I: %s", type_name(L, 4), i, why);
+      if (why) return luaL_error(L, "%s element %I: %s", array_what(L), i, why);
       return 0;
     }
   }
@@ -1461,16 +1471,16 @@ static int a_newindex(lua_State *L) {
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   lua_Integer n = lua_tointeger(L, lua_upvalueindex(1));
   if (lua_type(L, 2) != LUA_TNUMBER || !isint || i < 1 || i > n)
-    return luaL_error(L, "%s: index %s is out of range (1..%I)", type_name(L, 4),
+    return luaL_error(L, "%s: index %s is out of range (1..%I)", array_what(L),
                       luaL_tolstring(L, 2, NULL), n);
   uint8_t *p = v->p + (i - 1) * lua_tointeger(L, lua_upvalueindex(2));
   if (lua_type(L, lua_upvalueindex(3)) == LUA_TNUMBER) {
     lua_Integer d = lua_tointeger(L, lua_upvalueindex(3));
     const char *why = set_scalar_live(L, v->fb, p, (int)(d & 0xFF), (uint32_t)((d >> 8) & 0xFFFFFF), 3);
-    if (why) return luaL_error(L, "%s element %I: %s", type_name(L, 4), i, why);
+    if (why) return luaL_error(L, "%s element %I: %s", array_what(L), i, why);
     return 0;
   }
-  const char *where = lua_pushfstring(L, "%s element %I", type_name(L, 4), i);
+  const char *where = lua_pushfstring(L, "%s element %I", array_what(L), i);
   set_from(L, 3, lua_upvalueindex(3), p, where, v->fb, NULL);
   return 0;
 }

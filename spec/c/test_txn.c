@@ -1027,6 +1027,50 @@ static void sleep_at_point(const char *point) {
 
 static double now_s(void);
 
+/* A new T file (open here) whose first write, a map put by a child, died
+   making the file's first log: the write sequence left odd, nothing logged.
+   NULL on failure (reported). */
+static mm3_file *file_of_a_dead_put(const char *tag, const char **path) {
+  mm3_file *g = t_file(tag, path);
+  if (!g) return NULL;
+  pid_t pid = fork_child();
+  if (pid == 0) {
+    mm3_file *c = open_existing(*path, 0);
+    if (!c) _exit(10);
+    die_point = "log: block made";
+    mm3__test_hook = die_at_point;
+    map_put(c, 7, 77);
+    _exit(12); /* never: it dies inside */
+  }
+  CHECK_EQ(wait_child(pid), 0);
+  CHECK(mm3_file_seq(g) & 1);
+  return g;
+}
+
+/* A child that opens path read-write and takes the lock, pausing 300 ms at
+   point on the way: its pid once it is there (-1 on failure). */
+static pid_t locker_paused_at(const char *path, const char *point) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  pid_t pid = fork_child();
+  if (pid == 0) {
+    close(fds[0]);
+    mm3_file *c = open_existing(path, 0);
+    if (!c) _exit(10);
+    sleep_pipe = fds[1];
+    die_point = point;
+    mm3__test_hook = sleep_at_point;
+    if (mm3_file_lock(c)) _exit(11);
+    mm3_file_unlock(c);
+    _exit(0);
+  }
+  close(fds[1]);
+  char x;
+  int at = pid > 0 && read(fds[0], &x, 1) == 1;
+  close(fds[0]);
+  return at ? pid : -1;
+}
+
 FTEST(read_only_reads_wait_for_a_live_writer_not_for_a_dead_one) {
   /* a live writer, paused inside its first write (the file's first log) */
   const char *path;
@@ -1061,20 +1105,8 @@ FTEST(read_only_reads_wait_for_a_live_writer_not_for_a_dead_one) {
   CHECK(strcmp(value_str(r, buf, sizeof buf), "hi") == 0);
 
   /* a writer that died there */
-  mm3_file *g = t_file("rodead", &path);
+  mm3_file *g = file_of_a_dead_put("rodead", &path);
   REQUIRE(g);
-  pid = fork_child();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    mm3_file *c = open_existing(path, 0);
-    if (!c) _exit(10);
-    die_point = "log: block made";
-    mm3__test_hook = die_at_point;
-    map_put(c, 7, 77);
-    _exit(12); /* never: it dies inside */
-  }
-  CHECK_EQ(wait_child(pid), 0);
-  CHECK(mm3_file_seq(g) & 1);
   r = open_existing(path, 1);
   REQUIRE(r);
   double t0 = now_s();
@@ -1092,20 +1124,8 @@ FTEST(read_only_reads_wait_for_a_live_writer_not_for_a_dead_one) {
 
   /* so does a read-write open alone with the file, which may never write
      (before, a read-only check after it failed: torture, round 114) */
-  g = t_file("rodead2", &path);
+  g = file_of_a_dead_put("rodead2", &path);
   REQUIRE(g);
-  pid = fork_child();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    mm3_file *c = open_existing(path, 0);
-    if (!c) _exit(10);
-    die_point = "log: block made";
-    mm3__test_hook = die_at_point;
-    map_put(c, 7, 77);
-    _exit(12); /* never: it dies inside */
-  }
-  CHECK_EQ(wait_child(pid), 0);
-  CHECK(mm3_file_seq(g) & 1);
   close_file(g);
   /* (a read-only open alone with it cannot read it, nor make it readable) */
   mm3_file_opts ro = {0};
@@ -1146,25 +1166,8 @@ FTEST(read_only_reads_wait_for_recovery_of_a_dead_writer) {
   char buf[32];
   uint64_t len;
   CHECK_EQ(mm3_value_get(r, cx(r), &tx, buf, sizeof buf, &len), MM3_EWRITERS); /* a dead writer's */
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  pid = fork_child();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    close(fds[0]);
-    mm3_file *c = open_existing(path, 0);
-    if (!c) _exit(10);
-    sleep_pipe = fds[1];
-    die_point = "lock: recovering";
-    mm3__test_hook = sleep_at_point;
-    if (mm3_file_lock(c)) _exit(11);
-    mm3_file_unlock(c);
-    _exit(0);
-  }
-  close(fds[1]);
-  char x;
-  REQUIRE(read(fds[0], &x, 1) == 1);
-  close(fds[0]);
+  pid = locker_paused_at(path, "lock: recovering");
+  REQUIRE(pid > 0);
   CHECK(strcmp(value_str(r, buf, sizeof buf), "old") == 0); /* waited for the rollback */
   CHECK_EQ(wait_child(pid), 0);
   CHECK(strcmp(value_str(r, buf, sizeof buf), "old") == 0);
@@ -1195,25 +1198,8 @@ FTEST(read_only_check_during_a_dead_writers_frees) {
   CHECK(hdr_u64(f, 720) != 0); /* gaps noted, not freed */
   mm3_file *r = open_existing(path, 1);
   REQUIRE(r);
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  pid = fork_child();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    close(fds[0]);
-    mm3_file *c = open_existing(path, 0);
-    if (!c) _exit(10);
-    sleep_pipe = fds[1];
-    die_point = "heap: tag freed";
-    mm3__test_hook = sleep_at_point;
-    if (mm3_file_lock(c)) _exit(11);
-    mm3_file_unlock(c);
-    _exit(0);
-  }
-  close(fds[1]);
-  char x;
-  REQUIRE(read(fds[0], &x, 1) == 1);
-  close(fds[0]);
+  pid = locker_paused_at(path, "heap: tag freed");
+  REQUIRE(pid > 0);
   uint64_t s1 = mm3_file_seq(r);
   char why[200];
   int rc = mm3_file_check(r, why, sizeof why);

@@ -577,20 +577,16 @@ static uint8_t *copy_at(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint64_t 
    elements): their count. Under the lock, or through a read-only handle
    (which cannot take it) made again while a write overlapped the copy (a
    ring push or a vec insert moves elements under a reader: elements of two
-   pushes, once); raises when mm3__read_again gives up. A damaged container copies what
-   it can reach. */
+   pushes, once); raises when mm3__read_begin gives up. A damaged container
+   copies what it can reach. */
 static uint64_t snapshot(lua_State *L, mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint8_t *buf, uint64_t cap) {
   size_t es = ti->ct.elem_size;
   int locked = mm3_file_lock(f) == 0;
   mm3__retry retry = {0};
-  for (;;) {
-    uint64_t s = mm3__read_begin(f), n, i;
-    if (!locked && (s & 1)) { /* a write under way: no use copying */
-      int again = mm3__read_again(f, &retry);
-      if (again) luaL_error(L, "memmap3: %s", mm3_strerror(again));
-      continue;
-    }
-    n = ti->kind == LMM3_SARRAY ? ti->ct.cap : mm3_container_len(f, p, &ti->ct);
+  uint64_t s = 0;
+  int again = 0;
+  while (locked || (again = mm3__read_begin(f, &retry, &s)) == 0) {
+    uint64_t n = ti->kind == LMM3_SARRAY ? ti->ct.cap : mm3_container_len(f, p, &ti->ct), i;
     if (n > cap) n = cap;
     for (i = 0; i < n; i++) {
       const uint8_t *e = copy_at(f, p, ti, i);
@@ -601,9 +597,8 @@ static uint64_t snapshot(lua_State *L, mm3_file *f, uint8_t *p, const lmm3_tinfo
       if (locked) mm3_file_unlock(f);
       return i;
     }
-    int again = mm3__read_again(f, &retry);
-    if (again) luaL_error(L, "memmap3: %s", mm3_strerror(again)); /* (no lock is held) */
   }
+  return (uint64_t)luaL_error(L, "memmap3: %s", mm3_strerror(again)); /* (no lock is held) */
 }
 
 void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {

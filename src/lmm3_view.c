@@ -1399,9 +1399,9 @@ static int l_new_struct(lua_State *L) {
 
 /* ---- array views ---- */
 
-/* upvalues: 1 n, 2 element size, 3 element desc, 4 type name */
-/* The array view 1 for errors: its type and, below a struct, its name
-   ("u8[3] 'arr'", "Player[4] 'players'"); the type alone for a root. */
+/* The array view 1 for the errors of its metamethods: its type and, below a
+   struct, its name ("u8[3] 'arr'", "Player[4] 'players'"); the type alone
+   for a root. */
 static const char *array_what(lua_State *L) {
   const char *tn = type_name(L, 4);
   lua_getiuservalue(L, 1, 3);
@@ -1410,6 +1410,7 @@ static const char *array_what(lua_State *L) {
   return name ? lua_pushfstring(L, "%s '%s'", tn, name) : tn;
 }
 
+/* upvalues: 1 n, 2 element size, 3 element desc, 4 type name */
 static int a_index(lua_State *L) {
   lmm3_view *v = selfview_fast(L, LMM3_ARRAY);
   if (lua_isinteger(L, 2)) {

@@ -321,11 +321,8 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
       if (!rc && hd->log_len) {
         mm3__recover(f);
         if (!hd->log_len) f->recovered++; /* (else it cannot map all the log: the first lock tries again) */
-      } else if (!rc && (hd->seq & 1)) {
-        /* a writer died with nothing logged (making the first log, or
-           settling): its odd write sequence would keep read-only reads out
-           until a write (mm3_file_lock makes it even too) */
-        __atomic_store_n(&hd->seq, hd->seq + 1, __ATOMIC_RELEASE);
+      } else if (!rc) {
+        mm3__seq_settle(f); /* a writer died with nothing logged: read-only reads would wait for a write */
       }
     } else if (hd->log_len || (__atomic_load_n(&hd->seq, __ATOMIC_ACQUIRE) & 1)) {
       rc = MM3_ERECOVER; /* (alone, an odd sequence is a dead writer's too) */

@@ -174,34 +174,34 @@ int mm3_file_lock(mm3_file *f) {
   }
   if (rc) return rc;
   if (f->lock_depth++ == 0) __atomic_store_n(&f->lock_thread, (unsigned long)pthread_self(), __ATOMIC_RELAXED);
-  if (*f->held == 0 && __atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) == 0) {
-    /* Nobody else holds the lock: a write sequence left odd is a dead
-       writer's (it died with nothing logged yet, or settling: nothing for
-       recovery to do, and the sequence would stay odd for every later
-       writer, their lock-free readers waiting on it for ever). With a log,
-       recovery makes it even, after its rollback: made even before, readers
-       took the dead writer's half-done state for a finished one. */
-    uint64_t *seq = &mm3__hdr(f)->seq, s = __atomic_load_n(seq, __ATOMIC_RELAXED);
-    if (s & 1) __atomic_store_n(seq, s + 1, __ATOMIC_RELEASE);
-  }
-  if ((*f->held)++ == 0 && __atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) != 0) {
-    /* Nobody else holds the lock, yet a write is logged as under way: its
-       writer died. Roll it back before anything else: through this handle
-       only if it can map all the log may reach (the dead writer may have
-       grown the file past this open's reserve); else the log stays for one
-       that can, and the lock is not taken. */
-    int rrc = mm3_file_refresh(f);
-    if (rrc) {
-      mm3_file_unlock(f);
-      return rrc;
+  if ((*f->held)++ == 0) {
+    /* Nobody else holds the lock: what a writer that died left is settled
+       before anything else. */
+    if (__atomic_load_n(&mm3__hdr(f)->log_len, __ATOMIC_ACQUIRE) != 0) {
+      /* A write logged as under way: roll it back (recovery makes the
+         sequence even after its rollback). Through this handle only if it
+         can map all the log may reach (the dead writer may have grown the
+         file past this open's reserve); else the log stays for one that
+         can, and the lock is not taken. */
+      int rrc = mm3_file_refresh(f);
+      if (rrc) {
+        mm3_file_unlock(f);
+        return rrc;
+      }
+      if (mm3__test_hook) mm3__test_hook("lock: recovering");
+      mm3__recover(f);
+      f->recovered++;
+    } else {
+      /* Nothing logged: it died making the first log, or settling (its
+         sequence left odd for every later writer, their lock-free readers
+         waiting on it), maybe as it freed the gaps of its emptied log. */
+      mm3__seq_settle(f);
+      if (__atomic_load_n(&mm3__hdr(f)->gaps_n, __ATOMIC_ACQUIRE) != 0) {
+        mm3__write_begin(f); /* (read-only readers see the frees as a write) */
+        mm3__reclaim_gaps(f);
+        mm3__write_end(f);
+      }
     }
-    if (mm3__test_hook) mm3__test_hook("lock: recovering");
-    mm3__recover(f);
-    f->recovered++;
-  } else if ((*f->held) == 1 && __atomic_load_n(&mm3__hdr(f)->gaps_n, __ATOMIC_ACQUIRE) != 0) {
-    mm3__write_begin(f); /* (read-only readers see the frees as a write) */
-    mm3__reclaim_gaps(f); /* its writer died as it emptied its log, before freeing them */
-    mm3__write_end(f);
   }
   return 0;
 }
@@ -256,26 +256,28 @@ static void pause_cpu(void) {
 #endif
 }
 
-/* The first 1000 tries (or 10 ms) yield, then wait (briefly) for the sequence to move
-   and the operation under way to end, so that the next read starts as the
-   gap before the writer's next one does: read at a random moment, a read
-   longer than the gaps of a writer that never pauses failed all 1000 times
-   (an idle writer costs the wait, 256 pauses, to a read that then cannot
-   fail). A writer descheduled in
-   the middle of an operation (a busy machine) keeps the sequence odd for
-   milliseconds: later tries sleep a millisecond each, until two seconds
-   have passed since the first retry (MM3_EWRITERS then). A sequence
-   that is odd while nobody holds the lock, and still the same after that
-   was seen, was left so by a writer that died (a live one makes it even
-   before it unlocks): once the first tries have given the writers
-   still alive the time to lock (the first to lock makes it even), no
-   longer wait helps. */
 static uint64_t mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Let the writers run before a read is tried again.
+   - The first 1000 tries (or 10 ms: a big copy takes long a try) yield, then
+     wait briefly for the sequence to move and the operation under way to
+     end, so that the next read starts where a gap between a writer's
+     operations starts: a read started at a random moment, longer than the
+     gaps of a writer that never pauses, failed all 1000 times. (An idle
+     writer costs the wait, 256 pauses, to a read that then cannot fail.)
+   - A writer descheduled in the middle of an operation (a busy machine)
+     keeps the sequence odd for milliseconds: later tries sleep a
+     millisecond each, until two seconds have passed since the first retry
+     (MM3_EWRITERS then).
+   - A sequence odd while nobody holds the lock, and still the same after
+     that was seen, was left so by a writer that died (a live one makes it
+     even before it unlocks): once the first tries have given the writers
+     still alive the time to lock (the first to lock makes it even), no
+     longer wait helps (MM3_EWRITERS). */
 int mm3__read_again(const mm3_file *f, mm3__retry *r) {
   uint64_t now = mono_ns();
   if (r->tries++ == 0) r->start = now;

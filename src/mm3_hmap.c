@@ -878,24 +878,19 @@ int mm3_hmap_next_copy(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos
   }
   /* Read-only: no lock holds the writers off. A step that a write overlapped
      (the sequence moved, or was odd) is taken again from where it started,
-     letting the writers run, until mm3__read_again gives up (MM3_EWRITERS). */
+     letting the writers run, until mm3__read_begin gives up (MM3_EWRITERS). */
   uint64_t from[3] = {pos[0], pos[1], pos[2]};
   mm3__retry retry = {0};
-  for (;;) {
-    uint64_t s = mm3__read_begin(f);
-    if (s & 1) { /* a write under way */
-      int again = mm3__read_again(f, &retry);
-      if (again) return again;
-      continue;
-    }
+  uint64_t s;
+  int again;
+  while ((again = mm3__read_begin(f, &retry, &s)) == 0) {
     memcpy(pos, from, sizeof from);
     rc = next_step(f, c, t, pos, 0, &k, &v);
     if (!rc && key_out) memcpy(key_out, k, t->key_size);
     if (!rc && val_out) memcpy(val_out, v, t->elem_size);
     if (mm3__read_ok(f, s)) return rc;
-    int again = mm3__read_again(f, &retry);
-    if (again) return again;
   }
+  return again;
 }
 
 /* ---- checking (memmap3 check) ---- */

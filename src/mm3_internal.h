@@ -214,24 +214,44 @@ static inline void mm3__write_begin(mm3_file *f) {
 static inline void mm3__write_end(mm3_file *f) {
   if (f->seq_depth > 0 && --f->seq_depth == 0) mm3__seq_end(f, f->seq_saved);
 }
-/* A read without the lock (a read-only handle has none): s =
-   mm3__read_begin(f), read (copying what it gives out), then
-   mm3__read_ok(f, s) says whether no write overlapped it; if one did,
-   mm3__read_again(f, &retry) (mm3__retry retry = {0}) lets the writers run and says 0 (read again),
-   or MM3_EWRITERS once reads were overlapped for about two seconds, or
-   within milliseconds when the sequence was left odd by a writer that died. */
-static inline uint64_t mm3__read_begin(const mm3_file *f) {
-  return __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_ACQUIRE);
+/* A write sequence that a writer which died left odd, made even: by the
+   lock's first holder once the dead writer's work is rolled back (before,
+   readers would take its half-done state for a finished one), or with
+   nothing logged; by an opener alone with the file. */
+static inline void mm3__seq_settle(mm3_file *f) {
+  uint64_t *seq = &mm3__hdr(f)->seq, s = __atomic_load_n(seq, __ATOMIC_RELAXED);
+  if (s & 1) __atomic_store_n(seq, s + 1, __ATOMIC_RELEASE);
 }
-static inline int mm3__read_ok(const mm3_file *f, uint64_t s) {
-  __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the reads before the second look */
-  return !(s & 1) && __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_RELAXED) == s;
-}
+/* A read without the lock (a read-only handle has none):
+
+     mm3__retry retry = {0};
+     uint64_t s;
+     while ((rc = mm3__read_begin(f, &retry, &s)) == 0) {
+       read, copying what it gives out;
+       if (mm3__read_ok(f, s)) return what was read;
+     }
+     return rc;
+
+   read_begin waits while a write is under way (the sequence odd) and, from
+   the second call on, first lets the writers run (mm3__read_again); it
+   says MM3_EWRITERS once reads were overlapped for about two seconds, or
+   within milliseconds when the sequence was left odd by a writer that died.
+   read_ok says whether no write overlapped the read. */
 typedef struct mm3__retry {
-  int tries;
+  int tries;      /* calls of mm3__read_again */
+  int begun;      /* calls of mm3__read_begin */
   uint64_t start; /* CLOCK_MONOTONIC ns of the first retry */
 } mm3__retry;
 MM3_INTERNAL int mm3__read_again(const mm3_file *f, mm3__retry *r);
+static inline int mm3__read_begin(const mm3_file *f, mm3__retry *r, uint64_t *s) {
+  int rc = r->begun++ ? mm3__read_again(f, r) : 0;
+  while (!rc && ((*s = __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_ACQUIRE)) & 1)) rc = mm3__read_again(f, r);
+  return rc;
+}
+static inline int mm3__read_ok(const mm3_file *f, uint64_t s) {
+  __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the reads before the second look */
+  return __atomic_load_n(&mm3__hdr(f)->seq, __ATOMIC_RELAXED) == s;
+}
 
 /* For the C tests (which link the static library): called, when set, at a
    few named points of a write, so that a test can die exactly there. NULL

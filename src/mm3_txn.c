@@ -411,10 +411,9 @@ void mm3__recover(mm3_file *f) {
   release_retired(f);
   mm3__reclaim_gaps(f);
   mm3__write_end(f);
-  /* a writer that died between seq_begin and seq_end left it odd (a live
-     operation rolled back to 0 has its seq_end still to come) */
-  uint64_t seq = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
-  if (seq & 1) __atomic_store_n(&h->seq, seq + 1, __ATOMIC_RELEASE);
+  /* the dead writer's odd sequence (a live operation rolled back to 0 makes
+     it even at its own end: mm3__rollback leaves it) */
+  mm3__seq_settle(f);
 }
 
 int mm3__op_begin(mm3_file *f, uint64_t *sp) {

@@ -41,13 +41,9 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
      as it was read) is made again, letting the writers run, until
      MM3_EWRITERS. */
   mm3__retry retry = {0};
-  for (;;) {
-    uint64_t s = mm3__read_begin(f);
-    if (!locked && (s & 1)) { /* a write under way: no use copying */
-      int again = mm3__read_again(f, &retry);
-      if (again) return again;
-      continue;
-    }
+  uint64_t s = 0;
+  int again = 0;
+  while (locked || (again = mm3__read_begin(f, &retry, &s)) == 0) {
     const uint8_t *data;
     int rc = locate(f, c, t, &data, len);
     if (!rc && *len > cap) rc = MM3_ERANGE;
@@ -57,9 +53,8 @@ int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64
       return rc;
     }
     if (mm3__read_ok(f, s)) return rc;
-    int again = mm3__read_again(f, &retry);
-    if (again) return again; /* (what was read may be half one write, half another) */
   }
+  return again; /* (what was read may be half one write, half another) */
 }
 
 static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, uint64_t len) {

@@ -585,7 +585,8 @@ end
 
 --- Load a schema module (a Lua file returning a type or a table of named
 -- types) and generate the header for its root `name`.
--- @return the header text, or nil and a message
+-- @return the header text, or nil, a message and "usage" when the types are a table and
+-- no name picks one (the caller's mistake)
 function M.from_file(path, name)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
@@ -600,7 +601,11 @@ function M.from_file(path, name)
     return nil, format("%s: must return a type or a table of named types, got %s", path, type(types))
   end
   local ok2, text = pcall(M.generate, types, name)
-  if not ok2 then return nil, (tostring(text):gsub("^memmap3 cheader: ", "")) end
+  if not ok2 then
+    -- (a table of named types and no name: the caller's usage error)
+    local usage = name == nil and not schema.is_type(types) and "usage" or nil
+    return nil, (tostring(text):gsub("^memmap3 cheader: ", "")), usage
+  end
   return text
 end
 

@@ -341,11 +341,9 @@ function commands.cheader(out, pos, opts)
   local dir = pos[1]:match "^(.*)/[^/]*$"
   local saved = package.path
   if dir then package.path = dir .. "/?.lua;" .. package.path end
-  local text, err = require("memmap3.cheader").from_file(pos[1], pos[2]) -- catches its errors
+  local text, err, code = require("memmap3.cheader").from_file(pos[1], pos[2]) -- catches its errors
   package.path = saved
-  -- a table of named types and no NAME: the command line lacks it
-  if not text and not pos[2] and err:find("a NAME is needed", 1, true) then return nil, err, "usage" end
-  if not text then return nil, err end
+  if not text then return nil, err, code end -- (code "usage": a table of named types and no NAME)
   if not dest then
     out((text:gsub("\n$", "")))
     return true

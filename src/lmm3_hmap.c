@@ -46,16 +46,14 @@ int lmm3_hmap_index(lua_State *L) {
   if ((v->ti->kdesc & 0xFF) == LMM3_STRING && lua_type(L, 2) == LUA_TSTRING &&
       (s = lua_tolstring(L, 2, &n), n <= ct->key_size)) {
     /* Lookups skip the UTF-8 check: a string that could not be stored is
-       simply not found. Hashed as the core hashes a padded key. */
+       simply not found. */
+    if (memchr(s, 0, n)) return 0;
     memcpy(key, s, n);
     memset(key + n, 0, ct->key_size - n);
-    if (memchr(s, 0, n)) return 0;
-    h = mm3_hash(mm3_file_seed(v->fb->f), s, n);
-  } else {
-    if (encode_key(L, v, 2, key)) return 0; /* no such key can exist: nil, as a table */
-    h = mm3_hmap_key_hash(v->fb->f, ct, key);
+  } else if (encode_key(L, v, 2, key)) {
+    return 0; /* no such key can exist: nil, as a table */
   }
-  mm3__hmap_prefetch(v->fb->f, v->p, ct, h);
+  h = mm3_hmap_key_hash(v->fb->f, ct, key);
   uint8_t *val = v->ti->edesc >= 0 ? space(L, &vb, ct->elem_size) : NULL, *ptr;
   int rc = mm3__hmap_get(v->fb->f, v->p, ct, key, h, val, &ptr);
   if (rc == MM3_ENOTFOUND) return 0;

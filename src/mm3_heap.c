@@ -608,28 +608,15 @@ void mm3__free_rollback(mm3_file *f, uint64_t sp) {
   while (f->npending > low && f->pending[2 * (f->npending - 1) + 1] >= sp) f->npending--;
 }
 
-/* ---- SipHash-1-3, keyed by the file's random seed ---- */
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                           \
-  do {                                                                     \
-    v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);             \
-    v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                 \
-    v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                 \
-    v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);             \
-  } while (0)
+/* ---- SipHash-1-3, keyed by the file's random seed (mm3_internal.h) ---- */
 
 uint64_t mm3_hash(uint64_t seed, const void *data, size_t len) {
-  uint64_t k0 = seed, k1 = seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL;
-  uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
-  uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+  mm3__sip s = mm3__sip_init(seed);
   const uint8_t *p = data, *end = p + (len & ~(size_t)7);
   uint64_t b = (uint64_t)len << 56, m;
   for (; p != end; p += 8) {
     memcpy(&m, p, 8);
-    v3 ^= m;
-    SIPROUND;
-    v0 ^= m;
+    mm3__sip_word(&s, m);
   }
   switch (len & 7) {
     case 7: b |= (uint64_t)p[6] << 48; /* FALLTHROUGH */
@@ -641,14 +628,7 @@ uint64_t mm3_hash(uint64_t seed, const void *data, size_t len) {
     case 1: b |= (uint64_t)p[0]; break;
     case 0: break;
   }
-  v3 ^= b;
-  SIPROUND;
-  v0 ^= b;
-  v2 ^= 0xff;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  return v0 ^ v1 ^ v2 ^ v3;
+  return mm3__sip_end(&s, b);
 }
 
 uint64_t mm3_file_seed(const mm3_file *f) { return mm3__hdr(f)->seed; }

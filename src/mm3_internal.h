@@ -80,6 +80,45 @@ typedef struct mm3_header {
   uint8_t reserved[MM3_HEADER_SIZE - 856];
 } mm3_header;
 
+/* SipHash-1-3 keyed by a file's 64-bit seed, in pieces (mm3_hash puts them
+   together): the state after the key, one round per 8-byte word of the
+   message, then the last word (the length << 56 | the bytes after the last
+   whole word) and the finish. Inline, for the map's short keys. */
+typedef struct mm3__sip {
+  uint64_t v0, v1, v2, v3;
+} mm3__sip;
+
+#define MM3__ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static inline void mm3__sip_round(mm3__sip *s) {
+  s->v0 += s->v1; s->v1 = MM3__ROTL(s->v1, 13); s->v1 ^= s->v0; s->v0 = MM3__ROTL(s->v0, 32);
+  s->v2 += s->v3; s->v3 = MM3__ROTL(s->v3, 16); s->v3 ^= s->v2;
+  s->v0 += s->v3; s->v3 = MM3__ROTL(s->v3, 21); s->v3 ^= s->v0;
+  s->v2 += s->v1; s->v1 = MM3__ROTL(s->v1, 17); s->v1 ^= s->v2; s->v2 = MM3__ROTL(s->v2, 32);
+}
+
+static inline mm3__sip mm3__sip_init(uint64_t seed) {
+  uint64_t k0 = seed, k1 = seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL;
+  mm3__sip s = {k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL, k0 ^ 0x6c7967656e657261ULL,
+                k1 ^ 0x7465646279746573ULL};
+  return s;
+}
+
+static inline void mm3__sip_word(mm3__sip *s, uint64_t m) {
+  s->v3 ^= m;
+  mm3__sip_round(s);
+  s->v0 ^= m;
+}
+
+static inline uint64_t mm3__sip_end(mm3__sip *s, uint64_t last) {
+  mm3__sip_word(s, last);
+  s->v2 ^= 0xff;
+  mm3__sip_round(s);
+  mm3__sip_round(s);
+  mm3__sip_round(s);
+  return s->v0 ^ s->v1 ^ s->v2 ^ s->v3;
+}
+
 struct mm3_file {
   int fd;
   int readonly;
@@ -119,6 +158,8 @@ struct mm3_file {
   uint8_t *own;
   size_t nown, cown;
   size_t own_pending;  /* npending when it began */
+  uint64_t heap_start; /* mm3__heap_start's value (a map lookup's node check) */
+  mm3__sip sip;        /* the key hash's state after the file's seed (mm3__sip_init) */
 };
 
 /* Bind f->held to the process-wide lock depth of the file (dev, ino), so

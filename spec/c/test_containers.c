@@ -629,6 +629,29 @@ FTEST(hmap_key_hash) {
   REQUIRE(mm3_ctype_init(&t4) == 0);
   uint32_t k4 = 7;
   CHECK(mm3_hmap_key_hash(f, &t4, &k4) == mm3_hash(seed, &k4, 4));
+  /* Keys of up to 16 bytes hash from two words, the length found in them:
+     the same hash as mm3_hash's for every size and length, whatever the
+     bytes (0x01, 0x80 and 0xff next to the NUL, bytes left after it). */
+  const size_t sizes[] = {1, 2, 3, 4, 8, 12, 16, 24};
+  uint32_t r = 12345;
+  for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+    for (int str = 0; str < 2; str++) {
+      mm3_ctype tk = map_ctype(MM3_HMAP, (uint32_t)sizes[si], 1, str, 8, 8, 0);
+      REQUIRE(mm3_ctype_init(&tk) == 0);
+      for (size_t len = 0; len <= sizes[si]; len++)
+        for (int trial = 0; trial < 20; trial++) {
+          uint8_t key[24];
+          for (size_t i = 0; i < sizeof key; i++) {
+            r = r * 1103515245u + 12345u;
+            uint8_t b = (uint8_t)(r >> 16);
+            key[i] = trial % 4 == 0 ? 0x01 : trial % 4 == 1 ? (uint8_t)(0x80 | b) : trial % 4 == 2 ? 0xff : b;
+            if (str && i < len && key[i] == 0) key[i] = 1;
+          }
+          if (str && len < sizes[si]) key[len] = 0;
+          size_t hashed = str ? len : sizes[si];
+          CHECK(mm3_hmap_key_hash(f, &tk, key) == mm3_hash(seed, key, hashed));
+        }
+    }
 }
 
 FTEST(hmap_string_keys) {

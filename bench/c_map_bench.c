@@ -16,12 +16,15 @@
  * LMDB's sorted B-tree, so its pages stay in the cache, while a hash map
  * touches a random bucket and node for every key whatever the order.
  *
- * Last, the floor of one get per key on this machine: a get must wait for its
- * key's bucket, a random load into the bucket table that nothing before it
- * could start (a chain of dependent loads over a buffer of the table's size
- * measures it), plus what a get costs with everything in the cache (a
- * 1,000-key map read again and again). Their sum against LMDB's get is the
- * best ratio one call per key could reach here.
+ * Last, what a get costs against this machine's memory: the latency of a
+ * random load into the bucket table that waits for the one before (a chain
+ * of dependent loads over a buffer of the table's size), what a get costs
+ * with everything in the cache (a 1,000-key map read again and again), and
+ * one get per key in order, from the pass above. A get in order takes less
+ * than their sum only because consecutive calls overlap their misses: the
+ * CPU starts the next call's bucket load while this call's is still out, if
+ * the instructions between them fit its window (the lookup is kept short
+ * for that: get_lean in mm3_hmap.c).
  *
  * Both sides get their fastest durable-less settings: LMDB with MDB_WRITEMAP |
  * MDB_NOSYNC | MDB_NOMETASYNC (nothing is synced; memmap3 syncs only on
@@ -49,7 +52,7 @@
 #include "memmap3.h"
 
 #define KEY 16
-#define ROUNDS 3
+#define ROUNDS 5
 /* Must equal mm.canonical(mm.type("map<string<16>, u64>")): the fingerprint
    is the hash of this text, so a Lua script can open the file the bench makes. */
 #define SCHEMA "root map<string<16>,u64>"
@@ -214,7 +217,7 @@ static const char *rate(double ops, char *buf, size_t n) {
   return buf;
 }
 
-static double last_lmdb_get; /* LMDB's best time for every get, keys in order */
+static double last_mm_get; /* memmap3's best time for every get, one call each, keys in order */
 
 typedef struct ratios {
   double put, get;           /* one call per key */
@@ -242,7 +245,7 @@ static ratios compare(const char *title, const uint32_t *order) {
   double n = (double)n_keys;
   char a[32], b[32];
   ratios r = {db.put / one.put, db.get / one.get, db.put / many.put, db.get / many.get};
-  if (!order) last_lmdb_get = db.get;
+  if (!order) last_mm_get = one.get;
   printf("\n%s\n", title);
   printf("puts, one call each:  memmap3 %11s (%.3f s), LMDB %11s (%.3f s), ratio %5.2fx\n",
          rate(n / one.put, a, sizeof a), one.put, rate(n / db.put, b, sizeof b), db.put, r.put);
@@ -355,15 +358,16 @@ int main(int argc, char **argv) {
   printf("  %-44s %6.2fx / %.2fx  (no target)\n", "random order puts, one each / put_many", rnd.put, rnd.put_many);
   printf("  %-44s %6.2fx / %.2fx  (no target)\n", "random order gets, one each / get_many", rnd.get, rnd.get_many);
 
-  /* Why one call per key stays short of the gets target: its floor here. */
+  /* What a get costs against the machine's memory (see the top). */
   size_t table = 64; /* the map's bucket table at n_keys: 8 bytes a bucket, at most half full */
   while (table / 8 / 2 < n_keys) table *= 2;
-  double miss = miss_ns(table), hot = hot_get_ns(), lmdb_get = last_lmdb_get * 1e9 / (double)n_keys;
-  printf("\nfloor of one mm3_hmap_get per key on this machine (keys in order):\n");
+  double miss = miss_ns(table), hot = hot_get_ns();
+  printf("\none mm3_hmap_get per key against this machine's memory (keys in order):\n");
   printf("  a load that waits for the one before, into %zu KiB (the table's size): %.0f ns\n", table >> 10, miss);
   printf("  a get with everything in the cache (1,000 keys):                     %.0f ns\n", hot);
-  printf("  so at least %.0f ns a get, against LMDB's %.0f ns: at best %.2fx LMDB (target 1.5x)\n", miss + hot,
-         lmdb_get, lmdb_get / (miss + hot));
+  double got = last_mm_get * 1e9 / (double)n_keys;
+  printf("  a get of the pass above:                                             %.0f ns (%s)\n", got,
+         got < miss + hot ? "less than the two: consecutive calls overlap their misses" : "no overlap this run");
   free(keys);
   free(klen);
   free(shuffled);

@@ -37,6 +37,12 @@ static size_t key_len(const mm3_ctype *t, const uint8_t *key) {
   return z ? (size_t)(z - key) : t->key_size;
 }
 
+/* A value of n bytes: an 8-byte one (the common case) inline, not a call. */
+static inline void copy_value(void *dst, const void *src, size_t n) {
+  if (n == 8) memcpy(dst, src, 8);
+  else memcpy(dst, src, n);
+}
+
 /* A flag in each byte of w that is zero: the lowest flag is the first zero
    byte's (a borrow only runs upwards from a zero byte). */
 static inline uint64_t zero_bytes(uint64_t w) {
@@ -230,8 +236,20 @@ static arena *arena_at(mm3_file *f, const mm3_ctype *t, uint64_t off) {
 
 /* A node for map g: from its free list, its newest arena, a new arena, or
    (a map with nodes from before arenas) a heap block of its own. more: the
-   entries a put_many has still to put, this one included. */
-static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, uint64_t *off) {
+   entries a put_many has still to put, this one included. group: NULL for
+   a put with a savepoint of its own; for a group of puts under one savepoint,
+   where *group is the arena the group took a node from already (0: none):
+   that arena was checked, its bump logged and only moved on since, so the
+   next node is cut from it with neither again. */
+static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, uint64_t *off, uint64_t *group) {
+  if (group && *group && *group == g->arena) {
+    arena *ga = (arena *)(f->base + *group);
+    if (!ga->free && ga->end - ga->bump >= t->node_size) {
+      *off = ga->bump;
+      ga->bump += t->node_size;
+      return 0;
+    }
+  }
   if (!g->arena && (g->count > 0 || mm3__hdr(f)->version < 2)) return mm3__alloc(f, t->node_size, off);
   arena *a = NULL;
   if (g->arena && !(a = arena_at(f, t, g->arena))) return MM3_ECORRUPT;
@@ -251,6 +269,7 @@ static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, 
     LOG(f, &a->bump, 8);
     *off = a->bump;
     a->bump += t->node_size;
+    if (group) *group = g->arena;
     return 0;
   }
   uint64_t nodes = g->count / 4;
@@ -273,6 +292,7 @@ static int node_alloc(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t more, 
   a->free = 0;
   g->arena = b; /* (the caller logged the map's head) */
   *off = b + sizeof(arena);
+  if (group) *group = b; /* (new: nothing of it to log) */
   return 0;
 }
 
@@ -419,8 +439,9 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
 
 /* The caller (put_group) has moved this put's share of a resize under way,
    and logged the map's head since its newest savepoint. */
+/* group: see node_alloc. */
 static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, const void *val,
-                int *created, uint64_t more) {
+                int *created, uint64_t more, uint64_t *group) {
   ghead *g = (ghead *)c;
   int rc;
   if (!g->tab[0]) { /* first entry: 8 buckets */
@@ -452,12 +473,13 @@ static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
     if (rc) return rc;
   }
   uint64_t off;
-  rc = node_alloc(f, t, g, more, &off);
+  rc = node_alloc(f, t, g, more, &off, group);
   if (rc) return rc;
   n = f->base + off;
   ((uint64_t *)n)[1] = h;
-  memcpy(n + t->key_off, key, t->key_size);
-  memcpy(n + t->val_off, val, t->elem_size);
+  if (t->key_size == 16) memcpy(n + t->key_off, key, 16); /* (the common sizes: not a call) */
+  else memcpy(n + t->key_off, key, t->key_size);
+  copy_value(n + t->val_off, val, t->elem_size);
   int into = g->rehash ? 1 : 0;
   uint64_t *tab = gtable(f, g, into);
   if (!tab) return MM3_ECORRUPT;
@@ -558,11 +580,6 @@ static int find_any(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key
    lock and retry if a write overlapped it. Every offset is checked, so an overlapped lookup
    reads garbage at worst, never outside the file, and its result is dropped. */
 
-/* A value of n bytes: an 8-byte one (the common case) inline, not a call. */
-static inline void copy_value(void *dst, const void *src, size_t n) {
-  if (n == 8) memcpy(dst, src, 8);
-  else memcpy(dst, src, n);
-}
 
 /* Up to tries lookups without the lock: 1 and *rc if one ran while no writer
    came in. Without the lock the value is copied aside first and given out
@@ -822,9 +839,10 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
       (rc = mm3__savepoint(f, &sg)) == 0) {
     upto = 0;
     failed = mm3__log(f, g, sizeof *g);
+    uint64_t group = 0;
     for (; upto < m && !failed; upto++)
       if ((failed = gput(f, c, t, keys + upto * t->key_size, h[upto], vals + upto * t->elem_size, created,
-                         more - upto)) != 0)
+                         more - upto, &group)) != 0)
         break;
     if (failed) mm3__rollback(f, sg);
     else *done += m, upto = 0;
@@ -836,7 +854,7 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
     const uint8_t *kj = keys + j * t->key_size, *vj = vals + j * t->elem_size;
     if (t->kind == MM3_FMAP) rc = fput(f, c, t, kj, h[j], vj, created);
     else if ((rc = mm3__log(f, c, sizeof(ghead))) == 0)
-      rc = gput(f, c, t, kj, h[j], vj, created, more > j ? more - j : 0);
+      rc = gput(f, c, t, kj, h[j], vj, created, more > j ? more - j : 0, NULL);
     if (rc) mm3__rollback(f, sj);
     else ++*done;
   }

@@ -5,6 +5,8 @@
 #define MM3_INTERNAL_H
 
 #include <sched.h>
+#include <string.h>
+
 #include "memmap3.h"
 
 #if defined(__GNUC__)
@@ -190,8 +192,11 @@ MM3_INTERNAL void mm3__guard_release_map(void *slot, mm3_map *m);
 
 /* Record the old bytes of [p, p + n) in the undo log before changing them
    (the caller holds the lock, through mm3__op_begin or a transaction).
-   MM3_ELOGFULL when the transaction outgrows the log. */
-MM3_INTERNAL int mm3__log(mm3_file *f, const void *p, size_t n);
+   MM3_ELOGFULL when the transaction outgrows the log. mm3__log (below)
+   takes the common case inline, this one every case. */
+MM3_INTERNAL int mm3__log_any(mm3_file *f, const void *p, size_t n);
+/* Room a log keeps for the entry its growth makes in it (an 8-byte one). */
+#define MM3__LOG_GROW_ROOM 32
 /* Bracket one container operation: takes the lock, and makes the operation
    all-or-nothing (outside a transaction its log is dropped at the end; a
    failed operation is rolled back). op_begin returns the log position in *sp. */
@@ -302,6 +307,26 @@ MM3_INTERNAL extern void (*mm3__test_hook)(const char *point);
    about to be made ("heap: alloc", "log: entry") fails with ENOMEM, so that
    a test can make any one of them fail. */
 MM3_INTERNAL extern int (*mm3__test_fail)(const char *point);
+
+/* mm3__log_any, with its most common case inline: 8 bytes of the file (a
+   link, a bucket, a count) outside a transaction, the log with room for the
+   entry. A put logs several, a resize step a few more: a call and the
+   general checks each cost more than the entry. The entry is the one
+   mm3__log_any writes: {offset, length, old bytes, entry size}, complete
+   before the log's length counts it. */
+static inline int mm3__log(mm3_file *f, const void *p, size_t n) {
+  mm3_header *h = mm3__hdr(f);
+  uint64_t off = (uint64_t)((const uint8_t *)p - f->base), len = h->log_len, cap = h->log_cap;
+  /* (off past the mapping, or wrapped from below its start: not the file's) */
+  if (n != 8 || f->txn_depth || f->no_log || mm3__test_fail || off > f->mapped - 8 || len > cap ||
+      cap - len < 32 + MM3__LOG_GROW_ROOM || !h->log_off)
+    return mm3__log_any(f, p, n);
+  uint64_t e[4] = {off, 8, 0, 32};
+  memcpy(&e[2], p, 8);
+  memcpy(f->base + h->log_off + len, e, sizeof e);
+  __atomic_store_n(&h->log_len, len + 32, __ATOMIC_RELEASE); /* the entry is complete */
+  return 0;
+}
 /* Tests: the format version files are created with (0: MM3_FORMAT_VERSION;
    1 makes a file whose growable maps take a heap block a node). */
 MM3_INTERNAL extern uint32_t mm3__create_version;

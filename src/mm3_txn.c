@@ -21,8 +21,7 @@ static uint64_t pad8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 
 static int log_fixed_at(mm3_file *f, uint64_t off, const void *old, size_t n);
 
-/* Room a log keeps for the entry grow_log makes in it (an 8-byte one). */
-#define GROW_ROOM 32
+#define GROW_ROOM MM3__LOG_GROW_ROOM
 
 /* Make the log, or a bigger one, outside any logged write. The log starts
    small and doubles as transactions need, up to MM3_LOG_CAPACITY; entries
@@ -252,7 +251,7 @@ static int log_own(mm3_file *f, const uint8_t *src, size_t n) {
   return 0;
 }
 
-int mm3__log(mm3_file *f, const void *p, size_t n) {
+int mm3__log_any(mm3_file *f, const void *p, size_t n) {
   if (f->no_log || n == 0) return 0;
   const uint8_t *src = p;
   if (src < f->base + MM3_HEADER_SIZE - 1024 || mm3__range_bad((uint64_t)(src - f->base), n, f->mapped))

@@ -667,7 +667,8 @@ MM3_API int mm3_value_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const voi
 /** SipHash-1-3 of len bytes, keyed by seed (hash containers use the file's
  *  random seed, so keys crafted against one file do not collide in another). */
 MM3_API uint64_t mm3_hash(uint64_t seed, const void *data, size_t len);
-/** The file's random seed (from its header). */
+/** The file's random seed (from its header, as read when the file was opened:
+ *  every key hash of this handle uses that one). */
 MM3_API uint64_t mm3_file_seed(const mm3_file *f);
 
 /* ------------------------------------------------------------------------

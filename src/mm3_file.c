@@ -286,6 +286,7 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
   f->root_size = h.root_size;
   f->fingerprint = h.fingerprint;
   f->heap_start = mm3__heap_start(f);
+  f->seed = h.seed;
   f->sip = mm3__sip_init(h.seed);
   f->path = pcopy;
   /* past 2^62 no address space has room, and rounding up could wrap to 0:

@@ -631,7 +631,7 @@ uint64_t mm3_hash(uint64_t seed, const void *data, size_t len) {
   return mm3__sip_end(&s, b);
 }
 
-uint64_t mm3_file_seed(const mm3_file *f) { return mm3__hdr(f)->seed; }
+uint64_t mm3_file_seed(const mm3_file *f) { return f->seed; }
 
 /* ---- checking (memmap3 check) ---- */
 

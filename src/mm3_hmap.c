@@ -85,7 +85,7 @@ static inline __attribute__((always_inline)) uint64_t key_hash(const mm3_file *f
     case 4: memcpy(w, key, 4); break;
     case 2: memcpy(w, key, 2); break;
     case 1: memcpy(w, key, 1); break;
-    default: return mm3_hash(mm3__hdr(f)->seed, key, key_len(t, key));
+    default: return mm3_hash(f->seed, key, key_len(t, key));
   }
   return short_key_hash(f, t, w[0], w[1]);
 }
@@ -651,12 +651,14 @@ static inline __attribute__((always_inline)) int get_lean(mm3_file *f, uint8_t *
       !mm3__inside(f, off, (uint64_t)8 << lg) || !mm3__tagged_for(f, off, (uint64_t)8 << lg) ||
       (val_out && t->elem_size > 16))
     return 0;
-  uint64_t l = ((const uint64_t *)(f->base + off))[h & mask], v[2];
+  uint64_t l = ((const uint64_t *)(f->base + off))[h & mask], v[2], count = g->count;
   const uint8_t *n = NULL;
   for (uint64_t steps = 0; l; steps++) {
     /* a node: 8-aligned, in the heap, inside the mapping; a chain longer
-       than a sound map has is left to the general path, which checks it */
-    if (l % 8 || l < f->heap_start || mm3__range_bad(l, t->node_size, mapped) || steps > 32) return 0;
+       than the map's count (a loop, or a damaged count), or than a sound
+       map's chains are, is left to the general path, which says which */
+    if (l % 8 || l < f->heap_start || mm3__range_bad(l, t->node_size, mapped) || steps > count || steps > 32)
+      return 0;
     const uint8_t *p = f->base + l;
     if (((const uint64_t *)p)[1] == h && key_eq(p + t->key_off, key, t->key_size)) {
       n = p;

@@ -161,7 +161,8 @@ struct mm3_file {
   size_t nown, cown;
   size_t own_pending;  /* npending when it began */
   uint64_t heap_start; /* mm3__heap_start's value (a map lookup's node check) */
-  mm3__sip sip;        /* the key hash's state after the file's seed (mm3__sip_init) */
+  uint64_t seed;       /* the file's hash seed, as read at open (one seed for every key hash) */
+  mm3__sip sip;        /* the key hash's state after it (mm3__sip_init) */
 };
 
 /* Bind f->held to the process-wide lock depth of the file (dev, ino), so

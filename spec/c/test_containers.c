@@ -1737,6 +1737,18 @@ FTEST(check_damaged_hmap) {
   wr64(c, 99);
   CHECK_EQ(mm3_container_check(f, c, &t, why, sizeof why), MM3_ECORRUPT);
   CHECK(strstr(why, "count") != NULL);
+  /* a count too small for the chains: a lookup that walks past it says the
+     map is damaged (as a loop would make it), whichever way it looks */
+  uint64_t deep = 0;
+  for (uint64_t q = 0; q < 100 && !deep; q++) {
+    CHECK_RC(mm3_hmap_get(f, c, &t, &q, NULL, &vp));
+    uint64_t first = rd64((const uint8_t *)mm3_file_base(f) + tab +
+                          8 * (mm3_hmap_key_hash(f, &t, &q) & ((1u << rd32(c + 24)) - 1)));
+    if (first != (uint64_t)(vp - t.val_off - (uint8_t *)mm3_file_base(f))) deep = q; /* not first in its chain */
+  }
+  REQUIRE(deep != 0);
+  wr64(c, 0);
+  CHECK_EQ(mm3_hmap_get(f, c, &t, &deep, &v, NULL), MM3_ECORRUPT);
   wr64(c, 100);
   CHECK(container_ok(f, c, &t));
   CHECK_RC(mm3_hmap_get(f, c, &t, &k, &v, NULL));

@@ -35,31 +35,50 @@ static const char *encode_key(lua_State *L, lmm3_view *v, int idx, uint8_t *key)
 }
 
 /* upvalues: 1 value desc, 2 key desc */
+/* The first zero byte of the 16 bytes w (16: none), as mm3_hmap.c finds a
+   string key's length. */
+static inline size_t first_zero(const uint64_t w[2]) {
+  uint64_t z = (w[0] - 0x0101010101010101ULL) & ~w[0] & 0x8080808080808080ULL;
+  if (z) return (size_t)__builtin_ctzll(z) / 8;
+  z = (w[1] - 0x0101010101010101ULL) & ~w[1] & 0x8080808080808080ULL;
+  return z ? 8 + (size_t)__builtin_ctzll(z) / 8 : 16;
+}
+
 int lmm3_hmap_index(lua_State *L) {
   lmm3_view *v = lmm3_cont_view_fast(L, 1); /* (checked below before the upvalue's descriptor) */
   const mm3_ctype *ct = &v->ti->ct;
   buf kb, vb;
-  uint8_t *key = space(L, &kb, ct->key_size);
-  uint64_t h;
+  uint64_t kw[2] = {0, 0}, vw[2];
+  uint8_t *key = ct->key_size <= sizeof kw ? (uint8_t *)kw : space(L, &kb, ct->key_size);
   size_t n;
   const char *s;
   if ((v->ti->kdesc & 0xFF) == LMM3_STRING && lua_type(L, 2) == LUA_TSTRING &&
       (s = lua_tolstring(L, 2, &n), n <= ct->key_size)) {
     /* Lookups skip the UTF-8 check: a string that could not be stored is
-       simply not found. */
-    if (memchr(s, 0, n)) return 0;
-    memcpy(key, s, n);
-    memset(key + n, 0, ct->key_size - n);
+       simply not found, nor is one with a NUL inside. */
+    if (key == (uint8_t *)kw) {
+      memcpy(kw, s, n);
+      if (first_zero(kw) < n) return 0;
+    } else {
+      if (memchr(s, 0, n)) return 0;
+      memcpy(key, s, n);
+      memset(key + n, 0, ct->key_size - n);
+    }
   } else if (encode_key(L, v, 2, key)) {
     return 0; /* no such key can exist: nil, as a table */
   }
-  h = mm3_hmap_key_hash(v->fb->f, ct, key);
-  uint8_t *val = v->ti->edesc >= 0 ? space(L, &vb, ct->elem_size) : NULL, *ptr;
+  uint64_t h = mm3_hmap_key_hash(v->fb->f, ct, key);
+  int64_t d = v->ti->edesc;
+  uint8_t *val = d < 0 ? NULL : ct->elem_size <= sizeof vw ? (uint8_t *)vw : space(L, &vb, ct->elem_size), *ptr;
   int rc = mm3__hmap_get(v->fb->f, v->p, ct, key, h, val, &ptr);
   if (rc == MM3_ENOTFOUND) return 0;
   if (rc) return lmm3_cont_error(L, 1, rc);
-  if (v->ti->edesc < 0) lmm3_cont_view(L, 1);
-  lmm3_push_elem(L, 1, v->ti->edesc, lua_upvalueindex(1), val ? val : ptr);
+  if (d >= 0 && ((d & 0xFF) == LMM3_I64 || (d & 0xFF) == LMM3_U64)) { /* the common values, inline */
+    lua_pushinteger(L, (lua_Integer)vw[0]);
+    return 1;
+  }
+  if (d < 0) lmm3_cont_view(L, 1);
+  lmm3_push_elem(L, 1, d, lua_upvalueindex(1), val ? val : ptr);
   return 1;
 }
 

@@ -35,15 +35,6 @@ static const char *encode_key(lua_State *L, lmm3_view *v, int idx, uint8_t *key)
 }
 
 /* upvalues: 1 value desc, 2 key desc */
-/* The first zero byte of the 16 bytes w (16: none), as mm3_hmap.c finds a
-   string key's length. */
-static inline size_t first_zero(const uint64_t w[2]) {
-  uint64_t z = (w[0] - 0x0101010101010101ULL) & ~w[0] & 0x8080808080808080ULL;
-  if (z) return (size_t)__builtin_ctzll(z) / 8;
-  z = (w[1] - 0x0101010101010101ULL) & ~w[1] & 0x8080808080808080ULL;
-  return z ? 8 + (size_t)__builtin_ctzll(z) / 8 : 16;
-}
-
 int lmm3_hmap_index(lua_State *L) {
   lmm3_view *v = lmm3_cont_view_fast(L, 1); /* (checked below before the upvalue's descriptor) */
   const mm3_ctype *ct = &v->ti->ct;
@@ -58,7 +49,7 @@ int lmm3_hmap_index(lua_State *L) {
        simply not found, nor is one with a NUL inside. */
     if (key == (uint8_t *)kw) {
       memcpy(kw, s, n);
-      if (first_zero(kw) < n) return 0;
+      if (mm3__first_zero(kw[0], kw[1]) < n) return 0;
     } else {
       if (memchr(s, 0, n)) return 0;
       memcpy(key, s, n);

@@ -285,7 +285,7 @@ int mm3_file_open(const char *path, const mm3_file_opts *o, mm3_file **out) {
   f->root_off = h.root_off;
   f->root_size = h.root_size;
   f->fingerprint = h.fingerprint;
-  f->heap_start = mm3__heap_start(f);
+  f->heap_start = (h.root_off + h.root_size + 63) / 64 * 64;
   f->seed = h.seed;
   f->sip = mm3__sip_init(h.seed);
   f->path = pcopy;

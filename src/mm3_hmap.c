@@ -43,10 +43,20 @@ static inline void copy_value(void *dst, const void *src, size_t n) {
   else memcpy(dst, src, n);
 }
 
-/* A flag in each byte of w that is zero: the lowest flag is the first zero
-   byte's (a borrow only runs upwards from a zero byte). */
-static inline uint64_t zero_bytes(uint64_t w) {
-  return (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
+/* Whether two keys of n bytes are equal: the common sizes inline. */
+static inline int key_eq(const uint8_t *a, const uint8_t *b, size_t n) {
+  uint64_t x[2], y[2];
+  if (n == 16) {
+    memcpy(x, a, 16);
+    memcpy(y, b, 16);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+  }
+  if (n == 8) {
+    memcpy(x, a, 8);
+    memcpy(y, b, 8);
+    return x[0] == y[0];
+  }
+  return memcmp(a, b, n) == 0;
 }
 
 /* mm3_hash of a key of up to 16 bytes, read as two words (zero past the
@@ -55,12 +65,7 @@ static inline uint64_t zero_bytes(uint64_t w) {
    while this one's is out (get_lean): the hash is most of its instructions. */
 static inline __attribute__((always_inline)) uint64_t short_key_hash(const mm3_file *f, const mm3_ctype *t,
                                                                      uint64_t w0, uint64_t w1) {
-  uint64_t len = t->key_size, z;
-  if (t->key_is_string) {
-    z = zero_bytes(w0);
-    if (z) len = (uint64_t)__builtin_ctzll(z) / 8;
-    else len = (z = zero_bytes(w1)) != 0 ? 8 + (uint64_t)__builtin_ctzll(z) / 8 : 16;
-  }
+  uint64_t len = t->key_is_string ? mm3__first_zero(w0, w1) : t->key_size;
   mm3__sip s = f->sip;
   uint64_t tail = w0;
   if (len >= 8) {
@@ -110,7 +115,7 @@ static int ffind(uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, ui
   for (uint64_t steps = 0; *l; steps++) {
     if (*l > t->cap || steps > t->cap) return MM3_ECORRUPT;
     uint8_t *n = fnode(c, t, *l);
-    if (memcmp(n + t->key_off, key, t->key_size) == 0) {
+    if (key_eq(n + t->key_off, key, t->key_size)) {
       *link = l;
       *node = n;
       return 0;
@@ -350,7 +355,7 @@ static int gfind_in(mm3_file *f, const mm3_ctype *t, ghead *g, int i, const void
   for (uint64_t steps = 0; *l; steps++) {
     uint8_t *n = gnode(f, t, *l);
     if (!n || past_nodes(f, t, g, steps)) return MM3_ECORRUPT;
-    if (((uint64_t *)n)[1] == h && memcmp(n + t->key_off, key, t->key_size) == 0) {
+    if (((uint64_t *)n)[1] == h && key_eq(n + t->key_off, key, t->key_size)) {
       *link = l;
       *node = n;
       return 0;
@@ -611,21 +616,6 @@ static inline int get_unlocked(mm3_file *f, uint8_t *c, const mm3_ctype *t, cons
   return done;
 }
 
-/* Whether two keys of n bytes are equal: the common sizes inline. */
-static inline int key_eq(const uint8_t *a, const uint8_t *b, size_t n) {
-  uint64_t x[2], y[2];
-  if (n == 16) {
-    memcpy(x, a, 16);
-    memcpy(y, b, 16);
-    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
-  }
-  if (n == 8) {
-    memcpy(x, a, 8);
-    memcpy(y, b, 8);
-    return x[0] == y[0];
-  }
-  return memcmp(a, b, n) == 0;
-}
 
 /* The common lookup, kept short: a growable map with no resize under way,
    no writer in, a value of up to 16 bytes (or none asked for). Short is the
@@ -657,7 +647,7 @@ static inline __attribute__((always_inline)) int get_lean(mm3_file *f, uint8_t *
     /* a node: 8-aligned, in the heap, inside the mapping; a chain longer
        than the map's count (a loop, or a damaged count), or than a sound
        map's chains are, is left to the general path, which says which */
-    if (l % 8 || l < f->heap_start || mm3__range_bad(l, t->node_size, mapped) || steps > count || steps > 32)
+    if (l % 8 || l < mm3__heap_start(f) || mm3__range_bad(l, t->node_size, mapped) || steps > count || steps > 32)
       return 0;
     const uint8_t *p = f->base + l;
     if (((const uint64_t *)p)[1] == h && key_eq(p + t->key_off, key, t->key_size)) {
@@ -744,18 +734,24 @@ static void hash_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, co
   }
 }
 
-int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, void *val_out,
-                 uint8_t **val_ptr) {
+/* A lookup: the lean way where it can, else the general one. Inline in
+   both callers (a call between the hash and the lean way cost mm3_hmap_get
+   time). */
+static inline __attribute__((always_inline)) int lookup(mm3_file *f, uint8_t *c, const mm3_ctype *t,
+                                                        const void *key, uint64_t h, void *val_out,
+                                                        uint8_t **val_ptr) {
   int rc;
   if (t->kind == MM3_HMAP && get_lean(f, c, t, key, h, val_out, val_ptr, &rc)) return rc;
   return get_general(f, c, t, key, h, val_out, val_ptr);
 }
 
+int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, uint64_t h, void *val_out,
+                 uint8_t **val_ptr) {
+  return lookup(f, c, t, key, h, val_out, val_ptr);
+}
+
 int mm3_hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out, uint8_t **val_ptr) {
-  uint64_t h = key_hash(f, t, key);
-  int rc;
-  if (t->kind == MM3_HMAP && get_lean(f, c, t, key, h, val_out, val_ptr, &rc)) return rc;
-  return get_general(f, c, t, key, h, val_out, val_ptr);
+  return lookup(f, c, t, key, key_hash(f, t, key), val_out, val_ptr);
 }
 
 int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, void *vals,

@@ -82,6 +82,16 @@ typedef struct mm3_header {
   uint8_t reserved[MM3_HEADER_SIZE - 856];
 } mm3_header;
 
+/* The first zero byte of the 16 bytes w[0], w[1] (16: none): a string key's
+   length, its bytes read as two words (zero past the key). The lowest flag
+   of the mask is the first zero byte's: a borrow only runs upwards. */
+static inline uint64_t mm3__first_zero(uint64_t w0, uint64_t w1) {
+  uint64_t z = (w0 - 0x0101010101010101ULL) & ~w0 & 0x8080808080808080ULL;
+  if (z) return (uint64_t)__builtin_ctzll(z) / 8;
+  z = (w1 - 0x0101010101010101ULL) & ~w1 & 0x8080808080808080ULL;
+  return z ? 8 + (uint64_t)__builtin_ctzll(z) / 8 : 16;
+}
+
 /* SipHash-1-3 keyed by a file's 64-bit seed, in pieces (mm3_hash puts them
    together): the state after the key, one round per 8-byte word of the
    message, then the last word (the length << 56 | the bytes after the last
@@ -160,7 +170,7 @@ struct mm3_file {
   uint8_t *own;
   size_t nown, cown;
   size_t own_pending;  /* npending when it began */
-  uint64_t heap_start; /* mm3__heap_start's value (a map lookup's node check) */
+  uint64_t heap_start; /* where the heap begins (mm3__heap_start) */
   uint64_t seed;       /* the file's hash seed, as read at open (one seed for every key hash) */
   mm3__sip sip;        /* the key hash's state after it (mm3__sip_init) */
 };
@@ -382,8 +392,9 @@ static inline uint64_t mm3__used_bytes(const mm3_file *f, uint64_t off) {
   uint64_t tag = *(const uint64_t *)(f->base + off - 16), k = tag & 0xff;
   return (tag & ~(uint64_t)0xff) == MM3_TAG_USED && k < MM3_FREE_CLASSES ? (uint64_t)16 << k : 0;
 }
-/* Where the heap begins: past the header, the schema text and the root. */
-static inline uint64_t mm3__heap_start(const mm3_file *f) { return (f->root_off + f->root_size + 63) / 64 * 64; }
+/* Where the heap begins: past the header, the schema text and the root (the
+   first 64-byte boundary past the root, computed at open). */
+static inline uint64_t mm3__heap_start(const mm3_file *f) { return f->heap_start; }
 /* Return a block from mm3__alloc (caller holds the lock). */
 MM3_INTERNAL int mm3__free(mm3_file *f, uint64_t off);
 /* Frees made inside an operation or transaction take effect when it

@@ -825,6 +825,16 @@ static void die_at_point(const char *point) {
   if (strcmp(point, die_point) == 0) _exit(0);
 }
 
+/* In a forked child: the file at path, opened to die (exit 0) when a write
+   reaches the named test hook point. */
+static mm3_file *child_dying_at(const char *path, const char *point) {
+  mm3_file *c = open_existing(path, 0);
+  if (!c) _exit(10);
+  die_point = point;
+  mm3__test_hook = die_at_point;
+  return c;
+}
+
 /* A process dies at two points of its undo log's life that wrote the file
    unlogged: right after a rollback replayed its entries (the heap top
    restored below the grown log's block, not yet moved past it), and right
@@ -888,10 +898,7 @@ FTEST(death_before_a_gap_is_freed_leaks_nothing) {
       pid = fork_child();
       REQUIRE(pid >= 0);
       if (pid == 0) {
-        mm3_file *c = open_existing(path, 0);
-        if (!c) _exit(10);
-        die_point = "gaps: to free";
-        mm3__test_hook = die_at_point;
+        mm3_file *c = child_dying_at(path, "gaps: to free");
         mm3_file_lock(c);
         _exit(12); /* never: it dies inside */
       }
@@ -934,10 +941,7 @@ FTEST(death_while_the_log_grows_leaks_nothing) {
     pid_t pid = fork_child();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-      mm3_file *c = open_existing(path, 0);
-      if (!c) _exit(10);
-      die_point = points[i];
-      mm3__test_hook = die_at_point;
+      mm3_file *c = child_dying_at(path, points[i]);
       mm3_file_write(c, mm3_file_root(c) + 8, big, sizeof big);
       _exit(12); /* never: it dies inside */
     }
@@ -975,10 +979,7 @@ FTEST(death_making_the_first_log_leaks_nothing) {
   pid_t pid = fork_child();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    mm3_file *c = open_existing(path, 0);
-    if (!c) _exit(10);
-    die_point = "log: block made";
-    mm3__test_hook = die_at_point;
+    mm3_file *c = child_dying_at(path, "log: block made");
     uint64_t one = 7;
     mm3_file_write(c, mm3_file_root(c), &one, 8);
     _exit(12); /* never: it dies inside */
@@ -1035,10 +1036,7 @@ static mm3_file *file_of_a_dead_put(const char *tag, const char **path) {
   if (!g) return NULL;
   pid_t pid = fork_child();
   if (pid == 0) {
-    mm3_file *c = open_existing(*path, 0);
-    if (!c) _exit(10);
-    die_point = "log: block made";
-    mm3__test_hook = die_at_point;
+    mm3_file *c = child_dying_at(*path, "log: block made");
     map_put(c, 7, 77);
     _exit(12); /* never: it dies inside */
   }
@@ -1153,10 +1151,7 @@ FTEST(read_only_reads_wait_for_recovery_of_a_dead_writer) {
   pid_t pid = fork_child();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    mm3_file *c = open_existing(path, 0);
-    if (!c) _exit(10);
-    die_point = "op: frees made";
-    mm3__test_hook = die_at_point;
+    mm3_file *c = child_dying_at(path, "op: frees made");
     mm3_value_set(c, cx(c), &tx, "UNCOMMITTED", 11);
     _exit(12); /* never: it dies inside */
   }

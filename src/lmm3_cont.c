@@ -93,6 +93,11 @@ static uint64_t seq_len(lmm3_view *v) {
 
 /* upvalues: 1 element desc, 2 methods */
 static int q_index(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TSTRING) { /* a method (v:push(x)): it checks the view itself */
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+  }
   lmm3_view *v = lmm3_cont_view_fast(L, 1);
   int isint = lua_isinteger(L, 2);
   if (!isint && lua_type(L, 2) == LUA_TNUMBER) lua_tointegerx(L, 2, &isint); /* 1.0 is index 1, as in a table */
@@ -434,7 +439,7 @@ static int c_shl(lua_State *L) {
     lua_getfield(L, -1, "__mm3elem");
     push_value(L, v, 1, 2, lua_gettop(L));
   }
-  lua_settop(L, 1);
+  lua_pushvalue(L, 1);
   return 1;
 }
 

@@ -53,13 +53,14 @@ local function change_all(s)
 end
 
 -- In a fresh process: open the file at p, run body (Lua statements on v,
--- the root) inside mm.transaction, then kill -9 itself before it ends.
-local function killed_in_transaction(p, body)
+-- the root) inside mm.transaction (or mm[scope]: "lock"), then kill -9
+-- itself before it ends.
+local function killed_in_transaction(p, body, scope)
   local out, status = h.run_lua([[
     local mm = require "memmap3"
     local s = assert(mm.open(...))
     local pid = assert(io.open("/proc/self/stat")):read("n")
-    mm.transaction(s, function(v)
+    mm.]] .. (scope or "transaction") .. [[(s, function(v)
   ]] .. body .. [[
       io.stdout:write("inside\n")
       io.stdout:flush()
@@ -519,6 +520,25 @@ describe("mm.lock", function()
       assert.equal(44, s.gold)
       assert.equal(3, #s.inv)
       h.raises("mm.lock: expected a function", mm.lock, s, nil)
+      mm.close(s)
+    end)
+
+  it("a writer killed (SIGKILL) inside mm.lock leaves none of what fn wrote: the next open rolls it back",
+    function()
+      local p = h.missing_path()
+      local s = assert(mm.create(p, Save))
+      fill(s)
+      local before = snapshot(s)
+      mm.close(s)
+      killed_in_transaction(p, [[
+        v.level = 1000
+        v.inv:push(1)
+        v.scores["zz"] = 9
+        v.note = string.rep("x", 5000)
+      ]], "lock")
+      s = assert(mm.open(p, Save))
+      assert.same(before, snapshot(s))
+      assert.is_true(mm.check(s))
       mm.close(s)
     end)
 end)

@@ -257,6 +257,45 @@ describe("hostile Lua code", function()
     assert.equal(0, s.a)
   end)
 
+  -- They read their own type's layout (a struct's fields, an element
+  -- descriptor) from their upvalues: over a smaller type's bytes that read
+  -- and wrote past the view (a Big element stored into a 1-byte slot).
+  it("metamethods taken with the debug library from another type of the same kind, or from a map for a "
+    .. "list, refuse the view and change nothing", function()
+    local Big = mm.struct("Big", { { "a", "u64" }, { "s", "string<200>" }, { "z", "u64" } })
+    local Small = mm.struct("Small", { { "x", "u8" } })
+    local s = new(mm.struct("R", { { "big", Big }, { "small", Small }, { "barr", mm.array(Big, 2) },
+      { "sarr", mm.array(Small, 2) }, { "bl", mm.segmented(Big) }, { "sl", mm.segmented(Small) },
+      { "bm", mm.map("u8", Big) }, { "sm", mm.map("u8", Small) }, { "v", mm.vec("u64", 4) } }))
+    s.small.x, s.sarr[1].x = 3, 4
+    local _ = s.sl << { x = 5 }
+    s.sm[1] = { x = 6 }
+    _ = s.v << 7
+    local function mt(v) return debug.getmetatable(v) end
+    local cases = {
+      { mt(s.big).__index, s.small, "z" }, { mt(s.big).__newindex, s.small, "s", ("x"):rep(200) },
+      -- (element 2: element 1's view, made by s.sarr[1] above, is kept in the array's view and returned
+      -- as it is, whichever metamethod asks)
+      { mt(s.barr).__index, s.sarr, 2 }, { mt(s.barr).__newindex, s.sarr, 1, { a = 1, z = 2 } },
+      { mt(s.bl).__index, s.sl, 1 }, { mt(s.bl).__newindex, s.sl, 1, { a = 1, s = "y", z = 2 } },
+      { mt(s.bm).__index, s.sm, 1 }, { mt(s.bm).__newindex, s.sm, 1, { a = 1, z = 2 } },
+      { mt(s.v).__index, s.sm, 1 }, { mt(s.v).__newindex, s.sm, 1, 9 }, { mt(s.v).__len, s.sm },
+      { mt(s.sm).__index, s.v, 1 }, { mt(s.sm).__newindex, s.v, 1, { x = 9 } }, { mt(s.sm).__len, s.v },
+      { mt(s.sm).__pairs, s.v },
+    }
+    for i, c in ipairs(cases) do
+      local ok, err = pcall(table.unpack(c))
+      assert(not ok, "case " .. i .. " was not refused")
+      assert.matches("expected", err)
+    end
+    assert.equal(3, s.small.x)
+    assert.equal(4, s.sarr[1].x)
+    assert.equal(5, s.sl[1].x)
+    assert.equal(6, s.sm[1].x)
+    assert.same({ 7 }, mm.totable(s.v))
+    assert.is_true(mm.check(s))
+  end)
+
   -- debug.setmetatable gives a view another type's metatable: its
   -- metamethods then read that type's layout over this view's bytes (read
   -- 64 MiB past a root, wrote a damaged file, overflowed the C stack); and

@@ -42,6 +42,12 @@ lmm3_view *lmm3_cont_view_fast(lua_State *L, int idx) {
   return open_container(L, idx, lmm3_view_unchecked(L, idx));
 }
 
+lmm3_view *lmm3_cont_desc_view(lua_State *L) {
+  lmm3_view *v = lmm3_cont_view(L, 1);
+  if (!lmm3_up_is(L, 1, v->ti)) luaL_typeerror(L, 1, "memmap3 container of this type");
+  return v;
+}
+
 static const char *cont_name(lua_State *L, int viewidx) {
   lua_getiuservalue(L, viewidx, 3);
   const char *n = lua_tostring(L, -1);
@@ -91,6 +97,15 @@ static uint64_t seq_len(lmm3_view *v) {
   return mm3_container_len(v->fb->f, v->p, &v->ti->ct);
 }
 
+/* v (at idx), if it is a sequence: a vec's, ring's, list's or string
+   array's metamethods may be called with a map's view (through
+   debug.getmetatable), which they must not read as one of theirs. */
+static lmm3_view *seq_only(lua_State *L, int idx, lmm3_view *v) {
+  if (v->ti->kind == LMM3_FMAP || v->ti->kind == LMM3_HMAP)
+    luaL_typeerror(L, idx, "memmap3 vec, ring, segmented list or string_array");
+  return v;
+}
+
 /* upvalues: 1 element desc, 2 methods */
 static int q_index(lua_State *L) {
   if (lua_type(L, 2) == LUA_TSTRING) { /* a method (v:push(x)): it checks the view itself */
@@ -98,7 +113,7 @@ static int q_index(lua_State *L) {
     if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
     lua_pop(L, 1);
   }
-  lmm3_view *v = lmm3_cont_view_fast(L, 1);
+  lmm3_view *v = seq_only(L, 1, lmm3_cont_view_fast(L, 1));
   int isint = lua_isinteger(L, 2);
   if (!isint && lua_type(L, 2) == LUA_TNUMBER) lua_tointegerx(L, 2, &isint); /* 1.0 is index 1, as in a table */
   if (isint) {
@@ -122,7 +137,7 @@ static int q_index(lua_State *L) {
         return lmm3_cont_error(L, 1, rc ? rc : MM3_ECORRUPT);
       }
     }
-    if (v->ti->edesc < 0) lmm3_cont_view(L, 1); /* the upvalue's descriptor: this view's type's? */
+    if (v->ti->edesc < 0) lmm3_cont_desc_view(L); /* the upvalue's descriptor: this view's type's? */
     lmm3_push_elem(L, 1, v->ti->edesc, lua_upvalueindex(1), p);
     return 1;
   }
@@ -228,7 +243,7 @@ static void store_elem(lua_State *L, lmm3_view *v, int viewidx, int idx, int des
 }
 
 static int q_newindex(lua_State *L) {
-  lmm3_view *v = lmm3_cont_view(L, 1);
+  lmm3_view *v = seq_only(L, 1, lmm3_cont_view(L, 1));
   check_writable(L, v, 1);
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
@@ -236,12 +251,13 @@ static int q_newindex(lua_State *L) {
   if (lua_type(L, 2) != LUA_TNUMBER || !isint || i < 1 || (uint64_t)i > n)
     return luaL_error(L, "%s '%s': index %s is out of range (1..%I)", kind_name(v->ti->kind), cont_name(L, 1),
                       luaL_tolstring(L, 2, NULL), (lua_Integer)n);
+  if (v->ti->edesc < 0) lmm3_cont_desc_view(L); /* store_elem reads the upvalue's descriptor */
   store_elem(L, v, 1, 3, lua_upvalueindex(1), ST_SET, (uint64_t)i - 1);
   return 0;
 }
 
 static int q_len(lua_State *L) {
-  lmm3_view *v = lmm3_cont_view(L, 1);
+  lmm3_view *v = seq_only(L, 1, lmm3_cont_view(L, 1));
   lua_pushinteger(L, (lua_Integer)seq_len(v));
   return 1;
 }
@@ -691,6 +707,7 @@ static int l_new_container(lua_State *L) {
                       want, (lua_Integer)ti->ct.size);
   ti->edesc = lua_type(L, 4) == LUA_TNUMBER ? lua_tointeger(L, 4) : -1;
   ti->kdesc = lua_type(L, 5) == LUA_TNUMBER ? lua_tointeger(L, 5) : -1;
+  ti->up = lua_type(L, 4) == LUA_TTABLE ? lua_topointer(L, 4) : NULL;
   int tii = lua_gettop(L);
 
   lua_createtable(L, 0, 20);

@@ -97,6 +97,10 @@ typedef struct lmm3_tinfo {
   int64_t n, esize;  /* arrays: length, element size */
   int64_t edesc;     /* arrays, containers: simple element descriptor, or -1 */
   int64_t kdesc;     /* maps: simple key descriptor */
+  const void *up;    /* the table its metamethods read its layout from, as an upvalue (structs:
+                        the fields; arrays, containers: a table element descriptor), lua_topointer:
+                        a metamethod taken from another type's metatable (debug.getmetatable)
+                        and called with this type's view is refused (lmm3_up_is) */
   mm3_ctype ct;      /* containers: the C core's description */
   uint32_t mask;     /* structs: slots - 1 */
   lmm3_slot slots[]; /* structs: open addressing on the key pointer */
@@ -166,6 +170,10 @@ static inline lmm3_view *lmm3_view_unchecked(lua_State *L, int idx) { /* (its me
   lmm3_view *v = lua_touserdata(L, idx);
   return v && lua_rawlen(L, idx) == sizeof *v && v->magic == LMM3_VIEW_MAGIC ? v : NULL;
 }
+/* Whether upvalue upv of the running metamethod is ti's layout table (ti->up). */
+static inline int lmm3_up_is(lua_State *L, int upv, const lmm3_tinfo *ti) {
+  return ti->up && lua_topointer(L, lua_upvalueindex(upv)) == ti->up;
+}
 static inline lmm3_view *lmm3_view_or_null(lua_State *L, int idx) {
   lmm3_view *v = lmm3_view_unchecked(L, idx);
   if (!v || !v->ti) return NULL; /* (no type: a made-up metatable's) */
@@ -227,6 +235,10 @@ MM3_INTERNAL lmm3_view *lmm3_cont_view(lua_State *L, int idx);
    for paths that read the view's own type only, until they turn to their
    metatable's (then lmm3_cont_view). */
 MM3_INTERNAL lmm3_view *lmm3_cont_view_fast(lua_State *L, int idx);
+/* lmm3_cont_view(L, 1) for a container metamethod about to read the table
+   element descriptor of its upvalue 1: raises unless that is the view's own
+   type's (a metamethod taken from another type's metatable). */
+MM3_INTERNAL lmm3_view *lmm3_cont_desc_view(lua_State *L);
 /* Raise for a failed core call on the container view at viewidx, naming it:
    "vec 'inv' is full (capacity 64)". */
 MM3_INTERNAL int lmm3_cont_error(lua_State *L, int viewidx, int rc);

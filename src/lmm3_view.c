@@ -1157,8 +1157,18 @@ static inline lmm3_view *selfview_fast(lua_State *L, int kind) {
 
 /* Before a metamethod of view 1 uses its upvalues (its metatable's type):
    that type must be the view's own. */
-static inline void same_type(lua_State *L) {
-  if (!lmm3_view_or_null(L, 1)) luaL_typeerror(L, 1, "memmap3 view of this type");
+static inline void same_type(lua_State *L, const lmm3_view *v) {
+  const lmm3_tinfo *ti = v->ti;
+  int ok = lmm3_view_or_null(L, 1) != NULL;
+  if (ok && ti->kind == LMM3_STRUCT) { /* upvalue 1: the fields */
+    ok = lmm3_up_is(L, 1, ti);
+  } else if (ok) { /* arrays: 1 length, 2 element size, 3 element descriptor */
+    ok = lua_tointeger(L, lua_upvalueindex(1)) == ti->n && lua_tointeger(L, lua_upvalueindex(2)) == ti->esize &&
+         (ti->edesc >= 0 ? lua_type(L, lua_upvalueindex(3)) == LUA_TNUMBER &&
+                               lua_tointeger(L, lua_upvalueindex(3)) == ti->edesc
+                         : lmm3_up_is(L, 3, ti));
+  }
+  if (!ok) luaL_typeerror(L, 1, "memmap3 view of this type");
 }
 
 /* upvalues: 1 fields (name -> desc), 2 type name */
@@ -1187,7 +1197,7 @@ static int s_index(lua_State *L) {
       }
       if (lua_getiuservalue(L, 1, s->uv) != LUA_TNIL) return 1;
       lua_pop(L, 1);
-      same_type(L);
+      same_type(L, v);
       lua_pushvalue(L, 2);
       lua_rawget(L, lua_upvalueindex(1));
       push_complex(L, 1, v, lua_gettop(L), v->p, 2);
@@ -1196,7 +1206,7 @@ static int s_index(lua_State *L) {
       return 1;
     }
   }
-  same_type(L);
+  same_type(L, v);
   lua_pushvalue(L, 2);
   switch (lua_rawget(L, lua_upvalueindex(1))) {
     case LUA_TNUMBER: {
@@ -1241,7 +1251,7 @@ static int s_newindex(lua_State *L) {
       return 0;
     }
   }
-  same_type(L);
+  same_type(L, v);
   lua_pushvalue(L, 2);
   int t = lua_rawget(L, lua_upvalueindex(1));
   if (t == LUA_TNUMBER) {
@@ -1373,6 +1383,7 @@ static int l_new_struct(lua_State *L) {
   lmm3_tinfo *ti = lua_newuserdatauv(L, sizeof *ti + cap * sizeof(lmm3_slot), 0);
   memset(ti, 0, sizeof *ti + cap * sizeof(lmm3_slot));
   ti->kind = LMM3_STRUCT;
+  ti->up = lua_topointer(L, 2);
   ti->mask = cap - 1;
   ti->nuv = 2;
   for (lua_Integer i = 1; i <= nf; i++) {
@@ -1426,14 +1437,14 @@ static int a_index(lua_State *L) {
     if (ti->nuv > 3) { /* small arrays keep each element's view in a user value */
       if (lua_getiuservalue(L, 1, 3 + (int)i) != LUA_TNIL) return 1;
       lua_pop(L, 1);
-      same_type(L);
+      same_type(L, v);
       push_complex(L, 1, v, lua_upvalueindex(3), v->p + (i - 1) * ti->esize, 2);
       lua_pushvalue(L, -1);
       lua_setiuservalue(L, 1, 3 + (int)i);
       return 1;
     }
   }
-  same_type(L);
+  same_type(L, v);
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   if (lua_type(L, 2) != LUA_TNUMBER || !isint) {
@@ -1467,7 +1478,7 @@ static int a_newindex(lua_State *L) {
       return 0;
     }
   }
-  same_type(L);
+  same_type(L, v);
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   lua_Integer n = lua_tointeger(L, lua_upvalueindex(1));
@@ -1557,6 +1568,7 @@ static int l_new_array(lua_State *L) {
   ti->n = n;
   ti->esize = esize;
   ti->edesc = lua_type(L, 4) == LUA_TNUMBER ? lua_tointeger(L, 4) : -1;
+  ti->up = lua_type(L, 4) == LUA_TTABLE ? lua_topointer(L, 4) : NULL;
   ti->meta = lua_topointer(L, mt);
   lua_setfield(L, mt, "__mm3ti");
   return 1;

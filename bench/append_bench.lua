@@ -3,8 +3,9 @@
 --
 -- The list is a struct field, appended to as a script would: `_ = log << i`
 -- and `log:push(i)` on a local view (as the baseline appends to a local
--- table), and `s.log:push(i)` (a field read and a method lookup per item, for
--- information). Every round starts from a new file (and a new table), so
+-- table); for information, `s.log:push(i)` (a field read and a method lookup
+-- per item) and `_ = log << i` inside one mm.lock (a transaction: each append
+-- logs). Every round starts from a new file (and a new table), so
 -- growth is part of what is measured.
 --
 -- Two more baselines show where the time goes. The C floor (bench/floor.c:
@@ -83,6 +84,15 @@ local workloads = {
     name = "s.log:push(i)",
     run = function(s)
       for i = 1, N do s.log:push(i) end
+    end,
+  },
+  {
+    -- mm.lock is a transaction (a crash inside rolls all of it back), so
+    -- each append inside logs: for information, it is no way to go faster
+    name = "<< in mm.lock",
+    run = function(s)
+      local log, _ = s.log, nil
+      mm.lock(s, function() for i = 1, N do _ = log << i end end)
     end,
   },
 }

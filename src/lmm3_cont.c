@@ -97,15 +97,6 @@ static uint64_t seq_len(lmm3_view *v) {
   return mm3_container_len(v->fb->f, v->p, &v->ti->ct);
 }
 
-/* v (at idx), if it is a sequence: a vec's, ring's, list's or string
-   array's metamethods may be called with a map's view (through
-   debug.getmetatable), which they must not read as one of theirs. */
-static lmm3_view *seq_only(lua_State *L, int idx, lmm3_view *v) {
-  if (v->ti->kind == LMM3_FMAP || v->ti->kind == LMM3_HMAP)
-    luaL_typeerror(L, idx, "memmap3 vec, ring, segmented list or string_array");
-  return v;
-}
-
 /* upvalues: 1 element desc, 2 methods */
 static int q_index(lua_State *L) {
   if (lua_type(L, 2) == LUA_TSTRING) { /* a method (v:push(x)): it checks the view itself */
@@ -113,7 +104,7 @@ static int q_index(lua_State *L) {
     if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
     lua_pop(L, 1);
   }
-  lmm3_view *v = seq_only(L, 1, lmm3_cont_view_fast(L, 1));
+  lmm3_view *v = lmm3_cont_kind(L, 1, lmm3_cont_view_fast(L, 1), 0);
   int isint = lua_isinteger(L, 2);
   if (!isint && lua_type(L, 2) == LUA_TNUMBER) lua_tointegerx(L, 2, &isint); /* 1.0 is index 1, as in a table */
   if (isint) {
@@ -243,7 +234,7 @@ static void store_elem(lua_State *L, lmm3_view *v, int viewidx, int idx, int des
 }
 
 static int q_newindex(lua_State *L) {
-  lmm3_view *v = seq_only(L, 1, lmm3_cont_view(L, 1));
+  lmm3_view *v = lmm3_cont_kind(L, 1, lmm3_cont_view(L, 1), 0);
   check_writable(L, v, 1);
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
@@ -257,7 +248,7 @@ static int q_newindex(lua_State *L) {
 }
 
 static int q_len(lua_State *L) {
-  lmm3_view *v = seq_only(L, 1, lmm3_cont_view(L, 1));
+  lmm3_view *v = lmm3_cont_kind(L, 1, lmm3_cont_view(L, 1), 0);
   lua_pushinteger(L, (lua_Integer)seq_len(v));
   return 1;
 }

@@ -34,18 +34,10 @@ static const char *encode_key(lua_State *L, lmm3_view *v, int idx, uint8_t *key)
   return lmm3_set_scalar(L, key, (int)(kd & 0xFF), (uint32_t)((kd >> 8) & 0xFFFFFF), idx);
 }
 
-/* v (at idx), if it is a map: a map's metamethods may be called with
-   another container's view (through debug.getmetatable), which they must
-   not read as a map. */
-static lmm3_view *map_only(lua_State *L, int idx, lmm3_view *v) {
-  if (v->ti->kind != LMM3_FMAP && v->ti->kind != LMM3_HMAP) luaL_typeerror(L, idx, "memmap3 map");
-  return v;
-}
-
 /* upvalues: 1 value desc, 2 key desc */
 int lmm3_hmap_index(lua_State *L) {
   /* (checked below before the upvalue's descriptor) */
-  lmm3_view *v = map_only(L, 1, lmm3_cont_view_fast(L, 1));
+  lmm3_view *v = lmm3_cont_kind(L, 1, lmm3_cont_view_fast(L, 1), 1);
   const mm3_ctype *ct = &v->ti->ct;
   buf kb, vb;
   uint64_t kw[2] = {0, 0}, vw[2];
@@ -134,14 +126,14 @@ static void put(lua_State *L, int viewidx, int kidx, int vidx, int descidx) {
 }
 
 int lmm3_hmap_newindex(lua_State *L) {
-  lmm3_view *v = map_only(L, 1, lmm3_cont_view_fast(L, 1));
+  lmm3_view *v = lmm3_cont_kind(L, 1, lmm3_cont_view_fast(L, 1), 1);
   if (v->ti->edesc < 0) lmm3_cont_desc_view(L); /* put reads the upvalue's descriptor */
   put(L, 1, 2, 3, lua_upvalueindex(1));
   return 0;
 }
 
 int lmm3_hmap_len(lua_State *L) {
-  lmm3_view *v = map_only(L, 1, lmm3_cont_view(L, 1));
+  lmm3_view *v = lmm3_cont_kind(L, 1, lmm3_cont_view(L, 1), 1);
   lua_pushinteger(L, (lua_Integer)__atomic_load_n((uint64_t *)v->p, __ATOMIC_ACQUIRE));
   return 1;
 }
@@ -299,7 +291,7 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
 }
 
 int lmm3_hmap_pairs(lua_State *L) {
-  lmm3_view *v = map_only(L, 1, lmm3_cont_view(L, 1));
+  lmm3_view *v = lmm3_cont_kind(L, 1, lmm3_cont_view(L, 1), 1);
   if (v->ti->kind == LMM3_HMAP) return snapshot_pairs(L, v);
   uint64_t *pos = lua_newuserdatauv(L, 3 * sizeof(uint64_t), 0);
   pos[0] = pos[1] = pos[2] = 0;

@@ -235,6 +235,15 @@ MM3_INTERNAL lmm3_view *lmm3_cont_view(lua_State *L, int idx);
    for paths that read the view's own type only, until they turn to their
    metatable's (then lmm3_cont_view). */
 MM3_INTERNAL lmm3_view *lmm3_cont_view_fast(lua_State *L, int idx);
+/* v (the container view at idx), if it is a map (map 1) or a sequence (map
+   0: vec, ring, list, string_array): one kind's metamethods may be called
+   with the other's view (through debug.getmetatable), which they must not
+   read as one of theirs. */
+static inline lmm3_view *lmm3_cont_kind(lua_State *L, int idx, lmm3_view *v, int map) {
+  if ((v->ti->kind == LMM3_FMAP || v->ti->kind == LMM3_HMAP) != map)
+    luaL_typeerror(L, idx, map ? "memmap3 map" : "memmap3 vec, ring, segmented list or string_array");
+  return v;
+}
 /* lmm3_cont_view(L, 1) for a container metamethod about to read the table
    element descriptor of its upvalue 1: raises unless that is the view's own
    type's (a metamethod taken from another type's metatable). */

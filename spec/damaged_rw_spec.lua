@@ -336,7 +336,7 @@ describe("a damaged file opened for writing", function()
     assert.matches("'m' and 'n' share the heap block at offset %d+", why)
   end)
 
-  it("a vec whose count is far past its capacity: full (UBSan once saw the slot's address overflow)",
+  it("a vec whose count is far past its capacity: corrupted (UBSan once saw the slot's address overflow)",
   function()
     local out = run([[
       local v = assert(mm.open(p, "vec<u64, 8>", {create = true}))
@@ -346,8 +346,86 @@ describe("a damaged file opened for writing", function()
       wr(p, ro, "<I8", 1929114682151090848)
       v = assert(mm.open(p))
       local ok, err = pcall(function() _ = v << 2 end)
-      io.write(tostring(ok), " ", tostring(err):match("is full") or err)
+      io.write(tostring(ok), " ", tostring(err):match("vec 'root': file is corrupted") or err)
     ]])
-    assert.equal("false is full", out)
+    assert.equal("false vec 'root': file is corrupted", out)
+  end)
+
+  -- A length or count the container cannot have (a vec's or a fixed map's
+  -- past its capacity, a list's past its segments) was read as the most it
+  -- could be: # and mm.totable gave made-up elements, `memmap3 dump` printed
+  -- them and exited 0, and a pop "mended" the length, hiding the damage.
+  it("a damaged length or count: every operation that meets it raises, nothing changes; mm.clear mends it",
+  function()
+    local path = h.missing_path()
+    for _, kind in ipairs({"vec", "segmented", "map"}) do h.remove_later(path .. "." .. kind) end
+    h.remove_later(path .. ".bad")
+    local out, status, err = h.run_lua(UTIL .. [[
+      local function bytes() -- (but the header's write sequence, at 152: a failed operation moves it)
+        local f = assert(io.open(p, "rb")); local b = f:read("a"); f:close()
+        return b:sub(1, 152) .. b:sub(161)
+      end
+      local cases = {
+        {"vec<u32, 4>", 9, function(v) _ = v << 1 << 2 end, "vec 'root'"},
+        {"segmented<u32>", 1000000, function(v) for i = 1, 10 do _ = v << i end end, "segmented 'root'"},
+        {"map<u32, u32, 4>", 9, function(v) v[2] = 2 end, "map 'root'"},
+      }
+      for _, c in ipairs(cases) do
+        os.remove(p)
+        local v = assert(mm.create(p, c[1]))
+        c[3](v)
+        local ro = mm.info(v).root_offset
+        mm.close(v)
+        wr(p, ro, "<I8", c[2])
+        v = assert(mm.open(p))
+        local before = bytes()
+        local ops = {
+          function() return #v end, function() return mm.totable(v) end,
+          function() for _ in pairs(v) do end end, function() v[3] = 7 end,
+        }
+        if c[1]:find("map") then
+          ops[#ops + 1] = function() v[9] = 9 end
+        else
+          ops[#ops + 1] = function() for _ in ipairs(v) do end end
+          ops[#ops + 1] = function() _ = v << 5 end
+          ops[#ops + 1] = function() return v:pop() end
+        end
+        if c[1]:find("vec") then
+          ops[#ops + 1] = function() v:insert(1, 5) end
+          ops[#ops + 1] = function() v:remove(1) end
+          ops[#ops + 1] = function() return v[2] end
+        end
+        if c[1]:find("segmented") then ops[#ops + 1] = function() v:truncate(2) end end
+        local wrong = {}
+        for i, op in ipairs(ops) do
+          local ok, err = pcall(op)
+          err = tostring(err) -- "vec 'root': ...", or mm.totable's "FILE: a vec<u32,4>: ..."
+          if ok or not (err:find(c[4] .. ": file is corrupted", 1, true)
+                        or err:find("a " .. c[1]:gsub(" ", "") .. ": file is corrupted", 1, true)) then
+            wrong[#wrong + 1] = i .. ":" .. tostring(err)
+          end
+        end
+        local same = bytes() == before
+        os.execute("cp " .. p .. " " .. p .. ".bad") -- for the command below
+        local _, why = mm.check(v)
+        local bad = why:match("^root: " .. c[1]:match("^%a+") .. ": ") and "named" or why -- not ": vec:"
+        mm.clear(v)
+        io.write(c[1], " ", #wrong == 0 and "all raised" or table.concat(wrong, ","), " ",
+          tostring(same), " ", bad, " ", #v, " ", tostring(mm.check(v)), "\n")
+        mm.close(v)
+        os.rename(p .. ".bad", p .. "." .. c[1]:match("^%a+"))
+      end
+    ]], { args = { path } })
+    assert.equal(0, status, err)
+    assert.equal("vec<u32, 4> all raised true named 0 true\n"
+      .. "segmented<u32> all raised true named 0 true\n"
+      .. "map<u32, u32, 4> all raised true named 0 true\n", out)
+    -- `memmap3 dump` printed the made-up contents and exited 0
+    for _, kind in ipairs({"vec", "segmented", "map"}) do
+      local _, st, e = h.run_lua('os.exit(require("memmap3.cli").main(arg))',
+        { args = { "dump", path .. "." .. kind } })
+      assert.equal(1, st, kind)
+      assert.matches("file is corrupted", e, 1, true)
+    end
   end)
 end)

@@ -72,6 +72,23 @@ describe("schemas", function()
       assert.equal("struct", mm.struct("u64x", {{"a", "u8"}}).kind) -- a longer name is fine
     end)
 
+    -- memmap3.schema leaves such names alone (to open files older versions
+    -- made with them); a new file with one would not open without its type.
+    it("no new file is made with a struct declared through memmap3.schema under a built-in name", function()
+      local sc = require "memmap3.schema"
+      local path = os.tmpname()
+      os.remove(path)
+      local inner = sc.struct("char", {{"b", "u64"}})
+      for _, t in ipairs({sc.struct("value", {{"a", "u32"}}), mm.struct("Outer", {{"a", "u8"}, {"c", inner}}),
+                          mm.struct("InVec", {{"v", mm.vec(inner, 2)}})}) do
+        local ok, err = pcall(mm.create, path, t)
+        assert.is_false(ok)
+        assert.matches("is opened without its type: struct '" .. (t.name == "value" and "value" or "char")
+          .. "' is named like a built-in type", err, 1, true)
+        assert.is_nil(io.open(path, "rb")) -- nothing made
+      end
+    end)
+
     -- Errors of bad arguments name the line that called mm.*: the wrappers
     -- in init.lua neither add their own line nor (by a tail call) lose it.
     it("bad arguments to the API raise at the caller's line", function()

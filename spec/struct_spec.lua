@@ -115,6 +115,11 @@ describe("memmap3 files and values", function()
       local s = assert(mm.create(path("s.mm3"), "string<8>"))
       local _ = s << "hi"
       assert.equal("hi", s.value)
+      -- a refused `<<` raises at the line that wrote it (it said init.lua's)
+      local ok, err = pcall(function() _ = s << "far too long" end)
+      assert.is_false(ok)
+      assert.matches("^[^\n]*struct_spec%.lua:%d+: string<8> field 'value': string of 12 bytes", err)
+      assert.equal("hi", s.value)
       mm.close(s)
       mm.close(c)
       local out = h.run_lua([[local mm = require "memmap3"

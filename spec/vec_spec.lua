@@ -461,6 +461,9 @@ describe("fixed sequences", function()
       assert.equal(2, r:latest(1))
       assert.equal(1, r:latest(2))
       assert.is_nil(r:latest(3))
+      assert.equal(1, select("#", r:latest(3))) -- nil itself, as t[k] gives
+      assert.equal(1, select("#", r:latest(0)))
+      assert.is_nil(r:latest(-1))
       for i = 3, 9 do r:push(i) end
       assert.equal(9, r:latest())
       assert.equal(6, r:latest(4))

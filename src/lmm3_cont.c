@@ -92,6 +92,28 @@ static uint8_t *seq_at(lmm3_view *v, uint64_t i) {
   }
 }
 
+int lmm3_len_checked(mm3_file *f, uint8_t *p, const mm3_ctype *ct, uint64_t *n) {
+  if (mm3__len_ok(f, p, ct, n) == 0) return 0;
+  /* again at one moment: another process may be rolling a write back */
+  int locked = mm3_file_lock(f) == 0, rc = mm3_file_refresh(f), again = 0;
+  mm3__retry retry = {0};
+  uint64_t s = 0;
+  while (!rc && (locked || (again = mm3__read_begin(f, &retry, &s)) == 0)) {
+    rc = mm3__len_ok(f, p, ct, n);
+    if (locked || mm3__read_ok(f, s)) break;
+  }
+  if (locked) mm3_file_unlock(f);
+  return again ? again : rc;
+}
+
+uint64_t lmm3_cont_len(lua_State *L, int idx, lmm3_view *v) {
+  if (v->ti->kind == LMM3_SARRAY) return v->ti->ct.cap;
+  uint64_t n;
+  int rc = lmm3_len_checked(v->fb->f, v->p, &v->ti->ct, &n);
+  if (rc) lmm3_cont_error(L, idx, rc);
+  return n;
+}
+
 static uint64_t seq_len(lmm3_view *v) {
   if (v->ti->kind == LMM3_SARRAY) return v->ti->ct.cap;
   return mm3_container_len(v->fb->f, v->p, &v->ti->ct);
@@ -111,7 +133,7 @@ static int q_index(lua_State *L) {
     lua_Integer i = lua_tointeger(L, 2);
     uint8_t *p = i >= 1 ? seq_at(v, (uint64_t)i - 1) : NULL;
     if (!p) {
-      if (i < 1 || (uint64_t)i > seq_len(v)) return 0; /* nil past the end, as a table (and ipairs) */
+      if (i < 1 || (uint64_t)i > lmm3_cont_len(L, 1, v)) return 0; /* nil past the end, as a table (and ipairs) */
       /* inside the length, yet not there: another process may be between
          emptying the list and filling it again (its segments freed, the
          length grown back). Look again under the lock, where nobody is. */
@@ -238,7 +260,7 @@ static int q_newindex(lua_State *L) {
   check_writable(L, v, 1);
   int isint;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
-  uint64_t n = seq_len(v);
+  uint64_t n = lmm3_cont_len(L, 1, v);
   if (lua_type(L, 2) != LUA_TNUMBER || !isint || i < 1 || (uint64_t)i > n)
     return luaL_error(L, "%s '%s': index %s is out of range (1..%I)", kind_name(v->ti->kind), cont_name(L, 1),
                       luaL_tolstring(L, 2, NULL), (lua_Integer)n);
@@ -249,7 +271,7 @@ static int q_newindex(lua_State *L) {
 
 static int q_len(lua_State *L) {
   lmm3_view *v = lmm3_cont_kind(L, 1, lmm3_cont_view(L, 1), 0);
-  lua_pushinteger(L, (lua_Integer)seq_len(v));
+  lua_pushinteger(L, (lua_Integer)lmm3_cont_len(L, 1, v));
   return 1;
 }
 
@@ -339,8 +361,7 @@ static int m_insert(lua_State *L) {
   check_writable(L, v, 1);
   lua_Integer i = luaL_checkinteger(L, 2);
   luaL_checkany(L, 3);
-  const mm3_ctype *ct = &v->ti->ct;
-  uint64_t n = mm3_container_len(v->fb->f, v->p, ct);
+  uint64_t n = lmm3_cont_len(L, 1, v);
   if (i < 1 || (uint64_t)i > n + 1)
     return luaL_error(L, "vec '%s': insert position %I is out of range (1..%I)", cont_name(L, 1), i,
                       (lua_Integer)n + 1);
@@ -355,7 +376,7 @@ static int m_remove(lua_State *L) {
   only_vec(L, v, "remove");
   check_writable(L, v, 1);
   const mm3_ctype *ct = &v->ti->ct;
-  uint64_t n = mm3_container_len(v->fb->f, v->p, ct);
+  uint64_t n = lmm3_cont_len(L, 1, v);
   lua_Integer i = luaL_optinteger(L, 2, (lua_Integer)n);
   if (n == 0 && lua_isnoneornil(L, 2)) return 0;
   if (i < 1 || (uint64_t)i > n)
@@ -401,7 +422,7 @@ static int m_truncate(lua_State *L) {
   only_kinds(L, v, K(LMM3_SEG), "truncate");
   check_writable(L, v, 1);
   lua_Integer n = luaL_checkinteger(L, 2);
-  uint64_t len = mm3_container_len(v->fb->f, v->p, &v->ti->ct);
+  uint64_t len = lmm3_cont_len(L, 1, v);
   if (n < 0 || (uint64_t)n > len)
     return luaL_error(L, "segmented '%s': truncate to %I is out of range (0..%I)", cont_name(L, 1), n,
                       (lua_Integer)len);
@@ -410,13 +431,17 @@ static int m_truncate(lua_State *L) {
   return 0;
 }
 
-/* ring:latest([k]): the k-th newest element (1 = the newest), or nil. */
+/* ring:latest([k]): the k-th newest element (1 = the newest); nil past what
+   the ring holds, and for k < 1 (as r[0]). */
 static int m_latest(lua_State *L) {
   lmm3_view *v = lmm3_cont_view(L, 1);
   only_kinds(L, v, K(LMM3_RING), "latest");
   lua_Integer k = luaL_optinteger(L, 2, 1);
   uint64_t n = mm3_container_len(v->fb->f, v->p, &v->ti->ct);
-  if (k < 1 || (uint64_t)k > n) return 0;
+  if (k < 1 || (uint64_t)k > n) {
+    lua_pushnil(L);
+    return 1;
+  }
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__mm3elem");
   lmm3_push_elem(L, 1, v->ti->edesc, lua_gettop(L), mm3_vec_at(v->fb->f, v->p, &v->ti->ct, n - (uint64_t)k));
@@ -589,25 +614,31 @@ static uint8_t *copy_at(mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint64_t 
    elements): their count. Under the lock, or through a read-only handle
    (which cannot take it) made again while a write overlapped the copy (a
    ring push or a vec insert moves elements under a reader: elements of two
-   pushes, once); raises when mm3__read_begin gives up. A damaged container
-   copies what it can reach. */
-static uint64_t snapshot(lua_State *L, mm3_file *f, uint8_t *p, const lmm3_tinfo *ti, uint8_t *buf, uint64_t cap) {
+   pushes, once); raises when mm3__read_begin gives up, and for a damaged
+   container (a length it cannot have, an element it cannot reach). */
+static uint64_t snapshot(lua_State *L, mm3_file *f, uint8_t *p, int meta, uint8_t *buf, uint64_t cap) {
+  const lmm3_tinfo *ti = lmm3_tinfo_of(L, meta);
   size_t es = ti->ct.elem_size;
   int locked = mm3_file_lock(f) == 0;
   mm3__retry retry = {0};
   uint64_t s = 0;
   int again = 0;
   while (locked || (again = mm3__read_begin(f, &retry, &s)) == 0) {
-    uint64_t n = ti->kind == LMM3_SARRAY ? ti->ct.cap : mm3_container_len(f, p, &ti->ct), i;
+    uint64_t n = ti->ct.cap, i = 0;
+    int rc = ti->kind == LMM3_SARRAY ? 0 : mm3__len_ok(f, p, &ti->ct, &n);
+    if (rc == MM3_ECORRUPT && mm3_file_refresh(f) == 0) rc = mm3__len_ok(f, p, &ti->ct, &n); /* (grown) */
     if (n > cap) n = cap;
-    for (i = 0; i < n; i++) {
+    for (; !rc && i < n; i++) {
       const uint8_t *e = copy_at(f, p, ti, i);
-      if (!e) break;
-      memcpy(buf + i * es, e, es);
+      if (!e) rc = MM3_ECORRUPT;
+      else memcpy(buf + i * es, e, es);
     }
     if (locked || mm3__read_ok(f, s)) {
       if (locked) mm3_file_unlock(f);
-      return i;
+      if (!rc) return i;
+      lua_getfield(L, meta, "__name"); /* "file.mm3: a vec<u32, 4>: file is corrupted" */
+      return (uint64_t)luaL_error(L, "memmap3: %s: a %s: %s", mm3_file_path(f), lua_tostring(L, -1),
+                                  mm3_strerror(rc));
     }
   }
   return (uint64_t)luaL_error(L, "memmap3: %s", mm3_strerror(again)); /* (no lock is held) */
@@ -633,7 +664,7 @@ void lmm3_cont_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   if (ti->kind == LMM3_RING || ti->kind == LMM3_VEC || ti->kind == LMM3_SARRAY) most = ct->cap;
   if (room > most) room = most; /* (a damaged length: no more than can be there) */
   uint8_t *all = lua_newuserdatauv(L, (size_t)(room ? room : 1) * ct->elem_size, 0);
-  n = snapshot(L, f, p, ti, all, room);
+  n = snapshot(L, f, p, meta, all, room);
   if (ti->edesc >= 0 && n > 0) {
     /* scalars: built at once (lmm3_list_begin), a batch at a time */
     int code = (int)(ti->edesc & 0xFF);

@@ -134,7 +134,7 @@ int lmm3_hmap_newindex(lua_State *L) {
 
 int lmm3_hmap_len(lua_State *L) {
   lmm3_view *v = lmm3_cont_kind(L, 1, lmm3_cont_view(L, 1), 1);
-  lua_pushinteger(L, (lua_Integer)__atomic_load_n((uint64_t *)v->p, __ATOMIC_ACQUIRE));
+  lua_pushinteger(L, (lua_Integer)lmm3_cont_len(L, 1, v));
   return 1;
 }
 
@@ -292,6 +292,7 @@ static int snapshot_pairs(lua_State *L, lmm3_view *v) {
 
 int lmm3_hmap_pairs(lua_State *L) {
   lmm3_view *v = lmm3_cont_kind(L, 1, lmm3_cont_view(L, 1), 1);
+  lmm3_cont_len(L, 1, v); /* (raises for a count the map cannot have) */
   if (v->ti->kind == LMM3_HMAP) return snapshot_pairs(L, v);
   uint64_t *pos = lua_newuserdatauv(L, 3 * sizeof(uint64_t), 0);
   pos[0] = pos[1] = pos[2] = 0;
@@ -314,8 +315,12 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
   /* the lock first, once: a dead writer's unfinished work is rolled back
      before the count is read (the traversal takes it again at each step) */
   if (mm3_file_lock(f) == 0) mm3_file_unlock(f);
-  uint64_t n = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE), seen = 0;
-  if (ti->ct.kind == MM3_FMAP && n > ti->ct.cap) n = ti->ct.cap;
+  uint64_t n, seen = 0;
+  int rc = lmm3_len_checked(f, p, &ti->ct, &n);
+  if (rc) {
+    lua_getfield(L, meta, "__name"); /* "file.mm3: a map<u32, u32, 4>: file is corrupted" */
+    luaL_error(L, "memmap3: %s: a %s: %s", mm3_file_path(f), lua_tostring(L, -1), mm3_strerror(rc));
+  }
   /* the count is only a size hint: it comes from the file */
   lua_createtable(L, 0, n > (1 << 16) ? 1 << 16 : (int)n);
   /* In a transaction this thread holds the lock throughout, so nobody else
@@ -327,7 +332,6 @@ void lmm3_hmap_copy(lua_State *L, mm3_file *f, uint8_t *p, int meta) {
      could be another's by then) */
   uint8_t *k = space(L, &kb, ti->ct.key_size), *val = space(L, &vb, ti->ct.elem_size);
   int64_t kd = ti->kdesc;
-  int rc;
   lua_pushvalue(L, d + 1); /* the table on top again (the buffers below it) */
   while ((rc = mm3_hmap_next_copy(f, p, &ti->ct, pos, k, val)) == 0) {
     /* more entries than the count: links that loop, or other processes

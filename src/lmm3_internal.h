@@ -248,6 +248,13 @@ static inline lmm3_view *lmm3_cont_kind(lua_State *L, int idx, lmm3_view *v, int
    element descriptor of its upvalue 1: raises unless that is the view's own
    type's (a metamethod taken from another type's metatable). */
 MM3_INTERNAL lmm3_view *lmm3_cont_desc_view(lua_State *L);
+/* The length of container view v at idx (a map's entry count; a
+   string_array's N); raises "file is corrupted", naming it, when the stored
+   one cannot be (mm3__len_ok), after looking again at one moment (under the
+   lock, or between the writes of others). */
+MM3_INTERNAL uint64_t lmm3_cont_len(lua_State *L, int idx, lmm3_view *v);
+/* The same for container p of type ct: 0, or why not (no Lua error). */
+MM3_INTERNAL int lmm3_len_checked(mm3_file *f, uint8_t *p, const mm3_ctype *ct, uint64_t *n);
 /* Raise for a failed core call on the container view at viewidx, naming it:
    "vec 'inv' is full (capacity 64)". */
 MM3_INTERNAL int lmm3_cont_error(lua_State *L, int viewidx, int rc);

@@ -501,7 +501,14 @@ typedef struct mm3_ctype {
  *  @return 0 or MM3_EINVAL (bad sizes or capacity), MM3_ETOOBIG. */
 MM3_API int mm3_ctype_init(mm3_ctype *t);
 
-/** Number of elements (entries of a map; bytes of a value). Lock-free. */
+/** Number of elements (entries of a map; bytes of a value). Lock-free. A
+ *  length the container cannot have (damage) is not reported here: a vec's
+ *  past its capacity reads as the capacity, and the operations that meet it
+ *  (push, pop, insert, remove, set, mm3_vec_at) fail with MM3_ECORRUPT or
+ *  NULL, as do a fixed map's puts and deletes under a count past its
+ *  capacity and a list's pushes, pops and truncates under a length past its
+ *  segments; a clear (mm3_vec_clear, mm3_seg_truncate to 0, mm3_hmap_clear)
+ *  mends it. mm3_container_check reports it. */
 MM3_API uint64_t mm3_container_len(const mm3_file *f, const uint8_t *c, const mm3_ctype *t);
 
 /** Verify a container's invariants (lengths, links, hashes, offsets).

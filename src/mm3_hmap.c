@@ -139,6 +139,7 @@ static int fput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
     return 0;
   }
   if (rc != MM3_ENOTFOUND) return rc;
+  if (hd->count > hd->used || hd->used > t->cap) return MM3_ECORRUPT;
   uint32_t idx;
   LOG(f, hd, sizeof *hd);
   LOG(f, link, 4);
@@ -169,6 +170,7 @@ static int fdel(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
   uint8_t *n;
   int rc = ffind(c, t, key, h, &link, &n);
   if (rc) return rc;
+  if (hd->count == 0 || hd->count > hd->used || hd->used > t->cap) return MM3_ECORRUPT;
   LOG(f, hd, sizeof *hd);
   LOG(f, link, 4);
   LOG(f, n, t->node_size);

@@ -425,6 +425,14 @@ static inline int mm3__inside(const mm3_file *f, uint64_t off, uint64_t len) {
 /* Per-kind checks behind mm3_container_check. */
 MM3_INTERNAL int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 MM3_INTERNAL int mm3__seg_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
+/* The length of container c as stored (*len), and 0, or MM3_ECORRUPT when
+   it cannot be: a vec's or a fixed map's over its capacity, a list's past
+   its segments, a growable map's past the nodes the mapping has room for
+   (a lagging mapping too: see again after mm3_file_refresh). Lock-free: a
+   write under way in another process (a rollback) can make it fail for a
+   moment; look again under the lock before calling the file corrupted. */
+MM3_INTERNAL int mm3__len_ok(const mm3_file *f, const uint8_t *c, const mm3_ctype *t, uint64_t *len);
+MM3_INTERNAL int mm3__seg_len_ok(const uint8_t *c, const mm3_ctype *t, uint64_t len);
 MM3_INTERNAL int mm3__value_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 /* Each heap block a container owns (mm3_container_blocks), by kind. */
 typedef int (*mm3__block_fn)(void *ud, uint64_t off);

@@ -59,6 +59,17 @@ uint8_t *mm3_seg_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i) {
   return p;
 }
 
+int mm3__seg_len_ok(const uint8_t *c, const mm3_ctype *t, uint64_t len) {
+  const seghead *h = (const seghead *)c;
+  int k;
+  uint64_t slot;
+  if (len == 0) return 1;
+  if (locate(t, len - 1, &k, &slot)) return 0;
+  for (int s = 0; s <= k; s++) /* (a push fills them in order) */
+    if (!__atomic_load_n(&h->seg[s], __ATOMIC_RELAXED)) return 0;
+  return 1;
+}
+
 /* push returns this, without grow, where the push needs an operation: a
    new segment, or one this process has not mapped yet. */
 #define NEEDS_OP 1
@@ -131,6 +142,7 @@ int mm3_seg_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
 static int truncate_to(mm3_file *f, seghead *h, const mm3_ctype *t, uint64_t n, void *out) {
   uint64_t len = h->len;
   if (n > len) return MM3_ERANGE;
+  if (n && !mm3__seg_len_ok((const uint8_t *)h, t, len)) return MM3_ECORRUPT; /* (to 0: a clear mends it) */
   if (out && n < len) {
     int k;
     uint64_t slot;

@@ -95,6 +95,17 @@ uint64_t mm3_container_len(const mm3_file *f, const uint8_t *c, const mm3_ctype 
   }
 }
 
+int mm3__len_ok(const mm3_file *f, const uint8_t *c, const mm3_ctype *t, uint64_t *len) {
+  uint64_t n = __atomic_load_n((const uint64_t *)c, __ATOMIC_ACQUIRE);
+  switch (t->kind) {
+    case MM3_VEC:
+    case MM3_FMAP: *len = n; return n > t->cap ? MM3_ECORRUPT : 0;
+    case MM3_HMAP: *len = n; return n > f->mapped / t->node_size ? MM3_ECORRUPT : 0;
+    case MM3_SEGMENTED: *len = n; return mm3__seg_len_ok(c, t, n) ? 0 : MM3_ECORRUPT;
+    default: *len = mm3_container_len(f, c, t); return 0;
+  }
+}
+
 static uint8_t *item(uint8_t *c, const mm3_ctype *t, uint64_t slot) {
   return c + t->items_off + slot * t->elem_size;
 }
@@ -102,6 +113,8 @@ static uint8_t *item(uint8_t *c, const mm3_ctype *t, uint64_t slot) {
 uint8_t *mm3_vec_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i) {
   uint64_t n = mm3_container_len(f, c, t);
   if (i >= n) return NULL;
+  if (t->kind == MM3_VEC && __atomic_load_n((const uint64_t *)c, __ATOMIC_RELAXED) > t->cap)
+    return NULL; /* a damaged length: no element is trusted (mm3__len_ok says why) */
   if (t->kind == MM3_RING) {
     uint64_t head = __atomic_load_n((uint64_t *)c, __ATOMIC_ACQUIRE);
     return item(c, t, (head - n + i) % t->cap);
@@ -128,7 +141,7 @@ uint8_t *mm3_vec_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i) {
 static int push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
   uint64_t *len = (uint64_t *)c;
   uint64_t n = *len;
-  if (t->kind != MM3_RING && n >= t->cap) return MM3_EFULL; /* (before the slot's address: n may be damaged) */
+  if (t->kind != MM3_RING && n >= t->cap) return n > t->cap ? MM3_ECORRUPT : MM3_EFULL; /* (before the slot's address) */
   uint8_t *slot = item(c, t, t->kind == MM3_RING ? n % t->cap : n);
   LOG(f, slot, t->elem_size);
   LOG(f, len, 8);
@@ -154,7 +167,8 @@ int mm3_vec_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
 
 static int pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) {
   if (t->kind != MM3_VEC) return MM3_EINVAL; /* a ring only pushes */
-  uint64_t n = mm3_container_len(f, c, t);
+  uint64_t n = *(uint64_t *)c;
+  if (n > t->cap) return MM3_ECORRUPT;
   if (n == 0) return MM3_ERANGE;
   uint8_t *last = mm3_vec_at(f, c, t, n - 1);
   if (out) memcpy(out, last, t->elem_size);
@@ -170,8 +184,9 @@ int mm3_vec_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) { OP(f, 
 static int insert(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
   uint64_t *len = (uint64_t *)c, n = *len;
   if (t->kind != MM3_VEC) return MM3_EINVAL;
+  if (n > t->cap) return MM3_ECORRUPT;
   if (i > n) return MM3_ERANGE;
-  if (n >= t->cap) return MM3_EFULL;
+  if (n == t->cap) return MM3_EFULL;
   LOG(f, item(c, t, i), (n - i + 1) * t->elem_size);
   LOG(f, len, 8);
   memmove(item(c, t, i + 1), item(c, t, i), (n - i) * t->elem_size);
@@ -187,7 +202,7 @@ int mm3_vec_insert(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, cons
 static int removeat(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, void *out) {
   uint64_t *len = (uint64_t *)c, n = *len;
   if (t->kind != MM3_VEC) return MM3_EINVAL;
-  if (n > t->cap) n = t->cap;
+  if (n > t->cap) return MM3_ECORRUPT;
   if (i >= n) return MM3_ERANGE;
   LOG(f, item(c, t, i), (n - i) * t->elem_size);
   LOG(f, len, 8);
@@ -214,6 +229,7 @@ static int clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
 int mm3_vec_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) { OP(f, clear(f, c, t)); }
 
 static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
+  if (t->kind == MM3_VEC && *(uint64_t *)c > t->cap) return MM3_ECORRUPT;
   uint8_t *p = mm3_vec_at(f, c, t, i);
   if (!p) return MM3_ERANGE;
   LOG(f, p, t->elem_size);

@@ -233,6 +233,9 @@ local CONTAINER = { vec = true, ring = true, string_array = true, map = true, se
 local function through_cell(t) return t.kind ~= "struct" and t.kind ~= "array" and not CONTAINER[t.kind] end
 M._through_cell = through_cell
 
+-- v.value = x for a cell (`cell << x`), in a function of its own for pcall.
+local function set_cell(v, x) v.value = x end
+
 local meta_of_canon = setmetatable({}, { __mode = "v" }) -- canonical text -> metatable
 
 function compile(t)
@@ -267,7 +270,10 @@ function compile(t)
     -- through_cell(t): `cell << x` assigns the cell's value, as for a string.
     mt = core.new_struct(t.canon, { value = descriptor(t, 0, false) }, { "value" }, t.size)
     mt.__shl = function(v, x)
-      v.value = x
+      local ok, err = pcall(set_cell, v, x)
+      if not ok then -- raised where `<<` was written, not here
+        error(type(err) == "string" and err:gsub("^[^\n]-:%d+: ", "", 1) or err, 2)
+      end
       return v
     end
   end
@@ -315,6 +321,21 @@ local type_of_text, n_texts = {}, 0
 
 -- Called by mm.create and mm.open, never as a tail call: level 3 of its
 -- errors is their caller's line.
+-- "struct 'value' is named like a built-in type" for the first such struct
+-- or enum inside t (memmap3.schema declares them, for files made so), or nil.
+local function builtin_named(t, seen)
+  if type(t) ~= "table" or seen[t] then return nil end
+  seen[t] = true
+  if (t.kind == "struct" or t.kind == "enum") and (schema.prims[t.name] or t.name == "value") then
+    return format("%s '%s' is named like a built-in type", t.kind, t.name)
+  end
+  for _, f in ipairs(t.fields or {}) do
+    local found = builtin_named(f.type, seen)
+    if found then return found end
+  end
+  return builtin_named(t.elem, seen) or builtin_named(t.key, seen)
+end
+
 local function open_file(path, t, opts, create, exclusive, what)
   if type(path) ~= "string" then error(format("%s: path must be a string", what), 3) end
   if path:find("\0", 1, true) then error(format("%s: the path contains a NUL byte", what), 3) end
@@ -331,9 +352,11 @@ local function open_file(path, t, opts, create, exclusive, what)
       -- and a new file whose schema text could not be read back (an open
       -- without a type parses it): containers nested in one another past
       -- what the parser takes (a file that exists already opens as it is)
+      -- or read back as another type (a struct or enum declared through
+      -- memmap3.schema with a built-in type's name, which mm.struct refuses)
       if not type_of_text[text] then
         local back = schema.parse_schema(text)
-        if back then
+        if back and schema.canonical(back) == text then
           if n_texts >= TEXT_CACHE_MAX then type_of_text, n_texts = {}, 0 end
           type_of_text[text], n_texts = back, n_texts + 1
         elseif create or opts.create then
@@ -341,7 +364,9 @@ local function open_file(path, t, opts, create, exclusive, what)
           local bytes = exists and exists:seek("end")
           if exists then exists:close() end
           if not bytes or bytes == 0 then -- (an empty file is made into a new one too)
-            error("the schema's text could not be parsed back when the file is opened without its type "
+            error(back and format("the schema's text would be read back as another type when the file is "
+              .. "opened without its type: %s", builtin_named(t, {}) or "a type named like a built-in one")
+              or "the schema's text could not be parsed back when the file is opened without its type "
               .. "(containers nested too deep in one another)", 0)
           end
         end
@@ -545,7 +570,8 @@ function M.check(target)
       elseif CONTAINER[t.kind] then
         local name = path == "" and "the root" or "'" .. path:gsub("%.$", "") .. "'"
         local okc, cwhy = core.check_container(view)
-        if not okc then problems[#problems + 1] = path:gsub("%.$", "") .. ": " .. cwhy
+        if not okc then
+          problems[#problems + 1] = (path == "" and "root" or (path:gsub("%.$", ""))) .. ": " .. cwhy
         else
           owns(name, core.container_blocks(view))
         end

@@ -72,6 +72,24 @@ describe("schemas", function()
       assert.equal("struct", mm.struct("u64x", {{"a", "u8"}}).kind) -- a longer name is fine
     end)
 
+    -- ipairs stops at a hole: what came after it was dropped without a word
+    it("a field or enum name list with a hole, or with other keys, raises", function()
+      local cases = {
+        {"fields must be a sequence of {name, type} (entry 2 is nil)",
+         function() return mm.struct("S", {{"a", "u8"}, nil, {"b", "u32"}}) end},
+        {"fields must be a sequence of {name, type} (bad key x)",
+         function() return mm.struct("S", {{"a", "u8"}, x = 1}) end},
+        {"names must be a sequence (entry 2 is nil)",
+         function() return mm.enum("E", "u8", {"x", nil, "z"}) end},
+        {"names must be a sequence (bad key y)", function() return mm.enum("E", "u8", {"x", y = "y"}) end},
+      }
+      for _, c in ipairs(cases) do
+        local ok, err = pcall(c[2])
+        assert.is_false(ok)
+        assert.matches(c[1], err, 1, true)
+      end
+    end)
+
     -- memmap3.schema leaves such names alone (to open files older versions
     -- made with them); a new file with one would not open without its type.
     it("no new file is made with a struct declared through memmap3.schema under a built-in name", function()

@@ -147,6 +147,19 @@ int lmm3_hmap_shl(lua_State *L) {
   if (lua_rawgeti(L, 2, 2) == LUA_TNIL) /* not a delete: that is m[k] = nil */
     return luaL_error(L, "map '%s' << expects {key, value}: the value is missing (m[k] = nil deletes)",
                       map_name(L, 1));
+  /* nothing else in it ({k, v, k2, v2} is not two entries: refused, not half taken) */
+  int entries = 0;
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    lua_pop(L, 1);
+    if (++entries > 2) {
+      lua_pop(L, 1);
+      break;
+    }
+  }
+  if (entries != 2)
+    return luaL_error(L, "map '%s' << expects {key, value} and nothing else",
+                      map_name(L, 1));
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__mm3elem");
   put(L, 1, 3, 4, lua_gettop(L));

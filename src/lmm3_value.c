@@ -92,7 +92,8 @@ static void encode(wbuf *b, int idx, int seen, int depth, const char *where) {
     default:
       luaL_error(L, "%s: cannot store a %s in a value", where, luaL_typename(L, idx));
   }
-  if (depth > MAX_DEPTH) luaL_error(L, "%s: tables nested more than %d deep", where, MAX_DEPTH);
+  /* (depth 0: the outermost table, one level) */
+  if (depth >= MAX_DEPTH) luaL_error(L, "%s: tables nested more than %d deep", where, MAX_DEPTH);
   luaL_checkstack(L, 6, "memmap3: value nested too deeply");
   idx = lua_absindex(L, idx);
   lua_pushvalue(L, idx);
@@ -202,7 +203,7 @@ static void decode(rbuf *r, int depth) {
       return;
     }
     case T_TABLE: {
-      if (depth > MAX_DEPTH) damaged(r);
+      if (depth > MAX_DEPTH) damaged(r); /* (one more: older versions stored 101 levels) */
       uint64_t narr = get_varint(r), nhash = get_varint(r);
       /* every entry takes at least one byte: bounds the table sizes */
       need(r, narr);

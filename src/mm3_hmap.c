@@ -389,7 +389,8 @@ static int gfind(mm3_file *f, const mm3_ctype *t, ghead *g, const void *key, uin
 
 /* The first node of old bucket b (< e) of a resize, or NULL. */
 static const uint64_t *moved_node(mm3_file *f, const uint64_t *from, uint64_t b, uint64_t e) {
-  return b < e && from[b] && mm3__inside(f, from[b], 16) ? (const uint64_t *)(f->base + from[b]) : NULL;
+  return b < e && from[b] && from[b] % 8 == 0 && mm3__inside(f, from[b], 16) ? (const uint64_t *)(f->base + from[b])
+                                                                            : NULL;
 }
 
 /* Move up to steps buckets of tab[0] into tab[1]; finish when all moved. */

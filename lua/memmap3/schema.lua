@@ -322,6 +322,20 @@ function M.segmented(t) return M.container("segmented", t, nil, "mm.segmented") 
 
 local FIELD_KEYS = { [1] = true, [2] = true, atomic = true }
 
+-- Why t is not a sequence ("bad key x", "entry 2 is nil": ipairs would stop
+-- at the hole and drop what follows it), or nil.
+local function sequence_hole(t)
+  local n = 0
+  for k in pairs(t) do
+    if math_type(k) ~= "integer" or k < 1 then return "bad key " .. tostring(k) end
+    n = n + 1
+  end
+  for i = 1, n do
+    if t[i] == nil then return format("entry %d is nil", i) end
+  end
+  return nil
+end
+
 --- Declare a struct type. Fields are laid out in order with C's rules.
 -- @param name the struct's name (an identifier)
 -- @param fields a sequence of {"name", type, atomic = bool}
@@ -331,12 +345,9 @@ function M.struct(name, fields)
   end
   local what = format("mm.struct '%s'", name)
   if type(fields) ~= "table" then error(what .. ": fields must be a table", 2) end
+  local holes = sequence_hole(fields)
+  if holes then error(format("%s: fields must be a sequence of {name, type} (%s)", what, holes), 2) end
   if #fields == 0 then error(what .. ": a struct needs at least one field", 2) end
-  for k in pairs(fields) do
-    if math_type(k) ~= "integer" or k < 1 or k > #fields then
-      error(format("%s: fields must be a sequence of {name, type} (bad key %s)", what, tostring(k)), 2)
-    end
-  end
   local t = setmetatable({
     kind = "struct", code = CODE.struct, name = name, fields = {}, index = {}, canon = name,
   }, Type)
@@ -392,6 +403,8 @@ function M.enum(name, base, names)
     error(format("%s: base must be an integer type (u8, u16, ...), got %s", what, tostring(base)), 2)
   end
   if type(names) ~= "table" or #names == 0 then error(what .. ": needs a non-empty list of names", 2) end
+  local holes = sequence_hole(names)
+  if holes then error(format("%s: names must be a sequence (%s)", what, holes), 2) end
   local values, list = {}, {}
   for i, n in ipairs(names) do
     if type(n) ~= "string" or not n:match(IDENT) then

@@ -94,12 +94,17 @@ static uint8_t *seq_at(lmm3_view *v, uint64_t i) {
 
 int lmm3_len_checked(mm3_file *f, uint8_t *p, const mm3_ctype *ct, uint64_t *n) {
   if (mm3__len_ok(f, p, ct, n) == 0) return 0;
-  /* again at one moment: another process may be rolling a write back */
-  int locked = mm3_file_lock(f) == 0, rc = mm3_file_refresh(f), again = 0;
+  /* a growable map another process grew past this handle's mapping: no
+     lock for that (# would wait behind its transaction) */
+  if (mm3_file_refresh(f) == 0 && mm3__len_ok(f, p, ct, n) == 0) return 0;
+  /* again at one moment: another process may be rolling a write back, or
+     (read-only) growing the map on and on meanwhile */
+  int locked = mm3_file_lock(f) == 0, rc = 0, again = 0;
   mm3__retry retry = {0};
   uint64_t s = 0;
-  while (!rc && (locked || (again = mm3__read_begin(f, &retry, &s)) == 0)) {
-    rc = mm3__len_ok(f, p, ct, n);
+  while (locked || (again = mm3__read_begin(f, &retry, &s)) == 0) {
+    rc = mm3_file_refresh(f);
+    if (!rc) rc = mm3__len_ok(f, p, ct, n);
     if (locked || mm3__read_ok(f, s)) break;
   }
   if (locked) mm3_file_unlock(f);

@@ -445,6 +445,12 @@ static int rehash_step(mm3_file *f, const mm3_ctype *t, ghead *g, uint64_t steps
   return 0;
 }
 
+/* Whether map g's count can be (under the lock): its nodes fit the file,
+   once mapped as far as another process may have grown it. */
+static int count_ok(mm3_file *f, const mm3_ctype *t, const ghead *g) {
+  return mm3__count_fits(f, t, g->count) || (mm3_file_refresh(f) == 0 && mm3__count_fits(f, t, g->count));
+}
+
 /* The caller (put_group) has moved this put's share of a resize under way,
    and logged the map's head since its newest savepoint. */
 /* group: see node_alloc. */
@@ -470,6 +476,7 @@ static int gput(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
     return 0;
   }
   if (rc != MM3_ENOTFOUND) return rc;
+  if (!count_ok(f, t, g)) return MM3_ECORRUPT;
   if (!g->rehash && g->count >= ((uint64_t)1 << g->lg[0]) / 2 && g->lg[0] < MAX_LG) {
     uint64_t off; /* start doubling: later calls move the chains over */
     rc = mm3__alloc(f, (uint64_t)8 << (g->lg[0] + 1), &off);
@@ -510,6 +517,7 @@ static int gdel(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, ui
   int which;
   rc = gfind(f, t, g, key, h, &link, &n, &which);
   if (rc) return rc;
+  if (g->count == 0 || !count_ok(f, t, g)) return MM3_ECORRUPT;
   uint64_t off = *link;
   LOG(f, link, 8);
   *link = *(uint64_t *)n;

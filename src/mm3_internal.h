@@ -432,6 +432,12 @@ MM3_INTERNAL int mm3__seg_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, cha
    write under way in another process (a rollback) can make it fail for a
    moment; look again under the lock before calling the file corrupted. */
 MM3_INTERNAL int mm3__len_ok(const mm3_file *f, const uint8_t *c, const mm3_ctype *t, uint64_t *len);
+/* Whether n nodes of growable map type t fit the mapping (each takes
+   node_size bytes at least). */
+static inline int mm3__count_fits(const mm3_file *f, const mm3_ctype *t, uint64_t n) {
+  uint64_t bytes;
+  return !__builtin_mul_overflow(n, (uint64_t)t->node_size, &bytes) && bytes <= f->mapped;
+}
 MM3_INTERNAL int mm3__seg_len_ok(const uint8_t *c, const mm3_ctype *t, uint64_t len);
 MM3_INTERNAL int mm3__value_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 /* Each heap block a container owns (mm3_container_blocks), by kind. */

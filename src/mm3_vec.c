@@ -100,7 +100,7 @@ int mm3__len_ok(const mm3_file *f, const uint8_t *c, const mm3_ctype *t, uint64_
   switch (t->kind) {
     case MM3_VEC:
     case MM3_FMAP: *len = n; return n > t->cap ? MM3_ECORRUPT : 0;
-    case MM3_HMAP: *len = n; return n > f->mapped / t->node_size ? MM3_ECORRUPT : 0;
+    case MM3_HMAP: *len = n; return mm3__count_fits(f, t, n) ? 0 : MM3_ECORRUPT;
     case MM3_SEGMENTED: *len = n; return mm3__seg_len_ok(c, t, n) ? 0 : MM3_ECORRUPT;
     default: *len = mm3_container_len(f, c, t); return 0;
   }

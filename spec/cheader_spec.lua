@@ -325,6 +325,26 @@ describe("memmap3 cheader", function()
     assert(status == 0, err)
   end)
 
+  -- A host includes <stdio.h> or <errno.h> before the header (examples/embed.c
+  -- does): a field named errno or stdout did not compile after them.
+  it("renames fields named like a macro of <stdio.h>, <stdlib.h>, <errno.h> or <limits.h>", function()
+    local names = { "errno", "stdout", "stdin", "stderr", "EOF", "EXIT_FAILURE", "INT_MAX", "EINVAL",
+      "SEEK_SET" }
+    local fields = {}
+    for i, n in ipairs(names) do fields[i] = { n, "u8" } end
+    local hp, cp = h.tmpname(".h"), h.tmpname(".c")
+    local text = cheader.generate(mm.struct("Host", fields))
+    h.write_file(hp, text)
+    local uses = {}
+    for i, n in ipairs(names) do uses[i] = ("s.%s_ = %d;"):format(n, i) end
+    h.write_file(cp, ('#include <errno.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <limits.h>\n'
+      .. '#include "memmap3.h"\n#include "%s"\nint main(void) { Host s; %s return s.errno_; }\n')
+      :format(hp, table.concat(uses, " ")))
+    local _, status, err = run(string.format("%s %s -Isrc -fsyntax-only %s", CC, WARN, h.shell_quote(cp)))
+    assert(status == 0, err .. "\n" .. text)
+    assert.matches("uint8_t errno_; /* field 'errno' */", text, 1, true)
+  end)
+
   it("renames fields named like a macro of the header or of the standard headers, without clashes", function()
     local E = mm.enum("E", "u8", { "a" })
     -- B's enum is met after A: its constant F_B is a macro when A is written

@@ -1066,24 +1066,31 @@ describe("memmap3.Map", function()
       assert.equal("e", m:read(64 * PAGE - 1))
     end)
 
-    it("a shared anonymous map shrinks but does not grow: an error, the map untouched (it gave SIGBUS once)",
-      function()
+    it("a shared anonymous map grows only within the pages it was made with: past them an error, the map "
+      .. "untouched (it gave SIGBUS once)", function()
         -- mremap added pages past the end of the shared memory behind the map;
         -- touching them raised SIGBUS
         local m = assert(mm.anon(2 * PAGE, {shared = true}))
         m:write(0, "kept")
         local ok, msg = m:remap(3 * PAGE, {may_move = true})
         assert.is_nil(ok)
-        assert.matches("remap: a shared anonymous map cannot grow", msg, 1, true)
+        assert.matches("remap: a shared anonymous map cannot grow past the pages it was made with", msg, 1,
+          true)
         assert.equal(2 * PAGE, #m)
         assert.equal("kept", m:read(0, 4))
         m:write(2 * PAGE - 1, "z") -- its last byte is still there
         assert.is_true(m:remap(PAGE))
         assert.equal(PAGE, #m)
         assert.equal("kept", m:read(0, 4))
-        assert.is_nil((m:remap(2 * PAGE)))
         assert.is_true(m:remap(PAGE - 100)) -- within its pages
         assert.equal("kept", m:read(0, 4))
+        assert.is_true(m:remap(2 * PAGE)) -- back to its size: the same memory (it was refused)
+        assert.equal("z", m:read(2 * PAGE - 1))
+        assert.is_nil((m:remap(2 * PAGE + 1)))
+        local small = assert(mm.anon(100, {shared = true}))
+        assert.is_true(small:remap(PAGE)) -- the rest of its one page (it was refused)
+        small:write(PAGE - 1, "y")
+        assert.equal("y", small:read(PAGE - 1))
       end)
 
     it("a file map grows only as far as its file (no SIGBUS)", function()

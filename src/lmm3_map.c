@@ -406,8 +406,8 @@ static int m_remap(lua_State *L) {
   int rc = mm3_map_remap(m, len, flags);
   if (rc == MM3_ENOTSUP) {
     luaL_pushfail(L);
-    lua_pushfstring(L, "remap: a shared anonymous map cannot grow (its memory, shared with forked children, "
-                       "keeps the size it was made with): length %I asked, %I mapped",
+    lua_pushfstring(L, "remap: a shared anonymous map cannot grow past the pages it was made with (its memory, "
+                       "shared with forked children, keeps that size): length %I asked, %I mapped",
                     (lua_Integer)len, (lua_Integer)mm3_map_len(m));
     lua_pushinteger(L, rc);
     return 3;

@@ -269,9 +269,10 @@ MM3_API int mm3_map_protect(mm3_map *m, mm3_prot prot);
  *  already be long enough for the pages to be touched. Without
  *  MM3_REMAP_MAY_MOVE the map grows or shrinks in place or fails (ENOMEM).
  *  On failure the old mapping and its length are untouched. A shared
- *  anonymous map cannot grow past the pages it has (MM3_ENOTSUP): the memory
- *  behind it, shared with forked children, keeps the size it was made with,
- *  and pages past it would raise SIGBUS; it can shrink.
+ *  anonymous map cannot grow past the pages it was made with (MM3_ENOTSUP):
+ *  the memory behind it, shared with forked children, keeps that size, and
+ *  pages past it would raise SIGBUS; it can shrink, and grow again within
+ *  them (the rest of its last page, or back after a shrink).
  *  @return 0, MM3_ETOOBIG, MM3_EINVAL, MM3_ENOTSUP, or an errno from mremap. After a move,
  *          pointers from mm3_map_ptr are invalid. */
 MM3_API int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags);
@@ -452,7 +453,11 @@ MM3_API void mm3_file_unlock(mm3_file *f);
  * the root): c below points at its first byte, inside the file f. Fixed
  * containers keep everything inline; growable ones keep a small inline head
  * with file offsets into the heap. mm3_ctype describes the element (and key)
- * types; fill it with mm3_ctype_init, which computes the layout.
+ * types; fill it with mm3_ctype_init, which computes the layout. Each call
+ * refuses a type of another kind (a vec's given to mm3_hmap_put), or one
+ * mm3_ctype_init did not lay out, with MM3_EINVAL (NULL for the *_at calls),
+ * touching nothing; that c holds a container of that very type is the
+ * caller's promise (the generated header's *_CTYPE macros keep it).
  *
  * Writers take the file's lock themselves (so several processes may write one
  * container at once). Pointers to elements (vec, ring, segmented, map values)

@@ -762,11 +762,13 @@ int mm3__hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, 
 }
 
 int mm3_hmap_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, void *val_out, uint8_t **val_ptr) {
+  if (!MM3__IS_MAP(t)) return MM3_EINVAL;
   return lookup(f, c, t, key, key_hash(f, t, key), val_out, val_ptr);
 }
 
 int mm3_hmap_get_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, void *vals,
                       uint8_t *found) {
+  if (!MM3__IS_MAP(t)) return MM3_EINVAL;
   const uint8_t *k = keys;
   uint8_t *v = vals;
   uint64_t h[GROUP];
@@ -875,6 +877,7 @@ static int put_group(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t m, cons
 }
 
 int mm3_hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, const void *val, int *created) {
+  if (!MM3__IS_MAP(t)) return MM3_EINVAL;
   uint64_t h;
   hash_group(f, c, t, 1, key, &h); /* the bucket's miss overlaps the lock and the log's set-up */
   size_t done = 0;
@@ -883,6 +886,8 @@ int mm3_hmap_put(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key, c
 
 int mm3_hmap_put_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, const void *keys, const void *vals,
                       size_t *done) {
+  if (done) *done = 0;
+  if (!MM3__IS_MAP(t)) return MM3_EINVAL;
   const uint8_t *k = keys, *v = vals;
   uint64_t h[GROUP];
   size_t put = 0;
@@ -898,6 +903,7 @@ int mm3_hmap_put_many(mm3_file *f, uint8_t *c, const mm3_ctype *t, size_t n, con
 }
 
 int mm3_hmap_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
+  if (!MM3__IS_MAP(t)) return MM3_EINVAL;
   uint64_t h, sp;
   hash_group(f, c, t, 1, key, &h);
   int rc = mm3__op_begin(f, &sp);
@@ -907,6 +913,7 @@ int mm3_hmap_del(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *key) {
 }
 
 int mm3_hmap_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
+  if (!MM3__IS_MAP(t)) return MM3_EINVAL;
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
@@ -1003,6 +1010,7 @@ out:
 }
 
 int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], uint8_t **key, uint8_t **val) {
+  if (!MM3__IS_MAP(t)) return MM3_EINVAL;
   int locked = mm3_file_lock(f) == 0;
   int rc = next_step(f, c, t, pos, locked, key, val);
   if (locked) mm3_file_unlock(f);
@@ -1011,6 +1019,7 @@ int mm3_hmap_next(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], 
 
 int mm3_hmap_next_copy(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t pos[3], void *key_out,
                        void *val_out) {
+  if (!MM3__IS_MAP(t)) return MM3_EINVAL;
   uint8_t *k, *v;
   int rc;
   if (mm3_file_lock(f) == 0) {

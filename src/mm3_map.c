@@ -147,6 +147,7 @@ static int map_common(int fd, uint64_t offset, uint64_t len, mm3_mode mode,
   m->prot = p;
   m->flags = flags | extra_flags;
   m->anon = fd < 0;
+  m->made_len = (map_len + page - 1) & ~(page - 1);
   m->fd = -1;
   /* a page past the end of the file would raise SIGBUS */
   int rc = m->anon ? 0 : mm3__guard_add_map(m);
@@ -398,9 +399,10 @@ int mm3_map_remap(mm3_map *m, uint64_t new_len, int flags) {
   if (new_len > (uint64_t)PTRDIFF_MAX - m->delta - mm3__page_size() - granule) return MM3_ETOOBIG;
   size_t map_len = kernel_len((size_t)new_len + m->delta, granule);
   /* A shared anonymous map's memory (shared with forked children) has the
-     size it was made with: mremap would add pages past its end, which raise
-     SIGBUS when touched. */
-  if (m->anon && (m->flags & MAP_SHARED) && map_len > m->map_len) return MM3_ENOTSUP;
+     size it was made with, in whole pages: mremap would add pages past its
+     end, which raise SIGBUS when touched. Up to it (the rest of its last
+     page, or back after a shrink) is that memory. */
+  if (m->anon && (m->flags & MAP_SHARED) && map_len > m->made_len) return MM3_ENOTSUP;
   /* Out of the guard while base and map_len change (a fault on the map
      meanwhile is not caught), back in after. */
   void *slot = m->anon ? NULL : mm3__guard_hold_map(m);

@@ -49,6 +49,7 @@ static uint8_t *seg_ptr(mm3_file *f, seghead *h, const mm3_ctype *t, int k, uint
 }
 
 uint8_t *mm3_seg_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i) {
+  if (!MM3__IS_SEG(t)) return NULL;
   seghead *h = (seghead *)c;
   if (i >= __atomic_load_n(&h->len, __ATOMIC_ACQUIRE)) return NULL;
   int k;
@@ -112,6 +113,7 @@ static inline __attribute__((always_inline)) int push(mm3_file *f, seghead *h, c
 }
 
 int mm3_seg_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
+  if (!MM3__IS_SEG(t)) return MM3_EINVAL;
   int rc = mm3_file_lock(f);
   if (rc) return rc;
   /* Outside a transaction a push needs no undo log: the element is written
@@ -157,6 +159,7 @@ static int truncate_to(mm3_file *f, seghead *h, const mm3_ctype *t, uint64_t n, 
 }
 
 int mm3_seg_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) {
+  if (!MM3__IS_SEG(t)) return MM3_EINVAL;
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
@@ -165,6 +168,7 @@ int mm3_seg_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) {
 }
 
 int mm3_seg_truncate(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t n) {
+  if (!MM3__IS_SEG(t)) return MM3_EINVAL;
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;
@@ -180,6 +184,7 @@ static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const vo
 }
 
 int mm3_seg_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
+  if (!MM3__IS_SEG(t)) return MM3_EINVAL;
   uint64_t sp;
   int rc = mm3__op_begin(f, &sp);
   if (rc) return rc;

@@ -35,6 +35,7 @@ static int locate(mm3_file *f, uint8_t *c, const mm3_ctype *t, const uint8_t **d
 }
 
 int mm3_value_get(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *buf, uint64_t cap, uint64_t *len) {
+  if (t->kind != MM3_VALUE) return MM3_EINVAL;
   int locked = mm3_file_lock(f) == 0;
   /* Read-only files read without it: a copy that a write overlapped (the
      sequence moved, or was odd: the block may have been freed and reused
@@ -86,6 +87,7 @@ static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, ui
 }
 
 int mm3_value_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *data, uint64_t len) {
+  if (t->kind != MM3_VALUE) return MM3_EINVAL;
   if (t->cap && len > t->cap) return MM3_EFULL;
   if (len > ((uint64_t)1 << 50)) return MM3_ETOOBIG; /* the heap's largest block; len + 8 must not wrap */
   uint64_t sp;

@@ -111,6 +111,7 @@ static uint8_t *item(uint8_t *c, const mm3_ctype *t, uint64_t slot) {
 }
 
 uint8_t *mm3_vec_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i) {
+  if (!MM3__IS_SEQ(t)) return NULL;
   uint64_t n = mm3_container_len(f, c, t);
   if (i >= n) return NULL;
   if (t->kind == MM3_VEC && __atomic_load_n((const uint64_t *)c, __ATOMIC_RELAXED) > t->cap)
@@ -151,6 +152,7 @@ static int push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
 }
 
 int mm3_vec_push(mm3_file *f, uint8_t *c, const mm3_ctype *t, const void *src) {
+  if (!MM3__IS_SEQ(t)) return MM3_EINVAL;
   if (t->kind == MM3_VEC && f->txn_depth == 0) {
     /* Unlogged: the item lands past the end and the length is published
        after it, so a crash leaves the push undone, never half done. */
@@ -179,7 +181,10 @@ static int pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) {
   return 0;
 }
 
-int mm3_vec_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) { OP(f, pop(f, c, t, out)); }
+int mm3_vec_pop(mm3_file *f, uint8_t *c, const mm3_ctype *t, void *out) {
+  if (!MM3__IS_SEQ(t)) return MM3_EINVAL;
+  OP(f, pop(f, c, t, out));
+}
 
 static int insert(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
   uint64_t *len = (uint64_t *)c, n = *len;
@@ -196,6 +201,7 @@ static int insert(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const
 }
 
 int mm3_vec_insert(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
+  if (!MM3__IS_SEQ(t)) return MM3_EINVAL;
   OP(f, insert(f, c, t, i, src));
 }
 
@@ -214,6 +220,7 @@ static int removeat(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, voi
 }
 
 int mm3_vec_remove(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, void *out) {
+  if (!MM3__IS_SEQ(t)) return MM3_EINVAL;
   OP(f, removeat(f, c, t, i, out));
 }
 
@@ -226,7 +233,10 @@ static int clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
   return 0;
 }
 
-int mm3_vec_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) { OP(f, clear(f, c, t)); }
+int mm3_vec_clear(mm3_file *f, uint8_t *c, const mm3_ctype *t) {
+  if (!MM3__IS_SEQ(t)) return MM3_EINVAL;
+  OP(f, clear(f, c, t));
+}
 
 static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
   if (t->kind == MM3_VEC && *(uint64_t *)c > t->cap) return MM3_ECORRUPT;
@@ -238,6 +248,7 @@ static int set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const vo
 }
 
 int mm3_vec_set(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i, const void *src) {
+  if (!MM3__IS_SEQ(t)) return MM3_EINVAL;
   OP(f, set(f, c, t, i, src));
 }
 

@@ -50,8 +50,10 @@ local PRIM_NOTE = {
 
 -- Words a C field or type name cannot be: keywords of C11 and C23, and the
 -- macros of <assert.h>, <stddef.h> and <stdint.h> (which the header includes),
--- of <stdbool.h> and <stdalign.h> (which a program may include before it), and
--- those GCC and Clang predefine in their default GNU modes.
+-- of <stdbool.h>, <stdalign.h>, <stdio.h>, <stdlib.h>, <errno.h> (with POSIX's
+-- E* codes) and <limits.h> (which a program may include before it: a field
+-- `errno` or `stdout` did not compile after them), and those GCC and Clang
+-- predefine in their default GNU modes.
 local RESERVED = {}
 for w in ([[auto break case char const continue default do double else enum extern float
   for goto if inline int long register restrict return short signed sizeof static struct
@@ -63,7 +65,19 @@ for w in ([[auto break case char const continue default do double else enum exte
   SIZE_MAX SIZE_WIDTH PTRDIFF_MIN PTRDIFF_MAX PTRDIFF_WIDTH
   SIG_ATOMIC_MIN SIG_ATOMIC_MAX SIG_ATOMIC_WIDTH WCHAR_MIN WCHAR_MAX WCHAR_WIDTH
   WINT_MIN WINT_MAX WINT_WIDTH INTPTR_MIN INTPTR_MAX INTPTR_WIDTH UINTPTR_MAX UINTPTR_WIDTH
-  INTMAX_MIN INTMAX_MAX INTMAX_WIDTH UINTMAX_MAX UINTMAX_WIDTH INTMAX_C UINTMAX_C]]):gmatch "%S+" do
+  INTMAX_MIN INTMAX_MAX INTMAX_WIDTH UINTMAX_MAX UINTMAX_WIDTH INTMAX_C UINTMAX_C
+  stdin stdout stderr EOF BUFSIZ FILENAME_MAX FOPEN_MAX L_tmpnam SEEK_SET SEEK_CUR SEEK_END
+  TMP_MAX P_tmpdir EXIT_SUCCESS EXIT_FAILURE RAND_MAX MB_CUR_MAX errno
+  CHAR_BIT CHAR_MIN CHAR_MAX SCHAR_MIN SCHAR_MAX UCHAR_MAX SHRT_MIN SHRT_MAX USHRT_MAX
+  INT_MIN INT_MAX UINT_MAX LONG_MIN LONG_MAX ULONG_MAX LLONG_MIN LLONG_MAX ULLONG_MAX MB_LEN_MAX
+  E2BIG EACCES EADDRINUSE EADDRNOTAVAIL EAFNOSUPPORT EAGAIN EALREADY EBADF EBADMSG EBUSY
+  ECANCELED ECHILD ECONNABORTED ECONNREFUSED ECONNRESET EDEADLK EDESTADDRREQ EDOM EDQUOT
+  EEXIST EFAULT EFBIG EHOSTUNREACH EIDRM EILSEQ EINPROGRESS EINTR EINVAL EIO EISCONN EISDIR
+  ELOOP EMFILE EMLINK EMSGSIZE EMULTIHOP ENAMETOOLONG ENETDOWN ENETRESET ENETUNREACH ENFILE
+  ENOBUFS ENODATA ENODEV ENOENT ENOEXEC ENOLCK ENOLINK ENOMEM ENOMSG ENOPROTOOPT ENOSPC ENOSR
+  ENOSTR ENOSYS ENOTCONN ENOTDIR ENOTEMPTY ENOTRECOVERABLE ENOTSOCK ENOTSUP ENOTTY ENXIO
+  EOPNOTSUPP EOVERFLOW EOWNERDEAD EPERM EPIPE EPROTO EPROTONOSUPPORT EPROTOTYPE ERANGE EROFS
+  ESPIPE ESRCH ESTALE ETIME ETIMEDOUT ETXTBSY EWOULDBLOCK EXDEV]]):gmatch "%S+" do
   RESERVED[w] = true
 end
 for _, n in ipairs { 8, 16, 32, 64 } do
@@ -541,7 +555,8 @@ function M.generate(T, name)
     " *",
     " * A field whose name is a C keyword or a macro (of this header, MM3_* of",
     " * memmap3.h, or of <stdint.h>, <stddef.h>, <assert.h>, <stdbool.h>,",
-    " * <stdalign.h>) has a trailing underscore, another while that name is",
+    " * <stdalign.h>, <stdio.h>, <stdlib.h>, <errno.h>, <limits.h>) has a",
+    " * trailing underscore, another while that name is",
     " * another field's: `int` is int_, and int__ if the struct has a field int_.",
     " * Its comment gives the field's name in the schema. Under C++ a field named",
     " * like a C++ keyword or like a type of its struct is renamed the same way",

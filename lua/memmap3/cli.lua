@@ -23,7 +23,8 @@ and NaN become null; a value<N> table that is not a sequence and has a
 non-string key becomes a list of [key, value] pairs.
 exit status: 0 success, 1 damaged or unreadable file (or other failure),
 2 usage error, 3 a process died writing the file (no damage: its work is
-rolled back by the next read-write open, which info, dump and check are not)]]
+rolled back by the next read-write open, which info, dump and check are not),
+4 other processes wrote the file throughout (no verdict: try again)]]
 
 -- ---------------------------------------------------------------------------
 -- Rendering values in declaration order, guided by the type
@@ -379,7 +380,8 @@ end
 --- Run the command line in args; out(line) prints, err(line) reports.
 -- @return the exit status: 0 success, 1 damaged or unreadable file (or
 -- another failure), 2 usage error, 3 a dead writer's unfinished work
--- (a read-write open rolls it back)
+-- (a read-write open rolls it back), 4 writes of other processes overlapped
+-- every look (a busy file: no verdict)
 function M.main(args, out, err)
   out = out or print
   err = err or function(s) io.stderr:write(s, "\n") end
@@ -394,6 +396,11 @@ function M.main(args, out, err)
       err("memmap3: " .. msg .. " (this is no damage: the first read-write open rolls the dead writer's "
         .. "work back)")
       return 3
+    end
+    if code == mm.EWRITERS then -- busy: what it saw may be writes in progress
+      err("memmap3: " .. msg .. "\n(no verdict: other processes wrote the file throughout; run it again when "
+        .. "they pause)")
+      return 4
     end
     err("memmap3: " .. msg)
     return 1

@@ -608,7 +608,7 @@ function M.check(target)
   -- show a half-made write as damage: a pass that found problems while the
   -- file's write sequence moved is made again; one that moved every time
   -- says so.
-  local problems, why
+  local problems, why, busy
   for attempt = 1, 50 do
     local s1 = core.file_seq(f)
     problems, why = pass()
@@ -618,6 +618,7 @@ function M.check(target)
     if attempt == 50 then
       table.insert(problems, 1, "(other processes wrote to the file during every check: some of these may be "
         .. "their writes in progress)")
+      busy = true
     end
     local t0 = os.clock()
     while os.clock() - t0 < 0.002 do end -- (let the writer finish)
@@ -627,7 +628,7 @@ function M.check(target)
     return nil, why
   end
   if opened then M.close(v) end
-  if #problems > 0 then return nil, table.concat(problems, "\n") end
+  if #problems > 0 then return nil, table.concat(problems, "\n"), busy and M.EWRITERS or nil end
   return true
 end
 

@@ -326,6 +326,55 @@ FTEST(vec_push_at_pop) {
   CHECK(file_ok(f));
 }
 
+/* A type of another kind (or one mm3_ctype_init never laid out) given to a
+   container call: MM3_EINVAL, nothing touched (a vec's type given to a map
+   call divided by its node size, 0). */
+FTEST(calls_refuse_another_kinds_type) {
+  mm3_ctype t = ctype(MM3_VEC, 8, 8, 8);
+  mm3_file *f = container_file("kinds", "root vec<u64,8>", &t);
+  REQUIRE(f);
+  uint8_t *c = mm3_file_root(f);
+  uint64_t x = 7, out = 0;
+  CHECK_RC(mm3_vec_push(f, c, &t, &x));
+  mm3_ctype m = map_ctype(MM3_HMAP, 8, 8, 0, 8, 8, 0), seg = ctype(MM3_SEGMENTED, 8, 8, 0), raw = {0};
+  CHECK_RC(mm3_ctype_init(&m));
+  CHECK_RC(mm3_ctype_init(&seg));
+  raw.kind = MM3_FMAP; /* never laid out: node size 0 */
+  size_t done = 99;
+  uint64_t pos[3] = {0, 0, 0};
+  uint8_t *k, *v;
+  CHECK_EQ(mm3_hmap_put(f, c, &t, &x, &x, NULL), MM3_EINVAL);
+  CHECK_EQ(mm3_hmap_put(f, c, &raw, &x, &x, NULL), MM3_EINVAL);
+  CHECK_EQ(mm3_hmap_get(f, c, &t, &x, &out, NULL), MM3_EINVAL);
+  CHECK_EQ(mm3_hmap_del(f, c, &t, &x), MM3_EINVAL);
+  CHECK_EQ(mm3_hmap_clear(f, c, &t), MM3_EINVAL);
+  CHECK_EQ(mm3_hmap_put_many(f, c, &t, 1, &x, &x, &done), MM3_EINVAL);
+  CHECK_EQ(done, 0);
+  CHECK_EQ(mm3_hmap_get_many(f, c, &t, 1, &x, &out, NULL), MM3_EINVAL);
+  CHECK_EQ(mm3_hmap_next(f, c, &t, pos, &k, &v), MM3_EINVAL);
+  CHECK_EQ(mm3_hmap_next_copy(f, c, &t, pos, &out, &out), MM3_EINVAL);
+  CHECK_EQ(mm3_seg_push(f, c, &t, &x), MM3_EINVAL);
+  CHECK_EQ(mm3_seg_pop(f, c, &t, &out), MM3_EINVAL);
+  CHECK_EQ(mm3_seg_set(f, c, &t, 0, &x), MM3_EINVAL);
+  CHECK_EQ(mm3_seg_truncate(f, c, &t, 0), MM3_EINVAL);
+  CHECK(mm3_seg_at(f, c, &t, 0) == NULL);
+  CHECK_EQ(mm3_vec_push(f, c, &m, &x), MM3_EINVAL);
+  CHECK_EQ(mm3_vec_push(f, c, &seg, &x), MM3_EINVAL);
+  CHECK_EQ(mm3_vec_pop(f, c, &m, &out), MM3_EINVAL);
+  CHECK_EQ(mm3_vec_insert(f, c, &m, 0, &x), MM3_EINVAL);
+  CHECK_EQ(mm3_vec_remove(f, c, &m, 0, &out), MM3_EINVAL);
+  CHECK_EQ(mm3_vec_set(f, c, &m, 0, &x), MM3_EINVAL);
+  CHECK_EQ(mm3_vec_clear(f, c, &m), MM3_EINVAL);
+  CHECK(mm3_vec_at(f, c, &m, 0) == NULL);
+  CHECK_EQ(mm3_value_set(f, c, &t, &x, 8), MM3_EINVAL);
+  CHECK_EQ(mm3_value_get(f, c, &t, &out, 8, NULL), MM3_EINVAL);
+  /* the vec as it was */
+  CHECK_EQ(mm3_container_len(f, c, &t), 1);
+  CHECK_EQ(rd64(mm3_vec_at(f, c, &t, 0)), 7);
+  CHECK(container_ok(f, c, &t));
+  CHECK(file_ok(f));
+}
+
 FTEST(vec_insert_remove) {
   mm3_ctype t = ctype(MM3_VEC, 4, 4, 8);
   mm3_file *f = container_file("vecins", "root vec<u32,8>", &t);
@@ -1833,7 +1882,8 @@ FTEST(check_damaged_segmented) {
 }
 
 RUN_TESTS(ctype_vec_ring_layout, ctype_map_layout, ctype_segmented_value_layout, ctype_bad,
-          ctype_zero_capacity_is_einval, vec_push_at_pop, vec_insert_remove, vec_set_clear, vec_persists,
+          ctype_zero_capacity_is_einval, vec_push_at_pop, calls_refuse_another_kinds_type,
+          vec_insert_remove, vec_set_clear, vec_persists,
           ring_overwrites_oldest, ring_only_pushes, fmap_integer_keys, fmap_string_keys, fmap_next_and_clear,
           hmap_key_hash, hmap_string_keys, hmap_100000_entries, hmap_next_during_resize, hmap_delete_during_next,
           hmap_get_many_not_found_leaves_value, hmap_put_many_get_many, hmap_put_many_sizes_table_once, fmap_put_many_full, hmap_put_many_rollback_readonly,

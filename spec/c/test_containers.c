@@ -328,50 +328,58 @@ FTEST(vec_push_at_pop) {
 
 /* A type of another kind (or one mm3_ctype_init never laid out) given to a
    container call: MM3_EINVAL, nothing touched (a vec's type given to a map
-   call divided by its node size, 0). */
+   call divided by its node size, 0). The container is a map<u64,u64>. */
 FTEST(calls_refuse_another_kinds_type) {
-  mm3_ctype t = ctype(MM3_VEC, 8, 8, 8);
-  mm3_file *f = container_file("kinds", "root vec<u64,8>", &t);
+  mm3_ctype m, vec = ctype(MM3_VEC, 8, 8, 8), seg = ctype(MM3_SEGMENTED, 8, 8, 0), raw = {0};
+  mm3_file *f = u64_map_file("kinds", 0, &m, NULL);
   REQUIRE(f);
   uint8_t *c = mm3_file_root(f);
-  uint64_t x = 7, out = 0;
-  CHECK_RC(mm3_vec_push(f, c, &t, &x));
-  mm3_ctype m = map_ctype(MM3_HMAP, 8, 8, 0, 8, 8, 0), seg = ctype(MM3_SEGMENTED, 8, 8, 0), raw = {0};
-  CHECK_RC(mm3_ctype_init(&m));
+  CHECK_RC(put_keys(f, c, &m, 1, 4));
+  CHECK_RC(mm3_ctype_init(&vec));
   CHECK_RC(mm3_ctype_init(&seg));
-  raw.kind = MM3_FMAP; /* never laid out: node size 0 */
+  raw.kind = MM3_HMAP; /* never laid out: node size 0 */
+  uint64_t x = 7, out = 0;
   size_t done = 99;
   uint64_t pos[3] = {0, 0, 0};
   uint8_t *k, *v;
-  CHECK_EQ(mm3_hmap_put(f, c, &t, &x, &x, NULL), MM3_EINVAL);
-  CHECK_EQ(mm3_hmap_put(f, c, &raw, &x, &x, NULL), MM3_EINVAL);
-  CHECK_EQ(mm3_hmap_get(f, c, &t, &x, &out, NULL), MM3_EINVAL);
-  CHECK_EQ(mm3_hmap_del(f, c, &t, &x), MM3_EINVAL);
-  CHECK_EQ(mm3_hmap_clear(f, c, &t), MM3_EINVAL);
-  CHECK_EQ(mm3_hmap_put_many(f, c, &t, 1, &x, &x, &done), MM3_EINVAL);
-  CHECK_EQ(done, 0);
-  CHECK_EQ(mm3_hmap_get_many(f, c, &t, 1, &x, &out, NULL), MM3_EINVAL);
-  CHECK_EQ(mm3_hmap_next(f, c, &t, pos, &k, &v), MM3_EINVAL);
-  CHECK_EQ(mm3_hmap_next_copy(f, c, &t, pos, &out, &out), MM3_EINVAL);
-  CHECK_EQ(mm3_seg_push(f, c, &t, &x), MM3_EINVAL);
-  CHECK_EQ(mm3_seg_pop(f, c, &t, &out), MM3_EINVAL);
-  CHECK_EQ(mm3_seg_set(f, c, &t, 0, &x), MM3_EINVAL);
-  CHECK_EQ(mm3_seg_truncate(f, c, &t, 0), MM3_EINVAL);
-  CHECK(mm3_seg_at(f, c, &t, 0) == NULL);
-  CHECK_EQ(mm3_vec_push(f, c, &m, &x), MM3_EINVAL);
-  CHECK_EQ(mm3_vec_push(f, c, &seg, &x), MM3_EINVAL);
-  CHECK_EQ(mm3_vec_pop(f, c, &m, &out), MM3_EINVAL);
-  CHECK_EQ(mm3_vec_insert(f, c, &m, 0, &x), MM3_EINVAL);
-  CHECK_EQ(mm3_vec_remove(f, c, &m, 0, &out), MM3_EINVAL);
-  CHECK_EQ(mm3_vec_set(f, c, &m, 0, &x), MM3_EINVAL);
-  CHECK_EQ(mm3_vec_clear(f, c, &m), MM3_EINVAL);
-  CHECK(mm3_vec_at(f, c, &m, 0) == NULL);
-  CHECK_EQ(mm3_value_set(f, c, &t, &x, 8), MM3_EINVAL);
-  CHECK_EQ(mm3_value_get(f, c, &t, &out, 8, NULL), MM3_EINVAL);
-  /* the vec as it was */
-  CHECK_EQ(mm3_container_len(f, c, &t), 1);
-  CHECK_EQ(rd64(mm3_vec_at(f, c, &t, 0)), 7);
-  CHECK(container_ok(f, c, &t));
+  const mm3_ctype *wrong[] = {&vec, &seg, &raw};
+  for (int i = 0; i < 3; i++) {
+    const mm3_ctype *t = wrong[i];
+    CHECK_EQ(mm3_hmap_put(f, c, t, &x, &x, NULL), MM3_EINVAL);
+    CHECK_EQ(mm3_hmap_get(f, c, t, &x, &out, NULL), MM3_EINVAL);
+    CHECK_EQ(mm3_hmap_del(f, c, t, &x), MM3_EINVAL);
+    CHECK_EQ(mm3_hmap_clear(f, c, t), MM3_EINVAL);
+    CHECK_EQ(mm3_hmap_put_many(f, c, t, 1, &x, &x, &done), MM3_EINVAL);
+    CHECK_EQ(done, 0);
+    CHECK_EQ(mm3_hmap_get_many(f, c, t, 1, &x, &out, NULL), MM3_EINVAL);
+    CHECK_EQ(mm3_hmap_next(f, c, t, pos, &k, &v), MM3_EINVAL);
+    CHECK_EQ(mm3_hmap_next_copy(f, c, t, pos, &out, &out), MM3_EINVAL);
+    CHECK_EQ(mm3_value_set(f, c, t, &x, 8), MM3_EINVAL);
+    CHECK_EQ(mm3_value_get(f, c, t, &out, 8, NULL), MM3_EINVAL);
+  }
+  const mm3_ctype *not_seq[] = {&m, &seg}, *not_seg[] = {&m, &vec};
+  for (int i = 0; i < 2; i++) {
+    const mm3_ctype *t = not_seq[i], *u = not_seg[i];
+    CHECK_EQ(mm3_vec_push(f, c, t, &x), MM3_EINVAL);
+    CHECK_EQ(mm3_vec_pop(f, c, t, &out), MM3_EINVAL);
+    CHECK_EQ(mm3_vec_insert(f, c, t, 0, &x), MM3_EINVAL);
+    CHECK_EQ(mm3_vec_remove(f, c, t, 0, &out), MM3_EINVAL);
+    CHECK_EQ(mm3_vec_set(f, c, t, 0, &x), MM3_EINVAL);
+    CHECK_EQ(mm3_vec_clear(f, c, t), MM3_EINVAL);
+    CHECK(mm3_vec_at(f, c, t, 0) == NULL);
+    CHECK_EQ(mm3_seg_push(f, c, u, &x), MM3_EINVAL);
+    CHECK_EQ(mm3_seg_pop(f, c, u, &out), MM3_EINVAL);
+    CHECK_EQ(mm3_seg_set(f, c, u, 0, &x), MM3_EINVAL);
+    CHECK_EQ(mm3_seg_truncate(f, c, u, 0), MM3_EINVAL);
+    CHECK(mm3_seg_at(f, c, u, 0) == NULL);
+  }
+  /* the map as it was */
+  CHECK_EQ(mm3_container_len(f, c, &m), 3);
+  for (uint64_t key = 1; key < 4; key++) {
+    CHECK_RC(mm3_hmap_get(f, c, &m, &key, &out, NULL));
+    CHECK_EQ(out, key);
+  }
+  CHECK(container_ok(f, c, &m));
   CHECK(file_ok(f));
 }
 

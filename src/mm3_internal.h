@@ -426,18 +426,18 @@ static inline int mm3__inside(const mm3_file *f, uint64_t off, uint64_t len) {
 /* Per-kind checks behind mm3_container_check. */
 MM3_INTERNAL int mm3__hmap_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
 MM3_INTERNAL int mm3__seg_check(mm3_file *f, uint8_t *c, const mm3_ctype *t, char *why, size_t n);
-/* The length of container c as stored (*len), and 0, or MM3_ECORRUPT when
-   it cannot be: a vec's or a fixed map's over its capacity, a list's past
-   its segments, a growable map's past the nodes the mapping has room for
-   (a lagging mapping too: see again after mm3_file_refresh). Lock-free: a
-   write under way in another process (a rollback) can make it fail for a
-   moment; look again under the lock before calling the file corrupted. */
 /* What the public container calls check first: a type of their kind, filled
    in by mm3_ctype_init (another kind's, or zeros, would have them divide by
    zero or walk the container as something else): MM3_EINVAL otherwise. */
 #define MM3__IS_MAP(t) (((t)->kind == MM3_FMAP || (t)->kind == MM3_HMAP) && (t)->node_size && (t)->key_size)
 #define MM3__IS_SEQ(t) (((t)->kind == MM3_VEC || (t)->kind == MM3_RING) && (t)->elem_size && (t)->cap)
 #define MM3__IS_SEG(t) ((t)->kind == MM3_SEGMENTED && (t)->seg_first && (t)->elem_size)
+/* The length of container c as stored (*len), and 0, or MM3_ECORRUPT when
+   it cannot be: a vec's or a fixed map's over its capacity, a list's past
+   its segments, a growable map's past the nodes the mapping has room for
+   (a lagging mapping too: see again after mm3_file_refresh). Lock-free: a
+   write under way in another process (a rollback) can make it fail for a
+   moment; look again under the lock before calling the file corrupted. */
 MM3_INTERNAL int mm3__len_ok(const mm3_file *f, const uint8_t *c, const mm3_ctype *t, uint64_t *len);
 /* Whether n nodes of growable map type t fit the mapping (each takes
    node_size bytes at least). */

@@ -111,16 +111,15 @@ static uint8_t *item(uint8_t *c, const mm3_ctype *t, uint64_t slot) {
 }
 
 uint8_t *mm3_vec_at(mm3_file *f, uint8_t *c, const mm3_ctype *t, uint64_t i) {
+  (void)f;
   if (!MM3__IS_SEQ(t)) return NULL;
-  uint64_t n = mm3_container_len(f, c, t);
-  if (i >= n) return NULL;
-  if (t->kind == MM3_VEC && __atomic_load_n((const uint64_t *)c, __ATOMIC_RELAXED) > t->cap)
-    return NULL; /* a damaged length: no element is trusted (mm3__len_ok says why) */
+  uint64_t n = __atomic_load_n((const uint64_t *)c, __ATOMIC_ACQUIRE); /* once: a ring's head moves */
   if (t->kind == MM3_RING) {
-    uint64_t head = __atomic_load_n((uint64_t *)c, __ATOMIC_ACQUIRE);
-    return item(c, t, (head - n + i) % t->cap);
+    uint64_t held = n < t->cap ? n : t->cap;
+    return i < held ? item(c, t, (n - held + i) % t->cap) : NULL;
   }
-  return item(c, t, i);
+  /* a vec's length past its capacity is damage: no element is trusted (mm3__len_ok says why) */
+  return i < n && n <= t->cap ? item(c, t, i) : NULL;
 }
 
 /* One crash-atomic operation under the file's lock (see mm3_txn.c). */

@@ -48,8 +48,9 @@ M.page_size = core.page_size
 -- @return a type
 -- A struct or enum named like a built-in type ("u64", "value") would be read
 -- back from the file's schema text as the built-in: refused when declared.
+local function is_builtin(name) return type(name) == "string" and (schema.prims[name] or name == "value") end
 local function builtin_name(name, what)
-  if type(name) == "string" and (schema.prims[name] or name == "value") then
+  if is_builtin(name) then
     error(format("%s: '%s' is the name of a built-in type", what, name), 3)
   end
 end
@@ -319,14 +320,12 @@ end
 local TEXT_CACHE_MAX = 64
 local type_of_text, n_texts = {}, 0
 
--- Called by mm.create and mm.open, never as a tail call: level 3 of its
--- errors is their caller's line.
 -- "struct 'value' is named like a built-in type" for the first such struct
 -- or enum inside t (memmap3.schema declares them, for files made so), or nil.
 local function builtin_named(t, seen)
   if type(t) ~= "table" or seen[t] then return nil end
   seen[t] = true
-  if (t.kind == "struct" or t.kind == "enum") and (schema.prims[t.name] or t.name == "value") then
+  if (t.kind == "struct" or t.kind == "enum") and is_builtin(t.name) then
     return format("%s '%s' is named like a built-in type", t.kind, t.name)
   end
   for _, f in ipairs(t.fields or {}) do
@@ -336,6 +335,8 @@ local function builtin_named(t, seen)
   return builtin_named(t.elem, seen) or builtin_named(t.key, seen)
 end
 
+-- Called by mm.create and mm.open, never as a tail call: level 3 of its
+-- errors is their caller's line.
 local function open_file(path, t, opts, create, exclusive, what)
   if type(path) ~= "string" then error(format("%s: path must be a string", what), 3) end
   if path:find("\0", 1, true) then error(format("%s: the path contains a NUL byte", what), 3) end
@@ -524,7 +525,9 @@ M.lock = core.lock
 -- it read-write once to roll that back). Through a view whose open the file
 -- has outgrown (past its `reserve`) it checks nothing and says so.
 -- @param target a path or a view
--- @return true, or nil and a message listing every problem found
+-- @return true, or nil and a message listing every problem found (and
+-- `mm.EWRITERS` when other processes wrote during every one of its 50
+-- passes: what it saw may be their writes in progress, no verdict)
 function M.check(target)
   local v, opened = target, false
   if type(target) == "string" then
